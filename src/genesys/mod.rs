@@ -1,0 +1,10 @@
+//! Everything that talks to (or pretends to be) Genesys Cloud.
+
+pub mod auth;
+pub mod budget;
+pub mod client;
+pub mod observations;
+pub mod poller;
+pub mod queues;
+pub mod region;
+pub mod sim;

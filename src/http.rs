@@ -1,0 +1,92 @@
+//! The one place HTTP agents are built, so Genesys and InfluxDB share the same timeout,
+//! proxy and trust settings (`HTTP_TIMEOUT`, `HTTPS_PROXY`/`NO_PROXY`, `TLS_CA_FILE`).
+//!
+//! Agents never turn a 4xx/5xx into an error: callers read the status, headers and body
+//! themselves, because both APIs put the reason for a failure in the body.
+
+use std::path::Path;
+use std::time::Duration;
+
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+
+use crate::config::HttpConfig;
+
+/// Builds an agent with the configured timeout on connect and on the whole call, the
+/// proxy from the environment, and the bundled web PKI roots plus `TLS_CA_FILE`.
+pub fn agent(http: &HttpConfig) -> Result<ureq::Agent, String> {
+    let mut tls = TlsConfig::builder();
+    if let Some(path) = &http.tls_ca_file {
+        tls = tls.root_certs(roots_with(path)?);
+    }
+    let config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(http.timeout))
+        .timeout_global(Some(http.timeout))
+        .max_idle_age(Duration::from_secs(50))
+        .user_agent(concat!("genesys2influx/", env!("CARGO_PKG_VERSION")))
+        .proxy(ureq::Proxy::try_from_env())
+        .tls_config(tls.build())
+        .build();
+    Ok(config.new_agent())
+}
+
+/// The bundled roots plus every certificate in the PEM file at `path`.
+fn roots_with(path: &Path) -> Result<RootCerts, String> {
+    let pem = std::fs::read(path)
+        .map_err(|e| format!("TLS_CA_FILE: cannot read {}: {e}", path.display()))?;
+    let mut roots: Vec<Certificate<'static>> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+        .iter()
+        .map(|der| Certificate::from_der(der.as_ref()).to_owned())
+        .collect();
+    let bundled = roots.len();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(PemItem::Certificate(cert)) => roots.push(cert),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(format!(
+                    "TLS_CA_FILE: {} is not valid PEM: {e}",
+                    path.display()
+                ))
+            }
+        }
+    }
+    if roots.len() == bundled {
+        return Err(format!(
+            "TLS_CA_FILE: {} holds no PEM certificate",
+            path.display()
+        ));
+    }
+    Ok(RootCerts::from(roots))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(ca: Option<&Path>) -> HttpConfig {
+        HttpConfig {
+            timeout: Duration::from_secs(1),
+            tls_ca_file: ca.map(Path::to_path_buf),
+        }
+    }
+
+    #[test]
+    fn a_missing_or_empty_ca_file_names_the_variable() {
+        let err = agent(&config(Some(Path::new("/nonexistent.pem")))).unwrap_err();
+        assert!(
+            err.starts_with("TLS_CA_FILE: cannot read /nonexistent.pem"),
+            "{err}"
+        );
+        let path = std::env::temp_dir().join(format!("g2i-empty-{}.pem", std::process::id()));
+        std::fs::write(&path, "not pem").unwrap();
+        let err = agent(&config(Some(&path))).unwrap_err();
+        assert!(err.contains("holds no PEM certificate"), "{err}");
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn builds_without_a_ca_file() {
+        assert!(agent(&config(None)).is_ok());
+    }
+}

@@ -1,0 +1,23 @@
+//! genesys2influx: Genesys Cloud queue observations and KPIs → InfluxDB line protocol.
+//!
+//! The binary (`main.rs`) is a thin shell over this library so that the integration tests
+//! can reuse the simulated Genesys Cloud (`genesys::sim`) and the pure building blocks.
+//! The shape of the running service is in [`pipeline`]: poller thread → aggregator thread
+//! → writer thread, joined by bounded crossbeam channels.
+#![forbid(unsafe_code)]
+
+pub mod aggregate;
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod duration;
+pub mod envfile;
+pub mod genesys;
+pub mod http;
+pub mod influx;
+pub mod logging;
+pub mod model;
+pub mod notify;
+pub mod pipeline;
+pub mod stats;

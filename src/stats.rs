@@ -1,0 +1,138 @@
+//! Counters behind the `genesys2influx` self-metrics measurement.
+//!
+//! Every thread bumps the same [`Stats`] (lock-free atomics); the aggregator takes a
+//! [`StatsSnapshot`] at each window end, which resets the per-window counters, and writes
+//! it as one point through the normal writer path.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub polls: AtomicU64,
+    pub poll_errors: AtomicU64,
+    pub api_requests: AtomicU64,
+    pub api_rate_limited: AtomicU64,
+    pub token_refreshes: AtomicU64,
+    /// Gauge: queues selected now.
+    pub queues: AtomicU64,
+    pub points_written: AtomicU64,
+    pub write_errors: AtomicU64,
+    pub lines_spooled: AtomicU64,
+    pub lines_dropped: AtomicU64,
+    /// Gauge: bytes in the spool now.
+    pub spool_bytes: AtomicU64,
+    pub poll_ms_max: AtomicU64,
+    pub write_ms_max: AtomicU64,
+}
+
+/// The self-metrics fields in the order they are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatsSnapshot {
+    pub polls: u64,
+    pub poll_errors: u64,
+    pub api_requests: u64,
+    pub api_rate_limited: u64,
+    pub token_refreshes: u64,
+    pub queues: u64,
+    pub points_written: u64,
+    pub write_errors: u64,
+    pub lines_spooled: u64,
+    pub lines_dropped: u64,
+    pub spool_bytes: u64,
+    pub poll_ms_max: u64,
+    pub write_ms_max: u64,
+}
+
+impl StatsSnapshot {
+    /// `(field name, value)` pairs in contract order.
+    pub fn fields(&self) -> [(&'static str, u64); 13] {
+        [
+            ("polls", self.polls),
+            ("poll_errors", self.poll_errors),
+            ("api_requests", self.api_requests),
+            ("api_rate_limited", self.api_rate_limited),
+            ("token_refreshes", self.token_refreshes),
+            ("queues", self.queues),
+            ("points_written", self.points_written),
+            ("write_errors", self.write_errors),
+            ("lines_spooled", self.lines_spooled),
+            ("lines_dropped", self.lines_dropped),
+            ("spool_bytes", self.spool_bytes),
+            ("poll_ms_max", self.poll_ms_max),
+            ("write_ms_max", self.write_ms_max),
+        ]
+    }
+}
+
+impl Stats {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Relaxed);
+    }
+
+    pub fn incr(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+
+    pub fn set(gauge: &AtomicU64, value: u64) {
+        gauge.store(value, Relaxed);
+    }
+
+    pub fn raise_to(max: &AtomicU64, value: u64) {
+        max.fetch_max(value, Relaxed);
+    }
+
+    /// Reads every field and resets the per-window counters (not the gauges).
+    pub fn take_window(&self) -> StatsSnapshot {
+        let take = |c: &AtomicU64| c.swap(0, Relaxed);
+        StatsSnapshot {
+            polls: take(&self.polls),
+            poll_errors: take(&self.poll_errors),
+            api_requests: take(&self.api_requests),
+            api_rate_limited: take(&self.api_rate_limited),
+            token_refreshes: take(&self.token_refreshes),
+            queues: self.queues.load(Relaxed),
+            points_written: take(&self.points_written),
+            write_errors: take(&self.write_errors),
+            lines_spooled: take(&self.lines_spooled),
+            lines_dropped: take(&self.lines_dropped),
+            spool_bytes: self.spool_bytes.load(Relaxed),
+            poll_ms_max: take(&self.poll_ms_max),
+            write_ms_max: take(&self.write_ms_max),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_snapshot_resets_counters_but_not_gauges() {
+        let stats = Stats::default();
+        Stats::incr(&stats.polls);
+        Stats::add(&stats.api_requests, 3);
+        Stats::set(&stats.queues, 250);
+        Stats::raise_to(&stats.poll_ms_max, 12);
+        Stats::raise_to(&stats.poll_ms_max, 7);
+        let first = stats.take_window();
+        assert_eq!(
+            (
+                first.polls,
+                first.api_requests,
+                first.queues,
+                first.poll_ms_max
+            ),
+            (1, 3, 250, 12)
+        );
+        let second = stats.take_window();
+        assert_eq!(
+            (
+                second.polls,
+                second.api_requests,
+                second.queues,
+                second.poll_ms_max
+            ),
+            (0, 0, 250, 0)
+        );
+    }
+}
