@@ -1,1 +1,678 @@
-//! (not written yet)
+//! Readings → UTC-aligned windows → line protocol. Pure: no I/O and no clock reads.
+//!
+//! Every poll belongs to the window in which its *tick* fell, whenever its answer
+//! arrives. A window is closed as soon as the poller reports its last tick done (or a
+//! tick of a later window shows up, when the last one was skipped), so points reach
+//! InfluxDB within moments of the window's last poll. Per metric the window keeps
+//! min, max, sum and last, so memory per queue is fixed whatever the window length.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use crate::influx::line_protocol::LineBuilder;
+use crate::model::{MetricKind, PollEvent, QueueObservation, AGENT_METRICS, MEDIA_METRICS};
+
+pub const QUEUE_MEASUREMENT: &str = "genesys_queue";
+pub const MEDIA_MEASUREMENT: &str = "genesys_queue_media";
+
+/// Running min/max/sum/last of one metric within one window.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Stat {
+    min: f64,
+    max: f64,
+    sum: f64,
+    last: f64,
+}
+
+impl Stat {
+    fn first(value: f64) -> Self {
+        Stat {
+            min: value,
+            max: value,
+            sum: value,
+            last: value,
+        }
+    }
+
+    fn add(&mut self, value: f64) {
+        self.min = self.min.min(value);
+        self.max = self.max.max(value);
+        self.sum += value;
+        self.last = value;
+    }
+}
+
+/// One media type of one queue. `polls` counts the polls it appeared in; the polls of
+/// its queue it was absent from count as zeros (contract: absent metric = 0).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct MediaWindow {
+    media_type: String,
+    stats: [Stat; 5],
+    polls: u32,
+    /// Sequence number (within the queue's window) of the last poll it appeared in.
+    last_poll: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct QueueWindow {
+    id: String,
+    /// The name at the latest poll: a queue renamed mid-window is written with its new name.
+    name: String,
+    samples: u32,
+    agents: [Stat; 8],
+    media: Vec<MediaWindow>,
+}
+
+impl QueueWindow {
+    fn new(observation: &QueueObservation) -> Self {
+        let mut window = QueueWindow {
+            id: observation.queue.id.clone(),
+            name: observation.queue.name.clone(),
+            samples: 1,
+            agents: observation.agents.map(Stat::first),
+            media: Vec::new(),
+        };
+        window.add_media(observation);
+        window
+    }
+
+    fn add(&mut self, observation: &QueueObservation) {
+        if self.name != observation.queue.name {
+            self.name.clone_from(&observation.queue.name);
+        }
+        self.samples += 1;
+        for (stat, value) in self.agents.iter_mut().zip(observation.agents) {
+            stat.add(value);
+        }
+        self.add_media(observation);
+    }
+
+    fn add_media(&mut self, observation: &QueueObservation) {
+        let poll = self.samples;
+        for reading in &observation.media {
+            match self
+                .media
+                .iter_mut()
+                .find(|m| *m.media_type == *reading.media_type)
+            {
+                Some(window) => {
+                    for (stat, value) in window.stats.iter_mut().zip(reading.values) {
+                        stat.add(value);
+                    }
+                    window.polls += 1;
+                    window.last_poll = poll;
+                }
+                None => self.media.push(MediaWindow {
+                    media_type: reading.media_type.to_string(),
+                    stats: reading.values.map(Stat::first),
+                    polls: 1,
+                    last_poll: poll,
+                }),
+            }
+        }
+    }
+}
+
+/// The window being filled. Serializable so a restart inside the same window can
+/// continue it instead of overwriting the first half with the second.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenWindow {
+    pub start_ms: u64,
+    queues: BTreeMap<String, QueueWindow>,
+}
+
+/// A closed window encoded as line protocol.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClosedWindow {
+    pub start_ms: u64,
+    pub lines: String,
+    pub points: usize,
+}
+
+pub struct Aggregator {
+    window_ms: u64,
+    poll_ms: u64,
+    agent_fields: Vec<FieldNames>,
+    media_fields: Vec<FieldNames>,
+    /// `INFLUXDB_TAGS`, sorted by key.
+    static_tags: Vec<(String, String)>,
+    open: Option<OpenWindow>,
+}
+
+impl Aggregator {
+    pub fn new(window_ms: u64, poll_ms: u64, static_tags: Vec<(String, String)>) -> Self {
+        debug_assert!(poll_ms > 0 && window_ms % poll_ms == 0);
+        Aggregator {
+            window_ms,
+            poll_ms,
+            agent_fields: AGENT_METRICS
+                .iter()
+                .map(|name| FieldNames::new(name, MetricKind::Count))
+                .collect(),
+            media_fields: MEDIA_METRICS
+                .iter()
+                .map(|(name, kind)| FieldNames::new(name, *kind))
+                .collect(),
+            static_tags,
+            open: None,
+        }
+    }
+
+    pub fn window_start(&self, tick_ms: u64) -> u64 {
+        tick_ms - tick_ms % self.window_ms
+    }
+
+    /// Folds one poller event in; returns the windows it closed (at most two: the open
+    /// one, when a tick of a later window arrives, and the one this event finished).
+    pub fn handle(&mut self, event: &PollEvent) -> Vec<ClosedWindow> {
+        match event {
+            PollEvent::Observations {
+                tick_ms,
+                observations,
+            } => {
+                let closed = self.roll_to(*tick_ms);
+                let start_ms = self.window_start(*tick_ms);
+                if let Some(open) = self.open.as_mut().filter(|w| w.start_ms == start_ms) {
+                    for observation in observations {
+                        open.add(observation);
+                    }
+                } else {
+                    log::debug!(
+                        "dropping {} late observations of tick {tick_ms}",
+                        observations.len()
+                    );
+                }
+                closed.into_iter().collect()
+            }
+            PollEvent::TickDone { tick_ms } => {
+                let mut closed: Vec<ClosedWindow> = self.roll_to(*tick_ms).into_iter().collect();
+                let window_end = self.window_start(*tick_ms) + self.window_ms;
+                let was_last_tick = tick_ms + self.poll_ms >= window_end;
+                if was_last_tick
+                    && self
+                        .open
+                        .as_ref()
+                        .is_some_and(|w| w.start_ms + self.window_ms == window_end)
+                {
+                    closed.extend(self.close());
+                }
+                closed
+            }
+        }
+    }
+
+    /// Makes the window of `tick_ms` the open one, closing an older open window first.
+    /// A tick older than the open window changes nothing (its window was already written).
+    fn roll_to(&mut self, tick_ms: u64) -> Option<ClosedWindow> {
+        let start_ms = self.window_start(tick_ms);
+        match &self.open {
+            Some(open) if open.start_ms >= start_ms => None,
+            Some(_) => {
+                let closed = self.close();
+                self.open = Some(OpenWindow {
+                    start_ms,
+                    queues: BTreeMap::new(),
+                });
+                closed
+            }
+            None => {
+                self.open = Some(OpenWindow {
+                    start_ms,
+                    queues: BTreeMap::new(),
+                });
+                None
+            }
+        }
+    }
+
+    /// Closes the open window now, with whatever samples it has (shutdown).
+    pub fn close(&mut self) -> Option<ClosedWindow> {
+        let open = self.open.take()?;
+        if open.queues.is_empty() {
+            return None;
+        }
+        Some(self.encode(&open))
+    }
+
+    /// The open window's state, to be saved at shutdown.
+    pub fn open_window(&self) -> Option<&OpenWindow> {
+        self.open.as_ref()
+    }
+
+    /// Continues a window saved by an earlier run, if it is the window of `tick_ms`.
+    pub fn resume(&mut self, saved: OpenWindow, tick_ms: u64) -> bool {
+        if saved.start_ms != self.window_start(tick_ms) || self.open.is_some() {
+            return false;
+        }
+        self.open = Some(saved);
+        true
+    }
+
+    fn encode(&self, window: &OpenWindow) -> ClosedWindow {
+        let timestamp_s = (window.start_ms / 1000) as i64;
+        let mut lines = String::with_capacity(window.queues.len() * 1200);
+        let mut points = 0;
+        for queue in window.queues.values() {
+            points += usize::from(self.encode_queue(&mut lines, queue, timestamp_s));
+            for media in &queue.media {
+                points += usize::from(self.encode_media(&mut lines, queue, media, timestamp_s));
+            }
+        }
+        ClosedWindow {
+            start_ms: window.start_ms,
+            lines,
+            points,
+        }
+    }
+
+    fn encode_queue(&self, out: &mut String, queue: &QueueWindow, timestamp_s: i64) -> bool {
+        let mut line = self.tagged(out, QUEUE_MEASUREMENT, queue, None);
+        for (fields, stat) in self.agent_fields.iter().zip(&queue.agents) {
+            line = fields.write(line, stat, queue.samples);
+        }
+        line.field_i64("samples", queue.samples.into())
+            .finish(timestamp_s)
+    }
+
+    fn encode_media(
+        &self,
+        out: &mut String,
+        queue: &QueueWindow,
+        media: &MediaWindow,
+        timestamp_s: i64,
+    ) -> bool {
+        let mut line = self.tagged(out, MEDIA_MEASUREMENT, queue, Some(&media.media_type));
+        let absent_polls = queue.samples - media.polls;
+        for (fields, stat) in self.media_fields.iter().zip(&media.stats) {
+            let mut stat = *stat;
+            if absent_polls > 0 {
+                stat.min = stat.min.min(0.0);
+                stat.max = stat.max.max(0.0);
+            }
+            if media.last_poll != queue.samples {
+                stat.last = 0.0;
+            }
+            line = fields.write(line, &stat, queue.samples);
+        }
+        line.field_i64("samples", queue.samples.into())
+            .finish(timestamp_s)
+    }
+
+    /// Starts a line with the measurement and every tag, sorted by key as InfluxDB prefers.
+    fn tagged<'a>(
+        &self,
+        out: &'a mut String,
+        measurement: &str,
+        queue: &QueueWindow,
+        media_type: Option<&str>,
+    ) -> LineBuilder<'a> {
+        let mut tags: Vec<(&str, &str)> = Vec::with_capacity(self.static_tags.len() + 3);
+        tags.extend(
+            self.static_tags
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        tags.push(("queue_id", &queue.id));
+        tags.push(("queue_name", &queue.name));
+        if let Some(media_type) = media_type {
+            tags.push(("media_type", media_type));
+        }
+        tags.sort_unstable_by_key(|(k, _)| *k);
+        tags.into_iter()
+            .fold(LineBuilder::new(out, measurement), |line, (k, v)| {
+                line.tag(k, v)
+            })
+    }
+}
+
+/// The four field keys of one metric, built once instead of at every point.
+struct FieldNames {
+    kind: MetricKind,
+    min: String,
+    max: String,
+    last: String,
+    mean: String,
+}
+
+impl FieldNames {
+    fn new(metric: &str, kind: MetricKind) -> Self {
+        FieldNames {
+            kind,
+            min: format!("{metric}_min"),
+            max: format!("{metric}_max"),
+            last: format!("{metric}_last"),
+            mean: format!("{metric}_mean"),
+        }
+    }
+
+    /// `m_min`, `m_max`, `m_last` (integers for counts, floats for seconds) and `m_mean` (float).
+    fn write<'a>(&self, line: LineBuilder<'a>, stat: &Stat, samples: u32) -> LineBuilder<'a> {
+        let mean = stat.sum / f64::from(samples.max(1));
+        let line = match self.kind {
+            MetricKind::Count => line
+                .field_i64(&self.min, stat.min as i64)
+                .field_i64(&self.max, stat.max as i64)
+                .field_i64(&self.last, stat.last as i64),
+            MetricKind::Seconds => line
+                .field_f64(&self.min, stat.min)
+                .field_f64(&self.max, stat.max)
+                .field_f64(&self.last, stat.last),
+        };
+        line.field_f64(&self.mean, mean)
+    }
+}
+
+impl OpenWindow {
+    fn add(&mut self, observation: &QueueObservation) {
+        match self.queues.get_mut(&observation.queue.id) {
+            Some(window) => window.add(observation),
+            None => {
+                self.queues
+                    .insert(observation.queue.id.clone(), QueueWindow::new(observation));
+            }
+        }
+    }
+
+    /// Number of queues with at least one sample.
+    pub fn queue_count(&self) -> usize {
+        self.queues.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{MediaObservation, Queue};
+    use std::sync::Arc;
+
+    const POLL: u64 = 10_000;
+    const WINDOW: u64 = 60_000;
+    /// 2025-06-02T14:30:00Z, a window boundary.
+    const T0: u64 = 1_748_874_600_000;
+
+    fn queue(id: &str, name: &str) -> Arc<Queue> {
+        Arc::new(Queue {
+            id: id.into(),
+            name: name.into(),
+        })
+    }
+
+    fn observation(queue: &Arc<Queue>, idle: f64, media: &[(&str, f64, f64)]) -> QueueObservation {
+        let mut agents = [0.0; 8];
+        agents[crate::model::agent::IDLE] = idle;
+        agents[crate::model::agent::MEMBERS] = 10.0;
+        QueueObservation {
+            queue: queue.clone(),
+            agents,
+            media: media
+                .iter()
+                .map(|(media_type, waiting, longest)| MediaObservation {
+                    media_type: Arc::from(*media_type),
+                    values: [*waiting, 0.0, 0.0, *longest, 0.0],
+                })
+                .collect(),
+        }
+    }
+
+    fn poll(
+        aggregator: &mut Aggregator,
+        tick_ms: u64,
+        observations: Vec<QueueObservation>,
+    ) -> Vec<ClosedWindow> {
+        let mut closed = aggregator.handle(&PollEvent::Observations {
+            tick_ms,
+            observations,
+        });
+        closed.extend(aggregator.handle(&PollEvent::TickDone { tick_ms }));
+        closed
+    }
+
+    /// Parses the fields of the line whose measurement and tags start with `prefix`.
+    fn fields<'a>(lines: &'a str, prefix: &str) -> Vec<(&'a str, &'a str)> {
+        let line = lines
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line {prefix} in\n{lines}"));
+        let field_part = line.split(' ').rev().nth(1).unwrap();
+        field_part
+            .split(',')
+            .map(|kv| kv.split_once('=').unwrap())
+            .collect()
+    }
+
+    fn field<'a>(lines: &'a str, prefix: &str, key: &str) -> &'a str {
+        fields(lines, prefix)
+            .into_iter()
+            .find(|(k, _)| *k == key)
+            .unwrap_or_else(|| panic!("no {key}"))
+            .1
+    }
+
+    #[test]
+    fn windows_are_utc_aligned() {
+        let aggregator = Aggregator::new(WINDOW, POLL, vec![]);
+        assert_eq!(aggregator.window_start(T0), T0);
+        assert_eq!(aggregator.window_start(T0 + 59_999), T0);
+        assert_eq!(aggregator.window_start(T0 + 60_000), T0 + 60_000);
+    }
+
+    #[test]
+    fn a_window_closes_when_its_last_tick_is_done_with_min_max_mean_last_samples() {
+        let q = queue("q1", "Support");
+        let mut aggregator = Aggregator::new(WINDOW, POLL, vec![]);
+        let idle = [3.0, 7.0, 1.0, 4.0, 4.0, 5.0];
+        for (i, value) in idle.iter().enumerate() {
+            let closed = poll(
+                &mut aggregator,
+                T0 + i as u64 * POLL,
+                vec![observation(&q, *value, &[("voice", *value * 2.0, 1.5)])],
+            );
+            assert_eq!(closed.is_empty(), i < 5, "closed only after the 6th tick");
+        }
+        assert!(aggregator.open_window().is_none());
+    }
+
+    #[test]
+    fn encodes_the_contract_fields_and_types() {
+        let q = queue("q1", "Sales, EMEA");
+        let mut aggregator = Aggregator::new(WINDOW, POLL, vec![("env".into(), "prod".into())]);
+        let mut closed = Vec::new();
+        for (i, value) in [3.0, 7.0, 1.0, 4.0, 4.0, 5.0].iter().enumerate() {
+            closed = poll(
+                &mut aggregator,
+                T0 + i as u64 * POLL,
+                vec![observation(
+                    &q,
+                    *value,
+                    &[("voice", *value * 2.0, *value + 0.25)],
+                )],
+            );
+        }
+        let window = &closed[0];
+        assert_eq!(window.start_ms, T0);
+        assert_eq!(window.points, 2);
+        let ts = " 1748874600\n";
+        assert!(
+            window.lines.starts_with(
+                "genesys_queue,env=prod,queue_id=q1,queue_name=Sales\\,\\ EMEA on_queue_min=0i,"
+            ),
+            "{}",
+            window.lines
+        );
+        assert!(window.lines.ends_with(ts));
+        let agent_line = "genesys_queue,";
+        assert_eq!(field(&window.lines, agent_line, "idle_min"), "1i");
+        assert_eq!(field(&window.lines, agent_line, "idle_max"), "7i");
+        assert_eq!(field(&window.lines, agent_line, "idle_last"), "5i");
+        assert_eq!(field(&window.lines, agent_line, "idle_mean"), "4");
+        assert_eq!(field(&window.lines, agent_line, "members_mean"), "10");
+        assert_eq!(field(&window.lines, agent_line, "samples"), "6i");
+        assert_eq!(fields(&window.lines, agent_line).len(), 8 * 4 + 1);
+        let media_line = "genesys_queue_media,env=prod,media_type=voice,queue_id=q1,";
+        assert_eq!(field(&window.lines, media_line, "waiting_min"), "2i");
+        assert_eq!(field(&window.lines, media_line, "waiting_max"), "14i");
+        assert_eq!(field(&window.lines, media_line, "waiting_mean"), "8");
+        assert_eq!(
+            field(&window.lines, media_line, "longest_waiting_seconds_min"),
+            "1.25"
+        );
+        assert_eq!(
+            field(&window.lines, media_line, "longest_waiting_seconds_last"),
+            "5.25"
+        );
+        assert_eq!(field(&window.lines, media_line, "samples"), "6i");
+        assert_eq!(fields(&window.lines, media_line).len(), 5 * 4 + 1);
+    }
+
+    #[test]
+    fn missing_polls_lower_samples_and_no_sample_means_no_point() {
+        let (a, b) = (queue("a", "A"), queue("b", "B"));
+        let mut aggregator = Aggregator::new(WINDOW, POLL, vec![]);
+        let mut closed = Vec::new();
+        for i in 0..6 {
+            // Queue a answers only at even ticks; queue b never.
+            let observations = if i % 2 == 0 {
+                vec![observation(&a, i as f64, &[])]
+            } else {
+                vec![]
+            };
+            closed = poll(&mut aggregator, T0 + i * POLL, observations);
+        }
+        let lines = &closed[0].lines;
+        assert_eq!(field(lines, "genesys_queue,queue_id=a", "samples"), "3i");
+        assert_eq!(field(lines, "genesys_queue,queue_id=a", "idle_mean"), "2");
+        assert!(
+            !lines.contains("queue_id=b"),
+            "b had no sample: a gap, not zeros"
+        );
+        let _ = b;
+    }
+
+    #[test]
+    fn a_media_type_absent_from_some_polls_counts_as_zero_there() {
+        let q = queue("q", "Q");
+        let mut aggregator = Aggregator::new(20_000, POLL, vec![]);
+        poll(
+            &mut aggregator,
+            T0,
+            vec![observation(&q, 1.0, &[("chat", 4.0, 0.0)])],
+        );
+        let closed = poll(&mut aggregator, T0 + POLL, vec![observation(&q, 1.0, &[])]);
+        let chat = "genesys_queue_media,media_type=chat";
+        assert_eq!(field(&closed[0].lines, chat, "waiting_min"), "0i");
+        assert_eq!(field(&closed[0].lines, chat, "waiting_max"), "4i");
+        assert_eq!(field(&closed[0].lines, chat, "waiting_last"), "0i");
+        assert_eq!(field(&closed[0].lines, chat, "waiting_mean"), "2");
+        assert_eq!(field(&closed[0].lines, chat, "samples"), "2i");
+    }
+
+    #[test]
+    fn a_skipped_last_tick_closes_the_window_at_the_next_windows_first_poll() {
+        let q = queue("q", "Q");
+        let mut aggregator = Aggregator::new(WINDOW, POLL, vec![]);
+        for i in 0..5 {
+            assert!(poll(
+                &mut aggregator,
+                T0 + i * POLL,
+                vec![observation(&q, 1.0, &[])]
+            )
+            .is_empty());
+        }
+        let closed = aggregator.handle(&PollEvent::Observations {
+            tick_ms: T0 + WINDOW,
+            observations: vec![observation(&q, 9.0, &[])],
+        });
+        assert_eq!(closed.len(), 1);
+        assert_eq!(closed[0].start_ms, T0);
+        assert_eq!(field(&closed[0].lines, "genesys_queue,", "samples"), "5i");
+        assert_eq!(
+            aggregator.open_window().map(|w| w.start_ms),
+            Some(T0 + WINDOW)
+        );
+    }
+
+    #[test]
+    fn late_answers_for_a_closed_window_are_dropped() {
+        let q = queue("q", "Q");
+        let mut aggregator = Aggregator::new(20_000, POLL, vec![]);
+        poll(&mut aggregator, T0, vec![observation(&q, 1.0, &[])]);
+        assert_eq!(
+            poll(&mut aggregator, T0 + POLL, vec![observation(&q, 1.0, &[])]).len(),
+            1
+        );
+        poll(
+            &mut aggregator,
+            T0 + 2 * POLL,
+            vec![observation(&q, 1.0, &[])],
+        );
+        let late = aggregator.handle(&PollEvent::Observations {
+            tick_ms: T0 + POLL,
+            observations: vec![observation(&q, 99.0, &[])],
+        });
+        assert!(late.is_empty());
+        let closed = poll(
+            &mut aggregator,
+            T0 + 3 * POLL,
+            vec![observation(&q, 2.0, &[])],
+        );
+        assert_eq!(field(&closed[0].lines, "genesys_queue,", "idle_max"), "2i");
+    }
+
+    #[test]
+    fn a_renamed_queue_is_written_with_its_new_name() {
+        let mut aggregator = Aggregator::new(20_000, POLL, vec![]);
+        poll(
+            &mut aggregator,
+            T0,
+            vec![observation(&queue("q", "Old"), 1.0, &[])],
+        );
+        let closed = poll(
+            &mut aggregator,
+            T0 + POLL,
+            vec![observation(&queue("q", "New"), 1.0, &[])],
+        );
+        assert!(closed[0]
+            .lines
+            .starts_with("genesys_queue,queue_id=q,queue_name=New "));
+        assert_eq!(field(&closed[0].lines, "genesys_queue,", "samples"), "2i");
+    }
+
+    #[test]
+    fn shutdown_closes_the_open_window_with_what_it_has_and_state_can_resume() {
+        let q = queue("q", "Q");
+        let mut aggregator = Aggregator::new(WINDOW, POLL, vec![]);
+        poll(&mut aggregator, T0, vec![observation(&q, 2.0, &[])]);
+        poll(&mut aggregator, T0 + POLL, vec![observation(&q, 4.0, &[])]);
+        let saved = aggregator.open_window().cloned().unwrap();
+        let json = serde_json::to_string(&saved).unwrap();
+        let partial = aggregator.close().unwrap();
+        assert_eq!(field(&partial.lines, "genesys_queue,", "samples"), "2i");
+        assert!(aggregator.close().is_none());
+
+        // A restart inside the same window carries on from the saved state.
+        let mut restarted = Aggregator::new(WINDOW, POLL, vec![]);
+        assert!(!restarted.resume(serde_json::from_str(&json).unwrap(), T0 + WINDOW));
+        assert!(restarted.resume(serde_json::from_str(&json).unwrap(), T0 + 3 * POLL));
+        let mut closed = Vec::new();
+        for i in 3..6 {
+            closed = poll(
+                &mut restarted,
+                T0 + i * POLL,
+                vec![observation(&q, 6.0, &[])],
+            );
+        }
+        assert_eq!(field(&closed[0].lines, "genesys_queue,", "samples"), "5i");
+        assert_eq!(field(&closed[0].lines, "genesys_queue,", "idle_min"), "2i");
+        assert_eq!(
+            field(&closed[0].lines, "genesys_queue,", "idle_mean"),
+            "4.8"
+        );
+    }
+
+    #[test]
+    fn an_empty_window_writes_nothing() {
+        let mut aggregator = Aggregator::new(20_000, POLL, vec![]);
+        poll(&mut aggregator, T0, vec![]);
+        assert!(poll(&mut aggregator, T0 + POLL, vec![]).is_empty());
+    }
+}

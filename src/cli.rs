@@ -1,1 +1,264 @@
-//! (not written yet)
+//! The command line: which command, and the few flags the contract defines.
+//!
+//! Hand-written because there are three commands and five flags; everything else is
+//! configured through the environment (see `config`).
+
+use std::path::PathBuf;
+
+/// Exit codes of the contract (sysexits.h values).
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const FAILURE: u8 = 1;
+    pub const USAGE: u8 = 64;
+    pub const UNAVAILABLE: u8 = 69;
+    pub const CREDENTIALS: u8 = 77;
+    pub const CONFIG: u8 = 78;
+}
+
+pub const DEFAULT_DEMO_QUEUES: usize = 20;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Run { dry_run: bool },
+    Check,
+    Demo { queues: usize, seconds: Option<u64> },
+    Help,
+    Version,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cli {
+    pub command: Command,
+    pub env_file: Option<PathBuf>,
+}
+
+pub const USAGE: &str = "\
+Usage: genesys2influx [run] [--env-file PATH] [--dry-run]
+       genesys2influx check [--env-file PATH]
+       genesys2influx demo [--queues N] [--seconds S] [--env-file PATH]
+       genesys2influx --help | --version";
+
+pub const HELP: &str = "\
+genesys2influx: Genesys Cloud queue observations and KPIs → InfluxDB
+
+Commands:
+  run      poll, aggregate and write until SIGTERM/SIGINT (the default)
+             --dry-run        write line protocol to stdout instead of InfluxDB
+  check    verify config, Genesys login, queue selection and InfluxDB; print a snapshot
+  demo     the whole pipeline against a built-in simulated Genesys Cloud (no credentials)
+             --queues N       simulated queues (default 20)
+             --seconds S      stop after S seconds (default: until Ctrl-C)
+  --env-file PATH   read KEY=VALUE lines (systemd EnvironmentFile syntax); the process
+                    environment wins over the file
+
+Environment (defaults in brackets):
+  GENESYS_CLIENT_ID             OAuth client-credentials client id [required]
+  GENESYS_CLIENT_SECRET         its secret [required]; or GENESYS_CLIENT_SECRET_FILE=path,
+                                or the systemd credential genesys_client_secret
+  GENESYS_REGION                region domain or name [mypurecloud.com]
+  GENESYS_API_URL, GENESYS_LOGIN_URL   override both base URLs
+  GENESYS_QUEUES                comma-separated ids/names, * wildcards [all queues]
+  GENESYS_QUEUES_FILE           one id or name per line
+  GENESYS_REQUESTS_PER_MINUTE   request budget of the OAuth client [300]
+  QUEUE_SHARD                   i/n: poll only shard i of n (stable hash of the queue id)
+  QUEUE_REFRESH                 queue list re-resolution period [5m]
+  POLL_INTERVAL                 poll period, UTC-aligned [10s]
+  WINDOW                        aggregation window, multiple of POLL_INTERVAL [60s]
+  INFLUXDB_URL                  e.g. http://127.0.0.1:8086, or - for stdout [required for run]
+  INFLUXDB_TOKEN, INFLUXDB_ORG, INFLUXDB_BUCKET                      v2 write API
+  INFLUXDB_DATABASE, INFLUXDB_RETENTION_POLICY,
+  INFLUXDB_USERNAME, INFLUXDB_PASSWORD                               v1 write API
+  INFLUXDB_TAGS                 static tags for every point, e.g. env=prod,site=edge1
+  INSTANCE                      instance tag of the self-metrics [hostname]
+  TLS_CA_FILE                   extra PEM roots for Genesys and InfluxDB
+  HTTPS_PROXY, NO_PROXY         honoured
+  HTTP_TIMEOUT                  per request [10s]
+  SPOOL_DIR                     on-disk buffer for unsent points [none]
+  SPOOL_MAX_BYTES               spool cap [104857600]
+  SHUTDOWN_TIMEOUT              flush time allowed on SIGTERM [10s]
+  KPIS                          on|off: interval KPIs from conversation aggregates [on]
+  KPI_BUCKET, KPI_POLL, KPI_LOOKBACK   KPI bucket, poll period, look-back [15m, 60s, 10m]
+  RUST_LOG                      log filter [info]
+
+Exit codes: 0 ok, 1 runtime failure, 64 bad command line, 69 service unreachable (check),
+77 credentials refused, 78 configuration error.
+Signals: SIGTERM/SIGINT flush and exit 0; SIGHUP re-resolves the queue list now.";
+
+/// Parses the arguments after the program name.
+pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
+    let mut args = args.into_iter();
+    let mut command: Option<Command> = None;
+    let mut env_file = None;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" | "help" => {
+                return Ok(Cli {
+                    command: Command::Help,
+                    env_file: None,
+                })
+            }
+            "-V" | "--version" => {
+                return Ok(Cli {
+                    command: Command::Version,
+                    env_file: None,
+                })
+            }
+            "run" | "check" | "demo" if command.is_none() => command = Some(new_command(&arg)),
+            "--env-file" => env_file = Some(PathBuf::from(value(&mut args, "--env-file")?)),
+            "--dry-run" => match &mut command {
+                None => command = Some(Command::Run { dry_run: true }),
+                Some(Command::Run { dry_run }) => *dry_run = true,
+                Some(_) => return Err("--dry-run belongs to the run command".into()),
+            },
+            "--queues" | "--seconds" => {
+                set_demo_flag(&mut command, &arg, &value(&mut args, &arg)?)?
+            }
+            other => return Err(format!("unexpected argument '{other}'")),
+        }
+    }
+    Ok(Cli {
+        command: command.unwrap_or(Command::Run { dry_run: false }),
+        env_file,
+    })
+}
+
+fn new_command(name: &str) -> Command {
+    match name {
+        "check" => Command::Check,
+        "demo" => Command::Demo {
+            queues: DEFAULT_DEMO_QUEUES,
+            seconds: None,
+        },
+        _ => Command::Run { dry_run: false },
+    }
+}
+
+fn value(args: &mut impl Iterator<Item = String>, flag: &str) -> Result<String, String> {
+    args.next().ok_or_else(|| format!("{flag} needs a value"))
+}
+
+fn set_demo_flag(command: &mut Option<Command>, flag: &str, text: &str) -> Result<(), String> {
+    let Some(Command::Demo { queues, seconds }) = command else {
+        return Err(format!("{flag} belongs to the demo command"));
+    };
+    let number: u64 = text
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{flag} needs a positive whole number, not '{text}'"))?;
+    if flag == "--queues" {
+        *queues = usize::try_from(number).map_err(|_| format!("{flag} {text} is too large"))?;
+    } else {
+        *seconds = Some(number);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(line: &str) -> Result<Cli, String> {
+        parse(line.split_whitespace().map(String::from))
+    }
+
+    #[test]
+    fn run_is_the_default_command() {
+        assert_eq!(
+            parse_str("").unwrap().command,
+            Command::Run { dry_run: false }
+        );
+        assert_eq!(
+            parse_str("--dry-run").unwrap().command,
+            Command::Run { dry_run: true }
+        );
+        let cli = parse_str("run --env-file /etc/x.env --dry-run").unwrap();
+        assert_eq!(cli.command, Command::Run { dry_run: true });
+        assert_eq!(cli.env_file, Some(PathBuf::from("/etc/x.env")));
+    }
+
+    #[test]
+    fn demo_flags() {
+        assert_eq!(
+            parse_str("demo").unwrap().command,
+            Command::Demo {
+                queues: 20,
+                seconds: None
+            }
+        );
+        assert_eq!(
+            parse_str("demo --queues 5 --seconds 8").unwrap().command,
+            Command::Demo {
+                queues: 5,
+                seconds: Some(8)
+            }
+        );
+        assert!(parse_str("demo --queues 0")
+            .unwrap_err()
+            .contains("positive whole number"));
+        assert!(parse_str("demo --seconds")
+            .unwrap_err()
+            .contains("needs a value"));
+        assert!(parse_str("run --queues 3")
+            .unwrap_err()
+            .contains("belongs to the demo command"));
+    }
+
+    #[test]
+    fn bad_command_lines_are_explained() {
+        assert_eq!(
+            parse_str("frobnicate").unwrap_err(),
+            "unexpected argument 'frobnicate'"
+        );
+        assert_eq!(
+            parse_str("check run").unwrap_err(),
+            "unexpected argument 'run'"
+        );
+        assert!(parse_str("check --dry-run")
+            .unwrap_err()
+            .contains("belongs to the run command"));
+        assert_eq!(parse_str("check --help").unwrap().command, Command::Help);
+        assert_eq!(parse_str("--version").unwrap().command, Command::Version);
+    }
+
+    #[test]
+    fn help_names_every_contract_variable() {
+        for variable in [
+            "GENESYS_CLIENT_ID",
+            "GENESYS_CLIENT_SECRET",
+            "GENESYS_CLIENT_SECRET_FILE",
+            "GENESYS_REGION",
+            "GENESYS_API_URL",
+            "GENESYS_LOGIN_URL",
+            "GENESYS_QUEUES",
+            "GENESYS_QUEUES_FILE",
+            "QUEUE_SHARD",
+            "QUEUE_REFRESH",
+            "POLL_INTERVAL",
+            "WINDOW",
+            "INFLUXDB_URL",
+            "INFLUXDB_TOKEN",
+            "INFLUXDB_ORG",
+            "INFLUXDB_BUCKET",
+            "INFLUXDB_DATABASE",
+            "INFLUXDB_RETENTION_POLICY",
+            "INFLUXDB_USERNAME",
+            "INFLUXDB_PASSWORD",
+            "INFLUXDB_TAGS",
+            "TLS_CA_FILE",
+            "HTTPS_PROXY",
+            "NO_PROXY",
+            "HTTP_TIMEOUT",
+            "SPOOL_DIR",
+            "SPOOL_MAX_BYTES",
+            "SHUTDOWN_TIMEOUT",
+            "KPIS",
+            "KPI_BUCKET",
+            "KPI_POLL",
+            "KPI_LOOKBACK",
+            "RUST_LOG",
+        ] {
+            assert!(HELP.contains(variable), "--help lacks {variable}");
+        }
+    }
+}

@@ -6,6 +6,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::influx::line_protocol::LineBuilder;
+
 #[derive(Debug, Default)]
 pub struct Stats {
     pub polls: AtomicU64,
@@ -61,6 +63,36 @@ impl StatsSnapshot {
             ("poll_ms_max", self.poll_ms_max),
             ("write_ms_max", self.write_ms_max),
         ]
+    }
+}
+
+/// Measurement of the service's own health.
+pub const SELF_MEASUREMENT: &str = "genesys2influx";
+
+impl StatsSnapshot {
+    /// Appends the `genesys2influx` point: tag `instance` plus the static tags, all fields integers.
+    pub fn encode(
+        &self,
+        out: &mut String,
+        instance: &str,
+        static_tags: &[(String, String)],
+        timestamp_s: i64,
+    ) {
+        let mut tags: Vec<(&str, &str)> = static_tags
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        tags.push(("instance", instance));
+        tags.sort_unstable_by_key(|(k, _)| *k);
+        let line = tags
+            .into_iter()
+            .fold(LineBuilder::new(out, SELF_MEASUREMENT), |l, (k, v)| {
+                l.tag(k, v)
+            });
+        let line = self.fields().into_iter().fold(line, |l, (k, v)| {
+            l.field_i64(k, i64::try_from(v).unwrap_or(i64::MAX))
+        });
+        line.finish(timestamp_s);
     }
 }
 
@@ -133,6 +165,29 @@ mod tests {
                 second.poll_ms_max
             ),
             (0, 0, 250, 0)
+        );
+    }
+
+    #[test]
+    fn the_self_metrics_point_has_every_contract_field_as_an_integer() {
+        let snapshot = StatsSnapshot {
+            polls: 6,
+            queues: 250,
+            spool_bytes: 1024,
+            ..StatsSnapshot::default()
+        };
+        let mut out = String::new();
+        snapshot.encode(
+            &mut out,
+            "edge1",
+            &[("site".into(), "hq".into())],
+            1_748_874_600,
+        );
+        assert_eq!(
+            out,
+            "genesys2influx,instance=edge1,site=hq polls=6i,poll_errors=0i,api_requests=0i,api_rate_limited=0i,\
+token_refreshes=0i,queues=250i,points_written=0i,write_errors=0i,lines_spooled=0i,lines_dropped=0i,\
+spool_bytes=1024i,poll_ms_max=0i,write_ms_max=0i 1748874600\n"
         );
     }
 }
