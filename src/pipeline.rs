@@ -1,1 +1,297 @@
-//! (not written yet)
+//! The running service in one place: threads, channels and shutdown.
+//!
+//! ```text
+//!   signals ──stop/refresh──▶ poller ──PollEvent──▶ aggregator ──Batch──▶ writer ──▶ InfluxDB
+//!                                     (bounded)                (bounded)      └──▶ spool
+//! ```
+//! Shutdown is a channel that is dropped: the poller and the aggregator both watch it, so
+//! a poll stuck in a slow request cannot hold the final flush back. The aggregator then
+//! closes the open window with the samples it has (and saves its state so a restart in
+//! the same window completes it), the batch channel closes, and the writer flushes
+//! within `SHUTDOWN_TIMEOUT`, spooling the rest. The poller thread is not waited for.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{bounded, select, Receiver, Sender};
+
+use crate::aggregate::{Aggregator, ClosedWindow, OpenWindow};
+use crate::cli::exit;
+use crate::config::Config;
+use crate::duration;
+use crate::genesys::client::GenesysClient;
+use crate::genesys::poller::{Poller, PollerControl, PollerSettings, StartError};
+use crate::influx::writer::{self, Batch, WriterSettings};
+use crate::model::PollEvent;
+use crate::notify::Notifier;
+use crate::stats::Stats;
+
+/// Poll events in flight between poller and aggregator (chunks of ≤ 100 queues each).
+const EVENT_QUEUE: usize = 256;
+/// Finished windows waiting for the writer; the writer has its own backlog and spool.
+const BATCH_QUEUE: usize = 16;
+/// Where the open window is saved at shutdown, inside `SPOOL_DIR`.
+const OPEN_WINDOW_FILE: &str = "open-window.json";
+
+/// Runs the service until SIGTERM/SIGINT (or `stop_after`, for `demo`). Returns the exit code.
+pub fn run(config: &Config, stop_after: Option<Duration>) -> u8 {
+    let notifier = Notifier::from_env();
+    let agent = match crate::http::agent(&config.http) {
+        Ok(agent) => agent,
+        Err(message) => {
+            log::error!("{message}");
+            return exit::CONFIG;
+        }
+    };
+    let stats = Arc::new(Stats::default());
+    let client = Arc::new(GenesysClient::new(&config.genesys, agent.clone(), stats.clone()));
+    let shutdown = Shutdown::install(stop_after);
+
+    log_startup(config);
+    let mut poller = Poller::new(client, poller_settings(config), stats.clone());
+    let started = match poller.start(&shutdown.control) {
+        Ok(started) => started,
+        Err(error) => return start_error_code(&error),
+    };
+    notifier.ready();
+    notifier.status(&format!("polling {} queues", started.queue_count));
+
+    let (event_tx, event_rx) = bounded(EVENT_QUEUE);
+    let (batch_tx, batch_rx) = bounded(BATCH_QUEUE);
+    let writer_settings = WriterSettings {
+        target: config.influx.clone(),
+        spool: config.spool.clone(),
+        shutdown_timeout: config.shutdown_timeout,
+        max_lines_per_request: writer::MAX_LINES_PER_REQUEST,
+    };
+    let writer_stats = stats.clone();
+    let writer = thread::Builder::new()
+        .name("writer".into())
+        .spawn(move || writer::run(writer_settings, agent, batch_rx, writer_stats));
+    let aggregator_job = AggregatorJob {
+        aggregator: Aggregator::new(millis(config.window), millis(config.poll_interval), config.static_tags.clone()),
+        batches: batch_tx,
+        stats: stats.clone(),
+        instance: config.instance.clone(),
+        static_tags: config.static_tags.clone(),
+        state_file: config.spool.dir.as_deref().map(|dir| dir.join(OPEN_WINDOW_FILE)),
+        notifier: notifier.clone(),
+        watchdog_every: notifier.watchdog_interval().map(|d| d / 2),
+    };
+    let stop = shutdown.stop.clone();
+    let aggregator = thread::Builder::new()
+        .name("aggregator".into())
+        .spawn(move || aggregator_job.run(event_rx, stop));
+    let control = shutdown.control.clone();
+    let poller_thread = thread::Builder::new()
+        .name("poller".into())
+        .spawn(move || poller.run(event_tx, control));
+
+    let (Ok(writer), Ok(aggregator), Ok(_poller)) = (writer, aggregator, poller_thread) else {
+        log::error!("could not start the worker threads");
+        return exit::FAILURE;
+    };
+    let aggregated = aggregator.join();
+    notifier.stopping();
+    let written = writer.join();
+    if aggregated.is_err() || written.is_err() {
+        log::error!("a worker thread failed; see the messages above");
+        return exit::FAILURE;
+    }
+    log::info!("stopped cleanly");
+    exit::OK
+}
+
+fn poller_settings(config: &Config) -> PollerSettings {
+    PollerSettings {
+        poll_interval: config.poll_interval,
+        queue_refresh: config.queue_refresh,
+        selectors: config.queues.clone(),
+        shard: config.shard,
+        requests_per_minute: config.genesys.requests_per_minute,
+        reserved_per_minute: 0,
+    }
+}
+
+fn start_error_code(error: &StartError) -> u8 {
+    log::error!("{error}");
+    match error {
+        StartError::CredentialsRefused(_) => exit::CREDENTIALS,
+        StartError::NothingSelected(_) => exit::CONFIG,
+        StartError::Stopped => exit::OK,
+    }
+}
+
+fn log_startup(config: &Config) {
+    let spool = config.spool.dir.as_deref().map_or("none".to_string(), |d| d.display().to_string());
+    log::info!(
+        "genesys2influx {} starting: region {}, InfluxDB mode {}, poll {}, window {}, spool {}",
+        env!("CARGO_PKG_VERSION"),
+        config.genesys.region_label,
+        config.influx.mode_name(),
+        duration::format(config.poll_interval),
+        duration::format(config.window),
+        spool,
+    );
+}
+
+/// The stop and refresh switches. Dropping every `stop` sender and every `control`
+/// sender is the shutdown signal; the signal thread and the `stop_after` timer hold them.
+struct Shutdown {
+    stop: Receiver<()>,
+    control: Receiver<PollerControl>,
+    /// Kept so that shutdown never happens merely because no other holder is left.
+    _senders: Senders,
+}
+
+type Senders = Arc<Mutex<Option<(Sender<()>, Sender<PollerControl>)>>>;
+
+impl Shutdown {
+    fn install(stop_after: Option<Duration>) -> Shutdown {
+        let (stop_tx, stop_rx) = bounded(0);
+        let (control_tx, control_rx) = bounded(4);
+        let senders: Senders = Arc::new(Mutex::new(Some((stop_tx, control_tx))));
+        listen_for_signals(senders.clone());
+        if let Some(after) = stop_after {
+            let timer = senders.clone();
+            thread::spawn(move || {
+                thread::sleep(after);
+                log::info!("--seconds elapsed, stopping");
+                trigger(&timer);
+            });
+        }
+        Shutdown { stop: stop_rx, control: control_rx, _senders: senders }
+    }
+}
+
+fn trigger(senders: &Senders) {
+    if let Ok(mut guard) = senders.lock() {
+        guard.take();
+    }
+}
+
+fn listen_for_signals(senders: Senders) {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
+        Ok(signals) => signals,
+        Err(e) => {
+            log::warn!("cannot install signal handlers ({e}); SIGTERM will kill without a final flush");
+            return;
+        }
+    };
+    thread::spawn(move || {
+        for signal in signals.forever() {
+            if signal == SIGHUP {
+                log::info!("SIGHUP: re-resolving the queue list");
+                if let Ok(guard) = senders.lock() {
+                    if let Some((_, control)) = guard.as_ref() {
+                        let _ = control.try_send(PollerControl::RefreshQueues);
+                    }
+                }
+            } else {
+                log::info!("signal {signal} received: closing the current window and flushing");
+                trigger(&senders);
+            }
+        }
+    });
+}
+
+/// The aggregator thread: folds poll events into windows and hands finished windows,
+/// with the self-metrics point, to the writer.
+struct AggregatorJob {
+    aggregator: Aggregator,
+    batches: Sender<Batch>,
+    stats: Arc<Stats>,
+    instance: String,
+    static_tags: Vec<(String, String)>,
+    state_file: Option<PathBuf>,
+    notifier: Notifier,
+    watchdog_every: Option<Duration>,
+}
+
+impl AggregatorJob {
+    fn run(mut self, events: Receiver<PollEvent>, stop: Receiver<()>) {
+        self.resume_saved_window();
+        let heartbeat = self.watchdog_every.unwrap_or(Duration::from_secs(3600));
+        loop {
+            select! {
+                recv(events) -> event => match event {
+                    Ok(event) => {
+                        self.notifier.watchdog();
+                        for window in self.aggregator.handle(&event) {
+                            self.send(window);
+                        }
+                    }
+                    Err(_) => break,
+                },
+                recv(stop) -> _ => break,
+                default(heartbeat) => log::debug!("no poll event for {}", duration::format(heartbeat)),
+            }
+        }
+        self.save_open_window();
+        if let Some(window) = self.aggregator.close() {
+            log::info!("closing the open window early with the samples it has");
+            self.send(window);
+        }
+    }
+
+    fn send(&self, window: ClosedWindow) {
+        let mut lines = window.lines;
+        let timestamp_s = (window.start_ms / 1000) as i64;
+        self.stats.take_window().encode(&mut lines, &self.instance, &self.static_tags, timestamp_s);
+        let line_count = window.points + 1;
+        if self.batches.send(Batch { lines, line_count }).is_err() {
+            log::error!("the writer has stopped; window {timestamp_s} is lost");
+        }
+    }
+
+    fn save_open_window(&self) {
+        let (Some(path), Some(open)) = (&self.state_file, self.aggregator.open_window()) else {
+            return;
+        };
+        let saved = serde_json::to_vec(open).map_err(|e| e.to_string()).and_then(|json| write_atomically(path, &json));
+        match saved {
+            Ok(()) => log::info!("saved the open window ({} queues) to {}", open.queue_count(), path.display()),
+            Err(e) => log::warn!("could not save the open window to {}: {e}", path.display()),
+        }
+    }
+
+    /// Continues the window a previous run saved at shutdown, when we restart inside it.
+    fn resume_saved_window(&mut self) {
+        let Some(path) = &self.state_file else { return };
+        let Ok(json) = std::fs::read(path) else { return };
+        let _ = std::fs::remove_file(path);
+        match serde_json::from_slice::<OpenWindow>(&json) {
+            Ok(saved) => {
+                let queues = saved.queue_count();
+                if self.aggregator.resume(saved, now_ms()) {
+                    log::info!("continuing the window saved at the last shutdown ({queues} queues)");
+                }
+            }
+            Err(e) => log::warn!("ignoring unreadable {}: {e}", path.display()),
+        }
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let temporary = path.with_extension("tmp");
+    std::fs::write(&temporary, bytes)
+        .and_then(|()| std::fs::File::open(&temporary)?.sync_all())
+        .and_then(|()| std::fs::rename(&temporary, path))
+        .map_err(|e| e.to_string())
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| millis(d))
+}
+
+/// Time since `start`, in whole milliseconds, for the `*_ms_max` self-metrics.
+pub fn elapsed_ms(start: Instant) -> u64 {
+    millis(start.elapsed())
+}
