@@ -1,58 +1,410 @@
-//! (placeholder until the influx branch lands)
+//! InfluxDB line protocol encoding, appended to a caller's `String` without allocating.
+//!
+//! The escaping follows what a real influxd 1.6 accepts, byte by byte
+//! (`shared/influx/LINE_PROTOCOL_FINDINGS.md`): only `\ `, `\,` and `\=` exist as escapes,
+//! every other character (quotes, inner backslashes, tabs, unicode, emoji) is written raw
+//! and comes back unchanged. What line protocol cannot carry at all is replaced by a space,
+//! as the contract says: a newline, a carriage return, and a backslash at the very end of
+//! a name (InfluxDB would read it as escaping the separator that follows).
+//!
+//! ```
+//! use genesys2influx::influx::line_protocol::LineBuilder;
+//! let mut out = String::new();
+//! let written = LineBuilder::new(&mut out, "genesys_queue")
+//!     .tag("queue_name", "Sales, EMEA")
+//!     .field_i64("waiting_max", 3)
+//!     .field_f64("waiting_mean", 1.5)
+//!     .finish(1_600_000_000);
+//! assert!(written);
+//! assert_eq!(out, "genesys_queue,queue_name=Sales\\,\\ EMEA waiting_max=3i,waiting_mean=1.5 1600000000\n");
+//! ```
+
+use std::fmt::Write as _;
+
+/// Where the builder is in the line: tags may only come before the first field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Section {
+    Tags,
+    Fields,
+}
+
+/// Appends one line (`measurement,tags fields timestamp\n`) to `out`.
+///
+/// Nothing is allocated beyond the growth of `out`. A line that ends up with no field is
+/// removed again by [`LineBuilder::finish`], so `out` only ever holds complete lines.
+#[derive(Debug)]
 pub struct LineBuilder<'a> {
     out: &'a mut String,
+    /// Length of `out` before this line, for rolling back a line without fields.
     start: usize,
+    section: Section,
     fields: usize,
+    /// Byte range in `out` of the previous escaped tag key (debug check of the order).
+    last_tag_key: (usize, usize),
 }
+
 impl<'a> LineBuilder<'a> {
+    /// Starts a line with `measurement` (space, comma and `=` escaped).
     pub fn new(out: &'a mut String, measurement: &str) -> Self {
+        debug_assert!(!measurement.is_empty(), "empty measurement");
+        debug_assert!(
+            !measurement.starts_with('#'),
+            "a line starting with # is a comment"
+        );
         let start = out.len();
-        out.push_str(measurement);
+        push_escaped(out, measurement);
         LineBuilder {
             out,
             start,
+            section: Section::Tags,
             fields: 0,
+            last_tag_key: (start, start),
         }
     }
+
+    /// Adds a tag. Keys must come sorted (InfluxDB's order); an empty value (or key) leaves
+    /// the tag out, since InfluxDB rejects an empty tag value.
     pub fn tag(self, key: &str, value: &str) -> Self {
-        let v = value.replace(['\n', '\r'], " ");
-        let v = v.trim_end_matches('\\');
-        self.out.push(',');
-        self.out.push_str(key);
-        self.out.push('=');
-        for c in v.chars() {
-            if matches!(c, ' ' | ',' | '=') {
-                self.out.push('\\');
-            }
-            self.out.push(c);
+        debug_assert!(
+            self.section == Section::Tags,
+            "tag {key:?} added after a field"
+        );
+        if key.is_empty() || value.is_empty() {
+            return self;
         }
-        self
+        self.out.push(',');
+        let key_start = self.out.len();
+        push_escaped(self.out, key);
+        let key_end = self.out.len();
+        debug_assert!(
+            self.last_tag_key.0 == self.last_tag_key.1
+                || self.out[self.last_tag_key.0..self.last_tag_key.1]
+                    < self.out[key_start..key_end],
+            "tag keys not sorted: {:?} after {:?}",
+            &self.out[key_start..key_end],
+            &self.out[self.last_tag_key.0..self.last_tag_key.1]
+        );
+        self.out.push('=');
+        push_escaped(self.out, value);
+        LineBuilder {
+            last_tag_key: (key_start, key_end),
+            ..self
+        }
     }
+
+    /// Adds an integer field: `key=123i`.
     pub fn field_i64(mut self, key: &str, value: i64) -> Self {
-        self.out.push(if self.fields == 0 { ' ' } else { ',' });
-        self.out.push_str(key);
-        self.out.push('=');
-        self.out.push_str(&value.to_string());
+        self.field_key(key);
+        push_i64(self.out, value);
         self.out.push('i');
-        self.fields += 1;
         self
     }
+
+    /// Adds a float field in Rust's shortest round-trip form. A whole number is written
+    /// without a decimal point (`1`), which InfluxDB stores as a float (FINDINGS N07).
+    /// NaN and infinities cannot be written (N11-N13): the field is left out.
     pub fn field_f64(mut self, key: &str, value: f64) -> Self {
-        self.out.push(if self.fields == 0 { ' ' } else { ',' });
-        self.out.push_str(key);
-        self.out.push('=');
-        self.out.push_str(&value.to_string());
-        self.fields += 1;
+        if !value.is_finite() {
+            return self;
+        }
+        self.field_key(key);
+        // `Display` for f64 never allocates, never uses an exponent and round-trips.
+        let _ = write!(self.out, "{value}");
         self
     }
+
+    /// Ends the line with ` <timestamp_s>\n`. Returns false, and leaves `out` as it was
+    /// before [`LineBuilder::new`], when no field was added (a line needs one).
     pub fn finish(self, timestamp_s: i64) -> bool {
         if self.fields == 0 {
             self.out.truncate(self.start);
             return false;
         }
         self.out.push(' ');
-        self.out.push_str(&timestamp_s.to_string());
+        push_i64(self.out, timestamp_s);
         self.out.push('\n');
         true
+    }
+
+    fn field_key(&mut self, key: &str) {
+        debug_assert!(!key.is_empty(), "empty field key");
+        self.out.push(if self.fields == 0 { ' ' } else { ',' });
+        self.section = Section::Fields;
+        self.fields += 1;
+        push_escaped(self.out, key);
+        self.out.push('=');
+    }
+}
+
+/// Appends a measurement, tag key, tag value or field key.
+///
+/// Space, comma and `=` get a backslash. Newline and carriage return become an escaped
+/// space: no encoding of them round-trips (FINDINGS T19-T21). A final backslash would
+/// escape the separator after it (T12-T15), so it becomes a space as well. Everything
+/// else is copied raw. Works on bytes: every special character is ASCII, so multi-byte
+/// UTF-8 sequences are copied untouched.
+fn push_escaped(out: &mut String, text: &str) {
+    let bytes = text.as_bytes();
+    let mut run_start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let replacement = match b {
+            b' ' | b'\n' | b'\r' => "\\ ",
+            b',' => "\\,",
+            b'=' => "\\=",
+            b'\\' if i + 1 == bytes.len() => "\\ ",
+            _ => continue,
+        };
+        out.push_str(&text[run_start..i]);
+        out.push_str(replacement);
+        run_start = i + 1;
+    }
+    out.push_str(&text[run_start..]);
+}
+
+/// Appends the decimal digits of `value` (no allocation, no formatting machinery).
+fn push_i64(out: &mut String, value: i64) {
+    let mut digits = [0u8; 20];
+    let mut n = value.unsigned_abs();
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if value < 0 {
+        out.push('-');
+    }
+    for &d in &digits[at..] {
+        out.push(char::from(d));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tag value as it appears in a line `m,k=<here> f=1i 1`.
+    fn tag_value(value: &str) -> String {
+        let mut out = String::new();
+        assert!(LineBuilder::new(&mut out, "m")
+            .tag("k", value)
+            .field_i64("f", 1)
+            .finish(1));
+        out.strip_prefix("m,k=")
+            .and_then(|s| s.strip_suffix(" f=1i 1\n"))
+            .unwrap_or_else(|| panic!("unexpected line {out:?}"))
+            .to_string()
+    }
+
+    fn line(build: impl FnOnce(&mut String) -> bool) -> String {
+        let mut out = String::new();
+        assert!(build(&mut out));
+        out
+    }
+
+    #[test]
+    fn the_three_escapes() {
+        assert_eq!(tag_value("Sales EU"), r"Sales\ EU"); // T02
+        assert_eq!(tag_value("a,b"), r"a\,b"); // T04
+        assert_eq!(tag_value("a=b"), r"a\=b"); // T06
+        assert_eq!(tag_value("ab "), r"ab\ "); // T25
+        assert_eq!(tag_value(" ab"), r"\ ab"); // T26
+    }
+
+    #[test]
+    fn raw_characters_stay_raw() {
+        assert_eq!(tag_value("abc"), "abc"); // T01
+        assert_eq!(tag_value(r#"say"hi""#), r#"say"hi""#); // T08
+        assert_eq!(tag_value(r"a\b"), r"a\b"); // T10
+        assert_eq!(tag_value(r"a\xb"), r"a\xb"); // T28
+        assert_eq!(tag_value("it's"), "it's"); // T29
+        assert_eq!(tag_value("#1"), "#1"); // T30
+        assert_eq!(tag_value("a\tb"), "a\tb"); // T23
+        assert_eq!(tag_value("a\0b"), "a\0b"); // T32
+        assert_eq!(tag_value("Zürich–Köln_東京"), "Zürich–Köln_東京"); // T16
+        assert_eq!(tag_value("📞Support🇪🇺"), "📞Support🇪🇺"); // T17
+        assert_eq!(tag_value("📞 Support"), r"📞\ Support"); // T18
+    }
+
+    #[test]
+    fn what_line_protocol_cannot_carry_becomes_a_space() {
+        assert_eq!(tag_value("a\nb"), r"a\ b");
+        assert_eq!(tag_value("a\rb"), r"a\ b");
+        assert_eq!(tag_value("a\r\n"), r"a\ \ ");
+        assert_eq!(tag_value(r"C:\Support\"), r"C:\Support\ ");
+        // Only the last backslash goes: the one before it now precedes an escaped space,
+        // which InfluxDB unescapes to backslash + space.
+        assert_eq!(tag_value(r"ab\\"), r"ab\\ ");
+        assert_eq!(tag_value(r"\"), r"\ ");
+        // A backslash before a character that gets escaped stays raw.
+        assert_eq!(tag_value(r"a\,b"), r"a\\,b");
+    }
+
+    #[test]
+    fn contract_examples() {
+        assert_eq!(
+            tag_value(r#"Sales, EMEA = "Tier 1""#),
+            r#"Sales\,\ EMEA\ \=\ "Tier\ 1""#
+        );
+        assert_eq!(tag_value(r#"a=b "quoted""#), r#"a\=b\ "quoted""#);
+        assert_eq!(
+            tag_value("Support – Ünïcode 📞"),
+            r"Support\ –\ Ünïcode\ 📞"
+        );
+        assert_eq!(tag_value(r"Billing\Escalations"), r"Billing\Escalations");
+        assert_eq!(tag_value("  padded  "), r"\ \ padded\ \ ");
+        let long = "x".repeat(199) + "é";
+        assert_eq!(tag_value(&long), long);
+    }
+
+    #[test]
+    fn keys_and_measurement_are_escaped_like_tags() {
+        assert_eq!(
+            line(|o| LineBuilder::new(o, "my meas")
+                .tag("k", "v")
+                .field_i64("f", 1)
+                .finish(1600000000)),
+            "my\\ meas,k=v f=1i 1600000000\n" // M01
+        );
+        assert_eq!(
+            line(|o| LineBuilder::new(o, "my,meas").field_i64("f", 1).finish(1)),
+            "my\\,meas f=1i 1\n" // M02
+        );
+        assert_eq!(
+            line(|o| LineBuilder::new(o, "a=b").field_i64("f", 1).finish(1)),
+            "a\\=b f=1i 1\n" // M04
+        );
+        assert_eq!(
+            line(|o| LineBuilder::new(o, "mesure_é📞")
+                .field_i64("f", 1)
+                .finish(1)),
+            "mesure_é📞 f=1i 1\n" // M07
+        );
+        assert_eq!(
+            line(|o| LineBuilder::new(o, "m")
+                .tag("my key", "v")
+                .tag("my,key", "v")
+                .tag("my=key", "v")
+                .field_i64("f", 1)
+                .finish(1)),
+            "m,my\\ key=v,my\\,key=v,my\\=key=v f=1i 1\n" // K01-K03
+        );
+        assert_eq!(
+            line(|o| LineBuilder::new(o, "m")
+                .field_i64("my field", 1)
+                .field_i64("my,field", 2)
+                .field_i64("my=field", 3)
+                .finish(1)),
+            "m my\\ field=1i,my\\,field=2i,my\\=field=3i 1\n" // F01-F03
+        );
+    }
+
+    #[test]
+    fn numbers() {
+        let out = line(|o| {
+            LineBuilder::new(o, "m")
+                .field_i64("a", 1)
+                .field_i64("b", i64::MIN)
+                .field_i64("c", i64::MAX)
+                .field_i64("d", 0)
+                .field_i64("e", -42)
+                .finish(1600000000)
+        });
+        assert_eq!(
+            out,
+            "m a=1i,b=-9223372036854775808i,c=9223372036854775807i,d=0i,e=-42i 1600000000\n"
+        );
+        let out = line(|o| {
+            LineBuilder::new(o, "m")
+                .field_f64("a", 1.0)
+                .field_f64("b", 1.5)
+                .field_f64("c", -0.0015)
+                .field_f64("d", 0.1 + 0.2)
+                .field_f64("e", 0.0)
+                .finish(-1)
+        });
+        assert_eq!(
+            out,
+            "m a=1,b=1.5,c=-0.0015,d=0.30000000000000004,e=0 -1\n" // N06 N07, L15
+        );
+        for v in [1e300, 1e-300, f64::MAX, f64::MIN_POSITIVE, 123456.789] {
+            let out = line(|o| LineBuilder::new(o, "m").field_f64("v", v).finish(0));
+            let text = &out["m v=".len()..out.len() - " 0\n".len()];
+            assert!(!text.contains(['e', 'E', 'i']), "{text}");
+            assert_eq!(text.parse::<f64>().unwrap(), v);
+        }
+    }
+
+    #[test]
+    fn non_finite_floats_are_left_out() {
+        let out = line(|o| {
+            LineBuilder::new(o, "m")
+                .field_f64("nan", f64::NAN)
+                .field_i64("a", 1)
+                .field_f64("inf", f64::INFINITY)
+                .field_f64("b", 2.0)
+                .field_f64("ninf", f64::NEG_INFINITY)
+                .finish(5)
+        });
+        assert_eq!(out, "m a=1i,b=2 5\n");
+    }
+
+    #[test]
+    fn a_line_without_fields_is_rolled_back() {
+        let mut out = String::from("before 1i 1\n");
+        assert!(!LineBuilder::new(&mut out, "m")
+            .tag("k", "v")
+            .field_f64("x", f64::NAN)
+            .finish(1));
+        assert_eq!(out, "before 1i 1\n");
+    }
+
+    #[test]
+    fn empty_tag_values_are_left_out() {
+        assert_eq!(
+            line(|o| LineBuilder::new(o, "m")
+                .tag("a", "")
+                .tag("b", "x")
+                .tag("c", "")
+                .field_i64("f", 1)
+                .finish(1)),
+            "m,b=x f=1i 1\n"
+        );
+    }
+
+    #[test]
+    fn lines_append() {
+        let mut out = String::new();
+        assert!(LineBuilder::new(&mut out, "m").field_i64("f", 1).finish(1));
+        assert!(LineBuilder::new(&mut out, "m").field_i64("f", 2).finish(2));
+        assert_eq!(out, "m f=1i 1\nm f=2i 2\n");
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "tag keys not sorted")]
+    fn unsorted_tags_are_a_bug() {
+        let mut out = String::new();
+        LineBuilder::new(&mut out, "m")
+            .tag("z", "1")
+            .tag("a", "2")
+            .field_i64("f", 1)
+            .finish(1);
+    }
+
+    #[test]
+    fn no_reallocation_when_capacity_suffices() {
+        let mut out = String::with_capacity(256);
+        let ptr = out.as_ptr();
+        LineBuilder::new(&mut out, "genesys_queue")
+            .tag("queue_id", "118fd762-9005-45cf-9fad-a87f37eacbc3")
+            .tag("queue_name", "Support – Ünïcode 📞")
+            .field_i64("idle_max", 12)
+            .field_f64("idle_mean", 10.25)
+            .finish(1_600_000_000);
+        assert_eq!(out.as_ptr(), ptr);
     }
 }
