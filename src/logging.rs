@@ -1,1 +1,196 @@
-//! (not written yet)
+//! Log output: env_logger to stderr, in one of two shapes.
+//!
+//! Under systemd (`JOURNAL_STREAM` names our stderr) journald adds the timestamp itself,
+//! so each line carries only a `<N>` syslog priority prefix, which journald turns into
+//! the entry's priority and `journalctl -p warning` can filter on. Anywhere else a line
+//! starts with a UTC timestamp: `2026-11-25T11:45:00Z WARN genesys2influx::x: message`.
+//! [`format_line`] is pure so both shapes are unit-tested.
+
+use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use log::Level;
+
+/// The filter used when `RUST_LOG` is unset.
+pub const DEFAULT_FILTER: &str = "info";
+
+/// Installs the global logger. The filter comes from `RUST_LOG` (default `info`). A
+/// second call is harmless (the first logger stays), which keeps tests simple.
+pub fn init() {
+    let journald = journald_owns_stderr(
+        std::env::var("JOURNAL_STREAM").ok().as_deref(),
+        stderr_identity(),
+    );
+    let _ = env_logger::Builder::new()
+        .parse_env(env_logger::Env::new().filter_or("RUST_LOG", DEFAULT_FILTER))
+        .target(env_logger::Target::Stderr)
+        .format(move |out, record| {
+            let line = format_line(
+                journald,
+                record.level(),
+                record.target(),
+                &record.args().to_string(),
+                SystemTime::now(),
+            );
+            out.write_all(line.as_bytes())
+        })
+        .try_init();
+}
+
+/// One log record as written to stderr, with the trailing newline.
+///
+/// For journald every line of a multi-line message gets the priority prefix, because
+/// journald makes each line its own entry.
+pub fn format_line(
+    journald: bool,
+    level: Level,
+    target: &str,
+    message: &str,
+    now: SystemTime,
+) -> String {
+    if journald {
+        let priority = syslog_priority(level);
+        let mut line = String::with_capacity(message.len() + target.len() + 8);
+        for (i, part) in message.split('\n').enumerate() {
+            if i == 0 {
+                line.push_str(&format!("<{priority}>{target}: {part}\n"));
+            } else {
+                line.push_str(&format!("<{priority}>{part}\n"));
+            }
+        }
+        line
+    } else {
+        format!("{} {level} {target}: {message}\n", utc_timestamp(now))
+    }
+}
+
+/// syslog(3) priorities as journald reads them from a `<N>` prefix.
+fn syslog_priority(level: Level) -> u8 {
+    match level {
+        Level::Error => 3,
+        Level::Warn => 4,
+        Level::Info => 6,
+        Level::Debug | Level::Trace => 7,
+    }
+}
+
+/// `JOURNAL_STREAM` is `device:inode` of the stream systemd connected to stdout/stderr.
+/// It is inherited by children whose stderr may be redirected elsewhere, so it counts
+/// only when it matches what our stderr really is (as `sd_journal_stream_fd(3)` advises).
+/// When stderr cannot be inspected, the variable alone decides.
+fn journald_owns_stderr(journal_stream: Option<&str>, stderr: Option<(u64, u64)>) -> bool {
+    let Some(value) = journal_stream.filter(|v| !v.is_empty()) else {
+        return false;
+    };
+    let parsed = value
+        .split_once(':')
+        .and_then(|(dev, ino)| Some((dev.parse::<u64>().ok()?, ino.parse::<u64>().ok()?)));
+    match (parsed, stderr) {
+        (Some(expected), Some(actual)) => expected == actual,
+        _ => true,
+    }
+}
+
+/// Device and inode of file descriptor 2, through procfs (no `unsafe` `fstat` needed).
+fn stderr_identity() -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata("/proc/self/fd/2").ok()?;
+    Some((meta.dev(), meta.ino()))
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ`, whole seconds, UTC. Times before 1970 print as the epoch.
+pub fn utc_timestamp(time: SystemTime) -> String {
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// Days since 1970-01-01 → proleptic Gregorian (year, month, day), after Howard
+/// Hinnant's `civil_from_days`, restricted to dates on or after the epoch.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    /// 2026-11-25T11:45:00Z
+    const NOW: u64 = 1_795_607_100;
+
+    #[test]
+    fn terminal_lines_start_with_a_utc_timestamp() {
+        assert_eq!(
+            format_line(false, Level::Warn, "genesys2influx::x", "message", at(NOW)),
+            "2026-11-25T11:45:00Z WARN genesys2influx::x: message\n"
+        );
+        assert_eq!(
+            format_line(false, Level::Error, "t", "boom", at(NOW + 59)),
+            "2026-11-25T11:45:59Z ERROR t: boom\n"
+        );
+    }
+
+    #[test]
+    fn journald_lines_carry_the_syslog_priority_and_no_timestamp() {
+        let line = |level| format_line(true, level, "genesys2influx::x", "message", at(NOW));
+        assert_eq!(line(Level::Error), "<3>genesys2influx::x: message\n");
+        assert_eq!(line(Level::Warn), "<4>genesys2influx::x: message\n");
+        assert_eq!(line(Level::Info), "<6>genesys2influx::x: message\n");
+        assert_eq!(line(Level::Debug), "<7>genesys2influx::x: message\n");
+        assert_eq!(line(Level::Trace), "<7>genesys2influx::x: message\n");
+    }
+
+    #[test]
+    fn every_journald_line_of_a_multi_line_message_keeps_its_priority() {
+        assert_eq!(
+            format_line(true, Level::Warn, "t", "first\nsecond", at(NOW)),
+            "<4>t: first\n<4>second\n"
+        );
+    }
+
+    #[test]
+    fn journal_stream_counts_only_when_it_is_our_stderr() {
+        assert!(!journald_owns_stderr(None, Some((1, 2))));
+        assert!(!journald_owns_stderr(Some(""), Some((1, 2))));
+        assert!(journald_owns_stderr(Some("1:2"), Some((1, 2))));
+        assert!(!journald_owns_stderr(Some("1:3"), Some((1, 2))));
+        assert!(journald_owns_stderr(Some("1:2"), None));
+        assert!(journald_owns_stderr(Some("garbage"), Some((1, 2))));
+    }
+
+    #[test]
+    fn utc_timestamps_across_calendar_edges() {
+        assert_eq!(utc_timestamp(at(0)), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_timestamp(at(951_782_400)), "2000-02-29T00:00:00Z");
+        assert_eq!(utc_timestamp(at(1_709_251_199)), "2024-02-29T23:59:59Z");
+        assert_eq!(utc_timestamp(at(1_798_761_599)), "2026-12-31T23:59:59Z");
+        assert_eq!(utc_timestamp(at(4_102_444_800)), "2100-01-01T00:00:00Z");
+        assert_eq!(
+            utc_timestamp(UNIX_EPOCH - Duration::from_secs(1)),
+            "1970-01-01T00:00:00Z"
+        );
+    }
+}
