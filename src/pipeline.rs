@@ -37,7 +37,7 @@ const OPEN_WINDOW_FILE: &str = "open-window.json";
 
 /// Runs the service until SIGTERM/SIGINT (or `stop_after`, for `demo`). Returns the exit code.
 pub fn run(config: &Config, stop_after: Option<Duration>) -> u8 {
-    let notifier = Notifier::from_env();
+    let notifier = Arc::new(Notifier::from_env());
     let agent = match crate::http::agent(&config.http) {
         Ok(agent) => agent,
         Err(message) => {
@@ -207,7 +207,7 @@ struct AggregatorJob {
     instance: String,
     static_tags: Vec<(String, String)>,
     state_file: Option<PathBuf>,
-    notifier: Notifier,
+    notifier: Arc<Notifier>,
     watchdog_every: Option<Duration>,
 }
 

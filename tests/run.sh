@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh Debian machine: installs what the tests need
+# (Debian's real InfluxDB 1.x server, VictoriaMetrics, packaging tools), then runs the
+# unit and black-box tests, checks that the benchmarks still build, and builds and
+# checks the Debian package. Fails loudly if anything could not run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_packages=()
+command -v influxd >/dev/null || need_packages+=(influxdb)
+command -v victoria-metrics >/dev/null || need_packages+=(victoria-metrics)
+command -v musl-gcc >/dev/null || need_packages+=(musl-tools)
+command -v lintian >/dev/null || need_packages+=(lintian)
+command -v systemd-analyze >/dev/null || need_packages+=(systemd)
+command -v file >/dev/null || need_packages+=(file)
+if [ ${#need_packages[@]} -gt 0 ]; then
+    echo "==> installing ${need_packages[*]}"
+    sudo_cmd=()
+    [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" apt-get update
+    # Keep the packages' install scripts from starting system services (port 8086):
+    # the tests start their own servers on free loopback ports.
+    had_policy=0
+    [ -e /usr/sbin/policy-rc.d ] && had_policy=1
+    [ $had_policy -eq 1 ] || printf '#!/bin/sh\nexit 101\n' | "${sudo_cmd[@]}" tee /usr/sbin/policy-rc.d >/dev/null
+    "${sudo_cmd[@]}" chmod +x /usr/sbin/policy-rc.d
+    status=0
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y --no-install-recommends "${need_packages[@]}" || status=$?
+    [ $had_policy -eq 1 ] || "${sudo_cmd[@]}" rm -f /usr/sbin/policy-rc.d
+    [ $status -eq 0 ] || { echo "FATAL: apt-get install ${need_packages[*]} failed" >&2; exit 1; }
+fi
+command -v influxd >/dev/null || { echo "FATAL: influxd is not installed; the InfluxDB tests cannot run" >&2; exit 1; }
+
+echo "==> cargo test (unit tests and black-box tests against real influxd)"
+cargo test --locked -- --test-threads=2
+
+echo "==> benchmarks compile"
+cargo bench --locked --no-run
+
+echo "==> release build, Debian package and its checks"
+bash packaging/build-release.sh
+bash packaging/test-package.sh
