@@ -190,13 +190,6 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn q(id: &str, name: &str) -> Queue {
-        Queue {
-            id: id.into(),
-            name: name.into(),
-        }
-    }
-
     fn fixture_queues() -> Vec<Queue> {
         let mut all = Vec::new();
         for page in [
