@@ -414,27 +414,20 @@ impl GenesysClient {
             };
             let (error, wait) = match next {
                 Next::Done(value) => return Ok(value),
-                Next::Fail(error) => {
-                    log::warn!("{error}");
-                    return Err(error);
-                }
-                Next::Renew(error) if !renewed => {
+                Next::Fail(error) => return Err(error),
+                Next::Renew(_) if !renewed => {
                     log::info!("Genesys Cloud answered 401 to {request}; renewing the token once");
                     renewed = true;
                     token = self.auth.renew_after_401(&token)?;
                     attempt -= 1;
-                    let _ = error;
                     continue;
                 }
-                Next::Renew(error) => {
-                    log::warn!("{error}");
-                    return Err(error);
-                }
+                Next::Renew(error) => return Err(error),
                 Next::Retry { error, wait } => (error, wait),
             };
             let wait = wait.unwrap_or_else(|| backoff(self.backoff_base, attempt, jitter()));
             if attempt >= MAX_ATTEMPTS || Instant::now() + wait >= deadline {
-                log::warn!(
+                log::debug!(
                     "{request} failed ({}), giving up after {attempt} attempt(s): {error}",
                     error.class()
                 );
@@ -451,7 +444,7 @@ impl GenesysClient {
                     other => other,
                 });
             }
-            log::warn!(
+            log::info!(
                 "{request} failed ({}), attempt {attempt}, retrying in {} ms",
                 error.class(),
                 wait.as_millis()
