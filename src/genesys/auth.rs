@@ -1,1 +1,393 @@
-//! (not written yet)
+//! OAuth client-credentials login and the cached access token (API.md §2).
+//!
+//! One token is shared by every request of the process. It is renewed before it runs out
+//! (when less than max(60 s, 10 % of its lifetime) remains), and after an API 401 exactly
+//! once even when several requests fail together: the lock is held while a new token is
+//! fetched, and a caller whose stale token was already replaced just takes the new one.
+//! Failed logins hold further attempts off for a while, so a wrong secret never turns into
+//! a login storm. Tokens and the secret only ever live in [`Secret`]s.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use crate::config::{GenesysConfig, Secret};
+use crate::stats::Stats;
+
+use super::client::{self, ApiError};
+
+/// Renew when less than this remains, or 10 % of the lifetime if that is longer.
+pub const MIN_RENEWAL_MARGIN: Duration = Duration::from_secs(60);
+/// How long to wait before trying again after the login service refused the credentials.
+pub const REFUSED_HOLD_OFF: Duration = Duration::from_secs(30);
+/// Longest wait between login attempts after repeated failures.
+pub const MAX_HOLD_OFF: Duration = Duration::from_secs(60);
+/// First wait after a login failed for a network or server reason; doubles per failure.
+pub const TRANSIENT_HOLD_OFF: Duration = Duration::from_secs(1);
+
+/// A token and when it was obtained.
+#[derive(Debug, Clone)]
+pub struct Token {
+    pub access_token: Secret,
+    pub obtained: Instant,
+    pub lifetime: Duration,
+}
+
+impl Token {
+    /// True when the token should be replaced at `now` (API.md §2.5: less than
+    /// max(60 s, 10 % of `expires_in`) left).
+    pub fn needs_renewal(&self, now: Instant) -> bool {
+        let margin = MIN_RENEWAL_MARGIN.max(self.lifetime / 10);
+        let age = now.saturating_duration_since(self.obtained);
+        self.lifetime.saturating_sub(age) < margin
+    }
+}
+
+/// How long to wait before the next login after `failures` consecutive failures, the
+/// last of which was a refusal of the credentials (`refused`) or a transient problem.
+pub fn hold_off(failures: u32, refused: bool) -> Duration {
+    if failures == 0 {
+        return Duration::ZERO;
+    }
+    let doubling = 1u32 << failures.saturating_sub(1).min(6);
+    let base = if refused {
+        REFUSED_HOLD_OFF
+    } else {
+        TRANSIENT_HOLD_OFF
+    };
+    (base * doubling).min(MAX_HOLD_OFF)
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+/// The OAuth error body of the login host (API.md §2.3).
+#[derive(Debug, Default, Deserialize)]
+struct OAuthError {
+    #[serde(default)]
+    error: String,
+    #[serde(default)]
+    error_description: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    token: Option<Token>,
+    /// Tokens obtained so far; every one after the first counts as a refresh.
+    obtained: u64,
+    failures: u32,
+    not_before: Option<Instant>,
+    last_error: Option<ApiError>,
+}
+
+/// Obtains and caches the access token.
+pub struct Authenticator {
+    login_url: String,
+    region_label: String,
+    client_id: String,
+    client_secret: Secret,
+    agent: ureq::Agent,
+    stats: Arc<Stats>,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("login_url", &self.login_url)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    pub fn new(config: &GenesysConfig, agent: ureq::Agent, stats: Arc<Stats>) -> Self {
+        Authenticator {
+            login_url: config.login_url.clone(),
+            region_label: config.region_label.clone(),
+            client_id: config.client_id.clone(),
+            client_secret: config.client_secret.clone(),
+            agent,
+            stats,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// A token valid for a while yet, fetching a new one if needed.
+    pub fn token(&self) -> Result<Secret, ApiError> {
+        let mut state = self.lock();
+        match &state.token {
+            Some(token) if !token.needs_renewal(Instant::now()) => Ok(token.access_token.clone()),
+            _ => self.fetch(&mut state),
+        }
+    }
+
+    /// Fetches a token now, ignoring any hold-off (start-up and `check`).
+    pub fn login(&self) -> Result<(), ApiError> {
+        let mut state = self.lock();
+        state.not_before = None;
+        self.fetch(&mut state).map(|_| ())
+    }
+
+    /// After an API 401 with `stale`: a new token, fetched only if nobody replaced the
+    /// stale one meanwhile.
+    pub fn renew_after_401(&self, stale: &Secret) -> Result<Secret, ApiError> {
+        let mut state = self.lock();
+        if let Some(token) = &state.token {
+            if token.access_token != *stale && !token.needs_renewal(Instant::now()) {
+                return Ok(token.access_token.clone());
+            }
+        }
+        state.token = None;
+        self.fetch(&mut state)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic elsewhere while holding the lock leaves a usable state behind.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn fetch(&self, state: &mut State) -> Result<Secret, ApiError> {
+        let now = Instant::now();
+        if let (Some(not_before), Some(error)) = (state.not_before, &state.last_error) {
+            if now < not_before {
+                return Err(error.clone());
+            }
+        }
+        match self.request_token() {
+            Ok(token) => {
+                let secret = token.access_token.clone();
+                if state.obtained > 0 {
+                    Stats::incr(&self.stats.token_refreshes);
+                }
+                state.obtained += 1;
+                state.failures = 0;
+                state.not_before = None;
+                state.last_error = None;
+                log::debug!(
+                    "obtained a Genesys access token valid for {}s",
+                    token.lifetime.as_secs()
+                );
+                state.token = Some(token);
+                Ok(secret)
+            }
+            Err(error) => {
+                state.failures = state.failures.saturating_add(1);
+                let refused = matches!(error, ApiError::CredentialsRefused { .. });
+                let wait = hold_off(state.failures, refused);
+                state.not_before = Some(now + wait);
+                state.last_error = Some(error.clone());
+                log::warn!(
+                    "{error} (next login attempt in {}s at the earliest)",
+                    wait.as_secs()
+                );
+                Err(error)
+            }
+        }
+    }
+
+    fn request_token(&self) -> Result<Token, ApiError> {
+        let url = format!("{}/oauth/token", self.login_url);
+        let response = self
+            .agent
+            .post(&url)
+            .header(
+                "Authorization",
+                basic_auth(&self.client_id, self.client_secret.expose()),
+            )
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("Accept", "application/json")
+            .send("grant_type=client_credentials".as_bytes());
+        let mut response = response.map_err(|e| {
+            ApiError::Network(format!(
+                "cannot reach the Genesys login service {url}: {}",
+                client::describe_transport_error(&e)
+            ))
+        })?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| ApiError::Network(format!("reading the answer of {url}: {e}")))?;
+        self.interpret(status, &body, Instant::now())
+    }
+
+    fn interpret(&self, status: u16, body: &str, now: Instant) -> Result<Token, ApiError> {
+        let url = format!("{}/oauth/token", self.login_url);
+        match status {
+            200..=299 => {
+                let parsed: TokenResponse = serde_json::from_str(body).map_err(|e| {
+                    ApiError::Malformed(format!(
+                        "the token answer of {url} is not the expected JSON: {e}"
+                    ))
+                })?;
+                if parsed.access_token.is_empty() {
+                    return Err(ApiError::Malformed(format!(
+                        "the token answer of {url} has an empty access_token"
+                    )));
+                }
+                Ok(Token {
+                    access_token: Secret::new(parsed.access_token),
+                    obtained: now,
+                    lifetime: Duration::from_secs(parsed.expires_in.unwrap_or(86_399)),
+                })
+            }
+            429 | 500..=599 => Err(ApiError::Server {
+                status,
+                message: format!("the Genesys login service {url} answered HTTP {status}"),
+                context_id: None,
+            }),
+            _ => {
+                let oauth: OAuthError = serde_json::from_str(body).unwrap_or_default();
+                let description = oauth
+                    .error_description
+                    .or(oauth.description)
+                    .unwrap_or_default();
+                Err(ApiError::CredentialsRefused {
+                    status,
+                    error: oauth.error,
+                    description,
+                    login_url: self.login_url.clone(),
+                    region: self.region_label.clone(),
+                })
+            }
+        }
+    }
+}
+
+/// `Basic base64(id:secret)` (RFC 7617, standard alphabet with padding).
+pub fn basic_auth(client_id: &str, secret: &str) -> String {
+    format!(
+        "Basic {}",
+        base64(format!("{client_id}:{secret}").as_bytes())
+    )
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> shift) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(lifetime_s: u64, obtained: Instant) -> Token {
+        Token {
+            access_token: Secret::new("t"),
+            obtained,
+            lifetime: Duration::from_secs(lifetime_s),
+        }
+    }
+
+    #[test]
+    fn a_day_token_is_renewed_at_ninety_percent_of_its_life() {
+        let t0 = Instant::now();
+        let day = token(86_399, t0);
+        // 10 % of 86399 s = 8639.9 s margin
+        assert!(!day.needs_renewal(t0));
+        assert!(!day.needs_renewal(t0 + Duration::from_secs(77_750)));
+        assert!(day.needs_renewal(t0 + Duration::from_secs(77_760)));
+    }
+
+    #[test]
+    fn a_short_token_keeps_at_least_a_minute_of_margin() {
+        let t0 = Instant::now();
+        let short = token(300, t0);
+        assert!(!short.needs_renewal(t0 + Duration::from_secs(239)));
+        assert!(short.needs_renewal(t0 + Duration::from_secs(241)));
+        let tiny = token(30, t0);
+        assert!(tiny.needs_renewal(t0));
+    }
+
+    #[test]
+    fn failed_logins_back_off() {
+        assert_eq!(hold_off(0, true), Duration::ZERO);
+        assert_eq!(hold_off(1, true), Duration::from_secs(30));
+        assert_eq!(hold_off(2, true), Duration::from_secs(60));
+        assert_eq!(hold_off(9, true), Duration::from_secs(60));
+        assert_eq!(hold_off(1, false), Duration::from_secs(1));
+        assert_eq!(hold_off(3, false), Duration::from_secs(4));
+        assert_eq!(hold_off(40, false), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn basic_auth_is_rfc_base64() {
+        // RFC 7617 example
+        assert_eq!(
+            basic_auth("Aladdin", "open sesame"),
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
+        assert_eq!(base64(b"a"), "YQ==");
+        assert_eq!(base64(b"ab"), "YWI=");
+        assert_eq!(base64(b"abc"), "YWJj");
+        assert_eq!(base64("ü".as_bytes()), "w7w=");
+    }
+
+    fn authenticator() -> Authenticator {
+        let config = GenesysConfig {
+            region_label: "eu-west-1 (mypurecloud.ie)".into(),
+            api_url: "http://127.0.0.1:1".into(),
+            login_url: "https://login.mypurecloud.ie".into(),
+            client_id: "id".into(),
+            client_secret: Secret::new("very-secret"),
+            requests_per_minute: 300,
+        };
+        Authenticator::new(&config, ureq::Agent::new_with_defaults(), Arc::default())
+    }
+
+    #[test]
+    fn token_answer_is_parsed() {
+        let body = include_str!("../../tests/fixtures/genesys/token.json");
+        let now = Instant::now();
+        let token = authenticator().interpret(200, body, now).unwrap();
+        assert_eq!(token.lifetime, Duration::from_secs(86_399));
+        assert!(token.access_token.expose().starts_with("L1ao08Xn4Szl"));
+        assert_eq!(format!("{token:?}").contains("L1ao08"), false);
+    }
+
+    #[test]
+    fn refused_credentials_name_the_region_and_login_url_but_not_the_secret() {
+        let body = include_str!("../../tests/fixtures/genesys/token-error-invalid-client.json");
+        let auth = authenticator();
+        let err = auth.interpret(401, body, Instant::now()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("https://login.mypurecloud.ie"), "{text}");
+        assert!(text.contains("eu-west-1"), "{text}");
+        assert!(text.contains("invalid_client"), "{text}");
+        assert!(text.contains("GENESYS_REGION"), "{text}");
+        assert!(!text.contains("very-secret"));
+        assert!(!format!("{auth:?}").contains("very-secret"));
+        assert!(matches!(
+            auth.interpret(400, "not json", Instant::now()),
+            Err(ApiError::CredentialsRefused { status: 400, .. })
+        ));
+        assert!(matches!(
+            auth.interpret(503, "", Instant::now()),
+            Err(ApiError::Server { status: 503, .. })
+        ));
+    }
+}

@@ -1,1 +1,1159 @@
-//! (not written yet)
+//! The one door to the Genesys Cloud API: bearer token, JSON in and out, and the retry
+//! policy of API.md §2.5 and §7, so callers (queue discovery, observations, check) only
+//! see a result or an [`ApiError`] that says what to do.
+//!
+//! Inside the caller's deadline: 401 → renew the token once and retry once; 429 → wait
+//! `Retry-After` (else the `[N] seconds` of the message, else backoff) and retry; 5xx
+//! (not 501), network errors, timeouts and malformed JSON → exponential backoff with
+//! jitter; other 4xx → no retry. The `inin-ratelimit-*` headers are watched and requests
+//! are delayed when the token's budget is nearly used up.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{GenesysConfig, Secret};
+use crate::stats::Stats;
+
+use super::auth::Authenticator;
+
+/// First wait after a failed attempt; doubles per attempt (0.5 s, 1 s, 2 s, ...).
+pub const BACKOFF_BASE: Duration = Duration::from_millis(500);
+/// Longest single backoff wait.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(8);
+/// At most this many attempts per call, whatever the deadline (every loop is bounded).
+pub const MAX_ATTEMPTS: u32 = 6;
+/// A 429 asking for a longer wait than this fails the call (as the official Go SDK does).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(180);
+/// Pace when fewer than this share (in 1/1000) of `inin-ratelimit-allowed` is left.
+const PACING_HEADROOM_PER_MILLE: u32 = 20;
+
+const QUEUES_PATH: &str = "/api/v2/routing/queues";
+const OBSERVATIONS_PATH: &str = "/api/v2/analytics/queues/observations/query";
+const AGGREGATES_PATH: &str = "/api/v2/analytics/conversations/aggregates/query";
+
+/// Why a call to Genesys Cloud failed, and what to do about it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApiError {
+    /// The login service answered 4xx: wrong id/secret, wrong region, wrong grant type.
+    CredentialsRefused {
+        status: u16,
+        /// The OAuth `error` code (`invalid_client`), possibly empty.
+        error: String,
+        description: String,
+        login_url: String,
+        region: String,
+    },
+    /// The API answered 401 even with a freshly obtained token.
+    Unauthorized {
+        message: String,
+        context_id: Option<String>,
+    },
+    /// 403: the OAuth client's role lacks a permission.
+    Forbidden {
+        request: String,
+        message: String,
+        context_id: Option<String>,
+        /// The permission API.md §2.4 lists for the endpoint.
+        permission: Option<&'static str>,
+    },
+    /// 400, 404, 413, 415 and other 4xx that retrying cannot fix.
+    BadRequest {
+        request: String,
+        status: u16,
+        code: String,
+        message: String,
+        context_id: Option<String>,
+    },
+    /// 429 whose wait does not fit before the deadline (or is longer than 3 minutes).
+    RateLimited {
+        retry_after: Option<Duration>,
+        message: String,
+        context_id: Option<String>,
+    },
+    /// 5xx (and 429 from the login service) still failing when the retries ran out.
+    Server {
+        status: u16,
+        message: String,
+        context_id: Option<String>,
+    },
+    /// Connection refused/reset, DNS, TLS, timeout.
+    Network(String),
+    /// A 2xx answer whose body is not the JSON expected.
+    Malformed(String),
+    /// The deadline passed before an answer could be obtained.
+    DeadlineExceeded,
+}
+
+impl ApiError {
+    /// True for failures that may go away by themselves (worth retrying later).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ApiError::RateLimited { .. }
+                | ApiError::Server { .. }
+                | ApiError::Network(_)
+                | ApiError::Malformed(_)
+                | ApiError::DeadlineExceeded
+        )
+    }
+
+    /// True when the credentials or the role are the problem (exit code 77).
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            ApiError::CredentialsRefused { .. }
+                | ApiError::Unauthorized { .. }
+                | ApiError::Forbidden { .. }
+        )
+    }
+
+    /// Short name of the failure class, for log lines and self-diagnosis.
+    pub fn class(&self) -> &'static str {
+        match self {
+            ApiError::CredentialsRefused { .. } => "credentials refused",
+            ApiError::Unauthorized { .. } => "unauthorized",
+            ApiError::Forbidden { .. } => "forbidden",
+            ApiError::BadRequest { .. } => "bad request",
+            ApiError::RateLimited { .. } => "rate limited",
+            ApiError::Server { .. } => "server error",
+            ApiError::Network(_) => "network error",
+            ApiError::Malformed(_) => "malformed answer",
+            ApiError::DeadlineExceeded => "deadline exceeded",
+        }
+    }
+}
+
+fn context(context_id: &Option<String>) -> String {
+    context_id
+        .as_deref()
+        .map(|id| format!(", contextId {id}"))
+        .unwrap_or_default()
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApiError::CredentialsRefused { status, error, description, login_url, region } => {
+                let reason = match (error.is_empty(), description.is_empty()) {
+                    (false, false) => format!("{error}: {description}"),
+                    (false, true) => error.clone(),
+                    (true, false) => description.clone(),
+                    (true, true) => "no reason given".to_string(),
+                };
+                write!(
+                    f,
+                    "Genesys Cloud refused the client credentials at {login_url}/oauth/token \
+                     (region {region}, HTTP {status}, {reason}); check that GENESYS_REGION is the \
+                     organisation's region (a wrong region is the commonest cause), that \
+                     GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET belong to an OAuth client with \
+                     the Client Credentials grant"
+                )
+            }
+            ApiError::Unauthorized { message, context_id } => write!(
+                f,
+                "Genesys Cloud rejected a freshly obtained token (HTTP 401, {message}{}); the OAuth \
+                 client may have been deleted or disabled, or an IP allow-list of the \
+                 organisation blocks this host",
+                context(context_id)
+            ),
+            ApiError::Forbidden { request, message, context_id, permission } => {
+                write!(f, "Genesys Cloud denied {request} (HTTP 403, {message}{})", context(context_id))?;
+                match permission {
+                    Some(p) => write!(f, "; give the OAuth client's role the permission {p} (for the divisions of the queues)"),
+                    None => write!(f, "; check the roles of the OAuth client"),
+                }
+            }
+            ApiError::BadRequest { request, status, code, message, context_id } => write!(
+                f,
+                "Genesys Cloud rejected {request} (HTTP {status} {code}: {message}{}); not retried: \
+                 if it persists, report it with the contextId",
+                context(context_id)
+            ),
+            ApiError::RateLimited { retry_after, message, context_id } => {
+                write!(f, "Genesys Cloud rate limit exceeded ({message}{})", context(context_id))?;
+                if let Some(wait) = retry_after {
+                    write!(f, ", retry in {}s is past this poll", wait.as_secs())?;
+                }
+                write!(
+                    f,
+                    "; poll fewer queues, raise POLL_INTERVAL, check other users of the same OAuth \
+                     client, or ask Genesys for a higher limit and set GENESYS_REQUESTS_PER_MINUTE"
+                )
+            }
+            ApiError::Server { status, message, context_id } => write!(
+                f,
+                "Genesys Cloud answered HTTP {status} ({message}{}); a problem on the Genesys side, \
+                 retried on the next poll",
+                context(context_id)
+            ),
+            ApiError::Network(what) => write!(
+                f,
+                "{what}; check network access, HTTPS_PROXY/NO_PROXY, TLS_CA_FILE and \
+                 GENESYS_REGION (or GENESYS_API_URL/GENESYS_LOGIN_URL)"
+            ),
+            ApiError::Malformed(what) => write!(f, "{what}; retried, report it if it persists"),
+            ApiError::DeadlineExceeded => write!(
+                f,
+                "no answer from Genesys Cloud before the poll deadline; the sample is skipped \
+                 (slow network or API: a larger POLL_INTERVAL or HTTP_TIMEOUT may help)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// A readable reason for a transport failure (never contains headers).
+pub fn describe_transport_error(error: &ureq::Error) -> String {
+    match error {
+        ureq::Error::Timeout(what) => format!("timed out ({what})"),
+        ureq::Error::HostNotFound => "host not found (DNS)".to_string(),
+        ureq::Error::ConnectionFailed => "connection failed".to_string(),
+        ureq::Error::Io(e) => format!("I/O error: {e}"),
+        other => other.to_string(),
+    }
+}
+
+/// The permission API.md §2.4 lists for an endpoint.
+pub fn permission_for(path: &str) -> Option<&'static str> {
+    let path = path.split('?').next().unwrap_or(path);
+    match path {
+        QUEUES_PATH => Some("routing:queue:view"),
+        OBSERVATIONS_PATH => Some("analytics:queueObservation:view"),
+        AGGREGATES_PATH => Some("analytics:conversationAggregate:view"),
+        _ => None,
+    }
+}
+
+/// The number in "Retry the request in [17] seconds" (API.md §7), if any.
+pub fn seconds_in_message(message: &str) -> Option<u64> {
+    let mut rest = message;
+    while let Some(open) = rest.find('[') {
+        let after = &rest[open + 1..];
+        let close = after.find(']')?;
+        let (number, tail) = (&after[..close], &after[close + 1..]);
+        if tail.trim_start().starts_with("second") {
+            if let Ok(n) = number.trim().parse() {
+                return Some(n);
+            }
+        }
+        rest = tail;
+    }
+    None
+}
+
+/// Exponential backoff for retry number `attempt` (1-based) with up to +25 % jitter.
+pub fn backoff(base: Duration, attempt: u32, jitter: f64) -> Duration {
+    let doubled = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+    doubled
+        .min(BACKOFF_MAX)
+        .mul_f64(1.0 + 0.25 * jitter.clamp(0.0, 1.0))
+}
+
+/// A number in [0, 1) that differs between calls; good enough to de-synchronise retries.
+fn jitter() -> f64 {
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
+    let mut x = STATE.fetch_add(0x9E37_79B9_7F4A_7C15, Relaxed) ^ seed;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// What the `inin-ratelimit-*` headers of the last answer said.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RateWindow {
+    pub allowed: u32,
+    pub count: u32,
+    pub reset_at: Option<Instant>,
+}
+
+impl RateWindow {
+    /// How long to hold the next request back: until the window resets when the count is
+    /// within 2 % (at least one request) of the allowance.
+    pub fn pacing_delay(&self, now: Instant) -> Option<Duration> {
+        if self.allowed == 0 {
+            return None;
+        }
+        let headroom = (self.allowed * PACING_HEADROOM_PER_MILLE / 1000).max(1);
+        let reset_at = self.reset_at?;
+        (self.count.saturating_add(headroom) > self.allowed && reset_at > now)
+            .then(|| reset_at - now)
+    }
+}
+
+/// Genesys's error body (API.md §6.1); everything optional, unknown fields ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ErrorBody {
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    context_id: Option<String>,
+}
+
+/// One HTTP answer, reduced to what the policy needs.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    body: String,
+    retry_after: Option<u64>,
+    correlation_id: Option<String>,
+}
+
+/// What to do after an attempt.
+enum Next<T> {
+    Done(T),
+    Renew(ApiError),
+    Retry {
+        error: ApiError,
+        wait: Option<Duration>,
+    },
+    Fail(ApiError),
+}
+
+type Sleeper = Arc<dyn Fn(Duration) + Send + Sync>;
+
+/// Authenticated JSON calls to the Genesys Cloud API. Shared (`Arc`) by all callers.
+pub struct GenesysClient {
+    api_url: String,
+    agent: ureq::Agent,
+    auth: Authenticator,
+    stats: Arc<Stats>,
+    rate: Mutex<RateWindow>,
+    sleep: Sleeper,
+    backoff_base: Duration,
+}
+
+impl fmt::Debug for GenesysClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GenesysClient")
+            .field("api_url", &self.api_url)
+            .field("auth", &self.auth)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GenesysClient {
+    pub fn new(config: &GenesysConfig, agent: ureq::Agent, stats: Arc<Stats>) -> Self {
+        GenesysClient {
+            api_url: config.api_url.trim_end_matches('/').to_string(),
+            auth: Authenticator::new(config, agent.clone(), stats.clone()),
+            agent,
+            stats,
+            rate: Mutex::new(RateWindow::default()),
+            sleep: Arc::new(std::thread::sleep),
+            backoff_base: BACKOFF_BASE,
+        }
+    }
+
+    /// Replaces how the client waits between attempts (tests record instead of sleeping).
+    #[cfg(test)]
+    pub(crate) fn with_sleeper(mut self, sleep: Sleeper, backoff_base: Duration) -> Self {
+        self.sleep = sleep;
+        self.backoff_base = backoff_base;
+        self
+    }
+
+    /// Gets a token now (start-up, `check`): the way to learn early that the credentials
+    /// or the region are wrong.
+    pub fn login(&self) -> Result<(), ApiError> {
+        self.auth.login()
+    }
+
+    /// `GET {api}{path_and_query}` → JSON.
+    pub fn get<T: DeserializeOwned>(
+        &self,
+        path_and_query: &str,
+        deadline: Instant,
+    ) -> Result<T, ApiError> {
+        self.call("GET", path_and_query, None, deadline)
+    }
+
+    /// `POST {api}{path}` with a JSON body → JSON.
+    pub fn post<T: DeserializeOwned, B: Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+        deadline: Instant,
+    ) -> Result<T, ApiError> {
+        let body = serde_json::to_string(body).map_err(|e| {
+            ApiError::Malformed(format!("cannot encode the request to {path}: {e}"))
+        })?;
+        self.call("POST", path, Some(&body), deadline)
+    }
+
+    fn call<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        deadline: Instant,
+    ) -> Result<T, ApiError> {
+        let request = format!("{method} {}", path.split('?').next().unwrap_or(path));
+        let mut token = self.auth.token()?;
+        let mut renewed = false;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.pace(deadline)?;
+            let next = match self.send(method, path, body, &token, deadline) {
+                Ok(reply) => self.judge(&request, path, reply),
+                Err(error) => Next::Retry { error, wait: None },
+            };
+            let (error, wait) = match next {
+                Next::Done(value) => return Ok(value),
+                Next::Fail(error) => return Err(error),
+                Next::Renew(_) if !renewed => {
+                    log::info!("Genesys Cloud answered 401 to {request}; renewing the token once");
+                    renewed = true;
+                    token = self.auth.renew_after_401(&token)?;
+                    attempt -= 1;
+                    continue;
+                }
+                Next::Renew(error) => return Err(error),
+                Next::Retry { error, wait } => (error, wait),
+            };
+            let wait = wait.unwrap_or_else(|| backoff(self.backoff_base, attempt, jitter()));
+            if attempt >= MAX_ATTEMPTS || Instant::now() + wait >= deadline {
+                log::debug!(
+                    "{request} failed ({}), giving up after {attempt} attempt(s): {error}",
+                    error.class()
+                );
+                return Err(match error {
+                    ApiError::RateLimited {
+                        message,
+                        context_id,
+                        ..
+                    } => ApiError::RateLimited {
+                        retry_after: Some(wait),
+                        message,
+                        context_id,
+                    },
+                    other => other,
+                });
+            }
+            log::info!(
+                "{request} failed ({}), attempt {attempt}, retrying in {} ms",
+                error.class(),
+                wait.as_millis()
+            );
+            log::debug!("{request}: {error}");
+            (self.sleep)(wait);
+        }
+    }
+
+    /// Waits while the token's request budget is almost used up.
+    fn pace(&self, deadline: Instant) -> Result<(), ApiError> {
+        let now = Instant::now();
+        let delay = {
+            let rate = self.rate.lock().unwrap_or_else(|e| e.into_inner());
+            rate.pacing_delay(now)
+        };
+        let Some(delay) = delay else { return Ok(()) };
+        if now + delay >= deadline {
+            return Err(ApiError::RateLimited {
+                retry_after: Some(delay),
+                message:
+                    "the request budget of this OAuth client is used up for the current minute"
+                        .into(),
+                context_id: None,
+            });
+        }
+        log::info!(
+            "Genesys request budget nearly used up: pausing {} ms",
+            delay.as_millis()
+        );
+        (self.sleep)(delay);
+        let mut rate = self.rate.lock().unwrap_or_else(|e| e.into_inner());
+        rate.count = 0;
+        Ok(())
+    }
+
+    /// One HTTP exchange; `Err` only for transport failures.
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        token: &Secret,
+        deadline: Instant,
+    ) -> Result<Reply, ApiError> {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(ApiError::DeadlineExceeded);
+        }
+        let timeout = self
+            .agent
+            .config()
+            .timeouts()
+            .global
+            .map_or(remaining, |t| t.min(remaining));
+        let url = format!("{}{}", self.api_url, path);
+        let authorization = format!("Bearer {}", token.expose());
+        Stats::incr(&self.stats.api_requests);
+        log::debug!("{method} {url}");
+        let result = match body {
+            None => self
+                .agent
+                .get(&url)
+                .header("Authorization", &authorization)
+                .header("Accept", "application/json")
+                .config()
+                .timeout_global(Some(timeout))
+                .build()
+                .call(),
+            Some(body) => self
+                .agent
+                .post(&url)
+                .header("Authorization", &authorization)
+                .header("Accept", "application/json")
+                .header("Content-Type", "application/json")
+                .config()
+                .timeout_global(Some(timeout))
+                .build()
+                .send(body.as_bytes()),
+        };
+        let mut response = result.map_err(|e| {
+            ApiError::Network(format!("{method} {url}: {}", describe_transport_error(&e)))
+        })?;
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.trim().to_string())
+        };
+        let number = |name: &str| header(name).and_then(|v| v.parse::<u64>().ok());
+        let retry_after = number("retry-after");
+        let correlation_id = header("inin-correlation-id");
+        self.note_rate_headers(
+            number("inin-ratelimit-allowed"),
+            number("inin-ratelimit-count"),
+            number("inin-ratelimit-reset"),
+        );
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_to_string().map_err(|e| {
+            ApiError::Network(format!(
+                "{method} {url}: reading the answer: {}",
+                describe_transport_error(&e)
+            ))
+        })?;
+        log::debug!("{method} {url} → HTTP {status}, {} bytes", body.len());
+        Ok(Reply {
+            status,
+            body,
+            retry_after,
+            correlation_id,
+        })
+    }
+
+    fn note_rate_headers(&self, allowed: Option<u64>, count: Option<u64>, reset: Option<u64>) {
+        if let (Some(allowed), Some(count)) = (allowed, count) {
+            let mut rate = self.rate.lock().unwrap_or_else(|e| e.into_inner());
+            *rate = RateWindow {
+                allowed: u32::try_from(allowed).unwrap_or(u32::MAX),
+                count: u32::try_from(count).unwrap_or(u32::MAX),
+                reset_at: reset.map(|s| Instant::now() + Duration::from_secs(s.min(3600))),
+            };
+        }
+    }
+
+    /// Applies the policy to one answer.
+    fn judge<T: DeserializeOwned>(&self, request: &str, path: &str, reply: Reply) -> Next<T> {
+        let status = reply.status;
+        if (200..300).contains(&status) {
+            return match serde_json::from_str(&reply.body) {
+                Ok(value) => Next::Done(value),
+                Err(e) => Next::Retry {
+                    error: ApiError::Malformed(format!(
+                        "the answer of Genesys Cloud to {request} is not the expected JSON: {e}"
+                    )),
+                    wait: None,
+                },
+            };
+        }
+        let parsed: ErrorBody = serde_json::from_str(&reply.body).unwrap_or_default();
+        let context_id = parsed.context_id.or(reply.correlation_id);
+        let message = parsed.message.unwrap_or_else(|| format!("HTTP {status}"));
+        let code = parsed.code.unwrap_or_default();
+        match status {
+            401 => Next::Renew(ApiError::Unauthorized {
+                message,
+                context_id,
+            }),
+            403 => Next::Fail(ApiError::Forbidden {
+                request: request.to_string(),
+                message,
+                context_id,
+                permission: permission_for(path),
+            }),
+            429 => {
+                Stats::incr(&self.stats.api_rate_limited);
+                let seconds = reply.retry_after.or_else(|| seconds_in_message(&message));
+                let error = ApiError::RateLimited {
+                    retry_after: seconds.map(Duration::from_secs),
+                    message,
+                    context_id,
+                };
+                match seconds.map(Duration::from_secs) {
+                    Some(wait) if wait > MAX_RETRY_AFTER => Next::Fail(error),
+                    Some(wait) => Next::Retry {
+                        error,
+                        wait: Some(wait.mul_f64(1.0 + 0.1 * jitter())),
+                    },
+                    None => Next::Retry { error, wait: None },
+                }
+            }
+            408 | 500 | 502..=599 => Next::Retry {
+                error: ApiError::Server {
+                    status,
+                    message,
+                    context_id,
+                },
+                wait: None,
+            },
+            501 => Next::Fail(ApiError::Server {
+                status,
+                message,
+                context_id,
+            }),
+            _ => Next::Fail(ApiError::BadRequest {
+                request: request.to_string(),
+                status,
+                code,
+                message,
+                context_id,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_server {
+    //! A tiny scripted HTTP/1.1 server on 127.0.0.1: answers canned replies in order, one
+    //! per connection (`Connection: close`), and records what it was asked.
+
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    pub enum Canned {
+        Reply {
+            status: u16,
+            headers: Vec<(String, String)>,
+            body: String,
+        },
+        /// Read the request, then close the connection without answering.
+        Hangup,
+    }
+
+    pub fn reply(status: u16, body: &str) -> Canned {
+        Canned::Reply {
+            status,
+            headers: Vec::new(),
+            body: body.to_string(),
+        }
+    }
+
+    pub fn reply_with(status: u16, headers: &[(&str, &str)], body: &str) -> Canned {
+        Canned::Reply {
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: body.to_string(),
+        }
+    }
+
+    pub fn token(lifetime_s: u64, token: &str) -> Canned {
+        reply(
+            200,
+            &format!(
+                r#"{{"access_token":"{token}","token_type":"bearer","expires_in":{lifetime_s}}}"#
+            ),
+        )
+    }
+
+    #[derive(Debug, Clone)]
+    pub struct Recorded {
+        pub method: String,
+        pub path: String,
+        pub headers: Vec<(String, String)>,
+        pub body: String,
+    }
+
+    impl Recorded {
+        pub fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    pub struct Server {
+        pub url: String,
+        recorded: Arc<Mutex<Vec<Recorded>>>,
+    }
+
+    impl Server {
+        pub fn start(script: Vec<Canned>) -> Server {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+            let url = format!("http://{}", listener.local_addr().expect("local addr"));
+            listener.set_nonblocking(true).expect("nonblocking");
+            let recorded = Arc::new(Mutex::new(Vec::new()));
+            let log = recorded.clone();
+            thread::spawn(move || {
+                let give_up = Instant::now() + Duration::from_secs(20);
+                for canned in script {
+                    let stream = loop {
+                        match listener.accept() {
+                            Ok((stream, _)) => break stream,
+                            Err(_) if Instant::now() < give_up => {
+                                thread::sleep(Duration::from_millis(2))
+                            }
+                            Err(_) => return,
+                        }
+                    };
+                    let _ = stream.set_nonblocking(false);
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                    let Some(request) = read_request(&stream) else {
+                        continue;
+                    };
+                    log.lock().unwrap().push(request);
+                    if let Canned::Reply {
+                        status,
+                        headers,
+                        body,
+                    } = canned
+                    {
+                        let mut text = format!(
+                            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+                            body.len()
+                        );
+                        for (k, v) in headers {
+                            text.push_str(&format!("{k}: {v}\r\n"));
+                        }
+                        text.push_str("\r\n");
+                        text.push_str(&body);
+                        let mut stream = stream;
+                        let _ = stream.write_all(text.as_bytes());
+                        let _ = stream.flush();
+                    }
+                }
+            });
+            Server { url, recorded }
+        }
+
+        pub fn requests(&self) -> Vec<Recorded> {
+            self.recorded.lock().unwrap().clone()
+        }
+    }
+
+    fn read_request(stream: &std::net::TcpStream) -> Option<Recorded> {
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        reader.read_line(&mut line).ok()?;
+        let mut parts = line.split_whitespace();
+        let method = parts.next()?.to_string();
+        let path = parts.next()?.to_string();
+        let mut headers = Vec::new();
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header).ok()? == 0 {
+                break;
+            }
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = header.split_once(':') {
+                headers.push((k.trim().to_string(), v.trim().to_string()));
+            }
+        }
+        let length: usize = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).ok()?;
+        Some(Recorded {
+            method,
+            path,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::test_server::{reply, reply_with, token, Canned, Server};
+    use super::*;
+
+    /// A client for `server` whose waits are recorded, not slept.
+    pub(crate) fn client_for(url: &str) -> (GenesysClient, Arc<Mutex<Vec<Duration>>>, Arc<Stats>) {
+        let config = GenesysConfig {
+            region_label: "custom".into(),
+            api_url: url.to_string(),
+            login_url: url.to_string(),
+            client_id: "client-id".into(),
+            client_secret: Secret::new("top-secret-value"),
+            requests_per_minute: 300,
+        };
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(5)))
+            .proxy(None)
+            .build()
+            .into();
+        let stats = Arc::new(Stats::default());
+        let waits = Arc::new(Mutex::new(Vec::new()));
+        let record = waits.clone();
+        let client = GenesysClient::new(&config, agent, stats.clone()).with_sleeper(
+            Arc::new(move |d| record.lock().unwrap().push(d)),
+            Duration::from_millis(500),
+        );
+        (client, waits, stats)
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Pong {
+        ok: u32,
+    }
+
+    fn fixture(name: &str) -> String {
+        std::fs::read_to_string(format!(
+            "{}/tests/fixtures/genesys/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("fixture")
+    }
+
+    #[test]
+    fn logs_in_with_basic_auth_and_sends_the_bearer_token() {
+        let server = Server::start(vec![token(86_399, "tok-1"), reply(200, r#"{"ok":1}"#)]);
+        let (client, _, stats) = client_for(&server.url);
+        let pong: Pong = client.get("/api/v2/ping?x=1", soon()).unwrap();
+        assert_eq!(pong, Pong { ok: 1 });
+        let requests = server.requests();
+        assert_eq!(requests[0].method, "POST");
+        assert_eq!(requests[0].path, "/oauth/token");
+        assert_eq!(requests[0].body, "grant_type=client_credentials");
+        assert_eq!(
+            requests[0].header("authorization"),
+            Some("Basic Y2xpZW50LWlkOnRvcC1zZWNyZXQtdmFsdWU=")
+        );
+        assert_eq!(
+            requests[0].header("content-type"),
+            Some("application/x-www-form-urlencoded")
+        );
+        assert_eq!(requests[1].path, "/api/v2/ping?x=1");
+        assert_eq!(requests[1].header("authorization"), Some("Bearer tok-1"));
+        assert_eq!(stats.api_requests.load(Relaxed), 1);
+        assert_eq!(stats.token_refreshes.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn a_401_renews_the_token_once_and_retries_once() {
+        let server = Server::start(vec![
+            token(86_399, "old"),
+            reply(401, &fixture("error-401.json")),
+            token(86_399, "new"),
+            reply(200, r#"{"ok":2}"#),
+        ]);
+        let (client, waits, stats) = client_for(&server.url);
+        let pong: Pong = client
+            .post("/api/v2/x", &serde_json::json!({"a": 1}), soon())
+            .unwrap();
+        assert_eq!(pong.ok, 2);
+        let requests = server.requests();
+        assert_eq!(requests.len(), 4);
+        assert_eq!(requests[1].header("authorization"), Some("Bearer old"));
+        assert_eq!(requests[2].path, "/oauth/token");
+        assert_eq!(requests[3].header("authorization"), Some("Bearer new"));
+        assert_eq!(requests[3].body, r#"{"a":1}"#);
+        assert_eq!(requests[3].header("content-type"), Some("application/json"));
+        assert_eq!(stats.token_refreshes.load(Relaxed), 1);
+        assert_eq!(stats.api_requests.load(Relaxed), 2);
+        assert!(waits.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_second_401_is_reported_without_a_loop() {
+        let server = Server::start(vec![
+            token(86_399, "old"),
+            reply(401, &fixture("error-401.json")),
+            token(86_399, "new"),
+            reply(401, &fixture("error-401.json")),
+        ]);
+        let (client, _, _) = client_for(&server.url);
+        let err = client.get::<Pong>("/api/v2/x", soon()).unwrap_err();
+        assert!(matches!(err, ApiError::Unauthorized { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("Invalid login credentials."),
+            "{err}"
+        );
+        assert_eq!(server.requests().len(), 4);
+    }
+
+    #[test]
+    fn a_429_waits_retry_after_then_succeeds() {
+        let server = Server::start(vec![
+            token(86_399, "t"),
+            reply_with(
+                429,
+                &[
+                    ("Retry-After", "17"),
+                    ("inin-ratelimit-allowed", "300"),
+                    ("inin-ratelimit-count", "250"),
+                ],
+                &fixture("error-429.json"),
+            ),
+            reply(200, r#"{"ok":3}"#),
+        ]);
+        let (client, waits, stats) = client_for(&server.url);
+        let pong: Pong = client.get("/api/v2/x", soon()).unwrap();
+        assert_eq!(pong.ok, 3);
+        let waits = waits.lock().unwrap().clone();
+        assert_eq!(waits.len(), 1);
+        assert!(
+            waits[0] >= Duration::from_secs(17) && waits[0] <= Duration::from_millis(18_700),
+            "{waits:?}"
+        );
+        assert_eq!(stats.api_rate_limited.load(Relaxed), 1);
+        assert_eq!(stats.api_requests.load(Relaxed), 2);
+    }
+
+    #[test]
+    fn a_429_without_header_uses_the_seconds_of_the_message_and_respects_the_deadline() {
+        let server = Server::start(vec![
+            token(86_399, "t"),
+            reply(429, &fixture("error-429.json")),
+        ]);
+        let (client, waits, _) = client_for(&server.url);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let err = client.get::<Pong>("/api/v2/x", deadline).unwrap_err();
+        match &err {
+            ApiError::RateLimited {
+                retry_after: Some(wait),
+                context_id,
+                ..
+            } => {
+                assert!(*wait >= Duration::from_secs(17));
+                assert_eq!(
+                    context_id.as_deref(),
+                    Some("d3f5b7a9-1c4e-4a2b-9f8d-6b0e2c4a8f71")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(waits.lock().unwrap().is_empty());
+        assert!(err.to_string().contains("GENESYS_REQUESTS_PER_MINUTE"));
+    }
+
+    #[test]
+    fn server_errors_dropped_connections_and_bad_json_are_retried_with_backoff() {
+        let server = Server::start(vec![
+            token(86_399, "t"),
+            reply(500, &fixture("error-500.json")),
+            Canned::Hangup,
+            reply(200, "{not json"),
+            reply(503, "<html>bad gateway</html>"),
+            reply(200, r#"{"ok":4}"#),
+        ]);
+        let (client, waits, stats) = client_for(&server.url);
+        let pong: Pong = client.get("/api/v2/x", soon()).unwrap();
+        assert_eq!(pong.ok, 4);
+        let waits = waits.lock().unwrap().clone();
+        let floors = [500u64, 1000, 2000, 4000];
+        assert_eq!(waits.len(), 4, "{waits:?}");
+        for (wait, floor) in waits.iter().zip(floors) {
+            let floor = Duration::from_millis(floor);
+            assert!(*wait >= floor && *wait <= floor.mul_f64(1.25), "{waits:?}");
+        }
+        assert_eq!(stats.api_requests.load(Relaxed), 5);
+    }
+
+    #[test]
+    fn retries_stop_at_the_deadline() {
+        let server = Server::start(vec![
+            token(86_399, "t"),
+            reply(503, &fixture("error-500.json")),
+        ]);
+        let (client, waits, _) = client_for(&server.url);
+        let err = client
+            .get::<Pong>("/api/v2/x", Instant::now() + Duration::from_millis(300))
+            .unwrap_err();
+        assert!(
+            matches!(err, ApiError::Server { status: 503, .. }),
+            "{err:?}"
+        );
+        assert!(waits.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_403_is_not_retried_and_names_the_permission() {
+        let server = Server::start(vec![
+            token(86_399, "t"),
+            reply(403, &fixture("error-403.json")),
+        ]);
+        let (client, _, _) = client_for(&server.url);
+        let err = client
+            .post::<Pong, _>(OBSERVATIONS_PATH, &serde_json::json!({}), soon())
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("analytics:queueObservation:view"), "{text}");
+        assert!(
+            text.contains("contextId 9a1c3e5b-7d2f-4b6a-8e0c-5f7d9b1a3e58"),
+            "{text}"
+        );
+        assert!(
+            text.contains("POST /api/v2/analytics/queues/observations/query"),
+            "{text}"
+        );
+        assert_eq!(server.requests().len(), 2);
+    }
+
+    #[test]
+    fn a_400_is_not_retried_and_keeps_the_genesys_message() {
+        let server = Server::start(vec![
+            token(86_399, "t"),
+            reply(400, &fixture("error-400-bad-request.json")),
+        ]);
+        let (client, waits, _) = client_for(&server.url);
+        let err = client.get::<Pong>("/api/v2/x?a=b", soon()).unwrap_err();
+        match &err {
+            ApiError::BadRequest {
+                status,
+                code,
+                context_id,
+                ..
+            } => {
+                assert_eq!((*status, code.as_str()), (400, "bad.request"));
+                assert_eq!(
+                    context_id.as_deref(),
+                    Some("e7d9b1f3-5a2c-4e8b-9d6f-1a3c5e7b9d42")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(err.to_string().contains("malformed syntax"));
+        assert!(waits.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn refused_credentials_are_not_retried_immediately() {
+        let server = Server::start(vec![reply(
+            401,
+            &fixture("token-error-invalid-client.json"),
+        )]);
+        let (client, _, stats) = client_for(&server.url);
+        let err = client.login().unwrap_err();
+        assert!(matches!(
+            err,
+            ApiError::CredentialsRefused { status: 401, .. }
+        ));
+        // Held off: no second login request, same error.
+        let again = client.get::<Pong>("/api/v2/x", soon()).unwrap_err();
+        assert_eq!(again, err);
+        assert_eq!(server.requests().len(), 1);
+        assert_eq!(stats.api_requests.load(Relaxed), 0);
+        let text = format!("{err} {err:?} {client:?}");
+        assert!(!text.contains("top-secret-value"), "{text}");
+    }
+
+    #[test]
+    fn an_unreachable_host_is_a_network_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        let (client, _, _) = client_for(&url);
+        let err = client.login().unwrap_err();
+        assert!(matches!(err, ApiError::Network(_)), "{err:?}");
+        assert!(err.to_string().contains("/oauth/token"), "{err}");
+    }
+
+    #[test]
+    fn pacing_waits_for_the_window_reset_when_nearly_used_up() {
+        let now = Instant::now();
+        let reset_at = Some(now + Duration::from_secs(20));
+        let window = |count| RateWindow {
+            allowed: 300,
+            count,
+            reset_at,
+        };
+        assert_eq!(window(200).pacing_delay(now), None);
+        assert_eq!(window(293).pacing_delay(now), None);
+        assert_eq!(window(295).pacing_delay(now), Some(Duration::from_secs(20)));
+        assert_eq!(
+            window(300).pacing_delay(now + Duration::from_secs(20)),
+            None
+        );
+        assert_eq!(RateWindow::default().pacing_delay(now), None);
+    }
+
+    #[test]
+    fn retry_after_from_the_message() {
+        assert_eq!(
+            seconds_in_message(
+                "Rate limit exceeded the maximum. Retry the request in [17] seconds"
+            ),
+            Some(17)
+        );
+        assert_eq!(
+            seconds_in_message(
+                "Rate limit exceeded the maximum [300] requests within [60] seconds"
+            ),
+            Some(60)
+        );
+        assert_eq!(seconds_in_message("no number"), None);
+        assert_eq!(seconds_in_message("[x] seconds"), None);
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let base = Duration::from_millis(500);
+        assert_eq!(backoff(base, 1, 0.0), Duration::from_millis(500));
+        assert_eq!(backoff(base, 3, 0.0), Duration::from_secs(2));
+        assert_eq!(backoff(base, 30, 0.0), BACKOFF_MAX);
+        assert_eq!(backoff(base, 2, 1.0), Duration::from_millis(1250));
+        for _ in 0..100 {
+            let j = jitter();
+            assert!((0.0..1.0).contains(&j));
+        }
+    }
+
+    #[test]
+    fn permissions_per_endpoint() {
+        assert_eq!(
+            permission_for("/api/v2/routing/queues?pageSize=100"),
+            Some("routing:queue:view")
+        );
+        assert_eq!(
+            permission_for(OBSERVATIONS_PATH),
+            Some("analytics:queueObservation:view")
+        );
+        assert_eq!(permission_for("/api/v2/other"), None);
+    }
+}

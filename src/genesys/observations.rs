@@ -1,1 +1,449 @@
-//! (not written yet)
+//! Real-time queue observations (API.md §4): one query per chunk of ≤ 100 queues, parsed
+//! into [`QueueObservation`]s.
+//!
+//! Parsing is a pure function of the response text and the receive time, so every rule
+//! (qualifiers summed, absent = 0, `oLongest*` epoch timestamps turned into seconds waited)
+//! is tested on the fixtures without a network.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{agent, media, MediaObservation, Queue, QueueObservation};
+
+use super::client::{ApiError, GenesysClient};
+
+pub const PATH: &str = "/api/v2/analytics/queues/observations/query";
+/// Queue ids per request (API.md §4.1).
+pub const MAX_QUEUES_PER_REQUEST: usize = 100;
+/// The eleven metrics the endpoint knows, in the order of API.md §4.1.
+pub const METRICS: [&str; 11] = [
+    "oWaiting",
+    "oInteracting",
+    "oAlerting",
+    "oLongestWaiting",
+    "oLongestInteracting",
+    "oOnQueueUsers",
+    "oOffQueueUsers",
+    "oActiveUsers",
+    "oMemberUsers",
+    "oUserPresences",
+    "oUserRoutingStatuses",
+];
+/// A `calculatedMetricValue` below this cannot be a current epoch-ms timestamp; it is
+/// then read as a duration in ms (API.md §4.5, defensive rule).
+const EPOCH_MS_FLOOR: f64 = 1e12;
+
+#[derive(Debug, Serialize)]
+struct Query<'a> {
+    filter: Filter<'a>,
+    metrics: &'static [&'static str],
+}
+
+#[derive(Debug, Serialize)]
+struct Filter<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    predicates: Vec<Predicate<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct Predicate<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    dimension: &'static str,
+    operator: &'static str,
+    value: &'a str,
+}
+
+/// The request body for `chunk`: its queue ids `or`-ed, each once, all eleven metrics.
+pub fn query_body(chunk: &[Arc<Queue>]) -> serde_json::Value {
+    let mut seen = std::collections::HashSet::new();
+    let predicates = chunk
+        .iter()
+        .filter(|q| seen.insert(q.id.as_str()))
+        .map(|q| Predicate {
+            kind: "dimension",
+            dimension: "queueId",
+            operator: "matches",
+            value: &q.id,
+        })
+        .collect();
+    let query = Query {
+        filter: Filter {
+            kind: "or",
+            predicates,
+        },
+        metrics: &METRICS,
+    };
+    // Serialising plain structs of strings cannot fail.
+    serde_json::to_value(query).unwrap_or(serde_json::Value::Null)
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Response {
+    #[serde(default)]
+    results: Vec<Group>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Group {
+    #[serde(default)]
+    group: GroupKey,
+    #[serde(default)]
+    data: Vec<Datum>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GroupKey {
+    #[serde(default)]
+    queue_id: Option<String>,
+    #[serde(default)]
+    media_type: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Datum {
+    #[serde(default)]
+    metric: String,
+    #[serde(default)]
+    qualifier: Option<String>,
+    #[serde(default)]
+    stats: DatumStats,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DatumStats {
+    #[serde(default)]
+    count: Option<f64>,
+    #[serde(default)]
+    calculated_metric_value: Option<f64>,
+}
+
+/// What one chunk's query produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkResult {
+    /// One per queue of the chunk present in the answer, in chunk order.
+    pub observations: Vec<QueueObservation>,
+    /// Queues of the chunk the answer said nothing about.
+    pub missing: Vec<Arc<Queue>>,
+}
+
+/// Queries the current state of `chunk` (≤ 100 queues).
+pub fn observe(
+    client: &GenesysClient,
+    chunk: &[Arc<Queue>],
+    deadline: Instant,
+) -> Result<ChunkResult, ApiError> {
+    let response: Response = client.post(PATH, &query_body(chunk), deadline)?;
+    Ok(to_observations(response, chunk, now_ms()))
+}
+
+/// Milliseconds since the epoch on the local (NTP-synchronised) clock.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Parses a response body received at `now_ms`.
+pub fn parse(body: &str, chunk: &[Arc<Queue>], now_ms: u64) -> Result<ChunkResult, ApiError> {
+    let response: Response = serde_json::from_str(body).map_err(|e| {
+        ApiError::Malformed(format!("observations answer is not the expected JSON: {e}"))
+    })?;
+    Ok(to_observations(response, chunk, now_ms))
+}
+
+fn to_observations(response: Response, chunk: &[Arc<Queue>], now_ms: u64) -> ChunkResult {
+    let mut by_queue: HashMap<String, QueueObservation> = HashMap::new();
+    let queues: HashMap<&str, &Arc<Queue>> = chunk.iter().map(|q| (q.id.as_str(), q)).collect();
+    for group in response.results {
+        let Some(id) = group.group.queue_id.map(|id| id.to_ascii_lowercase()) else {
+            continue;
+        };
+        let Some(queue) = queues.get(id.as_str()) else {
+            continue;
+        };
+        let observation = by_queue.entry(id).or_insert_with(|| QueueObservation {
+            queue: Arc::clone(queue),
+            agents: [0.0; 8],
+            media: Vec::new(),
+        });
+        match group.group.media_type {
+            None => add_agent_metrics(&mut observation.agents, &group.data),
+            Some(media_type) => {
+                let media_type = intern(&media_type.to_lowercase());
+                let index = match observation
+                    .media
+                    .iter()
+                    .position(|m| m.media_type == media_type)
+                {
+                    Some(i) => i,
+                    None => {
+                        observation.media.push(MediaObservation {
+                            media_type,
+                            values: [0.0; 5],
+                        });
+                        observation.media.len() - 1
+                    }
+                };
+                add_media_metrics(&mut observation.media[index].values, &group.data, now_ms);
+            }
+        }
+    }
+    let mut result = ChunkResult {
+        observations: Vec::new(),
+        missing: Vec::new(),
+    };
+    let mut seen = std::collections::HashSet::new();
+    for queue in chunk.iter().filter(|q| seen.insert(q.id.as_str())) {
+        match by_queue.remove(&queue.id) {
+            Some(observation) => result.observations.push(observation),
+            None => result.missing.push(Arc::clone(queue)),
+        }
+    }
+    result
+}
+
+fn count(datum: &Datum) -> f64 {
+    datum
+        .stats
+        .count
+        .filter(|c| c.is_finite() && *c > 0.0)
+        .unwrap_or(0.0)
+}
+
+fn add_agent_metrics(agents: &mut [f64; 8], data: &[Datum]) {
+    for datum in data {
+        let n = count(datum);
+        match datum.metric.as_str() {
+            "oOnQueueUsers" => {
+                agents[agent::ON_QUEUE] += n;
+                let slot = match datum.qualifier.as_deref() {
+                    Some("IDLE") => Some(agent::IDLE),
+                    Some("INTERACTING") => Some(agent::INTERACTING),
+                    Some("COMMUNICATING") => Some(agent::COMMUNICATING),
+                    Some("NOT_RESPONDING") => Some(agent::NOT_RESPONDING),
+                    _ => None,
+                };
+                if let Some(slot) = slot {
+                    agents[slot] += n;
+                }
+            }
+            "oOffQueueUsers" => agents[agent::OFF_QUEUE] += n,
+            "oActiveUsers" => agents[agent::ACTIVE] += n,
+            "oMemberUsers" => agents[agent::MEMBERS] += n,
+            _ => {}
+        }
+    }
+}
+
+fn add_media_metrics(values: &mut [f64; 5], data: &[Datum], now_ms: u64) {
+    for datum in data {
+        match datum.metric.as_str() {
+            "oWaiting" => values[media::WAITING] += count(datum),
+            "oInteracting" => values[media::INTERACTING] += count(datum),
+            "oAlerting" => values[media::ALERTING] += count(datum),
+            "oLongestWaiting" => {
+                let s = longest_seconds_of(datum, now_ms);
+                values[media::LONGEST_WAITING_SECONDS] =
+                    values[media::LONGEST_WAITING_SECONDS].max(s);
+            }
+            "oLongestInteracting" => {
+                let s = longest_seconds_of(datum, now_ms);
+                values[media::LONGEST_INTERACTING_SECONDS] =
+                    values[media::LONGEST_INTERACTING_SECONDS].max(s);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Seconds the oldest interaction has been waiting/interacting at `now_ms`; 0 when none.
+pub fn longest_seconds(datum_count: f64, calculated: Option<f64>, now_ms: u64) -> f64 {
+    match calculated {
+        Some(value) if datum_count > 0.0 && value.is_finite() && value >= 0.0 => {
+            let ms = if value < EPOCH_MS_FLOOR {
+                value
+            } else {
+                now_ms as f64 - value
+            };
+            (ms / 1000.0).max(0.0)
+        }
+        _ => 0.0,
+    }
+}
+
+fn longest_seconds_of(datum: &Datum, now_ms: u64) -> f64 {
+    longest_seconds(count(datum), datum.stats.calculated_metric_value, now_ms)
+}
+
+/// The shared `Arc<str>` for a media type, so thousands of observations share a handful
+/// of allocations. The table is bounded; unusual values past it get their own allocation.
+pub fn intern(media_type: &str) -> Arc<str> {
+    const MAX_INTERNED: usize = 64;
+    static TABLE: OnceLock<Mutex<Vec<Arc<str>>>> = OnceLock::new();
+    let table = TABLE.get_or_init(|| Mutex::new(Vec::new()));
+    let mut table = table.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(existing) = table.iter().find(|m| &***m == media_type) {
+        return Arc::clone(existing);
+    }
+    let fresh: Arc<str> = Arc::from(media_type);
+    if table.len() < MAX_INTERNED {
+        table.push(Arc::clone(&fresh));
+    }
+    fresh
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// When the fixtures were served: 2025-06-02T14:30:10.000Z.
+    const SERVED_MS: u64 = 1_748_874_610_000;
+    const SUPPORT: &str = "118fd762-9005-45cf-9fad-a87f37eacbc3";
+    const SALES: &str = "a5b4e893-b5b4-4d27-a7de-d6d3b104b490";
+    const VIP: &str = "da689914-f8d0-4a56-aa1c-425d83163d12";
+    const WEEKEND: &str = "1ba56b25-0d62-42e3-b4c3-dc6280f604f3";
+
+    fn queue(id: &str, name: &str) -> Arc<Queue> {
+        Arc::new(Queue {
+            id: id.into(),
+            name: name.into(),
+        })
+    }
+
+    fn chunk() -> Vec<Arc<Queue>> {
+        vec![
+            queue(SUPPORT, "Support – Ünïcode"),
+            queue(SALES, "Sales, EMEA = \"Tier 1\""),
+            queue(VIP, "🎧 VIP Line 📞"),
+        ]
+    }
+
+    fn media<'a>(o: &'a QueueObservation, media_type: &str) -> &'a [f64; 5] {
+        &o.media
+            .iter()
+            .find(|m| &*m.media_type == media_type)
+            .unwrap()
+            .values
+    }
+
+    #[test]
+    fn the_request_body_is_exactly_the_documented_one() {
+        let expected: serde_json::Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/genesys/observations-request.json"
+        ))
+        .unwrap();
+        assert_eq!(query_body(&chunk()), expected);
+        let mut doubled = chunk();
+        doubled.push(queue(SUPPORT, "again"));
+        assert_eq!(query_body(&doubled), expected);
+    }
+
+    #[test]
+    fn parses_the_fixture_response() {
+        let body = include_str!("../../tests/fixtures/genesys/observations-response.json");
+        let result = parse(body, &chunk(), SERVED_MS).unwrap();
+        assert!(result.missing.is_empty());
+        assert_eq!(result.observations.len(), 3);
+        let support = &result.observations[0];
+        assert_eq!(support.queue.name, "Support – Ünïcode");
+        // on_queue, idle, interacting, communicating, not_responding, off_queue, active, members
+        assert_eq!(support.agents, [10.0, 3.0, 5.0, 1.0, 1.0, 8.0, 18.0, 22.0]);
+        let types: Vec<&str> = support.media.iter().map(|m| &*m.media_type).collect();
+        assert_eq!(types, vec!["voice", "chat", "email", "callback", "message"]);
+        let voice = media(support, "voice");
+        assert_eq!(voice[media::WAITING], 7.0);
+        assert_eq!(voice[media::INTERACTING], 5.0);
+        assert_eq!(voice[media::ALERTING], 1.0);
+        assert!((voice[media::LONGEST_WAITING_SECONDS] - 312.412).abs() < 1e-9);
+        assert!((voice[media::LONGEST_INTERACTING_SECONDS] - 1004.117).abs() < 1e-9);
+        assert_eq!(media(support, "chat"), &[0.0; 5]);
+        assert!((media(support, "email")[media::LONGEST_WAITING_SECONDS] - 183_605.0).abs() < 1e-9);
+
+        let sales = &result.observations[1];
+        assert_eq!(sales.agents, [6.0, 2.0, 4.0, 0.0, 0.0, 3.0, 9.0, 9.0]);
+        let chat = media(sales, "chat");
+        assert_eq!(chat[media::LONGEST_WAITING_SECONDS], 0.0);
+        assert!((chat[media::LONGEST_INTERACTING_SECONDS] - 300.0).abs() < 1e-9);
+
+        let vip = &result.observations[2];
+        assert_eq!(vip.agents, [1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 2.0, 4.0]);
+        assert!((media(vip, "voice")[media::LONGEST_WAITING_SECONDS] - 3.12).abs() < 1e-9);
+        // Media types are shared allocations.
+        assert!(Arc::ptr_eq(
+            &support.media[0].media_type,
+            &vip.media[0].media_type
+        ));
+    }
+
+    #[test]
+    fn an_empty_queue_is_all_zeros() {
+        let body =
+            include_str!("../../tests/fixtures/genesys/observations-response-empty-queue.json");
+        let result = parse(body, &[queue(WEEKEND, "Weekend Overflow")], SERVED_MS).unwrap();
+        let weekend = &result.observations[0];
+        assert_eq!(weekend.agents, [0.0; 8]);
+        assert_eq!(weekend.media.len(), 5);
+        assert!(weekend.media.iter().all(|m| m.values == [0.0; 5]));
+    }
+
+    #[test]
+    fn a_queue_absent_from_the_answer_is_reported_missing() {
+        let body = include_str!("../../tests/fixtures/genesys/observations-response.json");
+        let mut asked = chunk();
+        asked.push(queue(WEEKEND, "Weekend Overflow"));
+        let result = parse(body, &asked, SERVED_MS).unwrap();
+        assert_eq!(result.observations.len(), 3);
+        assert_eq!(result.missing.len(), 1);
+        assert_eq!(result.missing[0].id, WEEKEND);
+    }
+
+    #[test]
+    fn unknown_fields_metrics_and_upper_case_ids_are_tolerated() {
+        let body = r#"{"results":[
+            {"group":{"queueId":"118FD762-9005-45CF-9FAD-A87F37EACBC3","mediaType":"Voice","extra":"x"},
+             "data":[{"metric":"oWaiting","stats":{"count":2,"min":1}},
+                     {"metric":"oBrandNew","stats":{"count":99}},
+                     {"metric":"oLongestWaiting","stats":{"count":2,"calculatedMetricValue":4500}}],
+             "newField":true},
+            {"group":{"mediaType":"voice"},"data":[{"metric":"oWaiting","stats":{"count":50}}]},
+            {"group":{"queueId":"unasked"},"data":[]}
+        ],"somethingElse":{}}"#;
+        let result = parse(body, &chunk()[..1], SERVED_MS).unwrap();
+        let support = &result.observations[0];
+        assert_eq!(support.agents, [0.0; 8]);
+        let voice = media(support, "voice");
+        assert_eq!(voice[media::WAITING], 2.0);
+        // below 10^12: a duration in ms, not a timestamp
+        assert_eq!(voice[media::LONGEST_WAITING_SECONDS], 4.5);
+        assert!(matches!(
+            parse("[1,2]", &chunk(), SERVED_MS),
+            Err(ApiError::Malformed(_))
+        ));
+        assert_eq!(parse("{}", &chunk(), SERVED_MS).unwrap().missing.len(), 3);
+    }
+
+    #[test]
+    fn longest_is_never_negative_and_zero_without_a_value() {
+        assert_eq!(
+            longest_seconds(1.0, Some(SERVED_MS as f64 + 5000.0), SERVED_MS),
+            0.0
+        );
+        assert_eq!(
+            longest_seconds(0.0, Some(1_748_874_297_588.0), SERVED_MS),
+            0.0
+        );
+        assert_eq!(longest_seconds(3.0, None, SERVED_MS), 0.0);
+        assert_eq!(
+            longest_seconds(3.0, Some(1_748_874_600_000.0), SERVED_MS),
+            10.0
+        );
+    }
+}

@@ -1,1 +1,834 @@
-//! (not written yet)
+//! The poller thread: every tick (a multiple of the poll interval on the UTC clock) it asks
+//! Genesys for the current state of every selected queue, chunk by chunk, and sends what
+//! it learns to the aggregator as [`PollEvent`]s.
+//!
+//! Polls never overlap: a chunk not started before the tick's deadline is abandoned
+//! (those queues miss one sample) and ticks that are already past are skipped, not queued.
+//! The queue list is re-resolved every `QUEUE_REFRESH` and on SIGHUP
+//! ([`PollerControl::RefreshQueues`]); a failed refresh keeps the old list. Waiting is
+//! done on the control channel, so a stop (the channel disconnecting) or a SIGHUP wakes
+//! the thread at once.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use crate::config::{QueueSelector, Shard};
+use crate::model::{PollEvent, Queue};
+use crate::stats::Stats;
+
+use super::budget::{self, Plan};
+use super::client::{ApiError, GenesysClient};
+use super::observations::{self, now_ms, ChunkResult, MAX_QUEUES_PER_REQUEST};
+use super::queues;
+
+/// Time kept free at the end of each tick, so a poll's last retry ends before the next.
+pub const MAX_TICK_MARGIN: Duration = Duration::from_secs(1);
+/// Deadline for resolving the queue list (it may take many pages).
+pub const QUEUE_LIST_DEADLINE: Duration = Duration::from_secs(60);
+/// After a failed queue refresh, the next attempt comes this much later.
+pub const REFRESH_RETRY: Duration = Duration::from_secs(60);
+/// A chunk rejected with 400 triggers a queue refresh at most this often.
+pub const MIN_RECOVERY_REFRESH_GAP: Duration = Duration::from_secs(60);
+/// First wait between start-up attempts; doubles up to [`MAX_START_BACKOFF`].
+pub const START_BACKOFF: Duration = Duration::from_secs(1);
+pub const MAX_START_BACKOFF: Duration = Duration::from_secs(60);
+
+/// What the poller needs to know besides the client.
+#[derive(Debug, Clone)]
+pub struct PollerSettings {
+    pub poll_interval: Duration,
+    pub queue_refresh: Duration,
+    pub selectors: Vec<QueueSelector>,
+    pub shard: Option<Shard>,
+    pub requests_per_minute: u32,
+    /// Requests per minute kept free for the queue refresh and the KPI poller.
+    pub reserved_per_minute: u32,
+}
+
+/// Messages to the poller; the channel disconnecting means stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollerControl {
+    /// Re-resolve the queue list now (SIGHUP).
+    RefreshQueues,
+}
+
+/// What start-up resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartInfo {
+    pub queues: usize,
+    /// The poll interval in use: `POLL_INTERVAL`, or a multiple of it when the request
+    /// budget required (the aggregator must know: see `budget`).
+    pub poll_interval: Duration,
+    /// The plan as one human sentence (already logged).
+    pub plan: String,
+}
+
+/// Why the poller could not start.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StartError {
+    /// Credentials refused, or the role lacks `routing:queue:view`: exit 77.
+    Refused(ApiError),
+    /// The selection (after sharding) is empty: exit 78.
+    NothingSelected {
+        unmatched: Vec<String>,
+        available: usize,
+        shard: Option<Shard>,
+    },
+    /// The control channel disconnected while starting: a clean stop.
+    Stopped,
+}
+
+impl StartError {
+    /// The process exit code of the contract.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            StartError::Refused(_) => 77,
+            StartError::NothingSelected { .. } => 78,
+            StartError::Stopped => 0,
+        }
+    }
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Refused(error) => write!(f, "{error}"),
+            StartError::NothingSelected {
+                unmatched,
+                available,
+                shard,
+            } => {
+                write!(
+                    f,
+                    "no queue to poll: the OAuth client sees {available} queue(s)"
+                )?;
+                if !unmatched.is_empty() {
+                    write!(
+                        f,
+                        ", and GENESYS_QUEUES entries matched nothing: {}",
+                        unmatched.join(", ")
+                    )?;
+                }
+                if let Some(shard) = shard {
+                    write!(
+                        f,
+                        ", and none of the selected ones hashes to QUEUE_SHARD={}/{}",
+                        shard.index, shard.count
+                    )?;
+                }
+                write!(
+                    f,
+                    "; check GENESYS_QUEUES (names are case-sensitive, `*` is the only wildcard) and \
+                     that the OAuth client's role covers the queues' divisions"
+                )
+            }
+            StartError::Stopped => write!(f, "stopped during start-up"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// What woke a wait on the control channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    Timeout,
+    Refresh,
+    Stop,
+}
+
+fn wait(control: &Receiver<PollerControl>, duration: Duration) -> Wake {
+    match control.recv_timeout(duration) {
+        Ok(PollerControl::RefreshQueues) => Wake::Refresh,
+        Err(RecvTimeoutError::Timeout) => Wake::Timeout,
+        Err(RecvTimeoutError::Disconnected) => Wake::Stop,
+    }
+}
+
+/// The first tick at or after `now_ms`: a multiple of `interval_ms` since the epoch.
+pub fn tick_at_or_after(now_ms: u64, interval_ms: u64) -> u64 {
+    let interval_ms = interval_ms.max(1);
+    now_ms.div_ceil(interval_ms) * interval_ms
+}
+
+/// The tick after `done_tick` that can still be polled at `now_ms`, and how many ticks in
+/// between are skipped because the poll of `done_tick` ran late.
+pub fn following_tick(done_tick: u64, now_ms: u64, interval_ms: u64) -> (u64, u64) {
+    let interval_ms = interval_ms.max(1);
+    let next = done_tick + interval_ms;
+    let reachable = tick_at_or_after(now_ms, interval_ms).max(next);
+    (reachable, (reachable - next) / interval_ms)
+}
+
+/// How much of a tick is left for its requests.
+fn tick_margin(interval: Duration) -> Duration {
+    MAX_TICK_MARGIN.min(interval / 10)
+}
+
+/// What changed between two queue lists.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct QueueChanges {
+    pub added: usize,
+    pub removed: usize,
+    pub renamed: usize,
+}
+
+/// Compares lists and keeps the old `Arc` of every unchanged queue, so the aggregator
+/// sees the same allocation for the same (id, name).
+pub fn merge_queue_lists(
+    old: &[Arc<Queue>],
+    new: Vec<Arc<Queue>>,
+) -> (Vec<Arc<Queue>>, QueueChanges) {
+    let before: HashMap<&str, &Arc<Queue>> = old.iter().map(|q| (q.id.as_str(), q)).collect();
+    let mut changes = QueueChanges::default();
+    let merged: Vec<Arc<Queue>> = new
+        .into_iter()
+        .map(|queue| match before.get(queue.id.as_str()) {
+            Some(previous) if previous.name == queue.name => Arc::clone(previous),
+            Some(_) => {
+                changes.renamed += 1;
+                queue
+            }
+            None => {
+                changes.added += 1;
+                queue
+            }
+        })
+        .collect();
+    let now: HashSet<&str> = merged.iter().map(|q| q.id.as_str()).collect();
+    changes.removed = old.iter().filter(|q| !now.contains(q.id.as_str())).count();
+    (merged, changes)
+}
+
+/// Warns once per failure class until a success, then notes the recovery: a failing
+/// Genesys does not fill the log with one line per chunk and tick.
+#[derive(Debug, Default)]
+struct FailureLog {
+    active: HashSet<&'static str>,
+}
+
+impl FailureLog {
+    fn failed(&mut self, what: &str, error: &ApiError) {
+        if self.active.insert(error.class()) {
+            log::warn!("{what}: {error} (further failures of this kind are logged at debug level)");
+        } else {
+            log::debug!("{what}: {error}");
+        }
+    }
+
+    fn succeeded(&mut self) {
+        if !self.active.is_empty() {
+            log::info!("Genesys Cloud answers again");
+            self.active.clear();
+        }
+    }
+}
+
+/// Polls the selected queues; see the module documentation.
+pub struct Poller {
+    client: Arc<GenesysClient>,
+    settings: PollerSettings,
+    stats: Arc<Stats>,
+    queues: Vec<Arc<Queue>>,
+    plan: Plan,
+    last_refresh: Instant,
+    next_refresh: Instant,
+    warned_unmatched: HashSet<String>,
+    warned_missing: HashSet<String>,
+    failures: FailureLog,
+}
+
+impl Poller {
+    pub fn new(client: Arc<GenesysClient>, settings: PollerSettings, stats: Arc<Stats>) -> Self {
+        let plan = budget::plan(
+            0,
+            settings.poll_interval,
+            settings.requests_per_minute,
+            settings.reserved_per_minute,
+        );
+        Poller {
+            client,
+            stats,
+            queues: Vec::new(),
+            plan,
+            last_refresh: Instant::now(),
+            next_refresh: Instant::now() + settings.queue_refresh,
+            warned_unmatched: HashSet::new(),
+            warned_missing: HashSet::new(),
+            failures: FailureLog::default(),
+            settings,
+        }
+    }
+
+    /// The queues polled now, sorted by id.
+    pub fn queues(&self) -> &[Arc<Queue>] {
+        &self.queues
+    }
+
+    /// The current budget plan.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Start-up: login + first queue resolution. Retries network/5xx errors with backoff
+    /// until it works or `control` disconnects.
+    pub fn start(&mut self, control: &Receiver<PollerControl>) -> Result<StartInfo, StartError> {
+        let mut backoff = START_BACKOFF;
+        loop {
+            match self.try_start() {
+                Ok(info) => return Ok(info),
+                Err(Err(fatal)) => return Err(fatal),
+                Err(Ok(transient)) => {
+                    log::warn!(
+                        "start-up: {transient}; trying again in {}s",
+                        backoff.as_secs()
+                    );
+                    if wait(control, backoff) == Wake::Stop {
+                        return Err(StartError::Stopped);
+                    }
+                    backoff = (backoff * 2).min(MAX_START_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// `Err(Ok(e))`: worth retrying; `Err(Err(e))`: give up.
+    fn try_start(&mut self) -> Result<StartInfo, Result<ApiError, StartError>> {
+        let classify = |e: ApiError| {
+            if e.is_refusal() {
+                Err(StartError::Refused(e))
+            } else {
+                Ok(e)
+            }
+        };
+        self.client.login().map_err(classify)?;
+        let all = queues::list_all(&self.client, Instant::now() + QUEUE_LIST_DEADLINE)
+            .map_err(classify)?;
+        let available = all.len();
+        let (selected, unmatched) = self.resolve(all);
+        if selected.is_empty() {
+            return Err(Err(StartError::NothingSelected {
+                unmatched,
+                available,
+                shard: self.settings.shard,
+            }));
+        }
+        self.install(selected);
+        Ok(StartInfo {
+            queues: self.queues.len(),
+            poll_interval: self.plan.poll_interval,
+            plan: self.plan.summary(),
+        })
+    }
+
+    /// Selection and sharding of a fresh listing; warns once about selectors that match
+    /// nothing.
+    fn resolve(&mut self, all: Vec<Queue>) -> (Vec<Arc<Queue>>, Vec<String>) {
+        let selection = queues::select(&all, &self.settings.selectors);
+        let fresh: Vec<&String> = selection
+            .unmatched
+            .iter()
+            .filter(|s| !self.warned_unmatched.contains(*s))
+            .collect();
+        if !fresh.is_empty() {
+            let names: Vec<&str> = fresh.iter().map(|s| s.as_str()).collect();
+            log::warn!(
+                "GENESYS_QUEUES entries that match no queue: {} (names are case-sensitive; the role may not cover the queue's division)",
+                names.join(", ")
+            );
+        }
+        self.warned_unmatched
+            .extend(selection.unmatched.iter().cloned());
+        (
+            queues::in_shard(selection.queues, self.settings.shard),
+            selection.unmatched,
+        )
+    }
+
+    /// Makes `selected` the polled list and re-plans the budget.
+    fn install(&mut self, selected: Vec<Arc<Queue>>) {
+        let (merged, changes) = merge_queue_lists(&self.queues, selected);
+        let first = self.queues.is_empty();
+        self.queues = merged;
+        self.refreshed();
+        Stats::set(&self.stats.queues, self.queues.len() as u64);
+        let plan = budget::plan(
+            self.queues.len(),
+            self.settings.poll_interval,
+            self.settings.requests_per_minute,
+            self.settings.reserved_per_minute,
+        );
+        if first || plan.chunks != self.plan.chunks || plan.poll_interval != self.plan.poll_interval
+        {
+            log::info!("{}", plan.summary());
+        }
+        if !first && changes != QueueChanges::default() {
+            log::info!(
+                "queue list refreshed: {} added, {} removed, {} renamed; {} polled",
+                changes.added,
+                changes.removed,
+                changes.renamed,
+                self.queues.len()
+            );
+        }
+        self.plan = plan;
+    }
+
+    fn refreshed(&mut self) {
+        self.last_refresh = Instant::now();
+        self.next_refresh = self.last_refresh + self.settings.queue_refresh;
+    }
+
+    /// Re-resolves the queue list; a failure or an empty result keeps the old list.
+    fn refresh(&mut self) {
+        match queues::list_all(&self.client, Instant::now() + QUEUE_LIST_DEADLINE) {
+            Ok(all) => {
+                let (selected, _) = self.resolve(all);
+                if selected.is_empty() {
+                    log::warn!(
+                        "queue refresh selected no queue at all; keeping the previous {} queues",
+                        self.queues.len()
+                    );
+                    self.refreshed();
+                } else {
+                    self.install(selected);
+                }
+            }
+            Err(error) => {
+                self.failures
+                    .failed("queue refresh failed, keeping the previous list", &error);
+                // Try again soon rather than a whole QUEUE_REFRESH later.
+                self.next_refresh = Instant::now() + self.settings.queue_refresh.min(REFRESH_RETRY);
+            }
+        }
+    }
+
+    /// Polls until `control` disconnects.
+    pub fn run(mut self, events: Sender<PollEvent>, control: Receiver<PollerControl>) {
+        let mut tick = tick_at_or_after(now_ms(), self.interval_ms());
+        loop {
+            if self.wait_until(tick, &control) == Wake::Stop {
+                return;
+            }
+            let mut refresh_requested = false;
+            match self.poll_tick(tick, &events, &control) {
+                Wake::Stop => return,
+                Wake::Refresh => refresh_requested = true,
+                Wake::Timeout => {}
+            }
+            if refresh_requested || Instant::now() >= self.next_refresh {
+                self.refresh();
+            }
+            let (next, skipped) = following_tick(tick, now_ms(), self.interval_ms());
+            if skipped > 0 {
+                log::warn!(
+                    "polling ran {skipped} tick(s) late; skipping them (those samples are missing); \
+                     a longer POLL_INTERVAL or fewer queues would avoid it"
+                );
+            }
+            tick = next;
+        }
+    }
+
+    fn interval_ms(&self) -> u64 {
+        self.plan.poll_interval.as_millis().max(1) as u64
+    }
+
+    /// Sleeps until `at_ms`, handling refresh requests meanwhile.
+    fn wait_until(&mut self, at_ms: u64, control: &Receiver<PollerControl>) -> Wake {
+        // Each round either returns or sleeps; refreshes are bounded by the channel.
+        loop {
+            let now = now_ms();
+            if now >= at_ms {
+                return Wake::Timeout;
+            }
+            match wait(control, Duration::from_millis(at_ms - now)) {
+                Wake::Stop => return Wake::Stop,
+                Wake::Refresh => self.refresh(),
+                Wake::Timeout => {}
+            }
+        }
+    }
+
+    /// One tick: every chunk once, then `TickDone`. Returns `Refresh` if a refresh was
+    /// requested meanwhile, `Stop` if the thread must end.
+    fn poll_tick(
+        &mut self,
+        tick: u64,
+        events: &Sender<PollEvent>,
+        control: &Receiver<PollerControl>,
+    ) -> Wake {
+        let started = Instant::now();
+        let interval = self.plan.poll_interval;
+        let deadline_ms = tick + (interval - tick_margin(interval)).as_millis() as u64;
+        let spacing_ms = self.plan.spacing.as_millis() as u64;
+        let chunks: Vec<Vec<Arc<Queue>>> = self
+            .queues
+            .chunks(MAX_QUEUES_PER_REQUEST)
+            .map(<[_]>::to_vec)
+            .collect();
+        let mut outcome = Wake::Timeout;
+        for (i, chunk) in chunks.iter().enumerate() {
+            let start_ms = tick + i as u64 * spacing_ms;
+            while now_ms() < start_ms {
+                match wait(
+                    control,
+                    Duration::from_millis(start_ms.saturating_sub(now_ms())),
+                ) {
+                    Wake::Stop => return Wake::Stop,
+                    Wake::Refresh => outcome = Wake::Refresh,
+                    Wake::Timeout => {}
+                }
+            }
+            let now = now_ms();
+            if now >= deadline_ms {
+                let left = chunks.len() - i;
+                log::warn!(
+                    "poll at {tick}: out of time, {left} of {} request(s) not sent (their queues miss this sample)",
+                    chunks.len()
+                );
+                Stats::add(&self.stats.poll_errors, left as u64);
+                break;
+            }
+            let deadline = Instant::now() + Duration::from_millis(deadline_ms - now);
+            let result = self.poll_chunk(chunk, deadline);
+            if let Some(result) = result {
+                if !result.observations.is_empty()
+                    && events
+                        .send(PollEvent::Observations {
+                            tick_ms: tick,
+                            observations: result.observations,
+                        })
+                        .is_err()
+                {
+                    return Wake::Stop;
+                }
+            }
+        }
+        if events.send(PollEvent::TickDone { tick_ms: tick }).is_err() {
+            return Wake::Stop;
+        }
+        Stats::incr(&self.stats.polls);
+        Stats::raise_to(
+            &self.stats.poll_ms_max,
+            started.elapsed().as_millis() as u64,
+        );
+        outcome
+    }
+
+    /// One chunk's observations, or `None` (counted and logged) when it failed.
+    fn poll_chunk(&mut self, chunk: &[Arc<Queue>], deadline: Instant) -> Option<ChunkResult> {
+        match observations::observe(&self.client, chunk, deadline) {
+            Ok(result) => {
+                self.failures.succeeded();
+                self.note_missing(&result.missing);
+                Some(result)
+            }
+            Err(error @ ApiError::BadRequest { .. }) => {
+                Stats::incr(&self.stats.poll_errors);
+                self.failures.failed("observations query rejected", &error);
+                self.retry_without_stale(chunk, deadline)
+            }
+            Err(error) => {
+                Stats::incr(&self.stats.poll_errors);
+                self.failures.failed("observations query failed", &error);
+                None
+            }
+        }
+    }
+
+    /// After a 400: refresh the queue list and, if queues of the chunk disappeared, ask
+    /// again for the ones still there.
+    fn retry_without_stale(
+        &mut self,
+        chunk: &[Arc<Queue>],
+        deadline: Instant,
+    ) -> Option<ChunkResult> {
+        if self.last_refresh.elapsed() < MIN_RECOVERY_REFRESH_GAP {
+            return None;
+        }
+        self.refresh();
+        let current: HashSet<&str> = self.queues.iter().map(|q| q.id.as_str()).collect();
+        let kept: Vec<Arc<Queue>> = chunk
+            .iter()
+            .filter(|q| current.contains(q.id.as_str()))
+            .cloned()
+            .collect();
+        if kept.is_empty() || kept.len() == chunk.len() {
+            return None;
+        }
+        log::info!(
+            "retrying the rejected request without {} queue(s) that no longer exist",
+            chunk.len() - kept.len()
+        );
+        match observations::observe(&self.client, &kept, deadline) {
+            Ok(result) => {
+                self.note_missing(&result.missing);
+                Some(result)
+            }
+            Err(error) => {
+                self.failures
+                    .failed("observations query failed again", &error);
+                None
+            }
+        }
+    }
+
+    fn note_missing(&mut self, missing: &[Arc<Queue>]) {
+        for queue in missing {
+            if self.warned_missing.insert(queue.id.clone()) {
+                log::warn!(
+                    "Genesys returned no observations for queue {} ({}); it is still polled (deleted, or outside the role's divisions?)",
+                    queue.name,
+                    queue.id
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::client::test_server::{reply, token, Server};
+    use super::super::client::tests::client_for;
+    use super::*;
+
+    fn q(id: &str, name: &str) -> Arc<Queue> {
+        Arc::new(Queue {
+            id: id.into(),
+            name: name.into(),
+        })
+    }
+
+    #[test]
+    fn ticks_are_aligned_to_the_utc_clock() {
+        assert_eq!(
+            tick_at_or_after(1_748_874_610_000, 10_000),
+            1_748_874_610_000
+        );
+        assert_eq!(
+            tick_at_or_after(1_748_874_610_001, 10_000),
+            1_748_874_620_000
+        );
+        assert_eq!(
+            tick_at_or_after(1_748_874_619_999, 10_000),
+            1_748_874_620_000
+        );
+        assert_eq!(tick_at_or_after(59_000, 60_000), 60_000);
+    }
+
+    #[test]
+    fn overdue_ticks_are_skipped_not_queued() {
+        // finished in time: the next tick follows
+        assert_eq!(following_tick(100_000, 104_000, 10_000), (110_000, 0));
+        // finished exactly at the next tick: still polled
+        assert_eq!(following_tick(100_000, 110_000, 10_000), (110_000, 0));
+        // ran 25 s: 110 and 120 are skipped, 130 is next
+        assert_eq!(following_tick(100_000, 125_000, 10_000), (130_000, 2));
+        assert_eq!(following_tick(100_000, 110_001, 10_000), (120_000, 1));
+    }
+
+    #[test]
+    fn the_tick_margin_is_small() {
+        assert_eq!(tick_margin(Duration::from_secs(10)), Duration::from_secs(1));
+        assert_eq!(
+            tick_margin(Duration::from_secs(2)),
+            Duration::from_millis(200)
+        );
+    }
+
+    #[test]
+    fn refresh_adds_drops_and_renames_and_keeps_unchanged_arcs() {
+        let old = vec![q("a", "A"), q("b", "B"), q("c", "C")];
+        let new = vec![q("a", "A"), q("c", "C renamed"), q("d", "D")];
+        let (merged, changes) = merge_queue_lists(&old, new);
+        assert_eq!(
+            changes,
+            QueueChanges {
+                added: 1,
+                removed: 1,
+                renamed: 1
+            }
+        );
+        assert!(Arc::ptr_eq(&merged[0], &old[0]));
+        assert_eq!(merged[1].name, "C renamed");
+        assert_eq!(
+            merged.iter().map(|q| q.id.as_str()).collect::<Vec<_>>(),
+            vec!["a", "c", "d"]
+        );
+    }
+
+    #[test]
+    fn start_errors_map_to_exit_codes_and_say_what_to_do() {
+        let nothing = StartError::NothingSelected {
+            unmatched: vec!["Nope".into(), "Sup*".into()],
+            available: 7,
+            shard: Some(Shard { index: 2, count: 4 }),
+        };
+        assert_eq!(nothing.exit_code(), 78);
+        let text = nothing.to_string();
+        assert!(text.contains("sees 7 queue(s)"), "{text}");
+        assert!(text.contains("Nope, Sup*"), "{text}");
+        assert!(text.contains("QUEUE_SHARD=2/4"), "{text}");
+        assert_eq!(
+            StartError::Refused(ApiError::DeadlineExceeded).exit_code(),
+            77
+        );
+        assert_eq!(StartError::Stopped.exit_code(), 0);
+    }
+
+    fn settings(poll_interval: Duration, selectors: Vec<QueueSelector>) -> PollerSettings {
+        PollerSettings {
+            poll_interval,
+            queue_refresh: Duration::from_secs(300),
+            selectors,
+            shard: None,
+            requests_per_minute: 300,
+            reserved_per_minute: 0,
+        }
+    }
+
+    fn fixture(name: &str) -> String {
+        std::fs::read_to_string(format!(
+            "{}/tests/fixtures/genesys/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn start_refuses_when_the_credentials_are_refused() {
+        let server = Server::start(vec![reply(
+            401,
+            &fixture("token-error-invalid-client.json"),
+        )]);
+        let (client, _, _) = client_for(&server.url);
+        let mut poller = Poller::new(
+            Arc::new(client),
+            settings(Duration::from_secs(10), vec![]),
+            Arc::default(),
+        );
+        let (_tx, rx) = crossbeam_channel::bounded(1);
+        let err = poller.start(&rx).unwrap_err();
+        assert_eq!(err.exit_code(), 77);
+        assert!(err.to_string().contains("/oauth/token"));
+    }
+
+    #[test]
+    fn start_fails_when_nothing_matches() {
+        let server = Server::start(vec![
+            token(86_399, "t"),
+            reply(200, &fixture("queues-page-1.json")),
+            reply(200, &fixture("queues-page-2.json")),
+        ]);
+        let (client, _, _) = client_for(&server.url);
+        let selectors = vec![QueueSelector::Name("support – ünïcode".into())];
+        let mut poller = Poller::new(
+            Arc::new(client),
+            settings(Duration::from_secs(10), selectors),
+            Arc::default(),
+        );
+        let (_tx, rx) = crossbeam_channel::bounded(1);
+        match poller.start(&rx).unwrap_err() {
+            StartError::NothingSelected {
+                unmatched,
+                available,
+                ..
+            } => {
+                assert_eq!(unmatched, vec!["support – ünïcode"]);
+                assert_eq!(available, 7);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn start_stops_when_the_control_channel_closes_during_retries() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        let (client, _, _) = client_for(&url);
+        let mut poller = Poller::new(
+            Arc::new(client),
+            settings(Duration::from_secs(10), vec![]),
+            Arc::default(),
+        );
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        drop(tx);
+        assert_eq!(poller.start(&rx).unwrap_err(), StartError::Stopped);
+    }
+
+    #[test]
+    fn one_tick_end_to_end_against_a_scripted_genesys() {
+        let server = Server::start(vec![
+            token(86_399, "t"),
+            reply(200, &fixture("queues-page-1.json")),
+            reply(200, &fixture("queues-page-2.json")),
+            reply(200, &fixture("observations-response.json")),
+        ]);
+        let (client, _, _) = client_for(&server.url);
+        let stats = Arc::new(Stats::default());
+        let selectors = vec![
+            QueueSelector::Pattern("Support*".into()),
+            QueueSelector::Pattern("Sales*".into()),
+            QueueSelector::Pattern("*VIP*".into()),
+            QueueSelector::Name("Weekend Overflow".into()),
+            QueueSelector::Name("Gone".into()),
+        ];
+        let mut poller = Poller::new(
+            Arc::new(client),
+            settings(Duration::from_secs(1), selectors),
+            stats.clone(),
+        );
+        let (control_tx, control_rx) = crossbeam_channel::bounded(1);
+        let info = poller.start(&control_rx).unwrap();
+        assert_eq!(info.queues, 4);
+        assert_eq!(info.poll_interval, Duration::from_secs(1));
+        assert!(
+            info.plan
+                .starts_with("polling 4 queues in 1 request every 1s"),
+            "{}",
+            info.plan
+        );
+        assert_eq!(stats.queues.load(std::sync::atomic::Ordering::Relaxed), 4);
+
+        let (events_tx, events_rx) = crossbeam_channel::bounded(16);
+        let thread = std::thread::spawn(move || poller.run(events_tx, control_rx));
+        let first = events_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        let tick = match first {
+            PollEvent::Observations {
+                tick_ms,
+                observations,
+            } => {
+                assert_eq!(tick_ms % 1000, 0);
+                let names: Vec<&str> = observations.iter().map(|o| o.queue.name.as_str()).collect();
+                // sorted by id; Weekend Overflow is absent from the answer
+                assert_eq!(
+                    names,
+                    vec![
+                        "Support – Ünïcode",
+                        "Sales, EMEA = \"Tier 1\"",
+                        "🎧 VIP Line 📞"
+                    ]
+                );
+                tick_ms
+            }
+            other => panic!("{other:?}"),
+        };
+        match events_rx.recv_timeout(Duration::from_secs(5)).unwrap() {
+            PollEvent::TickDone { tick_ms } => assert_eq!(tick_ms, tick),
+            other => panic!("{other:?}"),
+        }
+        let body: serde_json::Value = serde_json::from_str(&server.requests()[3].body).unwrap();
+        assert_eq!(body["filter"]["predicates"].as_array().unwrap().len(), 4);
+        drop(control_tx);
+        // the next tick fails (the script is over) or the stop arrives first; either way the
+        // thread ends promptly
+        thread.join().unwrap();
+        assert!(stats.polls.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    }
+}
