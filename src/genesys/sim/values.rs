@@ -430,7 +430,8 @@ fn for_each_event(scope: &KpiScope, cell: u64, mut f: impl FnMut(u64, u64, Event
     }
     for _ in 0..outcomes {
         let event = match rng.below(10) {
-            0..=6 => Event::Answered(300 + rng.below(max_wait / 6)),
+            // The shorter of two draws: most answers come quickly, a few very late.
+            0..=6 => Event::Answered(300 + rng.below(max_wait / 6).min(rng.below(max_wait / 6))),
             7 | 8 => Event::Abandoned(1_000 + rng.below(60_000)),
             _ => Event::FlowedOut(60_000 + rng.below(120_000)),
         };
