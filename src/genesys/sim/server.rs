@@ -1,0 +1,323 @@
+//! Just enough HTTP/1.1 for ureq: one thread per connection (bounded), keep-alive because
+//! ureq pools connections, `Content-Length` request bodies, `Connection: close` honoured.
+//!
+//! Every blocking call has a short timeout so each loop re-checks the stop flag: dropping
+//! the Sim ends the accept loop and every connection within a fraction of a second.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use super::api;
+use super::Shared;
+
+/// How often blocked reads and the accept loop look at the stop flag.
+const POLL: Duration = Duration::from_millis(20);
+/// An idle keep-alive connection is closed after this long (longer than ureq's pool age).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// A request must arrive completely within this time once it has started.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Genesys' `request.bytes.max` (API.md §7).
+pub const MAX_BODY_BYTES: usize = 512_000;
+
+/// One parsed request.
+#[derive(Debug)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    /// Raw query string (without `?`), still percent-encoded.
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    keep_alive: bool,
+}
+
+impl Request {
+    /// First header of that name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What the handler wants sent back.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response {
+        Response {
+            status,
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body: body.into(),
+        }
+    }
+
+    pub fn json(status: u16, value: &serde_json::Value) -> Response {
+        Response::new(status, "application/json", value.to_string())
+    }
+
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Response {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+}
+
+/// The handler's verdict: answer, or close the socket without a word (fault injection).
+#[derive(Debug)]
+pub enum Reply {
+    Send(Response),
+    Drop,
+}
+
+/// Accepts connections until the stop flag is set, then joins every connection thread.
+pub fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let mut connections: Vec<JoinHandle<()>> = Vec::new();
+    while !shared.stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                connections.retain(|c| !c.is_finished());
+                if connections.len() >= shared.max_connections {
+                    refuse(stream);
+                    continue;
+                }
+                let shared = Arc::clone(&shared);
+                match thread::Builder::new()
+                    .name("sim-conn".into())
+                    .spawn(move || serve_connection(stream, &shared))
+                {
+                    Ok(handle) => connections.push(handle),
+                    Err(e) => log::warn!("sim: cannot start a connection thread: {e}"),
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => thread::sleep(POLL),
+            Err(e) => {
+                log::debug!("sim: accept failed: {e}");
+                thread::sleep(POLL);
+            }
+        }
+    }
+    for connection in connections {
+        let _ = connection.join();
+    }
+}
+
+/// Over the connection limit: a 503 and close, as an overloaded gateway would.
+fn refuse(mut stream: TcpStream) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+    let response = Response::new(503, "text/plain", "too many connections");
+    let _ = write_response(&mut stream, &response, true);
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
+fn serve_connection(mut stream: TcpStream, shared: &Shared) {
+    if stream.set_nonblocking(false).is_err()
+        || stream.set_read_timeout(Some(POLL)).is_err()
+        || stream
+            .set_write_timeout(Some(Duration::from_secs(5)))
+            .is_err()
+    {
+        return;
+    }
+    let _ = stream.set_nodelay(true);
+    let mut buf = Vec::new();
+    loop {
+        let request = match read_request(&mut stream, &mut buf, shared) {
+            Ok(Some(request)) => request,
+            Ok(None) => return,
+            Err(response) => {
+                let _ = write_response(&mut stream, &response, true);
+                return;
+            }
+        };
+        let close = !request.keep_alive;
+        match api::handle(shared, &request) {
+            Reply::Drop => {
+                let _ = stream.shutdown(Shutdown::Both);
+                return;
+            }
+            Reply::Send(response) => {
+                if write_response(&mut stream, &response, close).is_err() || close {
+                    let _ = stream.shutdown(Shutdown::Both);
+                    return;
+                }
+            }
+        }
+        if shared.stop.load(Ordering::SeqCst) {
+            return;
+        }
+    }
+}
+
+/// Reads one request. `Ok(None)`: the peer closed, went idle or the Sim stops.
+/// `Err`: a malformed request, answered and then closed.
+fn read_request(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    shared: &Shared,
+) -> Result<Option<Request>, Response> {
+    let started = Instant::now();
+    let head_end = loop {
+        if let Some(pos) = find(buf, b"\r\n\r\n") {
+            break pos + 4;
+        }
+        if buf.len() > MAX_HEAD_BYTES {
+            return Err(Response::new(431, "text/plain", "request head too large"));
+        }
+        let limit = if buf.is_empty() {
+            IDLE_TIMEOUT
+        } else {
+            REQUEST_TIMEOUT
+        };
+        if !fill(stream, buf, shared, started, limit) {
+            return Ok(None);
+        }
+    };
+    let mut request = parse_head(&buf[..head_end])?;
+    let length = content_length(&request)?;
+    if length > MAX_BODY_BYTES {
+        return Err(Response::new(413, "text/plain", "request body too large"));
+    }
+    while buf.len() < head_end + length {
+        if !fill(stream, buf, shared, started, REQUEST_TIMEOUT) {
+            return Ok(None);
+        }
+    }
+    request.body = buf[head_end..head_end + length].to_vec();
+    buf.drain(..head_end + length);
+    Ok(Some(request))
+}
+
+/// Reads more bytes into `buf`; false on EOF, error, timeout or stop.
+fn fill(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    shared: &Shared,
+    started: Instant,
+    limit: Duration,
+) -> bool {
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        if shared.stop.load(Ordering::SeqCst) || started.elapsed() > limit {
+            return false;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return false,
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                return true;
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn parse_head(head: &[u8]) -> Result<Request, Response> {
+    let bad = || Response::new(400, "text/plain", "malformed request");
+    let text = std::str::from_utf8(head).map_err(|_| bad())?;
+    let mut lines = text.split("\r\n");
+    let mut parts = lines.next().ok_or_else(bad)?.split(' ');
+    let (method, target, version) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(m), Some(t), Some(v)) if v.starts_with("HTTP/1.") => (m, t, v),
+        _ => return Err(bad()),
+    };
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let mut request = Request {
+        method: method.to_string(),
+        path: path.to_string(),
+        query: query.to_string(),
+        headers,
+        body: Vec::new(),
+        keep_alive: version == "HTTP/1.1",
+    };
+    if let Some(connection) = request.header("Connection") {
+        let connection = connection.to_ascii_lowercase();
+        if connection.contains("close") {
+            request.keep_alive = false;
+        } else if connection.contains("keep-alive") {
+            request.keep_alive = true;
+        }
+    }
+    Ok(request)
+}
+
+fn content_length(request: &Request) -> Result<usize, Response> {
+    if request.header("Transfer-Encoding").is_some() {
+        return Err(Response::new(
+            411,
+            "text/plain",
+            "send a Content-Length body",
+        ));
+    }
+    match request.header("Content-Length") {
+        None => Ok(0),
+        Some(v) => v
+            .parse()
+            .map_err(|_| Response::new(400, "text/plain", "bad Content-Length")),
+    }
+}
+
+fn write_response(stream: &mut TcpStream, response: &Response, close: bool) -> std::io::Result<()> {
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\n",
+        response.status,
+        reason(response.status)
+    );
+    for (name, value) in &response.headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str(&format!("Content-Length: {}\r\n", response.body.len()));
+    if close {
+        out.push_str("Connection: close\r\n");
+    }
+    out.push_str("\r\n");
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(&response.body);
+    stream.write_all(&bytes)?;
+    stream.flush()
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        411 => "Length Required",
+        413 => "Payload Too Large",
+        415 => "Unsupported Media Type",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Status",
+    }
+}
