@@ -140,8 +140,9 @@ pub struct Aggregator {
 }
 
 impl Aggregator {
+    /// `poll_ms` is the poll interval in use: normally a divisor of the window, but the
+    /// poller may widen it to stay within the Genesys request budget.
     pub fn new(window_ms: u64, poll_ms: u64, static_tags: Vec<(String, String)>) -> Self {
-        debug_assert!(poll_ms > 0 && window_ms % poll_ms == 0);
         Aggregator {
             window_ms,
             poll_ms,

@@ -56,7 +56,7 @@ pub fn run(config: &Config, stop_after: Option<Duration>) -> u8 {
         Err(error) => return start_error_code(&error),
     };
     notifier.ready();
-    notifier.status(&format!("polling {} queues", started.queue_count));
+    notifier.status(&format!("polling {} queues", started.queues));
 
     let (event_tx, event_rx) = bounded(EVENT_QUEUE);
     let (batch_tx, batch_rx) = bounded(BATCH_QUEUE);
@@ -71,7 +71,7 @@ pub fn run(config: &Config, stop_after: Option<Duration>) -> u8 {
         .name("writer".into())
         .spawn(move || writer::run(writer_settings, agent, batch_rx, writer_stats));
     let aggregator_job = AggregatorJob {
-        aggregator: Aggregator::new(millis(config.window), millis(config.poll_interval), config.static_tags.clone()),
+        aggregator: Aggregator::new(millis(config.window), millis(started.poll_interval), config.static_tags.clone()),
         batches: batch_tx,
         stats: stats.clone(),
         instance: config.instance.clone(),
@@ -116,12 +116,10 @@ fn poller_settings(config: &Config) -> PollerSettings {
 }
 
 fn start_error_code(error: &StartError) -> u8 {
-    log::error!("{error}");
-    match error {
-        StartError::CredentialsRefused(_) => exit::CREDENTIALS,
-        StartError::NothingSelected(_) => exit::CONFIG,
-        StartError::Stopped => exit::OK,
+    if !matches!(error, StartError::Stopped) {
+        log::error!("{error}");
     }
+    u8::try_from(error.exit_code()).unwrap_or(exit::FAILURE)
 }
 
 fn log_startup(config: &Config) {
