@@ -366,7 +366,7 @@ mod tests {
         let token = authenticator().interpret(200, body, now).unwrap();
         assert_eq!(token.lifetime, Duration::from_secs(86_399));
         assert!(token.access_token.expose().starts_with("L1ao08Xn4Szl"));
-        assert_eq!(format!("{token:?}").contains("L1ao08"), false);
+        assert!(!format!("{token:?}").contains("L1ao08"));
     }
 
     #[test]

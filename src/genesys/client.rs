@@ -7,6 +7,9 @@
 //! (not 501), network errors, timeouts and malformed JSON → exponential backoff with
 //! jitter; other 4xx → no retry. The `inin-ratelimit-*` headers are watched and requests
 //! are delayed when the token's budget is nearly used up.
+//!
+//! Retries are logged at info/debug; the final failure is returned, not logged, so the
+//! caller decides how loud to be (the poller warns once per failure class).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
