@@ -47,14 +47,14 @@ pub fn handle(shared: &Shared, req: &Request) -> Reply {
         let rate = count_rate(&mut state, endpoint, now);
         (fault, uuid(&mut state.rng), rate)
     };
+    if let Some(Fault::Delay(d)) = &fault {
+        sleep_unless_stopped(shared, *d);
+    }
     let reply = match (&fault, endpoint) {
-        (Some(Fault::Delay(d)), _) => {
-            sleep_unless_stopped(shared, *d);
-            answer(shared, endpoint, req, now, &context, rate)
-        }
         (Some(f), Some(e)) => fault_reply(f, e, &context),
-        _ => answer(shared, endpoint, req, now, &context, rate),
-    };
+        _ => None,
+    }
+    .unwrap_or_else(|| answer(shared, endpoint, req, now, &context, rate));
     let reply = match reply {
         Reply::Send(response) => Reply::Send(decorate(response, endpoint, &context, rate, now)),
         Reply::Drop => Reply::Drop,
@@ -74,7 +74,11 @@ pub fn handle(shared: &Shared, req: &Request) -> Reply {
         retryable_fault: fault.as_ref().is_some_and(Fault::is_retryable),
         fault,
     };
-    shared.lock().log.push(record);
+    let mut state = shared.lock();
+    if state.log.len() >= super::MAX_LOG_RECORDS {
+        state.log.pop_front();
+    }
+    state.log.push_back(record);
     reply
 }
 
@@ -304,10 +308,11 @@ fn oauth_error(status: u16, code: &str, description: &str) -> Response {
     )
 }
 
-fn fault_reply(fault: &Fault, endpoint: Endpoint, context: &str) -> Reply {
+/// The faulty answer, or `None` when the fault only delays a normal one.
+fn fault_reply(fault: &Fault, endpoint: Endpoint, context: &str) -> Option<Reply> {
     let response = match fault {
-        Fault::DropConnection => return Reply::Drop,
-        Fault::Delay(_) => unreachable_delay(context),
+        Fault::DropConnection => return Some(Reply::Drop),
+        Fault::Delay(_) => return None,
         Fault::MalformedJson => Response::new(
             200,
             "application/json",
@@ -319,19 +324,12 @@ fn fault_reply(fault: &Fault, endpoint: Endpoint, context: &str) -> Reply {
             "text/html",
             format!("<html><body><h1>{status} Gateway error</h1></body></html>"),
         ),
+        Fault::Status(status @ (400 | 401)) if endpoint == Endpoint::Token => {
+            oauth_error(*status, "invalid_client", "authentication failed")
+        }
         Fault::Status(status) => status_error(*status, endpoint, context),
     };
-    Reply::Send(response)
-}
-
-/// `Fault::Delay` is answered normally by `handle`; never reached.
-fn unreachable_delay(context: &str) -> Response {
-    error(
-        500,
-        "internal.server.error",
-        "delay fault misrouted",
-        context,
-    )
+    Some(Reply::Send(response))
 }
 
 /// The fixtures' error body for a status.
@@ -437,13 +435,64 @@ fn uuid(rng: &mut Rng) -> String {
 
 // ---- queue listing ------------------------------------------------------------------
 
+/// The parameters of a queue listing request that matter (API.md §3.1).
+#[derive(Debug)]
+struct Listing {
+    page_size: usize,
+    page_number: usize,
+    descending: bool,
+    ids: Vec<String>,
+    name: Option<String>,
+    /// Filter parameters, re-encoded, to repeat in the paging URIs.
+    repeat: String,
+}
+
 fn list_queues(
     shared: &Shared,
     req: &Request,
     now: u64,
     context: &str,
 ) -> Result<Response, Response> {
-    let params = parse_query(&req.query);
+    let (max_page, seed, period) = {
+        let state = shared.lock();
+        let o = &state.options;
+        (o.max_page_size.max(1), o.seed, period_ms(o))
+    };
+    let listing = parse_listing(&parse_query(&req.query), max_page, context)?;
+    let mut matching: Vec<super::SimQueue> = shared
+        .lock()
+        .queues
+        .iter()
+        .filter(|q| listing.ids.is_empty() || listing.ids.contains(&q.id))
+        .filter(|q| {
+            listing
+                .name
+                .as_deref()
+                .map_or(true, |n| name_matches(n, &q.name))
+        })
+        .cloned()
+        .collect();
+    matching.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+    if listing.descending {
+        matching.reverse();
+    }
+    let entities: Vec<Value> = matching
+        .iter()
+        .skip((listing.page_number - 1).saturating_mul(listing.page_size))
+        .take(listing.page_size)
+        .map(|q| queue_entity(q, seed, now / period))
+        .collect();
+    Ok(Response::json(
+        200,
+        &listing_body(&listing, entities, matching.len()),
+    ))
+}
+
+fn parse_listing(
+    params: &[(String, String)],
+    max_page: usize,
+    context: &str,
+) -> Result<Listing, Response> {
     let get = |key: &str| {
         params
             .iter()
@@ -460,12 +509,6 @@ fn list_queues(
                 .ok_or_else(|| invalid_value(v, key, context)),
         }
     };
-    let (max_page, seed) = {
-        let state = shared.lock();
-        (state.options.max_page_size.max(1), state.options.seed)
-    };
-    let page_size = number("pageSize", DEFAULT_PAGE_SIZE)?.min(max_page);
-    let page_number = number("pageNumber", 1)?;
     let descending = match get("sortOrder") {
         None | Some("asc") => false,
         Some("desc") => true,
@@ -478,54 +521,51 @@ fn list_queues(
             ))
         }
     };
-    let ids: Vec<&str> = params
+    let ids = params
         .iter()
         .filter(|(k, _)| k == "id")
         .flat_map(|(_, v)| v.split(','))
         .map(str::trim)
         .filter(|v| !v.is_empty())
+        .map(str::to_string)
         .collect();
-    let name = get("name");
-    let mut matching: Vec<super::SimQueue> = shared
-        .lock()
-        .queues
-        .iter()
-        .filter(|q| ids.is_empty() || ids.contains(&q.id.as_str()))
-        .filter(|q| name.map_or(true, |n| name_matches(n, &q.name)))
-        .cloned()
-        .collect();
-    matching.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
-    if descending {
-        matching.reverse();
-    }
-    let total = matching.len();
-    let page_count = total.div_ceil(page_size);
-    let slot = now / period_ms(&shared.lock().options);
-    let entities: Vec<Value> = matching
-        .iter()
-        .skip((page_number - 1).saturating_mul(page_size))
-        .take(page_size)
-        .map(|q| queue_entity(q, seed, slot))
-        .collect();
-    let extra = listing_filter_params(&params);
-    let uri =
-        |n: usize| format!("/api/v2/routing/queues?pageSize={page_size}&pageNumber={n}{extra}");
+    Ok(Listing {
+        page_size: number("pageSize", DEFAULT_PAGE_SIZE)?.min(max_page),
+        page_number: number("pageNumber", 1)?,
+        descending,
+        ids,
+        name: get("name").map(str::to_string),
+        repeat: listing_filter_params(params),
+    })
+}
+
+/// `QueueEntityListing` (API.md §3.2): relative URIs, `nextUri` only when another page
+/// exists, `previousUri` only after the first.
+fn listing_body(listing: &Listing, entities: Vec<Value>, total: usize) -> Value {
+    let (size, number) = (listing.page_size, listing.page_number);
+    let page_count = total.div_ceil(size);
+    let uri = |n: usize| {
+        format!(
+            "/api/v2/routing/queues?pageSize={size}&pageNumber={n}{}",
+            listing.repeat
+        )
+    };
     let mut body = Map::new();
     body.insert("entities".into(), Value::Array(entities));
-    body.insert("pageSize".into(), json!(page_size));
-    body.insert("pageNumber".into(), json!(page_number));
+    body.insert("pageSize".into(), json!(size));
+    body.insert("pageNumber".into(), json!(number));
     body.insert("total".into(), json!(total));
     body.insert("firstUri".into(), json!(uri(1)));
-    body.insert("selfUri".into(), json!(uri(page_number)));
-    if page_number < page_count {
-        body.insert("nextUri".into(), json!(uri(page_number + 1)));
+    body.insert("selfUri".into(), json!(uri(number)));
+    if number < page_count {
+        body.insert("nextUri".into(), json!(uri(number + 1)));
     }
-    if page_number > 1 {
-        body.insert("previousUri".into(), json!(uri(page_number - 1)));
+    if number > 1 {
+        body.insert("previousUri".into(), json!(uri(number - 1)));
     }
     body.insert("lastUri".into(), json!(uri(page_count.max(1))));
     body.insert("pageCount".into(), json!(page_count));
-    Ok(Response::json(200, &Value::Object(body)))
+    Value::Object(body)
 }
 
 fn invalid_value(value: &str, field: &str, context: &str) -> Response {

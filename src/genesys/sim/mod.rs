@@ -19,7 +19,7 @@ mod values;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -36,6 +36,8 @@ pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(86_399);
 pub const DEFAULT_MEDIA_TYPES: [&str; 5] = ["voice", "chat", "email", "callback", "message"];
 /// The request budget `inin-ratelimit-allowed` reports when no limit is enforced (API.md §7).
 pub const DEFAULT_RATE_LIMIT: u32 = 300;
+/// The request log keeps this many records, so a long demo run does not grow forever.
+pub const MAX_LOG_RECORDS: usize = 100_000;
 
 /// What the Sim does with an observation query naming a queue id it does not know
 /// (API.md §4.6: unverified, so clients must cope with all three).
@@ -222,7 +224,8 @@ struct State {
     forbidden: HashSet<Endpoint>,
     /// Requests seen per endpoint (1-based after counting), for `every_nth`.
     counts: HashMap<Endpoint, u64>,
-    log: Vec<RequestRecord>,
+    /// The newest [`MAX_LOG_RECORDS`] requests.
+    log: VecDeque<RequestRecord>,
     rng: values::Rng,
     /// UTC minute of the rate-limit window and API calls counted in it.
     rate_minute: u64,
@@ -283,7 +286,7 @@ impl Sim {
             every_nth: Vec::new(),
             forbidden: HashSet::new(),
             counts: HashMap::new(),
-            log: Vec::new(),
+            log: VecDeque::new(),
             rate_minute: 0,
             rate_count: 0,
             options,
@@ -319,6 +322,11 @@ impl Sim {
             .iter()
             .map(|q| (q.id.clone(), q.name.clone()))
             .collect()
+    }
+
+    /// The configured [`SimOptions::value_period`].
+    pub fn value_period(&self) -> Duration {
+        self.shared.lock().options.value_period
     }
 
     /// The value slot of an instant: `time_ms / value_period_ms`.
@@ -373,9 +381,10 @@ impl Sim {
         values::kpis(&scope, bucket_start_ms, bucket_start_ms + bucket_ms, at_ms)
     }
 
-    /// Every request received so far, in the order they were answered.
+    /// Every request received so far (the newest [`MAX_LOG_RECORDS`]), in the order they
+    /// were answered.
     pub fn requests(&self) -> Vec<RequestRecord> {
-        self.shared.lock().log.clone()
+        self.shared.lock().log.iter().cloned().collect()
     }
 
     /// Forgets the request log.

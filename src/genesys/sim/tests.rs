@@ -1128,3 +1128,33 @@ fn shutdown_is_prompt_with_idle_and_delayed_connections() {
     );
     waiting.join().unwrap();
 }
+
+#[test]
+fn posts_need_json_and_paths_must_exist() {
+    let sim = sim(1);
+    let agent = agent();
+    let t = token(&sim, &agent);
+    let not_json = read(
+        agent
+            .post(format!("{}{OBSERVATIONS}", sim.base_url()))
+            .header("Authorization", format!("Bearer {t}"))
+            .header("Content-Type", "text/plain")
+            .send("{}"),
+    );
+    assert_eq!(
+        (not_json.status, not_json.body["code"].as_str()),
+        (415, Some("unsupported.media.type"))
+    );
+    let nowhere = get(&sim, &agent, &t, "/api/v2/nowhere");
+    assert_eq!(
+        (nowhere.status, nowhere.body["code"].as_str()),
+        (404, Some("not.found"))
+    );
+    assert_eq!(sim.requests().last().unwrap().endpoint, None);
+}
+
+#[test]
+fn the_sim_can_be_shared_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Sim>();
+}
