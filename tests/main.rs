@@ -6,3 +6,4 @@
 mod util;
 
 mod line_protocol_roundtrip;
+mod writer_influxd;
