@@ -1,1 +1,1533 @@
-//! (not written yet)
+//! The writer thread: finished line protocol in, InfluxDB (or stdout) out, nothing lost.
+//!
+//! Batches from the aggregator are coalesced into requests of at most
+//! `max_lines_per_request` lines, gzipped and POSTed to the v1 (`/write`) or v2
+//! (`/api/v2/write`) endpoint with credentials in headers only. What InfluxDB does not
+//! take yet goes to the backlog: the spool in `SPOOL_DIR` (fsynced at once, so a SIGKILL
+//! loses nothing already polled), or a capped in-memory queue without one. The backlog is
+//! replayed oldest first once InfluxDB answers again, after fresh batches and at a
+//! limited rate.
+//!
+//! Response policy ("No window lost"):
+//!
+//! | InfluxDB answers | the writer |
+//! |---|---|
+//! | 2xx | done |
+//! | 400 `partial write` (bad lines, or a type conflict with stored data) | the good lines of that body were stored: log InfluxDB's message (which names the first bad line) once per minute, count the rejected lines as dropped, do not resend |
+//! | 400 `field type conflict` within one body (nothing stored), other 400/4xx, 413 too large | split the body in halves and send them again, down to the single line InfluxDB refuses, which is dropped, counted and logged |
+//! | 401 / 403 credentials refused | keep the data, retry every 30 s, log loudly once |
+//! | 404 database / bucket not found | keep the data, retry every 30 s, log once |
+//! | 429 / 503 | keep the data, retry after `Retry-After` (else backoff) |
+//! | other 5xx, timeout, connection refused | keep the data, exponential backoff with jitter, 1 s doubling up to 30 s |
+//!
+//! Every failure class is logged once when it starts, then as a summary every 5 minutes
+//! (`InfluxDB unreachable for 5m, 30 batches (1200 lines) spooled`), and once on recovery.
+
+use std::collections::VecDeque;
+use std::io::{self, Write as _};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
+use flate2::write::GzEncoder;
+use flate2::Compression;
+
+use crate::config::{InfluxTarget, SpoolConfig, V1Auth};
+use crate::duration;
+use crate::influx::spool::Spool;
+use crate::stats::Stats;
+
+/// Default for [`WriterSettings::max_lines_per_request`].
+pub const DEFAULT_MAX_LINES_PER_REQUEST: usize = 5000;
+/// Cap of the in-memory backlog used when no `SPOOL_DIR` is set.
+pub const MEMORY_BACKLOG_MAX_BYTES: usize = 32 * 1024 * 1024;
+/// Retry period while credentials are refused or the database/bucket does not exist.
+pub const SLOW_RETRY: Duration = Duration::from_secs(30);
+/// Ceiling of the exponential backoff (and of a `Retry-After` we honour).
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+/// At most one replay request per this interval, so fresh batches go first.
+const REPLAY_INTERVAL: Duration = Duration::from_millis(100);
+/// How often a continuing outage or continuing rejections are summarised in the log.
+const SUMMARY_INTERVAL: Duration = Duration::from_secs(300);
+const REJECTION_LOG_INTERVAL: Duration = Duration::from_secs(60);
+/// Longest blocking wait on the input channel, so the loop re-checks its timers.
+const IDLE_WAIT: Duration = Duration::from_secs(1);
+
+/// Complete, `\n`-terminated lines of line protocol.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Batch {
+    pub lines: String,
+    pub line_count: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct WriterSettings {
+    pub target: InfluxTarget,
+    pub spool: SpoolConfig,
+    pub shutdown_timeout: Duration,
+    pub max_lines_per_request: usize,
+}
+
+/// Writes every batch from `input` until it disconnects and everything is delivered, or
+/// until `shutdown_timeout` after the disconnect; what is left then is spooled (with a
+/// `SPOOL_DIR`) or counted as dropped.
+pub fn run(
+    settings: WriterSettings,
+    agent: ureq::Agent,
+    input: Receiver<Batch>,
+    stats: Arc<Stats>,
+) {
+    let Some(endpoint) = Endpoint::new(&settings.target) else {
+        write_stdout(&input, &stats);
+        return;
+    };
+    let description = endpoint.description.clone();
+    let transport = HttpTransport { agent, endpoint };
+    let backlog = Backlog::open(&settings.spool, stats.clone());
+    log::info!("writer: sending to {description}; {}", backlog.summary());
+    Writer::new(transport, backlog, &settings, stats).run(&input, settings.shutdown_timeout);
+}
+
+/// Why `genesys2influx check` could not confirm InfluxDB is writable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckError {
+    /// No answer (connection refused, DNS, TLS, timeout).
+    Unreachable(String),
+    /// 401/403: the credentials do not allow writing.
+    Refused(String),
+    /// 404: the database or bucket does not exist (or the URL is not an InfluxDB).
+    NotFound(String),
+    /// Any other answer to the probe.
+    Rejected(String),
+}
+
+impl CheckError {
+    /// The process exit code of the contract: 69, 77 or 78.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CheckError::Unreachable(_) => 69,
+            CheckError::Refused(_) => 77,
+            CheckError::NotFound(_) | CheckError::Rejected(_) => 78,
+        }
+    }
+}
+
+impl std::fmt::Display for CheckError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CheckError::Unreachable(m) => write!(f, "InfluxDB unreachable: {m}"),
+            CheckError::Refused(m) => write!(
+                f,
+                "InfluxDB refused the credentials: {m}; check INFLUXDB_USERNAME/INFLUXDB_PASSWORD or INFLUXDB_TOKEN"
+            ),
+            CheckError::NotFound(m) => write!(
+                f,
+                "InfluxDB answered 404: {m}; check INFLUXDB_DATABASE/INFLUXDB_BUCKET and INFLUXDB_URL"
+            ),
+            CheckError::Rejected(m) => write!(f, "InfluxDB rejected the write probe: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for CheckError {}
+
+/// `GET /ping`, then an empty POST to the write endpoint (204 when authorised: FINDINGS
+/// H05), so no data point is written.
+pub fn check(target: &InfluxTarget, agent: &ureq::Agent) -> Result<String, CheckError> {
+    let Some(endpoint) = Endpoint::new(target) else {
+        return Ok("line protocol goes to stdout".to_string());
+    };
+    let ping = agent
+        .get(format!("{}/ping", endpoint.base))
+        .call()
+        .map_err(|e| CheckError::Unreachable(format!("{}/ping: {e}", endpoint.base)))?;
+    let version = ping
+        .headers()
+        .get("x-influxdb-version")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| format!("InfluxDB {v}"))
+        .unwrap_or_else(|| "InfluxDB".to_string());
+    let mut request = agent.post(&endpoint.write_url);
+    if let Some(auth) = &endpoint.authorization {
+        request = request.header("Authorization", auth);
+    }
+    let mut response = request
+        .send_empty()
+        .map_err(|e| CheckError::Unreachable(e.to_string()))?;
+    let status = response.status().as_u16();
+    let message = error_message(&response.body_mut().read_to_string().unwrap_or_default());
+    match status {
+        200..=299 => Ok(format!(
+            "{version} at {}, {} writable",
+            endpoint.base, endpoint.destination
+        )),
+        // Authorisation and the database are checked before the body: a 400 about the
+        // empty body still proves both (InfluxDB 2.x may answer so).
+        400 if !message.contains("database is required") => Ok(format!(
+            "{version} at {}, {} writable (empty probe answered: {message})",
+            endpoint.base, endpoint.destination
+        )),
+        401 | 403 => Err(CheckError::Refused(format!("{status} {message}"))),
+        404 => Err(CheckError::NotFound(format!(
+            "{} ({message})",
+            endpoint.destination
+        ))),
+        _ => Err(CheckError::Rejected(format!("{status} {message}"))),
+    }
+}
+
+/// Where requests go, built once from the target.
+#[derive(Debug, Clone)]
+struct Endpoint {
+    base: String,
+    write_url: String,
+    /// `Basic …` or `Token …`: a secret, never logged.
+    authorization: Option<String>,
+    /// `database "x"` / `bucket "x"`, for log lines.
+    destination: String,
+    /// `InfluxDB v1 at http://…, database "x"`, for log lines.
+    description: String,
+}
+
+impl Endpoint {
+    fn new(target: &InfluxTarget) -> Option<Endpoint> {
+        let (base, write_url, authorization, destination) = match target {
+            InfluxTarget::Stdout => return None,
+            InfluxTarget::V1 {
+                url,
+                database,
+                retention_policy,
+                auth,
+            } => {
+                let mut write_url = format!("{url}/write?db={}", url_encode(database));
+                if let Some(rp) = retention_policy {
+                    write_url.push_str("&rp=");
+                    write_url.push_str(&url_encode(rp));
+                }
+                write_url.push_str("&precision=s");
+                let authorization = match auth {
+                    V1Auth::None => None,
+                    V1Auth::Basic { username, password } => Some(format!(
+                        "Basic {}",
+                        base64(format!("{username}:{}", password.expose()).as_bytes())
+                    )),
+                    V1Auth::Token(token) => Some(format!("Token {}", token.expose())),
+                };
+                (
+                    url,
+                    write_url,
+                    authorization,
+                    format!("database \"{database}\""),
+                )
+            }
+            InfluxTarget::V2 {
+                url,
+                org,
+                bucket,
+                token,
+            } => {
+                let mut write_url = format!("{url}/api/v2/write?");
+                if let Some(org) = org {
+                    write_url.push_str("org=");
+                    write_url.push_str(&url_encode(org));
+                    write_url.push('&');
+                }
+                write_url.push_str("bucket=");
+                write_url.push_str(&url_encode(bucket));
+                write_url.push_str("&precision=s");
+                (
+                    url,
+                    write_url,
+                    Some(format!("Token {}", token.expose())),
+                    format!("bucket \"{bucket}\""),
+                )
+            }
+        };
+        Some(Endpoint {
+            description: format!("InfluxDB {} at {base}, {destination}", target.mode_name()),
+            base: base.clone(),
+            write_url,
+            authorization,
+            destination,
+        })
+    }
+}
+
+/// What one POST came back with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Answer {
+    Status {
+        code: u16,
+        retry_after: Option<Duration>,
+        body: String,
+    },
+    /// No HTTP answer: refused connection, timeout, reset, DNS, TLS.
+    NoAnswer(String),
+}
+
+/// Sends one body of line protocol. The HTTP one gzips; tests use a scripted fake.
+trait Transport {
+    fn post(&mut self, lines: &str) -> Answer;
+}
+
+struct HttpTransport {
+    agent: ureq::Agent,
+    endpoint: Endpoint,
+}
+
+impl Transport for HttpTransport {
+    fn post(&mut self, lines: &str) -> Answer {
+        let body = match gzip(lines.as_bytes()) {
+            Ok(body) => body,
+            Err(e) => return Answer::NoAnswer(format!("gzip: {e}")),
+        };
+        let mut request = self
+            .agent
+            .post(&self.endpoint.write_url)
+            .header("Content-Type", "text/plain; charset=utf-8")
+            .header("Content-Encoding", "gzip");
+        if let Some(auth) = &self.endpoint.authorization {
+            request = request.header("Authorization", auth);
+        }
+        match request.send(&body[..]) {
+            Ok(mut response) => Answer::Status {
+                code: response.status().as_u16(),
+                retry_after: response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs),
+                body: response
+                    .body_mut()
+                    .with_config()
+                    .limit(64 * 1024)
+                    .read_to_string()
+                    .unwrap_or_default(),
+            },
+            Err(e) => Answer::NoAnswer(e.to_string()),
+        }
+    }
+}
+
+fn gzip(data: &[u8]) -> io::Result<Vec<u8>> {
+    let mut encoder = GzEncoder::new(
+        Vec::with_capacity(data.len() / 4 + 64),
+        Compression::default(),
+    );
+    encoder.write_all(data)?;
+    encoder.finish()
+}
+
+/// Why InfluxDB is not taking data right now; each is logged once, not per retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FailureClass {
+    Unreachable,
+    ServerError,
+    Busy,
+    Refused,
+    NotFound,
+}
+
+impl FailureClass {
+    fn describe(self) -> &'static str {
+        match self {
+            FailureClass::Unreachable => "unreachable",
+            FailureClass::ServerError => "failing (5xx)",
+            FailureClass::Busy => "busy (429/503)",
+            FailureClass::Refused => "refusing the credentials",
+            FailureClass::NotFound => "answering 404 (database/bucket not found)",
+        }
+    }
+}
+
+/// How to treat an answer (the policy table of the module documentation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Verdict {
+    Stored,
+    /// The good lines were stored; `rejected` lines were not.
+    Partial {
+        message: String,
+        rejected: usize,
+    },
+    /// Nothing stored and resending the same body will not help: split it.
+    Rejected {
+        message: String,
+    },
+    /// Nothing stored; the same body may succeed later.
+    Retry {
+        class: FailureClass,
+        hint: Option<Duration>,
+        message: String,
+    },
+}
+
+fn classify(answer: &Answer) -> Verdict {
+    let (code, retry_after, body) = match answer {
+        Answer::NoAnswer(message) => {
+            return Verdict::Retry {
+                class: FailureClass::Unreachable,
+                hint: None,
+                message: message.clone(),
+            }
+        }
+        Answer::Status {
+            code,
+            retry_after,
+            body,
+        } => (*code, *retry_after, body),
+    };
+    let message = error_message(body);
+    let retry = |class| Verdict::Retry {
+        class,
+        hint: retry_after,
+        message: format!("{code} {message}"),
+    };
+    match code {
+        200..=299 => Verdict::Stored,
+        401 | 403 => retry(FailureClass::Refused),
+        404 => retry(FailureClass::NotFound),
+        429 | 503 => retry(FailureClass::Busy),
+        400 if message.to_ascii_lowercase().contains("partial write") => Verdict::Partial {
+            rejected: rejected_lines(&message),
+            message,
+        },
+        400..=499 => Verdict::Rejected {
+            message: format!("{code} {message}"),
+        },
+        _ => retry(FailureClass::ServerError),
+    }
+}
+
+/// InfluxDB's `{"error": …}` (1.x) or `{"message": …}` (2.x), else the body itself.
+fn error_message(body: &str) -> String {
+    let parsed: Option<serde_json::Value> = serde_json::from_str(body).ok();
+    let text = parsed
+        .as_ref()
+        .and_then(|v| v.get("error").or_else(|| v.get("message")))
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| body.trim().to_string());
+    truncate(&text, 1000)
+}
+
+/// Lines a partial write did not store: each `unable to parse` plus InfluxDB's `dropped=N`.
+fn rejected_lines(message: &str) -> usize {
+    let unparsable = message.matches("unable to parse").count();
+    let dropped = message
+        .rfind("dropped=")
+        .and_then(|at| {
+            let digits: String = message[at + "dropped=".len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            digits.parse::<usize>().ok()
+        })
+        .unwrap_or(0);
+    (unparsable + dropped).max(1)
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// What became of one body.
+#[derive(Debug, PartialEq, Eq)]
+enum Delivery {
+    Done,
+    /// InfluxDB cannot take data now; `rest` (in order) was not stored.
+    Retry {
+        class: FailureClass,
+        hint: Option<Duration>,
+        message: String,
+        rest: String,
+        rest_lines: usize,
+    },
+}
+
+/// Logs rejected lines at most once per minute, with a count of the ones in between.
+#[derive(Debug, Default)]
+struct RejectionLog {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RejectionLog {
+    fn report(&mut self, now: Instant, lines: usize, what: impl FnOnce() -> String) {
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < REJECTION_LOG_INTERVAL)
+        {
+            self.suppressed += lines as u64;
+            return;
+        }
+        let earlier = std::mem::take(&mut self.suppressed);
+        let earlier = if earlier > 0 {
+            format!(" ({earlier} more lines rejected since the last message)")
+        } else {
+            String::new()
+        };
+        log::warn!("{}{earlier}", what());
+        self.last = Some(now);
+    }
+}
+
+/// Sends `lines` in requests of at most `max_lines` lines, splitting what InfluxDB
+/// rejects as a whole until the bad line is isolated.
+fn deliver(
+    transport: &mut dyn Transport,
+    lines: &str,
+    max_lines: usize,
+    stats: &Stats,
+    rejections: &mut RejectionLog,
+) -> Delivery {
+    // Pieces still to send, as byte ranges; the next one is at the end.
+    let mut stack: Vec<(usize, usize)> = chunks(lines, max_lines.max(1));
+    stack.reverse();
+    while let Some((start, end)) = stack.pop() {
+        let piece = &lines[start..end];
+        let count = count_lines(piece);
+        let started = Instant::now();
+        let answer = transport.post(piece);
+        Stats::raise_to(
+            &stats.write_ms_max,
+            started.elapsed().as_millis().min(u128::from(u64::MAX)) as u64,
+        );
+        match classify(&answer) {
+            Verdict::Stored => Stats::add(&stats.points_written, count as u64),
+            Verdict::Partial { message, rejected } => {
+                let rejected = rejected.min(count);
+                Stats::add(&stats.points_written, (count - rejected) as u64);
+                Stats::add(&stats.lines_dropped, rejected as u64);
+                Stats::incr(&stats.write_errors);
+                rejections.report(Instant::now(), rejected, || {
+                    format!(
+                        "InfluxDB stored {} of {count} lines and rejected {rejected}: {message}",
+                        count - rejected
+                    )
+                });
+            }
+            Verdict::Rejected { message } => {
+                Stats::incr(&stats.write_errors);
+                match split_point(piece) {
+                    Some(mid) => {
+                        stack.push((start + mid, end));
+                        stack.push((start, start + mid));
+                    }
+                    None => {
+                        Stats::add(&stats.lines_dropped, count as u64);
+                        rejections.report(Instant::now(), count, || {
+                            format!(
+                                "InfluxDB rejected a line, dropped: {message}; line: {}",
+                                truncate(piece.trim_end(), 500)
+                            )
+                        });
+                    }
+                }
+            }
+            Verdict::Retry {
+                class,
+                hint,
+                message,
+            } => {
+                Stats::incr(&stats.write_errors);
+                let mut rest = String::with_capacity(lines.len() - start);
+                rest.push_str(piece);
+                for &(s, e) in stack.iter().rev() {
+                    rest.push_str(&lines[s..e]);
+                }
+                let rest_lines = count_lines(&rest);
+                return Delivery::Retry {
+                    class,
+                    hint,
+                    message,
+                    rest,
+                    rest_lines,
+                };
+            }
+        }
+    }
+    Delivery::Done
+}
+
+fn count_lines(lines: &str) -> usize {
+    lines.bytes().filter(|&b| b == b'\n').count()
+        + usize::from(!lines.is_empty() && !lines.ends_with('\n'))
+}
+
+/// Byte ranges of consecutive groups of at most `max_lines` lines.
+fn chunks(lines: &str, max_lines: usize) -> Vec<(usize, usize)> {
+    let mut ranges = Vec::new();
+    let mut start = 0;
+    let mut seen = 0;
+    for (i, b) in lines.bytes().enumerate() {
+        if b == b'\n' {
+            seen += 1;
+            if seen == max_lines {
+                ranges.push((start, i + 1));
+                start = i + 1;
+                seen = 0;
+            }
+        }
+    }
+    if start < lines.len() {
+        ranges.push((start, lines.len()));
+    }
+    ranges
+}
+
+/// Where to cut `piece` in two halves of whole lines; `None` for a single line.
+fn split_point(piece: &str) -> Option<usize> {
+    let body = piece.strip_suffix('\n').unwrap_or(piece);
+    let mid = body.len() / 2;
+    body[mid..]
+        .find('\n')
+        .map(|i| mid + i + 1)
+        .or_else(|| body[..mid].rfind('\n').map(|i| i + 1))
+}
+
+/// Data InfluxDB has not accepted yet: the spool when `SPOOL_DIR` is set (falling back
+/// to memory if the disk fails), else a byte-capped queue in memory.
+struct Backlog {
+    spool: Option<Spool>,
+    memory: VecDeque<Batch>,
+    memory_bytes: usize,
+    memory_max_bytes: usize,
+    spool_failed: bool,
+    stats: Arc<Stats>,
+}
+
+impl Backlog {
+    fn open(config: &SpoolConfig, stats: Arc<Stats>) -> Backlog {
+        let spool = config.dir.as_ref().and_then(|dir| {
+            Spool::open(dir, config.max_bytes, stats.clone())
+                .map_err(|e| {
+                    log::error!(
+                        "spool {}: cannot open ({e}); keeping unsent data in memory only",
+                        dir.display()
+                    )
+                })
+                .ok()
+        });
+        Backlog::new(spool, MEMORY_BACKLOG_MAX_BYTES, stats)
+    }
+
+    fn new(spool: Option<Spool>, memory_max_bytes: usize, stats: Arc<Stats>) -> Backlog {
+        Backlog {
+            spool,
+            memory: VecDeque::new(),
+            memory_bytes: 0,
+            memory_max_bytes,
+            spool_failed: false,
+            stats,
+        }
+    }
+
+    fn has_spool(&self) -> bool {
+        self.spool.is_some()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.memory.is_empty() && self.spool.as_ref().map_or(true, Spool::is_empty)
+    }
+
+    fn lines(&self) -> u64 {
+        self.memory.iter().map(|b| b.line_count as u64).sum::<u64>()
+            + self.spool.as_ref().map_or(0, Spool::lines)
+    }
+
+    fn summary(&self) -> String {
+        match &self.spool {
+            Some(spool) => spool.summary(),
+            None => format!(
+                "no SPOOL_DIR: up to {} bytes kept in memory while InfluxDB is down",
+                self.memory_max_bytes
+            ),
+        }
+    }
+
+    fn push(&mut self, batch: Batch) {
+        if batch.line_count == 0 {
+            return;
+        }
+        if let Some(spool) = &mut self.spool {
+            match spool.push(&batch.lines, batch.line_count) {
+                Ok(()) => return,
+                Err(e) => {
+                    if !self.spool_failed {
+                        log::error!(
+                            "spool {}: cannot write ({e}); keeping unsent data in memory",
+                            spool.dir().display()
+                        );
+                        self.spool_failed = true;
+                    }
+                }
+            }
+        }
+        self.memory_bytes += batch.lines.len();
+        self.memory.push_back(batch);
+        let mut dropped = 0;
+        while self.memory_bytes > self.memory_max_bytes && self.memory.len() > 1 {
+            if let Some(old) = self.memory.pop_front() {
+                self.memory_bytes -= old.lines.len();
+                dropped += old.line_count as u64;
+            }
+        }
+        if dropped > 0 {
+            Stats::add(&self.stats.lines_dropped, dropped);
+            log::warn!(
+                "backlog in memory over {} bytes: dropped the oldest {dropped} lines (set SPOOL_DIR to keep more)",
+                self.memory_max_bytes
+            );
+        }
+    }
+
+    /// The oldest batch: spool first (older), then memory.
+    fn front(&mut self) -> Option<(&str, usize)> {
+        if let Some(spool) = &mut self.spool {
+            match spool.front() {
+                Ok(Some(_)) => return spool.front().ok().flatten(),
+                Ok(None) => {}
+                Err(e) => log::error!("spool: cannot read ({e})"),
+            }
+        }
+        self.memory
+            .front()
+            .map(|b| (b.lines.as_str(), b.line_count))
+    }
+
+    fn ack_front(&mut self) {
+        if let Some(spool) = &mut self.spool {
+            if !spool.is_empty() {
+                spool.ack_front();
+                return;
+            }
+        }
+        if let Some(batch) = self.memory.pop_front() {
+            self.memory_bytes -= batch.lines.len();
+        }
+    }
+
+    /// Moves what is in memory to the spool (shutdown); without a spool it is dropped.
+    fn persist_memory(&mut self) -> u64 {
+        let batches: Vec<Batch> = self.memory.drain(..).collect();
+        self.memory_bytes = 0;
+        let mut lost = 0;
+        for batch in batches {
+            match &mut self.spool {
+                Some(spool) if !self.spool_failed => {
+                    if spool.push(&batch.lines, batch.line_count).is_err() {
+                        lost += batch.line_count as u64;
+                    }
+                }
+                _ => lost += batch.line_count as u64,
+            }
+        }
+        lost
+    }
+}
+
+/// A continuing failure, for the once-per-class log lines and the summaries.
+#[derive(Debug)]
+struct Outage {
+    class: FailureClass,
+    since: Instant,
+    last_summary: Instant,
+    failed_requests: u64,
+    batches_kept: u64,
+    lines_kept: u64,
+}
+
+struct Writer<T: Transport> {
+    transport: T,
+    backlog: Backlog,
+    stats: Arc<Stats>,
+    max_lines: usize,
+    fresh: VecDeque<Batch>,
+    /// While InfluxDB is failing: when to try again.
+    retry_at: Option<Instant>,
+    attempt: u32,
+    outage: Option<Outage>,
+    next_replay: Instant,
+    rejections: RejectionLog,
+    rng: u64,
+    destination: &'static str,
+}
+
+impl<T: Transport> Writer<T> {
+    fn new(transport: T, backlog: Backlog, settings: &WriterSettings, stats: Arc<Stats>) -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0x9E37_79B9_7F4A_7C15);
+        let destination = if backlog.has_spool() {
+            "spooled"
+        } else {
+            "kept in memory"
+        };
+        Writer {
+            transport,
+            backlog,
+            stats,
+            max_lines: settings.max_lines_per_request.max(1),
+            fresh: VecDeque::new(),
+            retry_at: None,
+            attempt: 0,
+            outage: None,
+            next_replay: Instant::now(),
+            rejections: RejectionLog::default(),
+            rng: seed | 1,
+            destination,
+        }
+    }
+
+    fn run(mut self, input: &Receiver<Batch>, shutdown_timeout: Duration) {
+        let mut deadline: Option<Instant> = None;
+        // Bounded: each pass either receives, sends, or waits at most IDLE_WAIT; after
+        // the disconnect the deadline ends it.
+        loop {
+            let now = Instant::now();
+            if deadline.is_none() {
+                let wait = self.wait_time(now);
+                let first = if wait.is_zero() {
+                    input.try_recv().map_err(|e| match e {
+                        TryRecvError::Empty => RecvTimeoutError::Timeout,
+                        TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+                    })
+                } else {
+                    input.recv_timeout(wait)
+                };
+                match first {
+                    Ok(batch) => self.fresh.push_back(batch),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => {
+                        deadline = Some(Instant::now() + shutdown_timeout)
+                    }
+                }
+                while deadline.is_none() {
+                    match input.try_recv() {
+                        Ok(batch) => self.fresh.push_back(batch),
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => {
+                            deadline = Some(Instant::now() + shutdown_timeout)
+                        }
+                    }
+                }
+            }
+            let now = Instant::now();
+            let failing = self.retry_at.is_some_and(|at| now < at);
+            if failing {
+                // SIGKILL must not lose what was already polled.
+                while let Some(batch) = self.fresh.pop_front() {
+                    self.keep(batch);
+                }
+            }
+            if let Some(deadline) = deadline {
+                // The spool keeps across restarts what is not flushed: only fresh batches
+                // are worth the shutdown time, and not while InfluxDB is failing.
+                if self.fresh.is_empty() && (self.backlog.is_empty() || self.backlog.has_spool()) {
+                    break;
+                }
+                if now >= deadline || (self.backlog.has_spool() && self.retry_at.is_some()) {
+                    self.give_up_at_shutdown();
+                    break;
+                }
+                let wait = self.wait_time(now).min(deadline - now);
+                if !wait.is_zero() {
+                    std::thread::sleep(wait.min(Duration::from_millis(100)));
+                }
+                self.step(Instant::now());
+                continue;
+            }
+            self.step(now);
+        }
+        self.log_summary_at_exit();
+    }
+
+    /// How long the loop may block waiting for input.
+    fn wait_time(&self, now: Instant) -> Duration {
+        if let Some(at) = self.retry_at {
+            return at.saturating_duration_since(now).min(IDLE_WAIT);
+        }
+        if !self.fresh.is_empty() {
+            return Duration::ZERO;
+        }
+        if !self.backlog.is_empty() {
+            return self
+                .next_replay
+                .saturating_duration_since(now)
+                .min(IDLE_WAIT);
+        }
+        IDLE_WAIT
+    }
+
+    /// Does at most one unit of work: a fresh request, a retry, or one replay request.
+    fn step(&mut self, now: Instant) {
+        match self.retry_at {
+            Some(at) if now < at => {
+                self.summarise_outage(now);
+            }
+            Some(_) => self.retry(),
+            None if !self.fresh.is_empty() => self.send_fresh(),
+            None if !self.backlog.is_empty() && now >= self.next_replay => {
+                self.next_replay = now + REPLAY_INTERVAL;
+                self.replay_one();
+            }
+            None => {}
+        }
+    }
+
+    fn send_fresh(&mut self) {
+        let mut body = Batch::default();
+        while let Some(next) = self.fresh.front() {
+            if body.line_count > 0 && body.line_count + next.line_count > self.max_lines {
+                break;
+            }
+            let next = self.fresh.pop_front().expect("front exists");
+            if body.line_count == 0 {
+                body = next;
+            } else {
+                body.lines.push_str(&next.lines);
+                body.line_count += next.line_count;
+            }
+        }
+        if body.line_count == 0 {
+            return;
+        }
+        match deliver(
+            &mut self.transport,
+            &body.lines,
+            self.max_lines,
+            &self.stats,
+            &mut self.rejections,
+        ) {
+            Delivery::Done => {}
+            Delivery::Retry {
+                class,
+                hint,
+                message,
+                rest,
+                rest_lines,
+            } => {
+                self.failed(class, hint, &message);
+                self.keep(Batch {
+                    lines: rest,
+                    line_count: rest_lines,
+                });
+            }
+        }
+    }
+
+    /// After a failure: one attempt with the oldest kept data (or fresh data).
+    fn retry(&mut self) {
+        if self.backlog.is_empty() {
+            self.retry_at = None;
+            self.send_fresh();
+            if self.retry_at.is_none() {
+                self.recovered();
+            }
+            return;
+        }
+        if self.replay_one() {
+            self.recovered();
+        }
+    }
+
+    /// Sends the oldest backlog record; true when it was delivered.
+    fn replay_one(&mut self) -> bool {
+        let Some((lines, _)) = self.backlog.front() else {
+            return true;
+        };
+        let delivery = deliver(
+            &mut self.transport,
+            lines,
+            self.max_lines,
+            &self.stats,
+            &mut self.rejections,
+        );
+        match delivery {
+            Delivery::Done => {
+                self.backlog.ack_front();
+                true
+            }
+            // The record stays whole: the parts already stored are overwritten, not
+            // duplicated, when it is sent again.
+            Delivery::Retry {
+                class,
+                hint,
+                message,
+                ..
+            } => {
+                self.failed(class, hint, &message);
+                false
+            }
+        }
+    }
+
+    fn keep(&mut self, batch: Batch) {
+        if let Some(outage) = &mut self.outage {
+            outage.batches_kept += 1;
+            outage.lines_kept += batch.line_count as u64;
+        }
+        self.backlog.push(batch);
+    }
+
+    fn failed(&mut self, class: FailureClass, hint: Option<Duration>, message: &str) {
+        let now = Instant::now();
+        self.attempt = self.attempt.saturating_add(1);
+        let delay = retry_delay(class, hint, self.attempt, next_random(&mut self.rng));
+        self.retry_at = Some(now + delay);
+        match &mut self.outage {
+            Some(outage) if outage.class == class => outage.failed_requests += 1,
+            _ => {
+                let line = format!(
+                    "InfluxDB {}: {message}; unsent data is {} and retried (next in {})",
+                    class.describe(),
+                    self.destination,
+                    duration::format(Duration::from_secs(delay.as_secs().max(1)))
+                );
+                match class {
+                    FailureClass::Refused | FailureClass::NotFound => log::error!("{line}"),
+                    _ => log::warn!("{line}"),
+                }
+                let (batches_kept, lines_kept) = self
+                    .outage
+                    .as_ref()
+                    .map_or((0, 0), |o| (o.batches_kept, o.lines_kept));
+                self.outage = Some(Outage {
+                    class,
+                    since: self.outage.as_ref().map_or(now, |o| o.since),
+                    last_summary: now,
+                    failed_requests: 1,
+                    batches_kept,
+                    lines_kept,
+                });
+            }
+        }
+    }
+
+    fn summarise_outage(&mut self, now: Instant) {
+        let destination = self.destination;
+        let Some(outage) = &mut self.outage else {
+            return;
+        };
+        if now.duration_since(outage.last_summary) < SUMMARY_INTERVAL {
+            return;
+        }
+        outage.last_summary = now;
+        log::warn!(
+            "InfluxDB {} for {}, {} batches ({} lines) {destination}, {} failed requests",
+            outage.class.describe(),
+            duration::format(Duration::from_secs(
+                now.duration_since(outage.since).as_secs()
+            )),
+            outage.batches_kept,
+            outage.lines_kept,
+            outage.failed_requests
+        );
+    }
+
+    fn recovered(&mut self) {
+        self.retry_at = None;
+        self.attempt = 0;
+        if let Some(outage) = self.outage.take() {
+            log::info!(
+                "InfluxDB accepts writes again after {}; {} lines waiting are being replayed",
+                duration::format(Duration::from_secs(outage.since.elapsed().as_secs())),
+                self.backlog.lines()
+            );
+        }
+    }
+
+    fn give_up_at_shutdown(&mut self) {
+        let fresh: Vec<Batch> = self.fresh.drain(..).collect();
+        let mut lost = 0;
+        for batch in fresh {
+            if self.backlog.has_spool() {
+                self.backlog.push(batch);
+            } else {
+                lost += batch.line_count as u64;
+            }
+        }
+        lost += self.backlog.persist_memory();
+        if lost > 0 {
+            Stats::add(&self.stats.lines_dropped, lost);
+            log::error!("shutdown: InfluxDB did not take {lost} lines in time and no SPOOL_DIR is set; they are lost");
+        }
+    }
+
+    fn log_summary_at_exit(&self) {
+        let waiting = self.backlog.lines();
+        if waiting > 0 {
+            log::info!(
+                "writer stopped; {waiting} lines wait in the {}",
+                self.backlog.summary()
+            );
+        }
+    }
+}
+
+/// Delay before the next attempt after `attempt` consecutive failures; `random` in
+/// `[0, 1)` spreads retries of many instances.
+fn retry_delay(class: FailureClass, hint: Option<Duration>, attempt: u32, random: f64) -> Duration {
+    match class {
+        FailureClass::Refused | FailureClass::NotFound => SLOW_RETRY,
+        FailureClass::Busy if hint.is_some() => hint.unwrap_or(MAX_BACKOFF).min(MAX_RETRY_AFTER),
+        _ => {
+            let exp = FIRST_BACKOFF
+                .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+                .min(MAX_BACKOFF);
+            exp.mul_f64(0.5 + 0.5 * random)
+        }
+    }
+}
+
+/// xorshift64*: jitter only, no need for a crate.
+fn next_random(state: &mut u64) -> f64 {
+    let mut x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// `INFLUXDB_URL=-` / `--dry-run`: each batch on stdout, flushed.
+fn write_stdout(input: &Receiver<Batch>, stats: &Stats) {
+    let mut broken = false;
+    for batch in input.iter() {
+        if broken {
+            Stats::add(&stats.lines_dropped, batch.line_count as u64);
+            continue;
+        }
+        let mut out = io::stdout().lock();
+        match out
+            .write_all(batch.lines.as_bytes())
+            .and_then(|()| out.flush())
+        {
+            Ok(()) => Stats::add(&stats.points_written, batch.line_count as u64),
+            Err(e) => {
+                log::error!("cannot write to stdout: {e}; further lines are dropped");
+                Stats::incr(&stats.write_errors);
+                Stats::add(&stats.lines_dropped, batch.line_count as u64);
+                broken = true;
+            }
+        }
+    }
+}
+
+/// Percent-encodes a query value (everything but RFC 3986 unreserved characters).
+fn url_encode(value: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(value.len());
+    for &b in value.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        }
+    }
+    out
+}
+
+fn base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            out.push(if i <= chunk.len() {
+                char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63])
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    /// A transport answering with a closure and recording every body.
+    struct Fake<F: FnMut(&str) -> Answer> {
+        answer: F,
+        sent: Vec<String>,
+    }
+
+    impl<F: FnMut(&str) -> Answer> Transport for Fake<F> {
+        fn post(&mut self, lines: &str) -> Answer {
+            self.sent.push(lines.to_string());
+            (self.answer)(lines)
+        }
+    }
+
+    fn fake<F: FnMut(&str) -> Answer>(answer: F) -> Fake<F> {
+        Fake {
+            answer,
+            sent: Vec::new(),
+        }
+    }
+
+    fn status(code: u16, body: &str) -> Answer {
+        Answer::Status {
+            code,
+            retry_after: None,
+            body: body.to_string(),
+        }
+    }
+
+    fn lines(range: std::ops::Range<usize>) -> String {
+        range.map(|i| format!("m f={i}i {i}\n")).collect()
+    }
+
+    #[test]
+    fn classification_follows_the_policy_table() {
+        assert_eq!(classify(&status(204, "")), Verdict::Stored);
+        assert_eq!(
+            classify(&status(
+                400,
+                r#"{"error":"partial write: unable to parse 'm f= 1': missing field value dropped=0"}"#
+            )),
+            Verdict::Partial {
+                message: "partial write: unable to parse 'm f= 1': missing field value dropped=0"
+                    .into(),
+                rejected: 1
+            }
+        );
+        assert!(matches!(
+            classify(&status(
+                400,
+                r#"{"error":"partial write: field type conflict: input field \"f\" on measurement \"m\" is type float, already exists as type integer dropped=2"}"#
+            )),
+            Verdict::Partial { rejected: 2, .. }
+        ));
+        assert!(matches!(
+            classify(&status(400, r#"{"error":"field type conflict"}"#)),
+            Verdict::Rejected { .. }
+        ));
+        assert!(matches!(
+            classify(&status(413, r#"{"error":"Request Entity Too Large"}"#)),
+            Verdict::Rejected { .. }
+        ));
+        let class = |a: &Answer| match classify(a) {
+            Verdict::Retry { class, .. } => Some(class),
+            _ => None,
+        };
+        assert_eq!(
+            class(&status(401, r#"{"error":"authorization failed"}"#)),
+            Some(FailureClass::Refused)
+        );
+        assert_eq!(class(&status(403, "")), Some(FailureClass::Refused));
+        assert_eq!(
+            class(&status(404, r#"{"error":"database not found: \"x\""}"#)),
+            Some(FailureClass::NotFound)
+        );
+        assert_eq!(class(&status(500, "")), Some(FailureClass::ServerError));
+        assert_eq!(class(&status(502, "")), Some(FailureClass::ServerError));
+        assert_eq!(
+            class(&Answer::NoAnswer("connection refused".into())),
+            Some(FailureClass::Unreachable)
+        );
+        assert_eq!(
+            classify(&Answer::Status {
+                code: 429,
+                retry_after: Some(Duration::from_secs(7)),
+                body: r#"{"code":"too many requests","message":"slow down"}"#.into()
+            }),
+            Verdict::Retry {
+                class: FailureClass::Busy,
+                hint: Some(Duration::from_secs(7)),
+                message: "429 slow down".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_type_conflict_in_one_body_is_isolated_by_halves() {
+        let stats = Stats::default();
+        let mut body = lines(0..7);
+        body.push_str("m f=1.5 99\n");
+        body.push_str(&lines(7..16));
+        let mut t = fake(|b| {
+            if b.contains("f=1.5") && b.matches('\n').count() > 1 {
+                status(400, r#"{"error":"field type conflict"}"#)
+            } else if b.contains("f=1.5") {
+                status(
+                    400,
+                    r#"{"error":"partial write: field type conflict: input field \"f\" on measurement \"m\" is type float, already exists as type integer dropped=1"}"#,
+                )
+            } else {
+                status(204, "")
+            }
+        });
+        let result = deliver(&mut t, &body, 5000, &stats, &mut RejectionLog::default());
+        assert_eq!(result, Delivery::Done);
+        assert_eq!(stats.points_written.load(Relaxed), 16);
+        assert_eq!(stats.lines_dropped.load(Relaxed), 1);
+        // Every good line was sent and stored exactly once after the splits.
+        let stored: String = t
+            .sent
+            .iter()
+            .filter(|b| !b.contains("f=1.5"))
+            .cloned()
+            .collect();
+        assert_eq!(stored, lines(0..16));
+        assert!(t.sent.len() <= 1 + 2 * 5, "{} requests", t.sent.len());
+    }
+
+    #[test]
+    fn too_large_bodies_are_split_and_an_oversized_line_dropped() {
+        let stats = Stats::default();
+        let mut body = lines(0..20);
+        body.push_str(&format!("m s=\"{}\" 1\n", "x".repeat(400)));
+        let mut t = fake(|b| {
+            if b.len() > 200 {
+                status(413, r#"{"error":"Request Entity Too Large"}"#)
+            } else {
+                status(204, "")
+            }
+        });
+        assert_eq!(
+            deliver(&mut t, &body, 5000, &stats, &mut RejectionLog::default()),
+            Delivery::Done
+        );
+        assert_eq!(stats.points_written.load(Relaxed), 20);
+        assert_eq!(stats.lines_dropped.load(Relaxed), 1);
+        let stored: String = t.sent.iter().filter(|b| b.len() <= 200).cloned().collect();
+        assert_eq!(stored, lines(0..20));
+    }
+
+    #[test]
+    fn requests_hold_at_most_max_lines() {
+        let stats = Stats::default();
+        let mut t = fake(|_| status(204, ""));
+        let body = lines(0..12);
+        deliver(&mut t, &body, 5, &stats, &mut RejectionLog::default());
+        let sizes: Vec<usize> = t.sent.iter().map(|b| b.matches('\n').count()).collect();
+        assert_eq!(sizes, vec![5, 5, 2]);
+        assert_eq!(t.sent.concat(), body);
+    }
+
+    #[test]
+    fn an_outage_mid_body_returns_the_unsent_rest_in_order() {
+        let stats = Stats::default();
+        let mut calls = 0;
+        let mut t = fake(|_| {
+            calls += 1;
+            if calls == 1 {
+                status(204, "")
+            } else {
+                Answer::NoAnswer("connection refused".into())
+            }
+        });
+        let body = lines(0..10);
+        match deliver(&mut t, &body, 4, &stats, &mut RejectionLog::default()) {
+            Delivery::Retry {
+                class,
+                rest,
+                rest_lines,
+                ..
+            } => {
+                assert_eq!(class, FailureClass::Unreachable);
+                assert_eq!(rest, lines(4..10));
+                assert_eq!(rest_lines, 6);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(stats.points_written.load(Relaxed), 4);
+        assert_eq!(stats.write_errors.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn split_points_and_chunks() {
+        assert_eq!(split_point("a\n"), None);
+        assert_eq!(split_point("a"), None);
+        assert_eq!(split_point("a\nb\n"), Some(2));
+        assert_eq!(split_point("aaaaaaaa\nb\n"), Some(9));
+        assert_eq!(split_point("a\nbbbbbbbbb\n"), Some(2));
+        assert_eq!(chunks("a\nb\nc\n", 2), vec![(0, 4), (4, 6)]);
+        assert_eq!(chunks("a\nb\n", 2), vec![(0, 4)]);
+        assert_eq!(count_lines("a\nb"), 2);
+        assert_eq!(count_lines(""), 0);
+    }
+
+    #[test]
+    fn retry_delays() {
+        for attempt in 1..40 {
+            for random in [0.0, 0.5, 0.999] {
+                let d = retry_delay(FailureClass::Unreachable, None, attempt, random);
+                assert!(d <= MAX_BACKOFF && d >= Duration::from_millis(500), "{d:?}");
+            }
+        }
+        assert_eq!(
+            retry_delay(FailureClass::ServerError, None, 1, 0.0),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            retry_delay(FailureClass::ServerError, None, 3, 0.999_999_999),
+            Duration::from_secs(4).mul_f64(0.5 + 0.5 * 0.999_999_999)
+        );
+        assert_eq!(retry_delay(FailureClass::Refused, None, 1, 0.3), SLOW_RETRY);
+        assert_eq!(
+            retry_delay(FailureClass::NotFound, None, 9, 0.3),
+            SLOW_RETRY
+        );
+        assert_eq!(
+            retry_delay(FailureClass::Busy, Some(Duration::from_secs(12)), 1, 0.3),
+            Duration::from_secs(12)
+        );
+        let mut rng = 42;
+        for _ in 0..1000 {
+            let r = next_random(&mut rng);
+            assert!((0.0..1.0).contains(&r));
+        }
+    }
+
+    #[test]
+    fn endpoints_put_secrets_in_headers_only() {
+        let v1 = Endpoint::new(&InfluxTarget::V1 {
+            url: "http://127.0.0.1:8086".into(),
+            database: "gen esys&x=1".into(),
+            retention_policy: Some("one week".into()),
+            auth: V1Auth::Basic {
+                username: "writer".into(),
+                password: Secret::new("p@ss:wörd"),
+            },
+        })
+        .unwrap();
+        assert_eq!(
+            v1.write_url,
+            "http://127.0.0.1:8086/write?db=gen%20esys%26x%3D1&rp=one%20week&precision=s"
+        );
+        assert_eq!(
+            v1.authorization.as_deref(),
+            Some(format!("Basic {}", base64("writer:p@ss:wörd".as_bytes())).as_str())
+        );
+        let token = Endpoint::new(&InfluxTarget::V1 {
+            url: "http://h".into(),
+            database: "db".into(),
+            retention_policy: None,
+            auth: V1Auth::Token(Secret::new("tok")),
+        })
+        .unwrap();
+        assert_eq!(token.write_url, "http://h/write?db=db&precision=s");
+        assert_eq!(token.authorization.as_deref(), Some("Token tok"));
+        let v2 = Endpoint::new(&InfluxTarget::V2 {
+            url: "https://eu.example".into(),
+            org: Some("my org".into()),
+            bucket: "b/1".into(),
+            token: Secret::new("secret-token"),
+        })
+        .unwrap();
+        assert_eq!(
+            v2.write_url,
+            "https://eu.example/api/v2/write?org=my%20org&bucket=b%2F1&precision=s"
+        );
+        assert_eq!(v2.authorization.as_deref(), Some("Token secret-token"));
+        assert!(!v2.description.contains("secret-token"));
+        assert!(Endpoint::new(&InfluxTarget::Stdout).is_none());
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        assert_eq!(base64(b"fooba"), "Zm9vYmE=");
+    }
+
+    fn settings(max_lines: usize) -> WriterSettings {
+        WriterSettings {
+            target: InfluxTarget::Stdout,
+            spool: SpoolConfig {
+                dir: None,
+                max_bytes: 0,
+            },
+            shutdown_timeout: Duration::from_secs(1),
+            max_lines_per_request: max_lines,
+        }
+    }
+
+    fn batch(range: std::ops::Range<usize>) -> Batch {
+        Batch {
+            line_count: range.len(),
+            lines: lines(range),
+        }
+    }
+
+    #[test]
+    fn an_outage_keeps_batches_and_replays_them_oldest_first() {
+        let stats = Arc::new(Stats::default());
+        let up = std::rc::Rc::new(std::cell::Cell::new(false));
+        let up2 = up.clone();
+        let t = fake(move |_| {
+            if up2.get() {
+                status(204, "")
+            } else {
+                Answer::NoAnswer("connection refused".into())
+            }
+        });
+        let backlog = Backlog::new(None, 1 << 20, stats.clone());
+        let mut w = Writer::new(t, backlog, &settings(100), stats.clone());
+        w.fresh.push_back(batch(0..3));
+        w.fresh.push_back(batch(3..5));
+        w.step(Instant::now());
+        assert!(w.retry_at.is_some(), "failing");
+        assert_eq!(w.backlog.lines(), 5);
+        assert_eq!(w.transport.sent, vec![lines(0..5)], "coalesced");
+        // More data while down goes straight to the backlog (the run loop does this).
+        w.keep(batch(5..6));
+        // Not yet time: nothing is sent.
+        w.step(Instant::now());
+        assert_eq!(w.transport.sent.len(), 1);
+        // Time for the retry, InfluxDB is back: oldest first, then the rest by replay.
+        up.set(true);
+        w.retry_at = Some(Instant::now());
+        w.step(Instant::now());
+        assert!(w.retry_at.is_none() && w.outage.is_none());
+        w.fresh.push_back(batch(6..7));
+        w.step(Instant::now()); // fresh first
+        w.next_replay = Instant::now();
+        w.step(Instant::now()); // then the replay
+        assert_eq!(
+            &w.transport.sent[1..],
+            &[lines(0..5), lines(6..7), lines(5..6)]
+        );
+        assert!(w.backlog.is_empty());
+        assert_eq!(stats.points_written.load(Relaxed), 7);
+    }
+
+    #[test]
+    fn memory_backlog_drops_the_oldest_past_its_cap() {
+        let stats = Arc::new(Stats::default());
+        let mut backlog = Backlog::new(None, 100, stats.clone());
+        for i in 0..10 {
+            backlog.push(batch(i * 2..i * 2 + 2));
+        }
+        assert!(backlog.memory_bytes <= 100);
+        let dropped = stats.lines_dropped.load(Relaxed);
+        assert!(dropped > 0);
+        assert_eq!(backlog.lines() + dropped, 20);
+        assert_eq!(backlog.front().map(|f| f.1), Some(2));
+    }
+
+    #[test]
+    fn url_encoding() {
+        assert_eq!(url_encode("abc-._~XYZ09"), "abc-._~XYZ09");
+        assert_eq!(url_encode("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
+    }
+}

@@ -1,0 +1,381 @@
+//! The writer thread against a real influxd 1.6 (v1 path) and a byte-checking fake
+//! (v2 path): plain writes, auth, 413 splitting, partial writes, an outage with the
+//! spool, and `check`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use genesys2influx::config::{InfluxTarget, Secret, SpoolConfig, V1Auth};
+use genesys2influx::influx::spool::Spool;
+use genesys2influx::influx::writer::{self, Batch, CheckError, WriterSettings};
+use genesys2influx::stats::Stats;
+
+use crate::util::influxd::{Influxd, Options, ADMIN_PASSWORD, ADMIN_USER};
+use crate::util::{agent, free_port, TempDir};
+
+const DB: &str = "genesys";
+
+fn v1(server: &Influxd, auth: V1Auth) -> InfluxTarget {
+    InfluxTarget::V1 {
+        url: server.url(),
+        database: DB.into(),
+        retention_policy: None,
+        auth,
+    }
+}
+
+fn admin() -> V1Auth {
+    V1Auth::Basic {
+        username: ADMIN_USER.into(),
+        password: Secret::new(ADMIN_PASSWORD),
+    }
+}
+
+/// `count` lines `m,q=<i> v=<i>i <ts>` starting at `first`.
+fn batch(first: usize, count: usize) -> Batch {
+    let mut lines = String::new();
+    for i in first..first + count {
+        lines.push_str(&format!("m,q=q{i} v={i}i {}\n", 1_600_000_000 + i));
+    }
+    Batch {
+        lines,
+        line_count: count,
+    }
+}
+
+struct Running {
+    tx: Option<Sender<Batch>>,
+    handle: Option<JoinHandle<()>>,
+    stats: Arc<Stats>,
+}
+
+impl Running {
+    fn start(target: InfluxTarget, spool_dir: Option<&Path>, shutdown: Duration) -> Running {
+        let (tx, rx) = crossbeam_channel::bounded(64);
+        let stats = Arc::new(Stats::default());
+        let settings = WriterSettings {
+            target,
+            spool: SpoolConfig {
+                dir: spool_dir.map(Path::to_path_buf),
+                max_bytes: 10 << 20,
+            },
+            shutdown_timeout: shutdown,
+            max_lines_per_request: writer::DEFAULT_MAX_LINES_PER_REQUEST,
+        };
+        let thread_stats = stats.clone();
+        let handle = thread::spawn(move || writer::run(settings, agent(), rx, thread_stats));
+        Running {
+            tx: Some(tx),
+            handle: Some(handle),
+            stats,
+        }
+    }
+
+    fn send(&self, batch: Batch) {
+        self.tx.as_ref().unwrap().send(batch).unwrap();
+    }
+
+    /// Disconnects the input and waits for the writer to return (bounded).
+    fn finish(mut self) -> Arc<Stats> {
+        self.tx.take();
+        let handle = self.handle.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !handle.is_finished() {
+            assert!(Instant::now() < deadline, "writer did not stop");
+            thread::sleep(Duration::from_millis(20));
+        }
+        handle.join().expect("writer panicked");
+        self.stats.clone()
+    }
+}
+
+fn count(server: &Influxd) -> i64 {
+    let rows = server.rows(DB, "SELECT count(v) FROM m");
+    rows.first().and_then(|r| r[1].as_i64()).unwrap_or(0)
+}
+
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn v1_writes_and_reads_back() {
+    let server = Influxd::start_default();
+    server.create_database(DB);
+    let w = Running::start(v1(&server, V1Auth::None), None, Duration::from_secs(5));
+    w.send(batch(0, 3));
+    w.send(batch(3, 7000)); // over 5000 lines: two requests
+    let stats = w.finish();
+    assert_eq!(count(&server), 7003);
+    assert_eq!(stats.points_written.load(Relaxed), 7003);
+    assert_eq!(stats.write_errors.load(Relaxed), 0);
+    let rows = server.rows(DB, "SELECT v FROM m WHERE q = 'q42'");
+    assert_eq!(rows[0][0], 1_600_000_042);
+    assert_eq!(rows[0][1], 42);
+}
+
+#[test]
+fn auth_right_and_wrong_password() {
+    let server = Influxd::start_with(Options {
+        auth: true,
+        ..Options::default()
+    });
+    server.create_database(DB);
+    let good = v1(&server, admin());
+    let message = writer::check(&good, &agent()).expect("check with the right password");
+    assert!(message.contains("InfluxDB 1.6.7"), "{message}");
+    assert!(
+        message.contains("database \"genesys\" writable"),
+        "{message}"
+    );
+    let w = Running::start(good, None, Duration::from_secs(5));
+    w.send(batch(0, 10));
+    w.finish();
+    assert_eq!(count(&server), 10);
+
+    let wrong = v1(
+        &server,
+        V1Auth::Basic {
+            username: ADMIN_USER.into(),
+            password: Secret::new("wrong"),
+        },
+    );
+    let err = writer::check(&wrong, &agent()).unwrap_err();
+    assert!(matches!(err, CheckError::Refused(_)), "{err:?}");
+    assert_eq!(err.exit_code(), 77);
+    assert!(!err.to_string().contains("wrong"), "no password in {err}");
+
+    // Refused credentials keep the data: spooled, nothing stored.
+    let spool = TempDir::new("spool-auth");
+    let w = Running::start(wrong, Some(spool.path()), Duration::from_secs(2));
+    w.send(batch(100, 5));
+    let stats = w.finish();
+    assert_eq!(count(&server), 10);
+    assert_eq!(stats.lines_spooled.load(Relaxed), 5);
+    assert!(stats.write_errors.load(Relaxed) >= 1);
+    let kept = Spool::open(spool.path(), 10 << 20, Arc::new(Stats::default())).unwrap();
+    assert_eq!(kept.lines(), 5);
+}
+
+#[test]
+fn too_large_bodies_are_split() {
+    let server = Influxd::start_with(Options {
+        max_body_size: Some(4096),
+        ..Options::default()
+    });
+    server.create_database(DB);
+    // Hard-to-compress tag values, so the gzipped body exceeds the limit.
+    let mut lines = String::new();
+    let mut x: u64 = 0x1234_5678_9abc_def1;
+    for i in 0..800 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        lines.push_str(&format!("m,q={x:016x} v={i}i {}\n", 1_600_000_000 + i));
+    }
+    let w = Running::start(v1(&server, V1Auth::None), None, Duration::from_secs(5));
+    w.send(Batch {
+        lines,
+        line_count: 800,
+    });
+    let stats = w.finish();
+    assert_eq!(count(&server), 800);
+    assert_eq!(stats.points_written.load(Relaxed), 800);
+    assert!(stats.write_errors.load(Relaxed) >= 1, "a 413 was answered");
+    assert_eq!(stats.lines_dropped.load(Relaxed), 0);
+}
+
+#[test]
+fn partial_write_stores_the_good_lines_and_drops_the_bad() {
+    let server = Influxd::start_default();
+    server.create_database(DB);
+    let (status, body) = server.write_raw(DB, b"m,q=old v=1i 1500000000\n");
+    assert_eq!(status, 204, "{body}");
+    let mut b = batch(0, 4);
+    b.lines.push_str("m,q=bad v=2.5 1600000100\n");
+    b.lines.push_str(&batch(4, 4).lines);
+    b.line_count = 9;
+    let w = Running::start(v1(&server, V1Auth::None), None, Duration::from_secs(5));
+    w.send(b);
+    let stats = w.finish();
+    assert_eq!(count(&server), 1 + 8);
+    assert_eq!(stats.points_written.load(Relaxed), 8);
+    assert_eq!(stats.lines_dropped.load(Relaxed), 1);
+    assert!(server
+        .rows(DB, "SELECT v FROM m WHERE q = 'bad'")
+        .is_empty());
+}
+
+#[test]
+fn a_type_conflict_inside_one_body_is_isolated() {
+    let server = Influxd::start_default();
+    server.create_database(DB);
+    let mut b = batch(0, 6);
+    b.lines.push_str("m,q=bad v=2.5 1600000100\n");
+    b.lines.push_str(&batch(6, 5).lines);
+    b.line_count = 12;
+    let w = Running::start(v1(&server, V1Auth::None), None, Duration::from_secs(5));
+    w.send(b);
+    let stats = w.finish();
+    assert_eq!(count(&server), 11);
+    assert_eq!(stats.lines_dropped.load(Relaxed), 1);
+}
+
+#[test]
+fn an_outage_is_spooled_and_replayed() {
+    let mut server = Influxd::start_default();
+    server.create_database(DB);
+    let spool = TempDir::new("spool-outage");
+    let w = Running::start(
+        v1(&server, V1Auth::None),
+        Some(spool.path()),
+        Duration::from_secs(5),
+    );
+    w.send(batch(0, 5));
+    wait_for("first batch", Duration::from_secs(10), || {
+        count(&server) == 5
+    });
+    server.stop();
+    w.send(batch(5, 5));
+    wait_for("spooling", Duration::from_secs(10), || {
+        w.stats.lines_spooled.load(Relaxed) == 5
+    });
+    w.send(batch(10, 5));
+    wait_for("second spooling", Duration::from_secs(10), || {
+        w.stats.lines_spooled.load(Relaxed) == 10
+    });
+    assert!(w.stats.spool_bytes.load(Relaxed) > 0);
+    server.start();
+    // Backoff is at most 30 s.
+    wait_for("replay", Duration::from_secs(45), || count(&server) == 15);
+    w.send(batch(15, 1));
+    let stats = w.finish();
+    assert_eq!(count(&server), 16);
+    assert_eq!(stats.spool_bytes.load(Relaxed), 0);
+    assert_eq!(stats.lines_dropped.load(Relaxed), 0);
+    let left = Spool::open(spool.path(), 10 << 20, Arc::new(Stats::default())).unwrap();
+    assert!(left.is_empty());
+}
+
+#[test]
+fn check_reports_missing_database_and_unreachable_server() {
+    let server = Influxd::start_default();
+    let err = writer::check(&v1(&server, V1Auth::None), &agent()).unwrap_err();
+    assert!(matches!(err, CheckError::NotFound(_)), "{err:?}");
+    assert_eq!(err.exit_code(), 78);
+    let closed = InfluxTarget::V1 {
+        url: format!("http://127.0.0.1:{}", free_port()),
+        database: DB.into(),
+        retention_policy: None,
+        auth: V1Auth::None,
+    };
+    let err = writer::check(&closed, &agent()).unwrap_err();
+    assert!(matches!(err, CheckError::Unreachable(_)), "{err:?}");
+    assert_eq!(err.exit_code(), 69);
+    server.create_database(DB);
+    writer::check(&v1(&server, V1Auth::None), &agent()).expect("writable");
+    assert_eq!(count(&server), 0, "check writes no points");
+}
+
+/// One HTTP/1.1 request as received: request line, lower-cased headers, raw body.
+struct Captured {
+    request_line: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Captured {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A loopback server answering `204` to `requests` requests and handing them over.
+fn fake_influx(requests: usize) -> (String, JoinHandle<Vec<Captured>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let handle = thread::spawn(move || {
+        let mut captured = Vec::new();
+        let (stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut writer = stream;
+        for _ in 0..requests {
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).unwrap();
+            let mut headers = Vec::new();
+            for _ in 0..100 {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let line = line.trim_end();
+                if line.is_empty() {
+                    break;
+                }
+                let (name, value) = line.split_once(':').unwrap();
+                headers.push((name.to_ascii_lowercase(), value.trim().to_string()));
+            }
+            let length: usize = headers
+                .iter()
+                .find(|(n, _)| n == "content-length")
+                .map_or(0, |(_, v)| v.parse().unwrap());
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            writer
+                .write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+                .unwrap();
+            captured.push(Captured {
+                request_line: request_line.trim_end().to_string(),
+                headers,
+                body,
+            });
+        }
+        captured
+    });
+    (url, handle)
+}
+
+#[test]
+fn v2_request_byte_for_byte() {
+    let (url, server) = fake_influx(1);
+    let target = InfluxTarget::V2 {
+        url,
+        org: Some("my org".into()),
+        bucket: "genesys/raw".into(),
+        token: Secret::new("s3cr3t-token=="),
+    };
+    let w = Running::start(target, None, Duration::from_secs(5));
+    let b = batch(0, 3);
+    let expected = b.lines.clone();
+    w.send(b);
+    let stats = w.finish();
+    let requests = server.join().unwrap();
+    let r = &requests[0];
+    assert_eq!(
+        r.request_line,
+        "POST /api/v2/write?org=my%20org&bucket=genesys%2Fraw&precision=s HTTP/1.1"
+    );
+    assert_eq!(r.header("authorization"), Some("Token s3cr3t-token=="));
+    assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    let mut body = String::new();
+    flate2::read::GzDecoder::new(&r.body[..])
+        .read_to_string(&mut body)
+        .unwrap();
+    assert_eq!(body, expected);
+    assert_eq!(stats.points_written.load(Relaxed), 3);
+}
