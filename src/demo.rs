@@ -15,7 +15,11 @@ const DEMO_WINDOW: &str = "5s";
 
 /// Starts the simulator, points the configuration at it and runs the pipeline.
 pub fn run(lookup: &dyn Fn(&str) -> Option<String>, queues: usize, seconds: Option<u64>) -> u8 {
-    let options = SimOptions { queue_count: queues, value_period: Duration::from_secs(1), ..SimOptions::default() };
+    let options = SimOptions {
+        queue_count: queues,
+        value_period: Duration::from_secs(1),
+        ..SimOptions::default()
+    };
     let sim = match Sim::start(options.clone()) {
         Ok(sim) => sim,
         Err(e) => {
@@ -29,7 +33,10 @@ pub fn run(lookup: &dyn Fn(&str) -> Option<String>, queues: usize, seconds: Opti
             "GENESYS_CLIENT_ID" => Some(options.client_id.clone()),
             "GENESYS_CLIENT_SECRET" => Some(options.client_secret.clone()),
             "GENESYS_API_URL" | "GENESYS_LOGIN_URL" => Some(base_url.clone()),
-            "GENESYS_QUEUES" | "GENESYS_QUEUES_FILE" | "GENESYS_CLIENT_SECRET_FILE" | "QUEUE_SHARD" => None,
+            "GENESYS_QUEUES"
+            | "GENESYS_QUEUES_FILE"
+            | "GENESYS_CLIENT_SECRET_FILE"
+            | "QUEUE_SHARD" => None,
             "POLL_INTERVAL" => lookup(name).or_else(|| Some(DEMO_POLL.into())),
             "WINDOW" => lookup(name).or_else(|| Some(DEMO_WINDOW.into())),
             _ => lookup(name),

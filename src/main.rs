@@ -36,7 +36,12 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::CONFIG);
         }
     };
-    let lookup = move |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty()).or_else(|| file_vars.get(name).cloned());
+    let lookup = move |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .or_else(|| file_vars.get(name).cloned())
+    };
     if let Command::Demo { queues, seconds } = cli.command {
         return ExitCode::from(demo::run(&lookup, queues, seconds));
     }
@@ -48,13 +53,16 @@ fn main() -> ExitCode {
         }
     };
     ExitCode::from(match mode {
-        Mode::Check => check::run(&config),
+        Mode::Check => u8::try_from(check::run(&config)).unwrap_or(exit::FAILURE),
         _ => pipeline::run(&config, None),
     })
 }
 
 fn load_env_file(path: Option<&std::path::Path>) -> Result<HashMap<String, String>, String> {
-    let Some(path) = path else { return Ok(HashMap::new()) };
-    let text = std::fs::read_to_string(path).map_err(|e| format!("--env-file {}: {e}", path.display()))?;
+    let Some(path) = path else {
+        return Ok(HashMap::new());
+    };
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("--env-file {}: {e}", path.display()))?;
     envfile::parse(&text).map_err(|why| format!("--env-file {}: {why}", path.display()))
 }

@@ -46,7 +46,11 @@ pub fn run(config: &Config, stop_after: Option<Duration>) -> u8 {
         }
     };
     let stats = Arc::new(Stats::default());
-    let client = Arc::new(GenesysClient::new(&config.genesys, agent.clone(), stats.clone()));
+    let client = Arc::new(GenesysClient::new(
+        &config.genesys,
+        agent.clone(),
+        stats.clone(),
+    ));
     let shutdown = Shutdown::install(stop_after);
 
     log_startup(config);
@@ -64,19 +68,27 @@ pub fn run(config: &Config, stop_after: Option<Duration>) -> u8 {
         target: config.influx.clone(),
         spool: config.spool.clone(),
         shutdown_timeout: config.shutdown_timeout,
-        max_lines_per_request: writer::MAX_LINES_PER_REQUEST,
+        max_lines_per_request: writer::DEFAULT_MAX_LINES_PER_REQUEST,
     };
     let writer_stats = stats.clone();
     let writer = thread::Builder::new()
         .name("writer".into())
         .spawn(move || writer::run(writer_settings, agent, batch_rx, writer_stats));
     let aggregator_job = AggregatorJob {
-        aggregator: Aggregator::new(millis(config.window), millis(started.poll_interval), config.static_tags.clone()),
+        aggregator: Aggregator::new(
+            millis(config.window),
+            millis(started.poll_interval),
+            config.static_tags.clone(),
+        ),
         batches: batch_tx,
         stats: stats.clone(),
         instance: config.instance.clone(),
         static_tags: config.static_tags.clone(),
-        state_file: config.spool.dir.as_deref().map(|dir| dir.join(OPEN_WINDOW_FILE)),
+        state_file: config
+            .spool
+            .dir
+            .as_deref()
+            .map(|dir| dir.join(OPEN_WINDOW_FILE)),
         notifier: notifier.clone(),
         watchdog_every: notifier.watchdog_interval().map(|d| d / 2),
     };
@@ -123,7 +135,11 @@ fn start_error_code(error: &StartError) -> u8 {
 }
 
 fn log_startup(config: &Config) {
-    let spool = config.spool.dir.as_deref().map_or("none".to_string(), |d| d.display().to_string());
+    let spool = config
+        .spool
+        .dir
+        .as_deref()
+        .map_or("none".to_string(), |d| d.display().to_string());
     log::info!(
         "genesys2influx {} starting: region {}, InfluxDB mode {}, poll {}, window {}, spool {}",
         env!("CARGO_PKG_VERSION"),
@@ -160,7 +176,11 @@ impl Shutdown {
                 trigger(&timer);
             });
         }
-        Shutdown { stop: stop_rx, control: control_rx, _senders: senders }
+        Shutdown {
+            stop: stop_rx,
+            control: control_rx,
+            _senders: senders,
+        }
     }
 }
 
@@ -175,7 +195,9 @@ fn listen_for_signals(senders: Senders) {
     let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
         Ok(signals) => signals,
         Err(e) => {
-            log::warn!("cannot install signal handlers ({e}); SIGTERM will kill without a final flush");
+            log::warn!(
+                "cannot install signal handlers ({e}); SIGTERM will kill without a final flush"
+            );
             return;
         }
     };
@@ -238,7 +260,9 @@ impl AggregatorJob {
     fn send(&self, window: ClosedWindow) {
         let mut lines = window.lines;
         let timestamp_s = (window.start_ms / 1000) as i64;
-        self.stats.take_window().encode(&mut lines, &self.instance, &self.static_tags, timestamp_s);
+        self.stats
+            .take_window()
+            .encode(&mut lines, &self.instance, &self.static_tags, timestamp_s);
         let line_count = window.points + 1;
         if self.batches.send(Batch { lines, line_count }).is_err() {
             log::error!("the writer has stopped; window {timestamp_s} is lost");
@@ -249,9 +273,15 @@ impl AggregatorJob {
         let (Some(path), Some(open)) = (&self.state_file, self.aggregator.open_window()) else {
             return;
         };
-        let saved = serde_json::to_vec(open).map_err(|e| e.to_string()).and_then(|json| write_atomically(path, &json));
+        let saved = serde_json::to_vec(open)
+            .map_err(|e| e.to_string())
+            .and_then(|json| write_atomically(path, &json));
         match saved {
-            Ok(()) => log::info!("saved the open window ({} queues) to {}", open.queue_count(), path.display()),
+            Ok(()) => log::info!(
+                "saved the open window ({} queues) to {}",
+                open.queue_count(),
+                path.display()
+            ),
             Err(e) => log::warn!("could not save the open window to {}: {e}", path.display()),
         }
     }
@@ -259,13 +289,17 @@ impl AggregatorJob {
     /// Continues the window a previous run saved at shutdown, when we restart inside it.
     fn resume_saved_window(&mut self) {
         let Some(path) = &self.state_file else { return };
-        let Ok(json) = std::fs::read(path) else { return };
+        let Ok(json) = std::fs::read(path) else {
+            return;
+        };
         let _ = std::fs::remove_file(path);
         match serde_json::from_slice::<OpenWindow>(&json) {
             Ok(saved) => {
                 let queues = saved.queue_count();
                 if self.aggregator.resume(saved, now_ms()) {
-                    log::info!("continuing the window saved at the last shutdown ({queues} queues)");
+                    log::info!(
+                        "continuing the window saved at the last shutdown ({queues} queues)"
+                    );
                 }
             }
             Err(e) => log::warn!("ignoring unreadable {}: {e}", path.display()),
@@ -286,7 +320,9 @@ fn millis(duration: Duration) -> u64 {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| millis(d))
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| millis(d))
 }
 
 /// Time since `start`, in whole milliseconds, for the `*_ms_max` self-metrics.

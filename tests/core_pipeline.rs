@@ -39,24 +39,48 @@ pub fn service_env(sim: &Sim, influx: &Influxd, auth: bool) -> Vec<(&'static str
 }
 
 pub fn sim_with(queue_count: usize) -> Sim {
-    Sim::start(SimOptions { queue_count, value_period: Duration::from_secs(POLL_S), ..SimOptions::default() })
-        .expect("simulated Genesys starts")
+    Sim::start(SimOptions {
+        queue_count,
+        value_period: Duration::from_secs(POLL_S),
+        ..SimOptions::default()
+    })
+    .expect("simulated Genesys starts")
 }
 
 fn now_s() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
 }
 
 /// Every `genesys_queue` point of one queue: time → (field → value).
-fn queue_points(influx: &Influxd, measurement: &str, where_clause: &str) -> BTreeMap<u64, BTreeMap<String, Value>> {
-    let json = influx.query(DB, &format!("SELECT * FROM {measurement} WHERE {where_clause}"));
+fn queue_points(
+    influx: &Influxd,
+    measurement: &str,
+    where_clause: &str,
+) -> BTreeMap<u64, BTreeMap<String, Value>> {
+    let json = influx.query(
+        DB,
+        &format!("SELECT * FROM {measurement} WHERE {where_clause}"),
+    );
     let mut points = BTreeMap::new();
-    let Some(series) = json["results"][0]["series"][0].as_object() else { return points };
-    let columns: Vec<String> = series["columns"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+    let Some(series) = json["results"][0]["series"][0].as_object() else {
+        return points;
+    };
+    let columns: Vec<String> = series["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
     for row in series["values"].as_array().unwrap() {
         let row = row.as_array().unwrap();
         let time = row[0].as_u64().unwrap();
-        points.insert(time, columns.iter().cloned().zip(row.iter().cloned()).collect());
+        points.insert(
+            time,
+            columns.iter().cloned().zip(row.iter().cloned()).collect(),
+        );
     }
     points
 }
@@ -77,58 +101,135 @@ fn wait_for_complete_windows(influx: &Influxd, service: &Service, id: &str, coun
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-    panic!("fewer than {count} complete windows after 30 s; service log:\n{}", service.stderr());
+    panic!(
+        "fewer than {count} complete windows after 30 s; service log:\n{}",
+        service.stderr()
+    );
 }
 
 /// Min, max, mean and last of a series of values.
 fn summary(values: &[f64]) -> (f64, f64, f64, f64) {
     let min = values.iter().cloned().fold(f64::INFINITY, f64::min);
     let max = values.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    (min, max, values.iter().sum::<f64>() / values.len() as f64, *values.last().unwrap())
+    (
+        min,
+        max,
+        values.iter().sum::<f64>() / values.len() as f64,
+        *values.last().unwrap(),
+    )
 }
 
-fn assert_count_fields(point: &BTreeMap<String, Value>, metric: &str, values: &[f64], context: &str) {
+fn assert_count_fields(
+    point: &BTreeMap<String, Value>,
+    metric: &str,
+    values: &[f64],
+    context: &str,
+) {
     let (min, max, mean, last) = summary(values);
-    assert_eq!(point[&format!("{metric}_min")].as_f64(), Some(min), "{context} {metric}_min");
-    assert_eq!(point[&format!("{metric}_max")].as_f64(), Some(max), "{context} {metric}_max");
-    assert_eq!(point[&format!("{metric}_last")].as_f64(), Some(last), "{context} {metric}_last");
+    assert_eq!(
+        point[&format!("{metric}_min")].as_f64(),
+        Some(min),
+        "{context} {metric}_min"
+    );
+    assert_eq!(
+        point[&format!("{metric}_max")].as_f64(),
+        Some(max),
+        "{context} {metric}_max"
+    );
+    assert_eq!(
+        point[&format!("{metric}_last")].as_f64(),
+        Some(last),
+        "{context} {metric}_last"
+    );
     let got = point[&format!("{metric}_mean")].as_f64().unwrap();
-    assert!((got - mean).abs() < 1e-9, "{context} {metric}_mean: {got} != {mean}");
+    assert!(
+        (got - mean).abs() < 1e-9,
+        "{context} {metric}_mean: {got} != {mean}"
+    );
 }
 
 /// Checks every complete window of queue `id` against the simulator's values.
 fn assert_windows_match_sim(sim: &Sim, influx: &Influxd, id: &str) -> usize {
     let agent_points = queue_points(influx, "genesys_queue", &id_clause(id));
     let mut checked = 0;
-    for (start, point) in agent_points.iter().filter(|(_, p)| p["samples"] == WINDOW_S / POLL_S) {
-        let slots: Vec<u64> = (*start..start + WINDOW_S).step_by(POLL_S as usize).collect();
-        let expected: Vec<_> = slots.iter().map(|slot| sim.observation_at(id, *slot)).collect();
+    for (start, point) in agent_points
+        .iter()
+        .filter(|(_, p)| p["samples"] == WINDOW_S / POLL_S)
+    {
+        let slots: Vec<u64> = (*start..start + WINDOW_S)
+            .step_by(POLL_S as usize)
+            .collect();
+        let expected: Vec<_> = slots
+            .iter()
+            .map(|slot| sim.observation_at(id, *slot))
+            .collect();
         let context = format!("queue {id} window {start}");
         for (index, metric) in genesys2influx::model::AGENT_METRICS.iter().enumerate() {
             let values: Vec<f64> = expected.iter().map(|e| e.agents()[index]).collect();
             assert_count_fields(point, metric, &values, &context);
         }
         checked += 1;
-        let media_points = queue_points(influx, "genesys_queue_media", &format!("{} AND time = {start}s GROUP BY media_type", id_clause(id)));
-        assert!(media_points.is_empty(), "GROUP BY returns several series; queried per media type below");
+        let media_points = queue_points(
+            influx,
+            "genesys_queue_media",
+            &format!("{} AND time = {start}s GROUP BY media_type", id_clause(id)),
+        );
+        assert!(
+            media_points.is_empty(),
+            "GROUP BY returns several series; queried per media type below"
+        );
         for media in &SimOptions::default().media_types {
-            let clause = format!("{} AND \"media_type\" = '{media}' AND time = {start}s", id_clause(id));
+            let clause = format!(
+                "{} AND \"media_type\" = '{media}' AND time = {start}s",
+                id_clause(id)
+            );
             let media_point = queue_points(influx, "genesys_queue_media", &clause);
-            let point = media_point.get(start).unwrap_or_else(|| panic!("no {media} point for {context}"));
-            assert_eq!(point["samples"], WINDOW_S / POLL_S, "{context} {media} samples");
-            let media_values = |f: &dyn Fn(&genesys2influx::genesys::sim::ExpectedMedia) -> f64| -> Vec<f64> {
-                expected.iter().map(|e| f(e.media(media).expect("simulated media"))).collect()
-            };
-            assert_count_fields(point, "waiting", &media_values(&|m| m.waiting as f64), &format!("{context} {media}"));
-            assert_count_fields(point, "interacting", &media_values(&|m| m.interacting as f64), &format!("{context} {media}"));
-            assert_count_fields(point, "alerting", &media_values(&|m| m.alerting as f64), &format!("{context} {media}"));
+            let point = media_point
+                .get(start)
+                .unwrap_or_else(|| panic!("no {media} point for {context}"));
+            assert_eq!(
+                point["samples"],
+                WINDOW_S / POLL_S,
+                "{context} {media} samples"
+            );
+            let media_values =
+                |f: &dyn Fn(&genesys2influx::genesys::sim::ExpectedMedia) -> f64| -> Vec<f64> {
+                    expected
+                        .iter()
+                        .map(|e| f(e.media(media).expect("simulated media")))
+                        .collect()
+                };
+            assert_count_fields(
+                point,
+                "waiting",
+                &media_values(&|m| m.waiting as f64),
+                &format!("{context} {media}"),
+            );
+            assert_count_fields(
+                point,
+                "interacting",
+                &media_values(&|m| m.interacting as f64),
+                &format!("{context} {media}"),
+            );
+            assert_count_fields(
+                point,
+                "alerting",
+                &media_values(&|m| m.alerting as f64),
+                &format!("{context} {media}"),
+            );
             // Seconds waited are measured at receive time: equal up to the request latency.
             let waited = media_values(&|m| m.longest_waiting_ms as f64 / 1000.0);
             let (_, max, _, last) = summary(&waited);
             let got_max = point["longest_waiting_seconds_max"].as_f64().unwrap();
             let got_last = point["longest_waiting_seconds_last"].as_f64().unwrap();
-            assert!((got_max - max).abs() < 0.5, "{context} {media} longest_waiting_seconds_max {got_max} vs {max}");
-            assert!((got_last - last).abs() < 0.5, "{context} {media} longest_waiting_seconds_last {got_last} vs {last}");
+            assert!(
+                (got_max - max).abs() < 0.5,
+                "{context} {media} longest_waiting_seconds_max {got_max} vs {max}"
+            );
+            assert!(
+                (got_last - last).abs() < 0.5,
+                "{context} {media} longest_waiting_seconds_last {got_last} vs {last}"
+            );
         }
     }
     checked
@@ -148,17 +249,29 @@ fn field_types(influx: &Influxd, measurement: &str) -> BTreeMap<String, String> 
     influx
         .rows(DB, &format!("SHOW FIELD KEYS FROM {measurement}"))
         .into_iter()
-        .map(|row| (row[0].as_str().unwrap().to_string(), row[1].as_str().unwrap().to_string()))
+        .map(|row| {
+            (
+                row[0].as_str().unwrap().to_string(),
+                row[1].as_str().unwrap().to_string(),
+            )
+        })
         .collect()
 }
 
 fn run_and_verify(auth: bool) {
     let sim = sim_with(250);
-    let influx = Influxd::start_with(Options { auth, ..Options::default() });
+    let influx = Influxd::start_with(Options {
+        auth,
+        ..Options::default()
+    });
     influx.create_database(DB);
     let mut service = Service::start(&["run"], &service_env(&sim, &influx, auth));
     let queues = sim.queues();
-    let probes: Vec<&(String, String)> = queues.iter().take(9).chain(queues.iter().rev().take(2)).collect();
+    let probes: Vec<&(String, String)> = queues
+        .iter()
+        .take(9)
+        .chain(queues.iter().rev().take(2))
+        .collect();
     wait_for_complete_windows(&influx, &service, &probes[0].0, 2);
 
     // Stop in the middle of a window so the partial window has 2 or 3 samples.
@@ -168,22 +281,46 @@ fn run_and_verify(auth: bool) {
     let open_window = (now_s() as u64) / WINDOW_S * WINDOW_S;
     service.signal("TERM");
     let status = service.wait(Duration::from_secs(15));
-    assert_eq!(status.code(), Some(0), "exit code after SIGTERM; log:\n{}", service.stderr());
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit code after SIGTERM; log:\n{}",
+        service.stderr()
+    );
 
     for (id, _) in &probes {
-        assert!(assert_windows_match_sim(&sim, &influx, id) >= 2, "two complete windows checked for {id}");
+        assert!(
+            assert_windows_match_sim(&sim, &influx, id) >= 2,
+            "two complete windows checked for {id}"
+        );
     }
-    let partial = queue_points(&influx, "genesys_queue", &format!("{} AND time = {open_window}s", id_clause(&probes[0].0)));
-    let samples = partial.get(&open_window).map(|p| p["samples"].as_u64().unwrap());
-    assert!(matches!(samples, Some(1..=4)), "the partial window {open_window} holds {samples:?} samples; log:\n{}", service.stderr());
+    let partial = queue_points(
+        &influx,
+        "genesys_queue",
+        &format!("{} AND time = {open_window}s", id_clause(&probes[0].0)),
+    );
+    let samples = partial
+        .get(&open_window)
+        .map(|p| p["samples"].as_u64().unwrap());
+    assert!(
+        matches!(samples, Some(1..=4)),
+        "the partial window {open_window} holds {samples:?} samples; log:\n{}",
+        service.stderr()
+    );
 
     let names: Vec<String> = influx
-        .rows(DB, "SHOW TAG VALUES FROM genesys_queue WITH KEY = \"queue_name\"")
+        .rows(
+            DB,
+            "SHOW TAG VALUES FROM genesys_queue WITH KEY = \"queue_name\"",
+        )
         .into_iter()
         .map(|row| row[1].as_str().unwrap().to_string())
         .collect();
     for (_, name) in &queues {
-        assert!(names.contains(&stored_name(name)), "queue name {name:?} not stored intact; stored: {names:?}");
+        assert!(
+            names.contains(&stored_name(name)),
+            "queue name {name:?} not stored intact; stored: {names:?}"
+        );
     }
     assert_eq!(names.len(), queues.len());
 
@@ -200,9 +337,18 @@ fn run_and_verify(auth: bool) {
     assert_eq!(media_types.len(), 5 * 4 + 1);
 
     // 250 queues: three observation requests of at most 100 ids per poll.
-    let observation_requests: Vec<_> = sim.requests().into_iter().filter(|r| r.path.contains("observations")).collect();
-    assert!(observation_requests.iter().all(|r| r.queue_ids.len() <= 100));
-    assert!(observation_requests.iter().any(|r| r.queue_ids.len() == 50), "the 250 queues are chunked 100+100+50");
+    let observation_requests: Vec<_> = sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("observations"))
+        .collect();
+    assert!(observation_requests
+        .iter()
+        .all(|r| r.queue_ids.len() <= 100));
+    assert!(
+        observation_requests.iter().any(|r| r.queue_ids.len() == 50),
+        "the 250 queues are chunked 100+100+50"
+    );
 }
 
 #[test]

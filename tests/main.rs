@@ -5,5 +5,6 @@
 
 mod util;
 
+mod core_pipeline;
 mod line_protocol_roundtrip;
 mod writer_influxd;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod influxd;
+pub mod process;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -20,8 +20,13 @@ impl Service {
     /// nothing from the developer's shell leaks in.
     pub fn start(args: &[&str], env: &[(&str, String)]) -> Service {
         let mut command = Command::new(BINARY);
-        command.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
-        command.env("NO_PROXY", "127.0.0.1,localhost").env("RUST_LOG", "info");
+        command
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default());
+        command
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .env("RUST_LOG", "info");
         for (key, value) in env {
             command.env(key, value);
         }
@@ -33,7 +38,11 @@ impl Service {
             .expect("the genesys2influx binary starts");
         let stdout = collect(child.stdout.take().expect("stdout piped"));
         let stderr = collect(child.stderr.take().expect("stderr piped"));
-        Service { child, stdout, stderr }
+        Service {
+            child,
+            stdout,
+            stderr,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -41,7 +50,11 @@ impl Service {
     }
 
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status().expect("kill runs");
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill runs");
         assert!(status.success(), "kill -{name} {} failed", self.pid());
     }
 
@@ -57,7 +70,10 @@ impl Service {
             if Instant::now() > deadline {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
-                panic!("genesys2influx did not exit within {limit:?}; stderr:\n{}", self.stderr());
+                panic!(
+                    "genesys2influx did not exit within {limit:?}; stderr:\n{}",
+                    self.stderr()
+                );
             }
             thread::sleep(Duration::from_millis(20));
         }
@@ -75,7 +91,11 @@ impl Service {
     pub fn wait_for_log(&self, needle: &str, limit: Duration) {
         let deadline = Instant::now() + limit;
         while !self.stderr().contains(needle) {
-            assert!(Instant::now() < deadline, "no log line containing {needle:?} within {limit:?}; stderr:\n{}", self.stderr());
+            assert!(
+                Instant::now() < deadline,
+                "no log line containing {needle:?} within {limit:?}; stderr:\n{}",
+                self.stderr()
+            );
             thread::sleep(Duration::from_millis(50));
         }
     }
@@ -104,7 +124,11 @@ fn collect(mut pipe: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
 }
 
 /// Runs the binary to completion with a time limit: (exit code, stdout, stderr).
-pub fn run_to_end(args: &[&str], env: &[(&str, String)], limit: Duration) -> (Option<i32>, String, String) {
+pub fn run_to_end(
+    args: &[&str],
+    env: &[(&str, String)],
+    limit: Duration,
+) -> (Option<i32>, String, String) {
     let mut service = Service::start(args, env);
     let status = service.wait(limit);
     (status.code(), service.stdout(), service.stderr())
