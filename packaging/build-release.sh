@@ -125,7 +125,7 @@ elif ! command -v lintian >/dev/null; then
 else
     say "lintian"
     # --fail-on error: warnings are reported, errors fail the build.
-    if ! lintian --info --display-info --fail-on error "$DEB"; then
+    if ! lintian --display-info --fail-on error "$DEB"; then
         die "lintian reported errors"
     fi
     say "lintian: no errors"
