@@ -101,6 +101,23 @@ grep -q 'adduser --system --group' "$WORK/control/postinst" \
 for script in postinst prerm postrm; do
     if sh -n "$WORK/control/$script"; then pass "$script parses"; else fail "$script has a syntax error"; fi
 done
+# postinst against stub commands (nothing on this host changes): a fresh install
+# creates the user and the statoverride; a reconfigure with both present adds neither.
+mkdir -p "$WORK/stubs"
+for cmd in adduser dpkg-statoverride getent deb-systemd-invoke systemctl; do
+    printf '#!/bin/sh\necho "%s $*" >>"$STUB_LOG"\ncase "%s $1" in "getent passwd"|"dpkg-statoverride --list") exit "$STUB_ABSENT";; esac\nexit 0\n' \
+        "$cmd" "$cmd" >"$WORK/stubs/$cmd"
+    chmod +x "$WORK/stubs/$cmd"
+done
+STUB_LOG="$WORK/fresh.log" STUB_ABSENT=2 PATH="$WORK/stubs:$PATH" sh "$WORK/control/postinst" configure "" \
+    && grep -q '^adduser --system --group .* genesys2influx$' "$WORK/fresh.log" \
+    && grep -q "^dpkg-statoverride --update --add root genesys2influx 0640 /etc/$NAME/$NAME.env\$" "$WORK/fresh.log" \
+    && pass "postinst configure (fresh, stubbed): adds user and statoverride" \
+    || fail "postinst configure (fresh, stubbed): $(cat "$WORK/fresh.log" 2>/dev/null)"
+STUB_LOG="$WORK/again.log" STUB_ABSENT=0 PATH="$WORK/stubs:$PATH" sh "$WORK/control/postinst" configure 0.0.9-1 \
+    && ! grep -Eq '^(adduser|dpkg-statoverride --update)' "$WORK/again.log" \
+    && pass "postinst configure (upgrade, stubbed): leaves an existing user and statoverride alone" \
+    || fail "postinst configure (upgrade, stubbed): $(cat "$WORK/again.log" 2>/dev/null)"
 if grep -Eq 'deb-systemd-invoke (start|restart) |systemctl (start|enable)' "$WORK/control/postinst"; then
     fail "postinst starts or enables the service before it has credentials"
 else
