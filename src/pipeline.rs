@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{bounded, select, Receiver, Sender};
 
@@ -322,10 +322,5 @@ fn millis(duration: Duration) -> u64 {
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| millis(d))
-}
-
-/// Time since `start`, in whole milliseconds, for the `*_ms_max` self-metrics.
-pub fn elapsed_ms(start: Instant) -> u64 {
-    millis(start.elapsed())
+        .map_or(0, millis)
 }
