@@ -1,0 +1,527 @@
+//! The interval-KPI thread: re-queries the conversation aggregates of the selected queues
+//! every `KPI_POLL` and hands `genesys_queue_interval` points to the writer.
+//!
+//! It runs beside the observation poller on its own schedule, so a slow aggregate query
+//! never delays an observation tick. Buckets are fixed UTC multiples of `KPI_BUCKET`; each
+//! poll asks for the open bucket and those that ended less than `KPI_LOOKBACK` ago, and
+//! InfluxDB overwrites the same series and timestamp, so late data lands. Where the
+//! re-querying has to resume is remembered (`kpi-state.json` in the state directory, else
+//! in memory), so after a Genesys outage or a service stop longer than the look-back the
+//! next successful poll backfills the missed buckets in ≤ 1-day requests (at most 7 days).
+//! A 403 disables KPIs for the run with one clear log line; observations keep flowing.
+//!
+//! # Reading the KPIs (for the README)
+//!
+//! Every field is a count or a sum, never an average, so any range of buckets, queues or
+//! media types combines correctly: add up first, divide last. Never average the per-bucket
+//! ratios.
+//!
+//! | KPI | formula |
+//! |---|---|
+//! | service level % | 100 × Σ`service_level_numerator` / Σ`service_level_denominator` |
+//! | ASA (average speed of answer, s) | Σ`answer_seconds_sum` / Σ`answered` |
+//! | AHT (average handle time, s) | Σ`handle_seconds_sum` / Σ`handled` |
+//! | average wait (s) | Σ`wait_seconds_sum` / Σ`waited` |
+//! | abandon rate % | 100 × Σ`abandoned` / Σ`offered` |
+//! | answer rate % | 100 × Σ`answered` / Σ`offered` |
+//!
+//! Per-bucket answer/abandon rates can exceed 100 % (an interaction offered at 14:14 is
+//! answered in the 14:15 bucket); compute them over an hour or a day.
+//! `service_level_target` is the queue's target (0.8 = 80 %), for a threshold line.
+//!
+//! InfluxQL (InfluxDB 1.x; checked against influxd 1.6: a quotient of two aggregates in
+//! one `SELECT` is valid and integer sums divide as floats), e.g. for Grafana:
+//!
+//! ```text
+//! SELECT sum("service_level_numerator") / sum("service_level_denominator") * 100 AS "service level %"
+//!   FROM "genesys_queue_interval" WHERE $timeFilter AND "queue_name" =~ /^$queue$/
+//!   GROUP BY time(1h), "queue_name", "media_type"
+//! SELECT sum("answer_seconds_sum") / sum("answered") AS "ASA" FROM "genesys_queue_interval" WHERE $timeFilter GROUP BY "queue_name"
+//! SELECT sum("handle_seconds_sum") / sum("handled") AS "AHT" FROM "genesys_queue_interval" WHERE $timeFilter GROUP BY "queue_name"
+//! SELECT sum("abandoned") / sum("offered") * 100 AS "abandon %" FROM "genesys_queue_interval" WHERE $timeFilter GROUP BY "queue_name"
+//! ```
+//!
+//! `GROUP BY time(…)` should be a multiple of `KPI_BUCKET` (a bucket's point sits at its
+//! start). A range with no answered interaction yields no ASA value rather than a 0.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{bounded, select, Receiver, RecvTimeoutError, Sender};
+use serde::{Deserialize, Serialize};
+
+use crate::config::KpiConfig;
+use crate::duration;
+use crate::genesys::aggregates::{
+    self, bucket_floor, format_utc, granularity, Interval, DAY_MS, MAX_QUEUES_PER_REQUEST,
+    PERMISSION,
+};
+use crate::genesys::client::{ApiError, GenesysClient};
+use crate::influx::writer::Batch;
+use crate::model::Queue;
+use crate::stats::Stats;
+
+/// Where the resume point is kept, inside the state directory.
+pub const STATE_FILE: &str = "kpi-state.json";
+/// Polls fire this long after their aligned tick, so the observation polls of the same
+/// instant go first and the second boundary has passed on Genesys' clock too.
+pub const TICK_DELAY: Duration = Duration::from_secs(5);
+/// Longest interval per request when backfilling (API.md §9.5).
+pub const MAX_REQUEST_SPAN_MS: u64 = DAY_MS;
+/// How far back a backfill reaches at most; older missed buckets are given up (logged).
+pub const MAX_BACKFILL_MS: u64 = 7 * DAY_MS;
+/// Backfill pieces (≤ 1 day each, per chunk of queues) added to one poll, so catching up
+/// costs a bounded share of the request budget: a 7-day gap closes in 7 polls.
+pub const BACKFILL_PIECES_PER_POLL: usize = 1;
+/// Share of `KPI_POLL` one poll may take before its remaining requests are left for the
+/// next poll (which re-queries the same buckets): polls never overlap.
+const POLL_DEADLINE_SHARE: f64 = 0.9;
+/// Below this Genesys may reject the granularity (API.md §9.5, unverified).
+const SMALLEST_VERIFIED_BUCKET: Duration = Duration::from_secs(15 * 60);
+
+/// The selected queues, replaced as a whole by the observation poller whenever it
+/// re-resolves them; the KPI thread takes a snapshot at each poll.
+pub type SharedQueues = Arc<RwLock<Arc<Vec<Arc<Queue>>>>>;
+
+/// An empty queue list for the poller to fill.
+pub fn shared_queues() -> SharedQueues {
+    Arc::new(RwLock::new(Arc::new(Vec::new())))
+}
+
+/// Replaces the list (called by the poller after each queue resolution).
+pub fn publish_queues(shared: &SharedQueues, queues: Vec<Arc<Queue>>) {
+    let mut guard = shared.write().unwrap_or_else(|e| e.into_inner());
+    *guard = Arc::new(queues);
+}
+
+fn snapshot(shared: &SharedQueues) -> Arc<Vec<Arc<Queue>>> {
+    Arc::clone(&shared.read().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// What the KPI thread needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct KpiSettings {
+    pub config: KpiConfig,
+    /// `INFLUXDB_TAGS`, sorted.
+    pub static_tags: Vec<(String, String)>,
+    /// Where `kpi-state.json` lives (`SPOOL_DIR`); `None` keeps the resume point in memory.
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Aggregate requests per minute the KPI poll adds for `queue_count` queues polled every
+/// `poll` (rounded up): `ceil(Q/100) × 60 / KPI_POLL`. Backfills add up to
+/// [`BACKFILL_PIECES_PER_POLL`] times as many for a few polls.
+pub fn requests_per_minute(queue_count: usize, poll: Duration) -> u32 {
+    let chunks = queue_count.div_ceil(MAX_QUEUES_PER_REQUEST) as u128;
+    let poll_ms = poll.as_millis().max(1);
+    u32::try_from((chunks * 60_000).div_ceil(poll_ms)).unwrap_or(u32::MAX)
+}
+
+// ---- planning (pure) -------------------------------------------------------------------
+
+/// The schedule in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    pub bucket_ms: u64,
+    pub poll_ms: u64,
+    pub lookback_ms: u64,
+}
+
+impl Timing {
+    pub fn of(config: &KpiConfig) -> Timing {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Timing {
+            bucket_ms: ms(config.bucket).max(1),
+            poll_ms: ms(config.poll).max(1),
+            lookback_ms: ms(config.lookback),
+        }
+    }
+
+    /// When the first poll after `now_ms` fires: a multiple of the poll period, plus
+    /// [`TICK_DELAY`].
+    pub fn next_fire_ms(&self, now_ms: u64) -> u64 {
+        let delay = TICK_DELAY.as_millis() as u64;
+        bucket_floor(now_ms.saturating_sub(delay), self.poll_ms) + self.poll_ms + delay
+    }
+}
+
+/// The requests of one poll (per chunk of queues) and where the next poll resumes if
+/// every one of them succeeds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Oldest first, disjoint, each ≤ 1 day and on bucket boundaries.
+    pub pieces: Vec<Interval>,
+    /// The backfill piece among `pieces`, when buckets older than the look-back are missing.
+    pub backfill: Option<Interval>,
+    pub resume_from_ms: u64,
+    /// Set when the resume point was older than [`MAX_BACKFILL_MS`]: the buckets before
+    /// this instant are given up.
+    pub gave_up_before_ms: Option<u64>,
+}
+
+/// Plans a poll at `now_ms`. `resume_from_ms` is the start of the oldest bucket that may
+/// still be missing or unsettled (`None`: nothing known, query just the recent buckets).
+pub fn plan(now_ms: u64, resume_from_ms: Option<u64>, timing: Timing) -> Plan {
+    let recent = Interval::recent(now_ms, timing.bucket_ms, timing.lookback_ms);
+    let oldest_allowed = bucket_floor(now_ms.saturating_sub(MAX_BACKFILL_MS), timing.bucket_ms);
+    let wanted = resume_from_ms.map_or(recent.start_ms, |r| bucket_floor(r, timing.bucket_ms));
+    let gave_up_before_ms = (wanted < oldest_allowed).then_some(oldest_allowed);
+    let start = wanted.max(oldest_allowed);
+    let mut pieces = Vec::new();
+    let mut backfill = None;
+    let mut resume_from_ms = recent.start_ms;
+    if start < recent.start_ms {
+        let missed = Interval {
+            start_ms: start,
+            end_ms: recent.start_ms,
+        }
+        .split(MAX_REQUEST_SPAN_MS);
+        if missed.len() > BACKFILL_PIECES_PER_POLL {
+            resume_from_ms = missed[BACKFILL_PIECES_PER_POLL].start_ms;
+        }
+        pieces.extend(missed.into_iter().take(BACKFILL_PIECES_PER_POLL));
+        backfill = Some(Interval {
+            start_ms: start,
+            end_ms: pieces.last().map_or(start, |p| p.end_ms),
+        });
+    }
+    pieces.extend(recent.split(MAX_REQUEST_SPAN_MS));
+    Plan {
+        pieces,
+        backfill,
+        resume_from_ms,
+        gave_up_before_ms,
+    }
+}
+
+// ---- state file ------------------------------------------------------------------------
+
+/// Why the resume point could not be read or saved.
+#[derive(Debug)]
+pub enum StateError {
+    Read(PathBuf, std::io::Error),
+    Unreadable(PathBuf, String),
+    Write(PathBuf, std::io::Error),
+}
+
+impl fmt::Display for StateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StateError::Read(path, e) => write!(
+                f,
+                "cannot read {} ({e}); KPIs resume from the look-back only",
+                path.display()
+            ),
+            StateError::Unreadable(path, e) => write!(
+                f,
+                "ignoring {} ({e}); KPIs resume from the look-back only",
+                path.display()
+            ),
+            StateError::Write(path, e) => write!(
+                f,
+                "cannot save the KPI resume point to {} ({e}); after a restart, buckets \
+                 older than KPI_LOOKBACK are not backfilled (check SPOOL_DIR permissions)",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for StateError {}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StateFile {
+    /// Start of the oldest bucket still to (re-)query.
+    resume_from_ms: u64,
+    /// The same instant for humans; not read back.
+    #[serde(default)]
+    resume_from: String,
+}
+
+/// Reads the resume point; `Ok(None)` when no file exists yet.
+pub fn load_state(path: &Path) -> Result<Option<u64>, StateError> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StateError::Read(path.to_path_buf(), e)),
+    };
+    serde_json::from_slice::<StateFile>(&bytes)
+        .map(|s| Some(s.resume_from_ms))
+        .map_err(|e| StateError::Unreadable(path.to_path_buf(), e.to_string()))
+}
+
+/// Writes the resume point atomically (temporary file, fsync, rename).
+pub fn save_state(path: &Path, resume_from_ms: u64) -> Result<(), StateError> {
+    let state = StateFile {
+        resume_from_ms,
+        resume_from: format_utc(resume_from_ms),
+    };
+    let json = serde_json::to_vec_pretty(&state)
+        .map_err(|e| StateError::Write(path.to_path_buf(), std::io::Error::other(e)))?;
+    let temporary = path.with_extension("json.tmp");
+    std::fs::write(&temporary, json)
+        .and_then(|()| std::fs::File::open(&temporary)?.sync_all())
+        .and_then(|()| std::fs::rename(&temporary, path))
+        .map_err(|e| StateError::Write(path.to_path_buf(), e))
+}
+
+// ---- one poll --------------------------------------------------------------------------
+
+/// What one poll produced.
+#[derive(Debug)]
+pub enum PollOutcome {
+    /// Points (maybe none) and, when every request succeeded or was refused with 400,
+    /// the new resume point.
+    Polled {
+        batch: Option<Batch>,
+        resume_from_ms: Option<u64>,
+    },
+    /// 403: the role lacks the permission; KPIs stop for this run.
+    Forbidden,
+}
+
+/// Queries, parses and encodes; owns the in-memory resume point.
+struct Poller {
+    client: Arc<GenesysClient>,
+    timing: Timing,
+    bucket: Duration,
+    static_tags: Vec<(String, String)>,
+    stats: Arc<Stats>,
+    resume_from_ms: Option<u64>,
+    /// Chunks per poll last logged, so the request plan is logged when it changes.
+    logged_chunks: Option<usize>,
+}
+
+impl Poller {
+    /// One poll at `now_ms` over `queues`, giving up on requests past `deadline`.
+    fn poll(&mut self, queues: &[Arc<Queue>], now_ms: u64, deadline: Instant) -> PollOutcome {
+        let plan = plan(now_ms, self.resume_from_ms, self.timing);
+        if let Some(before) = plan.gave_up_before_ms {
+            log::warn!(
+                "KPI buckets before {} are older than {} days and are not backfilled",
+                format_utc(before),
+                MAX_BACKFILL_MS / DAY_MS
+            );
+        }
+        if let Some(backfill) = plan.backfill {
+            log::info!("KPI backfill of missed buckets: {}", backfill.to_iso());
+        }
+        let mut lines = String::new();
+        let mut line_count = 0;
+        let mut complete = true;
+        'chunks: for chunk in queues.chunks(MAX_QUEUES_PER_REQUEST) {
+            let names: HashMap<&str, &str> = chunk
+                .iter()
+                .map(|q| (q.id.as_str(), q.name.as_str()))
+                .collect();
+            for piece in &plan.pieces {
+                match aggregates::query(&self.client, chunk, *piece, self.bucket, deadline) {
+                    Ok(parsed) => {
+                        if parsed.unreadable_intervals > 0 {
+                            log::warn!(
+                                "{} KPI buckets of {} had an unreadable interval and were skipped",
+                                parsed.unreadable_intervals,
+                                piece.to_iso()
+                            );
+                        }
+                        for bucket in &parsed.buckets {
+                            if let Some(name) = names.get(bucket.queue_id.as_str()) {
+                                bucket.encode(&mut lines, name, &self.static_tags);
+                                line_count += 1;
+                            }
+                        }
+                    }
+                    Err(ApiError::Forbidden {
+                        message,
+                        context_id,
+                        ..
+                    }) => {
+                        log::error!(
+                            "Genesys Cloud refused the conversation aggregates query (HTTP 403: \
+                             {message}{}); interval KPIs (genesys_queue_interval) are disabled \
+                             until restart. Give the OAuth client's role the permission {PERMISSION} \
+                             (Analytics > Conversation Aggregate > View), or set KPIS=off. \
+                             Queue observations are not affected",
+                            context_id.map(|c| format!(", contextId {c}")).unwrap_or_default()
+                        );
+                        return PollOutcome::Forbidden;
+                    }
+                    Err(error @ ApiError::BadRequest { .. }) => {
+                        // Re-asking the same question would fail the same way: move on.
+                        Stats::incr(&self.stats.poll_errors);
+                        log::error!("KPI query {} skipped: {error}", piece.to_iso());
+                    }
+                    Err(error) => {
+                        Stats::incr(&self.stats.poll_errors);
+                        log::warn!(
+                            "KPI query failed, the same buckets are re-queried next poll: {error}"
+                        );
+                        complete = false;
+                        break 'chunks;
+                    }
+                }
+            }
+        }
+        let resume_from_ms = complete.then_some(plan.resume_from_ms);
+        if resume_from_ms.is_some() {
+            self.resume_from_ms = resume_from_ms;
+        }
+        let batch = (line_count > 0).then_some(Batch { lines, line_count });
+        PollOutcome::Polled {
+            batch,
+            resume_from_ms,
+        }
+    }
+
+    fn log_request_plan(&mut self, queue_count: usize) {
+        let chunks = queue_count.div_ceil(MAX_QUEUES_PER_REQUEST);
+        if self.logged_chunks == Some(chunks) {
+            return;
+        }
+        self.logged_chunks = Some(chunks);
+        let poll = Duration::from_millis(self.timing.poll_ms);
+        log::info!(
+            "KPIs: {queue_count} queues in {chunks} aggregate requests every {} ({} requests/minute), \
+             buckets of {} ({}), re-queried for {} after they end",
+            duration::format(poll),
+            requests_per_minute(queue_count, poll),
+            duration::format(self.bucket),
+            granularity(self.bucket),
+            duration::format(Duration::from_millis(self.timing.lookback_ms)),
+        );
+    }
+}
+
+// ---- the thread ------------------------------------------------------------------------
+
+/// Runs the KPI polls until `stop` disconnects (or a 403 disables them), sending the
+/// points of each poll to the writer as one [`Batch`].
+///
+/// The HTTP work happens on a helper thread, so this one can return, and drop its
+/// `batches` sender, the moment `stop` fires, even while a slow query is in flight: the
+/// writer's final flush never waits for Genesys.
+pub fn run(
+    settings: KpiSettings,
+    client: Arc<GenesysClient>,
+    queues: SharedQueues,
+    batches: Sender<Batch>,
+    stop: Receiver<()>,
+    stats: Arc<Stats>,
+) {
+    let state_file = settings.state_dir.as_ref().map(|dir| dir.join(STATE_FILE));
+    let resume_from_ms = state_file
+        .as_deref()
+        .and_then(|path| match load_state(path) {
+            Ok(resume) => resume,
+            Err(e) => {
+                log::warn!("{e}");
+                None
+            }
+        });
+    if let Some(resume) = resume_from_ms {
+        log::info!("KPIs resume from {} ({STATE_FILE})", format_utc(resume));
+    }
+    if settings.config.bucket < SMALLEST_VERIFIED_BUCKET {
+        log::warn!(
+            "KPI_BUCKET {} is below 15m; Genesys Cloud may reject the granularity {} (HTTP 400)",
+            duration::format(settings.config.bucket),
+            granularity(settings.config.bucket)
+        );
+    }
+    let poller = Poller {
+        client,
+        timing: Timing::of(&settings.config),
+        bucket: settings.config.bucket,
+        static_tags: settings.static_tags,
+        stats,
+        resume_from_ms,
+        logged_chunks: None,
+    };
+    let (done_tx, done_rx) = bounded(1);
+    let poll_stop = stop.clone();
+    let spawned = thread::Builder::new()
+        .name("kpi-poll".into())
+        .spawn(move || poll_loop(poller, queues, done_tx, poll_stop));
+    if let Err(e) = spawned {
+        log::error!("cannot start the KPI thread ({e}); interval KPIs are not written");
+        return;
+    }
+    loop {
+        select! {
+            recv(stop) -> _ => return,
+            recv(done_rx) -> outcome => match outcome {
+                Ok((batch, resume)) => {
+                    if !deliver(batch, &batches, &stop) {
+                        return;
+                    }
+                    if let (Some(path), Some(resume)) = (&state_file, resume) {
+                        if let Err(e) = save_state(path, resume) {
+                            log::warn!("{e}");
+                        }
+                    }
+                }
+                Err(_) => return,
+            },
+        }
+    }
+}
+
+/// Hands a batch to the writer unless `stop` fires first; false when we should end.
+fn deliver(batch: Option<Batch>, batches: &Sender<Batch>, stop: &Receiver<()>) -> bool {
+    let Some(batch) = batch else { return true };
+    select! {
+        send(batches, batch) -> sent => {
+            if sent.is_err() {
+                log::warn!("the writer has stopped; KPI points are not written");
+            }
+            sent.is_ok()
+        }
+        recv(stop) -> _ => false,
+    }
+}
+
+/// The helper thread: waits for each tick (or `stop`), polls, reports.
+fn poll_loop(
+    mut poller: Poller,
+    queues: SharedQueues,
+    done: Sender<(Option<Batch>, Option<u64>)>,
+    stop: Receiver<()>,
+) {
+    let poll = Duration::from_millis(poller.timing.poll_ms);
+    loop {
+        let now = now_ms();
+        let wait = Duration::from_millis(poller.timing.next_fire_ms(now).saturating_sub(now));
+        match stop.recv_timeout(wait) {
+            Err(RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        let selected = snapshot(&queues);
+        if selected.is_empty() {
+            log::debug!("KPI poll skipped: no queue selected yet");
+            continue;
+        }
+        poller.log_request_plan(selected.len());
+        let deadline = Instant::now() + poll.mul_f64(POLL_DEADLINE_SHARE);
+        match poller.poll(&selected, now_ms(), deadline) {
+            PollOutcome::Forbidden => return,
+            PollOutcome::Polled {
+                batch,
+                resume_from_ms,
+            } => {
+                if done.send((batch, resume_from_ms)).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
