@@ -163,8 +163,10 @@ pub struct Plan {
     pub gave_up_before_ms: Option<u64>,
 }
 
-/// Plans a poll at `now_ms`. `resume_from_ms` is the start of the oldest bucket that may
-/// still be missing or unsettled (`None`: nothing known, query just the recent buckets).
+/// Plans a poll at `now_ms`. `resume_from_ms` is the start of the oldest bucket whose final
+/// write (the last poll within `KPI_LOOKBACK` of its end) has not happened yet (`None`:
+/// nothing known, query just the recent buckets). A resume point older than the look-back
+/// means polls were missed (outage, service stopped): those buckets are backfilled.
 pub fn plan(now_ms: u64, resume_from_ms: Option<u64>, timing: Timing) -> Plan {
     let recent = Interval::recent(now_ms, timing.bucket_ms, timing.lookback_ms);
     let oldest_allowed = bucket_floor(now_ms.saturating_sub(MAX_BACKFILL_MS), timing.bucket_ms);
@@ -173,7 +175,14 @@ pub fn plan(now_ms: u64, resume_from_ms: Option<u64>, timing: Timing) -> Plan {
     let start = wanted.max(oldest_allowed);
     let mut pieces = Vec::new();
     let mut backfill = None;
-    let mut resume_from_ms = recent.start_ms;
+    // Once every piece is answered, the buckets this poll writes for the last time are
+    // final (the next poll no longer asks for them): resume at the first one that is not.
+    let next_poll_ms = now_ms.saturating_add(timing.poll_ms);
+    let mut resume_from_ms = bucket_floor(
+        next_poll_ms.saturating_sub(timing.lookback_ms),
+        timing.bucket_ms,
+    )
+    .clamp(recent.start_ms, recent.end_ms);
     if start < recent.start_ms {
         let missed = Interval {
             start_ms: start,
@@ -432,6 +441,14 @@ pub fn run(
             granularity(settings.config.bucket)
         );
     }
+    if settings.config.lookback < settings.config.poll {
+        log::warn!(
+            "KPI_LOOKBACK {} is shorter than KPI_POLL {}: the last minutes of a bucket may never \
+             be re-queried; set KPI_LOOKBACK to at least KPI_POLL + 2m",
+            duration::format(settings.config.lookback),
+            duration::format(settings.config.poll)
+        );
+    }
     let poller = Poller {
         client,
         timing: Timing::of(&settings.config),
@@ -524,4 +541,470 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{GenesysConfig, Secret};
+    use crate::genesys::aggregates::{parse_utc, KpiBucket};
+    use crate::genesys::sim::{Endpoint, Fault, KpiValues, Sim, SimOptions};
+
+    const MINUTE: u64 = 60_000;
+    const HOUR: u64 = 60 * MINUTE;
+    /// 2025-06-02T14:31:05Z.
+    const NOW: u64 = 1_748_874_665_000;
+
+    fn quarter_hours() -> Timing {
+        Timing {
+            bucket_ms: 15 * MINUTE,
+            poll_ms: MINUTE,
+            lookback_ms: 10 * MINUTE,
+        }
+    }
+
+    fn at(iso: &str) -> u64 {
+        parse_utc(iso).unwrap()
+    }
+
+    #[test]
+    fn the_request_plan_per_minute() {
+        let minute = Duration::from_secs(60);
+        assert_eq!(requests_per_minute(0, minute), 0);
+        assert_eq!(requests_per_minute(1, minute), 1);
+        assert_eq!(requests_per_minute(100, minute), 1);
+        assert_eq!(requests_per_minute(101, minute), 2);
+        assert_eq!(requests_per_minute(3400, minute), 34);
+        assert_eq!(requests_per_minute(250, Duration::from_secs(30)), 6);
+        assert_eq!(requests_per_minute(250, Duration::from_secs(300)), 1);
+        assert_eq!(requests_per_minute(1000, Duration::from_secs(300)), 2);
+    }
+
+    #[test]
+    fn polls_fire_a_few_seconds_after_aligned_ticks() {
+        let timing = quarter_hours();
+        let minute = at("2025-06-02T14:31:00Z");
+        assert_eq!(timing.next_fire_ms(minute), minute + 5_000);
+        assert_eq!(timing.next_fire_ms(minute + 4_999), minute + 5_000);
+        assert_eq!(timing.next_fire_ms(minute + 5_000), minute + MINUTE + 5_000);
+        assert_eq!(
+            timing.next_fire_ms(minute + 59_000),
+            minute + MINUTE + 5_000
+        );
+    }
+
+    #[test]
+    fn a_normal_poll_asks_for_the_open_bucket_and_the_look_back() {
+        let p = plan(NOW, None, quarter_hours());
+        let expected = Interval {
+            start_ms: at("2025-06-02T14:15:00Z"),
+            end_ms: at("2025-06-02T14:45:00Z"),
+        };
+        assert_eq!(p.pieces, vec![expected]);
+        assert_eq!(p.backfill, None);
+        assert_eq!(p.resume_from_ms, expected.start_ms);
+        // A resume point inside the look-back (or in the future) changes nothing.
+        assert_eq!(plan(NOW, Some(expected.start_ms), quarter_hours()), p);
+        assert_eq!(plan(NOW, Some(NOW + HOUR), quarter_hours()), p);
+        // Polls every minute: never a backfill; the 14:15 bucket is last asked at 14:39:05.
+        let mut resume = None;
+        let mut last_asked_1415 = 0;
+        for minute in 0..40 {
+            let now = NOW + minute * MINUTE;
+            let p = plan(now, resume, quarter_hours());
+            assert_eq!(p.backfill, None, "at {}", format_utc(now));
+            assert_eq!(
+                p.pieces,
+                vec![Interval::recent(now, 15 * MINUTE, 10 * MINUTE)]
+            );
+            if p.pieces[0].start_ms <= expected.start_ms {
+                last_asked_1415 = now;
+            }
+            resume = Some(p.resume_from_ms);
+        }
+        assert_eq!(format_utc(last_asked_1415), "2025-06-02T14:39:05.000Z");
+    }
+
+    #[test]
+    fn a_short_outage_is_covered_by_one_wider_request() {
+        let resume = at("2025-06-02T13:45:00Z");
+        let p = plan(NOW, Some(resume + 7 * MINUTE), quarter_hours());
+        assert_eq!(
+            p.pieces.iter().map(Interval::to_iso).collect::<Vec<_>>(),
+            [
+                "2025-06-02T13:45:00.000Z/2025-06-02T14:15:00.000Z",
+                "2025-06-02T14:15:00.000Z/2025-06-02T14:45:00.000Z"
+            ]
+        );
+        assert_eq!(p.backfill, Some(p.pieces[0]));
+        assert_eq!(p.resume_from_ms, at("2025-06-02T14:15:00Z"));
+    }
+
+    #[test]
+    fn a_long_stop_is_backfilled_in_day_pieces_without_gaps() {
+        let timing = quarter_hours();
+        let stopped = at("2025-05-30T09:07:00Z"); // 3 days, 5 hours before NOW
+        let mut resume = Some(bucket_floor(stopped - 10 * MINUTE, timing.bucket_ms));
+        let mut covered: Vec<Interval> = Vec::new();
+        let mut now = NOW;
+        for _ in 0..10 {
+            let p = plan(now, resume, timing);
+            assert!(p.gave_up_before_ms.is_none());
+            assert!(p
+                .pieces
+                .iter()
+                .all(|i| i.len_ms() <= DAY_MS && i.start_ms % timing.bucket_ms == 0));
+            assert!(p.pieces.len() <= 1 + BACKFILL_PIECES_PER_POLL);
+            covered.extend(&p.pieces);
+            resume = Some(p.resume_from_ms);
+            if p.backfill.is_none() {
+                break;
+            }
+            now += timing.poll_ms;
+        }
+        assert_eq!(covered[0].start_ms, at("2025-05-30T08:45:00Z"));
+        assert_eq!(covered[0].len_ms(), DAY_MS);
+        // Every bucket from the resume point to the open one was asked for at least once.
+        covered.sort();
+        let mut reached = covered[0].start_ms;
+        for piece in &covered {
+            assert!(piece.start_ms <= reached, "gap before {}", piece.to_iso());
+            reached = reached.max(piece.end_ms);
+        }
+        assert!(reached > now);
+        // Caught up after 4 backfill polls (3 full days, then the rest).
+        assert_eq!(covered.iter().filter(|i| i.len_ms() == DAY_MS).count(), 3);
+    }
+
+    #[test]
+    fn a_resume_point_older_than_seven_days_is_clamped() {
+        let p = plan(NOW, Some(NOW - 30 * DAY_MS), quarter_hours());
+        let oldest = bucket_floor(NOW - MAX_BACKFILL_MS, 15 * MINUTE);
+        assert_eq!(p.gave_up_before_ms, Some(oldest));
+        assert_eq!(
+            p.pieces[0],
+            Interval {
+                start_ms: oldest,
+                end_ms: oldest + DAY_MS
+            }
+        );
+        assert_eq!(p.resume_from_ms, oldest + DAY_MS);
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let dir =
+            std::env::temp_dir().join(format!("g2i-kpi-{name}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn the_state_file_round_trips_atomically() {
+        let dir = temp_dir("state");
+        let path = dir.join(STATE_FILE);
+        assert_eq!(load_state(&path).unwrap(), None);
+        save_state(&path, NOW).unwrap();
+        assert_eq!(load_state(&path).unwrap(), Some(NOW));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("2025-06-02T14:31:05.000Z"), "{text}");
+        save_state(&path, NOW + 1).unwrap();
+        assert_eq!(load_state(&path).unwrap(), Some(NOW + 1));
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [STATE_FILE]);
+        std::fs::write(&path, "{not json").unwrap();
+        let error = load_state(&path).unwrap_err();
+        assert!(matches!(error, StateError::Unreadable(..)));
+        assert!(error.to_string().contains("look-back only"));
+        let missing_dir = dir.join("absent").join(STATE_FILE);
+        assert!(matches!(
+            save_state(&missing_dir, NOW),
+            Err(StateError::Write(..))
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    // ---- against the simulated Genesys Cloud ----
+
+    fn sim() -> Sim {
+        Sim::start(SimOptions {
+            queue_count: 3,
+            media_types: vec!["voice".into(), "chat".into()],
+            kpi_settle: Duration::from_secs(120),
+            value_period: Duration::from_secs(1),
+            ..SimOptions::default()
+        })
+        .unwrap()
+    }
+
+    fn poller_for(sim: &Sim, timing: Timing) -> Poller {
+        let config = GenesysConfig {
+            region_label: "sim".into(),
+            api_url: sim.base_url(),
+            login_url: sim.base_url(),
+            client_id: "sim-client-id".into(),
+            client_secret: Secret::new("sim-client-secret"),
+            requests_per_minute: 300,
+        };
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(5)))
+            .proxy(None)
+            .build()
+            .into();
+        let stats = Arc::new(Stats::default());
+        let client = GenesysClient::new(&config, agent, stats.clone())
+            .with_sleeper(Arc::new(|_| {}), Duration::from_millis(1));
+        Poller {
+            client: Arc::new(client),
+            timing,
+            bucket: Duration::from_millis(timing.bucket_ms),
+            static_tags: vec![("env".into(), "test".into())],
+            stats,
+            resume_from_ms: None,
+            logged_chunks: None,
+        }
+    }
+
+    fn minutes() -> Timing {
+        Timing {
+            bucket_ms: MINUTE,
+            poll_ms: MINUTE,
+            lookback_ms: 5 * MINUTE,
+        }
+    }
+
+    fn sim_queues(sim: &Sim) -> Vec<Arc<Queue>> {
+        sim.queues()
+            .into_iter()
+            .map(|(id, name)| Arc::new(Queue { id, name }))
+            .collect()
+    }
+
+    /// The point the Sim's numbers should produce, or `None` when it answers nothing.
+    fn expected_line(queue: &Queue, media: &str, start_ms: u64, v: &KpiValues) -> Option<String> {
+        let any = v.offered
+            + v.answered.count
+            + v.abandoned.count
+            + v.short_abandoned.count
+            + v.flowed_out.count
+            + v.waited.count
+            + v.handled.count
+            + v.over_sla
+            + v.transferred
+            + v.sl_denominator;
+        if any == 0 {
+            return None;
+        }
+        let secs = |ms: u64| ms as f64 / 1000.0;
+        let bucket = KpiBucket {
+            queue_id: queue.id.clone(),
+            media_type: media.into(),
+            bucket_start_ms: start_ms,
+            offered: v.offered,
+            answered: v.answered.count,
+            answer_seconds_sum: secs(v.answered.sum),
+            abandoned: v.abandoned.count,
+            abandon_seconds_sum: secs(v.abandoned.sum),
+            short_abandoned: v.short_abandoned.count,
+            flowed_out: v.flowed_out.count,
+            handled: v.handled.count,
+            handle_seconds_sum: secs(v.handled.sum),
+            waited: v.waited.count,
+            wait_seconds_sum: secs(v.waited.sum),
+            transferred: v.transferred,
+            over_sla: v.over_sla,
+            service_level_numerator: v.sl_numerator,
+            service_level_denominator: v.sl_denominator,
+            service_level_target: (v.sl_denominator > 0 && v.sl_target.is_finite())
+                .then_some(v.sl_target),
+        };
+        let mut line = String::new();
+        bucket.encode(&mut line, &queue.name, &[("env".into(), "test".into())]);
+        Some(line)
+    }
+
+    fn sorted_lines(text: &str) -> Vec<String> {
+        let mut lines: Vec<String> = text.lines().map(|l| format!("{l}\n")).collect();
+        lines.sort();
+        lines
+    }
+
+    #[test]
+    fn one_poll_against_the_sim_writes_what_genesys_counted_including_late_data() {
+        let sim = sim();
+        let queues = sim_queues(&sim);
+        let mut poller = poller_for(&sim, minutes());
+        let now = now_ms();
+        let outcome = poller.poll(&queues, now, Instant::now() + Duration::from_secs(20));
+        let PollOutcome::Polled {
+            batch: Some(batch),
+            resume_from_ms,
+        } = outcome
+        else {
+            panic!("no points: {outcome:?}");
+        };
+        let interval = Interval::recent(now, MINUTE, 5 * MINUTE);
+        // The oldest bucket asked for is final now; the next poll starts one later.
+        assert_eq!(resume_from_ms, Some(interval.start_ms + MINUTE));
+        let requests: Vec<_> = sim
+            .requests()
+            .into_iter()
+            .filter(|r| r.endpoint == Some(Endpoint::Aggregates))
+            .collect();
+        assert_eq!(requests.len(), 1);
+        assert_eq!(requests[0].status, 200);
+        let answered_at = requests[0].time_ms;
+        let mut expected = Vec::new();
+        for queue in &queues {
+            for media in ["voice", "chat"] {
+                for start in (interval.start_ms..interval.end_ms).step_by(MINUTE as usize) {
+                    let v = sim.kpis_at(&queue.id, media, start, MINUTE, answered_at);
+                    expected.extend(expected_line(queue, media, start, &v));
+                }
+            }
+        }
+        assert!(!expected.is_empty());
+        expected.sort();
+        assert_eq!(sorted_lines(&batch.lines), expected);
+        assert_eq!(batch.line_count, expected.len());
+    }
+
+    #[test]
+    fn settled_buckets_match_the_final_numbers_and_backfill_asks_day_pieces() {
+        let sim = sim();
+        let queues = sim_queues(&sim);
+        let timing = Timing {
+            bucket_ms: HOUR,
+            poll_ms: MINUTE,
+            lookback_ms: 10 * MINUTE,
+        };
+        let mut poller = poller_for(&sim, timing);
+        // Pretend the service last ran two days and three hours ago.
+        let now = now_ms() - 3 * HOUR;
+        poller.resume_from_ms = Some(bucket_floor(now - 2 * DAY_MS, HOUR));
+        let outcome = poller.poll(&queues, now, Instant::now() + Duration::from_secs(20));
+        let PollOutcome::Polled {
+            batch: Some(batch),
+            resume_from_ms: Some(resume),
+        } = outcome
+        else {
+            panic!("unexpected {outcome:?}");
+        };
+        let first = bucket_floor(now - 2 * DAY_MS, HOUR);
+        assert_eq!(resume, first + DAY_MS);
+        assert_eq!(poller.resume_from_ms, Some(first + DAY_MS));
+        let intervals: Vec<String> = sim
+            .requests()
+            .iter()
+            .filter(|r| r.endpoint == Some(Endpoint::Aggregates))
+            .map(|r| r.time_ms.to_string())
+            .collect();
+        assert_eq!(
+            intervals.len(),
+            2,
+            "one backfill day and the recent buckets"
+        );
+        let recent = Interval::recent(now, HOUR, 10 * MINUTE);
+        let mut expected = Vec::new();
+        for queue in &queues {
+            for media in ["voice", "chat"] {
+                let starts = (first..first + DAY_MS).chain(recent.start_ms..recent.end_ms);
+                for start in starts.step_by(HOUR as usize) {
+                    let v = sim.expected_kpis(&queue.id, media, start, HOUR);
+                    expected.extend(expected_line(queue, media, start, &v));
+                }
+            }
+        }
+        expected.sort();
+        assert_eq!(sorted_lines(&batch.lines), expected);
+    }
+
+    #[test]
+    fn forbidden_disables_and_failures_keep_the_resume_point() {
+        let sim = sim();
+        let queues = sim_queues(&sim);
+        let mut poller = poller_for(&sim, minutes());
+        let soon = || Instant::now() + Duration::from_secs(20);
+        let now = now_ms();
+        // A 400 is skipped: nothing to retry, the resume point moves on.
+        sim.inject(Endpoint::Aggregates, Fault::Status(400), 1);
+        let outcome = poller.poll(&queues, now, soon());
+        assert!(
+            matches!(
+                outcome,
+                PollOutcome::Polled {
+                    batch: None,
+                    resume_from_ms: Some(_)
+                }
+            ),
+            "{outcome:?}"
+        );
+        // A 5xx that outlasts the retries: the same buckets are asked again next time.
+        poller.resume_from_ms = Some(now - HOUR);
+        sim.inject(Endpoint::Aggregates, Fault::Status(503), 100);
+        let outcome = poller.poll(&queues, now, Instant::now() + Duration::from_millis(300));
+        assert!(
+            matches!(
+                outcome,
+                PollOutcome::Polled {
+                    resume_from_ms: None,
+                    ..
+                }
+            ),
+            "{outcome:?}"
+        );
+        assert_eq!(poller.resume_from_ms, Some(now - HOUR));
+        sim.clear_faults();
+        sim.forbid(Endpoint::Aggregates);
+        assert!(matches!(
+            poller.poll(&queues, now, soon()),
+            PollOutcome::Forbidden
+        ));
+        assert!(
+            poller
+                .stats
+                .poll_errors
+                .load(std::sync::atomic::Ordering::Relaxed)
+                >= 2
+        );
+    }
+
+    #[test]
+    fn the_thread_ends_as_soon_as_stop_disconnects() {
+        let sim = sim();
+        let poller = poller_for(&sim, minutes());
+        let settings = KpiSettings {
+            config: KpiConfig {
+                bucket: Duration::from_secs(60),
+                poll: Duration::from_secs(60),
+                lookback: Duration::from_secs(300),
+            },
+            static_tags: Vec::new(),
+            state_dir: None,
+        };
+        let (batch_tx, batch_rx) = bounded(1);
+        let (stop_tx, stop_rx) = bounded::<()>(0);
+        let client = poller.client.clone();
+        let handle = thread::spawn(move || {
+            run(
+                settings,
+                client,
+                shared_queues(),
+                batch_tx,
+                stop_rx,
+                Arc::new(Stats::default()),
+            )
+        });
+        drop(stop_tx);
+        // The writer's channel closes once the thread has returned.
+        assert!(batch_rx.recv_timeout(Duration::from_secs(5)).is_err());
+        handle.join().unwrap();
+    }
 }
