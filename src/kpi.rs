@@ -548,7 +548,7 @@ mod tests {
     use super::*;
     use crate::config::{GenesysConfig, Secret};
     use crate::genesys::aggregates::{parse_utc, KpiBucket};
-    use crate::genesys::sim::{Endpoint, Fault, KpiValues, Sim, SimOptions};
+    use crate::genesys::sim::{Endpoint, Fault, KpiValues, RequestRecord, Sim, SimOptions};
 
     const MINUTE: u64 = 60_000;
     const HOUR: u64 = 60 * MINUTE;
@@ -900,17 +900,15 @@ mod tests {
         let first = bucket_floor(now - 2 * DAY_MS, HOUR);
         assert_eq!(resume, first + DAY_MS);
         assert_eq!(poller.resume_from_ms, Some(first + DAY_MS));
-        let intervals: Vec<String> = sim
+        let asked: Vec<RequestRecord> = sim
             .requests()
-            .iter()
+            .into_iter()
             .filter(|r| r.endpoint == Some(Endpoint::Aggregates))
-            .map(|r| r.time_ms.to_string())
             .collect();
-        assert_eq!(
-            intervals.len(),
-            2,
-            "one backfill day and the recent buckets"
-        );
+        assert_eq!(asked.len(), 2, "one backfill day and the recent buckets");
+        assert!(asked
+            .iter()
+            .all(|r| r.status == 200 && r.queue_ids.len() == 3));
         let recent = Interval::recent(now, HOUR, 10 * MINUTE);
         let mut expected = Vec::new();
         for queue in &queues {
