@@ -1,5 +1,6 @@
 //! Everything that talks to (or pretends to be) Genesys Cloud.
 
+pub mod aggregates;
 pub mod auth;
 pub mod budget;
 pub mod client;

@@ -1,0 +1,787 @@
+//! Conversation aggregates (API.md §9): the interval KPIs of the `genesys_queue_interval`
+//! measurement. Genesys counts what happened per fixed time bucket; we ask for the buckets
+//! around now, parse every (queue, media type, bucket) into a [`KpiBucket`] of raw counts
+//! and sums, and write those — never averages — so dashboards can combine any range.
+//!
+//! Everything except [`query`] is pure: bucket alignment and intervals take the clock as a
+//! value, the ISO-8601 formatting is hand-written (no date crate), parsing is a function of
+//! the response text, so every rule is tested on the fixtures without a network.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::influx::line_protocol::LineBuilder;
+use crate::model::Queue;
+
+use super::client::{ApiError, GenesysClient};
+
+pub const PATH: &str = "/api/v2/analytics/conversations/aggregates/query";
+/// Queue ids per request (API.md §9.1, same cap as observations).
+pub const MAX_QUEUES_PER_REQUEST: usize = 100;
+/// The permission the OAuth client's role needs for this endpoint (API.md §9.7).
+pub const PERMISSION: &str = "analytics:conversationAggregate:view";
+/// The measurement of CONTRACT.md.
+pub const MEASUREMENT: &str = "genesys_queue_interval";
+/// The ten metrics of API.md §9.1, in its order.
+pub const METRICS: [&str; 10] = [
+    "nOffered",
+    "tAnswered",
+    "tAbandon",
+    "tShortAbandon",
+    "tFlowOut",
+    "tWait",
+    "tHandle",
+    "nOverSla",
+    "nTransferred",
+    "oServiceLevel",
+];
+
+const SECOND_MS: u64 = 1000;
+const MINUTE_MS: u64 = 60 * SECOND_MS;
+const HOUR_MS: u64 = 60 * MINUTE_MS;
+pub const DAY_MS: u64 = 24 * HOUR_MS;
+
+// ---- time: alignment, intervals, ISO-8601 --------------------------------------------
+
+/// Start of the UTC bucket holding `time_ms`: buckets are multiples of `bucket_ms` since
+/// the epoch, so every query cuts the same buckets (API.md §9.5).
+pub fn bucket_floor(time_ms: u64, bucket_ms: u64) -> u64 {
+    time_ms - time_ms % bucket_ms.max(1)
+}
+
+/// A half-open UTC range `[start_ms, end_ms)`, both on bucket boundaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Interval {
+    pub start_ms: u64,
+    pub end_ms: u64,
+}
+
+impl Interval {
+    /// What a poll at `now_ms` re-queries: `floor(T − L, B) / floor(T, B) + B` — the open
+    /// bucket plus every bucket that ended less than the look-back `L` ago (API.md §9.6).
+    pub fn recent(now_ms: u64, bucket_ms: u64, lookback_ms: u64) -> Interval {
+        Interval {
+            start_ms: bucket_floor(now_ms.saturating_sub(lookback_ms), bucket_ms),
+            end_ms: bucket_floor(now_ms, bucket_ms) + bucket_ms,
+        }
+    }
+
+    pub fn len_ms(&self) -> u64 {
+        self.end_ms.saturating_sub(self.start_ms)
+    }
+
+    /// Cuts the range into consecutive pieces of at most `max_ms` (a multiple of the
+    /// bucket, so the pieces stay aligned), oldest first.
+    pub fn split(&self, max_ms: u64) -> Vec<Interval> {
+        let max_ms = max_ms.max(1);
+        let mut pieces = Vec::new();
+        let mut start = self.start_ms;
+        while start < self.end_ms {
+            let end = start.saturating_add(max_ms).min(self.end_ms);
+            pieces.push(Interval {
+                start_ms: start,
+                end_ms: end,
+            });
+            start = end;
+        }
+        pieces
+    }
+
+    /// `2025-06-02T14:15:00.000Z/2025-06-02T14:45:00.000Z`, as the API wants it.
+    pub fn to_iso(&self) -> String {
+        format!("{}/{}", format_utc(self.start_ms), format_utc(self.end_ms))
+    }
+}
+
+/// The ISO-8601 period of a bucket: `PT15M`, `PT1H`, `PT1H30M`, `P1D`.
+pub fn granularity(bucket: Duration) -> String {
+    let ms = u64::try_from(bucket.as_millis()).unwrap_or(u64::MAX);
+    if ms > 0 && ms % DAY_MS == 0 {
+        return format!("P{}D", ms / DAY_MS);
+    }
+    let mut text = String::from("PT");
+    let parts = [
+        (ms / HOUR_MS, 'H'),
+        (ms % HOUR_MS / MINUTE_MS, 'M'),
+        (ms % MINUTE_MS / SECOND_MS, 'S'),
+    ];
+    for (value, unit) in parts {
+        if value > 0 {
+            let _ = write!(text, "{value}{unit}");
+        }
+    }
+    if text.len() == 2 {
+        text.push_str("0S");
+    }
+    text
+}
+
+/// Epoch ms → `2025-06-02T14:15:00.000Z`.
+pub fn format_utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX);
+    let (year, month, day) = civil_from_days(days);
+    let rem = secs % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+/// `2025-06-02T14:15:00.000Z` (fraction optional, `Z` or `±HH:MM`) → epoch ms. `None`
+/// for anything else, or a time before 1970.
+pub fn parse_utc(text: &str) -> Option<u64> {
+    let (date, time) = text.trim().split_once('T')?;
+    let mut parts = date.split('-');
+    let year: i64 = parse_digits(parts.next()?, 4)?;
+    let month: i64 = parse_digits(parts.next()?, 2)?;
+    let day: i64 = parse_digits(parts.next()?, 2)?;
+    if parts.next().is_some() || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    let (clock, offset_s) = split_offset(time)?;
+    let (hms, fraction) = clock.split_once('.').unwrap_or((clock, ""));
+    let mut parts = hms.split(':');
+    let hour: i64 = parse_digits(parts.next()?, 2)?;
+    let minute: i64 = parse_digits(parts.next()?, 2)?;
+    let second: i64 = parse_digits(parts.next()?, 2)?;
+    if parts.next().is_some() || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    if !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let millis: i64 = format!("{fraction:0<3}")[..3].parse().ok()?;
+    let secs =
+        days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset_s;
+    u64::try_from(secs * 1000 + millis).ok()
+}
+
+fn parse_digits(text: &str, width: usize) -> Option<i64> {
+    (text.len() == width && text.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| text.parse().ok())
+        .flatten()
+}
+
+/// Splits `HH:MM:SS(.fff)` from its `Z` / `±HH:MM` suffix; the offset in seconds.
+fn split_offset(time: &str) -> Option<(&str, i64)> {
+    if let Some(clock) = time.strip_suffix('Z') {
+        return Some((clock, 0));
+    }
+    let at = time.rfind(['+', '-'])?;
+    let (clock, offset) = time.split_at(at);
+    let sign = if offset.starts_with('-') { -1 } else { 1 };
+    let (hours, minutes) = offset[1..].split_once(':')?;
+    Some((
+        clock,
+        sign * (parse_digits(hours, 2)? * 3600 + parse_digits(minutes, 2)? * 60),
+    ))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// `(year, month, day)` of a count of days since 1970-01-01 (H. Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (year_of_era + era * 400 + i64::from(month <= 2), month, day)
+}
+
+// ---- request ---------------------------------------------------------------------------
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Query<'a> {
+    interval: String,
+    granularity: String,
+    /// Explicit although it is the default: daily buckets are then UTC days for sure.
+    time_zone: &'static str,
+    group_by: [&'static str; 2],
+    filter: Filter<'a>,
+    metrics: &'static [&'static str],
+}
+
+#[derive(Debug, Serialize)]
+struct Filter<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    predicates: Vec<Predicate<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct Predicate<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    dimension: &'static str,
+    operator: &'static str,
+    value: &'a str,
+}
+
+/// The request body for `chunk` (≤ 100 queues, each id sent once) over `interval`, cut
+/// into buckets of `bucket`: the shape of `fixtures/aggregates-request.json`.
+pub fn query_body(chunk: &[Arc<Queue>], interval: Interval, bucket: Duration) -> serde_json::Value {
+    let mut seen = HashSet::new();
+    let predicates = chunk
+        .iter()
+        .filter(|q| seen.insert(q.id.as_str()))
+        .map(|q| Predicate {
+            kind: "dimension",
+            dimension: "queueId",
+            operator: "matches",
+            value: &q.id,
+        })
+        .collect();
+    let query = Query {
+        interval: interval.to_iso(),
+        granularity: granularity(bucket),
+        time_zone: "UTC",
+        group_by: ["queueId", "mediaType"],
+        filter: Filter {
+            kind: "or",
+            predicates,
+        },
+        metrics: &METRICS,
+    };
+    // Serialising plain structs of strings cannot fail.
+    serde_json::to_value(query).unwrap_or(serde_json::Value::Null)
+}
+
+// ---- response --------------------------------------------------------------------------
+
+/// `{}` (no `results`) is how Genesys answers a query that matched nothing (API.md §9.2).
+#[derive(Debug, Default, Deserialize)]
+struct Response {
+    #[serde(default)]
+    results: Vec<Group>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Group {
+    #[serde(default)]
+    group: GroupKey,
+    #[serde(default)]
+    data: Vec<BucketData>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GroupKey {
+    #[serde(default)]
+    queue_id: Option<String>,
+    #[serde(default)]
+    media_type: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct BucketData {
+    #[serde(default)]
+    interval: String,
+    #[serde(default)]
+    metrics: Vec<Metric>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Metric {
+    #[serde(default)]
+    metric: String,
+    #[serde(default)]
+    stats: Stats,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Stats {
+    #[serde(default)]
+    count: Option<f64>,
+    #[serde(default)]
+    sum: Option<f64>,
+    #[serde(default)]
+    numerator: Option<f64>,
+    #[serde(default)]
+    denominator: Option<f64>,
+    #[serde(default)]
+    target: Option<f64>,
+}
+
+/// One point of `genesys_queue_interval`: the raw counts and sums of one queue, media
+/// type and bucket. Sums are in seconds; a metric absent from the answer is 0.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct KpiBucket {
+    /// Lower-cased, as queue discovery stores ids.
+    pub queue_id: String,
+    /// Lower-cased Genesys media type (`voice`, `chat`, …).
+    pub media_type: String,
+    pub bucket_start_ms: u64,
+    pub offered: u64,
+    pub answered: u64,
+    pub answer_seconds_sum: f64,
+    pub abandoned: u64,
+    pub abandon_seconds_sum: f64,
+    pub short_abandoned: u64,
+    pub flowed_out: u64,
+    pub handled: u64,
+    pub handle_seconds_sum: f64,
+    pub waited: u64,
+    pub wait_seconds_sum: f64,
+    pub transferred: u64,
+    pub over_sla: u64,
+    pub service_level_numerator: u64,
+    pub service_level_denominator: u64,
+    /// The queue's service-level target as a fraction (0.8 = 80 %), when Genesys sent one.
+    pub service_level_target: Option<f64>,
+}
+
+/// What one aggregate answer held.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Parsed {
+    /// Sorted by queue id, media type and bucket start.
+    pub buckets: Vec<KpiBucket>,
+    /// `data[]` entries whose `interval` could not be read (left out, worth a warning).
+    pub unreadable_intervals: usize,
+}
+
+/// Queries `interval` for `chunk` (≤ 100 queues) in buckets of `bucket`.
+pub fn query(
+    client: &GenesysClient,
+    chunk: &[Arc<Queue>],
+    interval: Interval,
+    bucket: Duration,
+    deadline: Instant,
+) -> Result<Parsed, ApiError> {
+    let response: Response = client.post(PATH, &query_body(chunk, interval, bucket), deadline)?;
+    Ok(to_buckets(response))
+}
+
+/// Parses a response body (tests, and callers that hold the text).
+pub fn parse(body: &str) -> Result<Parsed, ApiError> {
+    let response: Response = serde_json::from_str(body).map_err(|e| {
+        ApiError::Malformed(format!("aggregates answer is not the expected JSON: {e}"))
+    })?;
+    Ok(to_buckets(response))
+}
+
+fn to_buckets(response: Response) -> Parsed {
+    let mut parsed = Parsed::default();
+    // Two groups can name the same queue and media (ids or media in other cases): add up.
+    let mut index: HashMap<(String, String, u64), usize> = HashMap::new();
+    for group in response.results {
+        let Some(queue_id) = group.group.queue_id.map(|id| id.to_ascii_lowercase()) else {
+            continue;
+        };
+        let media_type = group
+            .group
+            .media_type
+            .map(|m| m.to_lowercase())
+            .unwrap_or_default();
+        for data in group.data {
+            let Some(bucket_start_ms) = data.interval.split('/').next().and_then(parse_utc) else {
+                parsed.unreadable_intervals += 1;
+                continue;
+            };
+            let key = (queue_id.clone(), media_type.clone(), bucket_start_ms);
+            let slot = *index.entry(key).or_insert_with(|| {
+                parsed.buckets.push(KpiBucket {
+                    queue_id: queue_id.clone(),
+                    media_type: media_type.clone(),
+                    bucket_start_ms,
+                    ..KpiBucket::default()
+                });
+                parsed.buckets.len() - 1
+            });
+            let bucket = &mut parsed.buckets[slot];
+            for metric in &data.metrics {
+                add_metric(bucket, metric);
+            }
+        }
+    }
+    parsed.buckets.sort_by(|a, b| {
+        (&a.queue_id, &a.media_type, a.bucket_start_ms).cmp(&(
+            &b.queue_id,
+            &b.media_type,
+            b.bucket_start_ms,
+        ))
+    });
+    parsed
+}
+
+/// A non-negative whole count (counts are typed as numbers by the API).
+fn whole(value: Option<f64>) -> u64 {
+    value
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .map_or(0, |v| v.round() as u64)
+}
+
+fn seconds(value: Option<f64>) -> f64 {
+    value.filter(|v| v.is_finite() && *v > 0.0).unwrap_or(0.0) / 1000.0
+}
+
+fn add_metric(b: &mut KpiBucket, metric: &Metric) {
+    let s = &metric.stats;
+    match metric.metric.as_str() {
+        "nOffered" => b.offered += whole(s.count),
+        "tAnswered" => {
+            b.answered += whole(s.count);
+            b.answer_seconds_sum += seconds(s.sum);
+        }
+        "tAbandon" => {
+            b.abandoned += whole(s.count);
+            b.abandon_seconds_sum += seconds(s.sum);
+        }
+        "tShortAbandon" => b.short_abandoned += whole(s.count),
+        "tFlowOut" => b.flowed_out += whole(s.count),
+        "tHandle" => {
+            b.handled += whole(s.count);
+            b.handle_seconds_sum += seconds(s.sum);
+        }
+        "tWait" => {
+            b.waited += whole(s.count);
+            b.wait_seconds_sum += seconds(s.sum);
+        }
+        "nTransferred" => b.transferred += whole(s.count),
+        "nOverSla" => b.over_sla += whole(s.count),
+        "oServiceLevel" => {
+            b.service_level_numerator += whole(s.numerator);
+            b.service_level_denominator += whole(s.denominator);
+            if let Some(target) = s.target.filter(|t| t.is_finite()) {
+                b.service_level_target = Some(target);
+            }
+        }
+        _ => {}
+    }
+}
+
+// ---- line protocol ---------------------------------------------------------------------
+
+impl KpiBucket {
+    /// Appends the `genesys_queue_interval` point of CONTRACT.md: tags `media_type`,
+    /// `queue_id`, `queue_name` and the static tags (sorted), counts as integers, sums as
+    /// floats, `service_level_target` only when known; timestamp = bucket start (s).
+    pub fn encode(&self, out: &mut String, queue_name: &str, static_tags: &[(String, String)]) {
+        let mut tags: Vec<(&str, &str)> = vec![
+            ("media_type", self.media_type.as_str()),
+            ("queue_id", self.queue_id.as_str()),
+            ("queue_name", queue_name),
+        ];
+        tags.extend(
+            static_tags
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "media_type" | "queue_id" | "queue_name"))
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        tags.sort_by_key(|(k, _)| *k);
+        let line = tags
+            .into_iter()
+            .fold(LineBuilder::new(out, MEASUREMENT), |l, (k, v)| l.tag(k, v));
+        let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let mut line = line
+            .field_i64("offered", int(self.offered))
+            .field_i64("answered", int(self.answered))
+            .field_f64("answer_seconds_sum", self.answer_seconds_sum)
+            .field_i64("abandoned", int(self.abandoned))
+            .field_f64("abandon_seconds_sum", self.abandon_seconds_sum)
+            .field_i64("short_abandoned", int(self.short_abandoned))
+            .field_i64("flowed_out", int(self.flowed_out))
+            .field_i64("handled", int(self.handled))
+            .field_f64("handle_seconds_sum", self.handle_seconds_sum)
+            .field_i64("waited", int(self.waited))
+            .field_f64("wait_seconds_sum", self.wait_seconds_sum)
+            .field_i64("transferred", int(self.transferred))
+            .field_i64("over_sla", int(self.over_sla))
+            .field_i64("service_level_numerator", int(self.service_level_numerator))
+            .field_i64(
+                "service_level_denominator",
+                int(self.service_level_denominator),
+            );
+        if let Some(target) = self.service_level_target {
+            line = line.field_f64("service_level_target", target);
+        }
+        line.finish(i64::try_from(self.bucket_start_ms / 1000).unwrap_or(i64::MAX));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SUPPORT: &str = "118fd762-9005-45cf-9fad-a87f37eacbc3";
+    const SALES: &str = "a5b4e893-b5b4-4d27-a7de-d6d3b104b490";
+    const VIP: &str = "da689914-f8d0-4a56-aa1c-425d83163d12";
+    const WEEKEND: &str = "1ba56b25-0d62-42e3-b4c3-dc6280f604f3";
+    /// 2025-06-02T14:00:00Z, 14:15, 14:30 and 14:45.
+    const T1400: u64 = 1_748_872_800_000;
+    const T1415: u64 = T1400 + 15 * MINUTE_MS;
+    const T1430: u64 = T1400 + 30 * MINUTE_MS;
+    const T1445: u64 = T1400 + 45 * MINUTE_MS;
+    const QUARTER: Duration = Duration::from_secs(15 * 60);
+
+    fn queue(id: &str, name: &str) -> Arc<Queue> {
+        Arc::new(Queue {
+            id: id.into(),
+            name: name.into(),
+        })
+    }
+
+    fn fixture_response() -> Parsed {
+        parse(include_str!(
+            "../../tests/fixtures/genesys/aggregates-response.json"
+        ))
+        .unwrap()
+    }
+
+    fn find<'a>(parsed: &'a Parsed, id: &str, media: &str, start: u64) -> &'a KpiBucket {
+        parsed
+            .buckets
+            .iter()
+            .find(|b| b.queue_id == id && b.media_type == media && b.bucket_start_ms == start)
+            .unwrap()
+    }
+
+    #[test]
+    fn buckets_are_utc_multiples_of_their_length() {
+        assert_eq!(bucket_floor(T1415 + 59_999, 15 * MINUTE_MS), T1415);
+        assert_eq!(bucket_floor(T1415, 15 * MINUTE_MS), T1415);
+        assert_eq!(bucket_floor(T1415 - 1, 15 * MINUTE_MS), T1400);
+        assert_eq!(bucket_floor(T1430 + 1, DAY_MS), 1_748_822_400_000);
+    }
+
+    #[test]
+    fn the_recent_interval_holds_the_open_bucket_and_the_look_back() {
+        let served = T1430 + 65_000; // 14:31:05
+        let ten = 10 * MINUTE_MS;
+        let interval = Interval::recent(served, 15 * MINUTE_MS, ten);
+        assert_eq!(
+            interval,
+            Interval {
+                start_ms: T1415,
+                end_ms: T1445
+            }
+        );
+        assert_eq!(
+            interval.to_iso(),
+            "2025-06-02T14:15:00.000Z/2025-06-02T14:45:00.000Z"
+        );
+        // After the look-back of the 14:15 bucket only the open one is left.
+        let later = Interval::recent(T1430 + ten, 15 * MINUTE_MS, ten);
+        assert_eq!(
+            later,
+            Interval {
+                start_ms: T1430,
+                end_ms: T1445
+            }
+        );
+        // No look-back: the open bucket alone.
+        assert_eq!(
+            Interval::recent(T1430, 15 * MINUTE_MS, 0),
+            Interval {
+                start_ms: T1430,
+                end_ms: T1445
+            }
+        );
+    }
+
+    #[test]
+    fn intervals_split_into_aligned_pieces() {
+        let range = Interval {
+            start_ms: T1400,
+            end_ms: T1400 + 2 * DAY_MS + 15 * MINUTE_MS,
+        };
+        let pieces = range.split(DAY_MS);
+        assert_eq!(pieces.len(), 3);
+        assert_eq!(
+            pieces[0],
+            Interval {
+                start_ms: T1400,
+                end_ms: T1400 + DAY_MS
+            }
+        );
+        assert_eq!(pieces[2].len_ms(), 15 * MINUTE_MS);
+        assert!(Interval {
+            start_ms: T1400,
+            end_ms: T1400
+        }
+        .split(DAY_MS)
+        .is_empty());
+    }
+
+    #[test]
+    fn granularity_is_an_iso_period() {
+        let m = |n: u64| Duration::from_secs(n * 60);
+        assert_eq!(granularity(m(15)), "PT15M");
+        assert_eq!(granularity(m(1)), "PT1M");
+        assert_eq!(granularity(m(30)), "PT30M");
+        assert_eq!(granularity(m(60)), "PT1H");
+        assert_eq!(granularity(m(90)), "PT1H30M");
+        assert_eq!(granularity(m(720)), "PT12H");
+        assert_eq!(granularity(m(1440)), "P1D");
+        assert_eq!(granularity(Duration::from_secs(30)), "PT30S");
+    }
+
+    #[test]
+    fn utc_formatting_and_parsing_round_trip() {
+        assert_eq!(format_utc(T1415), "2025-06-02T14:15:00.000Z");
+        assert_eq!(format_utc(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(format_utc(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(format_utc(4_107_542_399_999), "2100-02-28T23:59:59.999Z");
+        for ms in [
+            0,
+            T1415,
+            951_782_400_123,
+            4_107_542_399_999,
+            1_709_164_800_000,
+        ] {
+            assert_eq!(parse_utc(&format_utc(ms)), Some(ms));
+        }
+        assert_eq!(parse_utc("2025-06-02T16:15:00.000+02:00"), Some(T1415));
+        assert_eq!(parse_utc("2025-06-02T14:15:00Z"), Some(T1415));
+        assert_eq!(parse_utc("2025-06-02T14:15:00.5Z"), Some(T1415 + 500));
+        for bad in [
+            "",
+            "2025-06-02",
+            "2025-13-02T14:15:00Z",
+            "2025-06-02T14:15Z",
+            "1969-12-31T23:59:59Z",
+            "2025-06-02T14:15:00.x1Z",
+            "2025-06-02 14:15:00Z",
+        ] {
+            assert_eq!(parse_utc(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_request_body_is_the_fixture_one() {
+        let expected: serde_json::Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/genesys/aggregates-request.json"
+        ))
+        .unwrap();
+        let mut chunk = vec![
+            queue(SUPPORT, "Support – Ünïcode"),
+            queue(SALES, "Sales, EMEA = \"Tier 1\""),
+            queue(VIP, "🎧 VIP Line 📞"),
+            queue(WEEKEND, "Weekend Overflow"),
+        ];
+        let interval = Interval {
+            start_ms: T1400,
+            end_ms: T1445,
+        };
+        assert_eq!(query_body(&chunk, interval, QUARTER), expected);
+        chunk.push(queue(SALES, "again"));
+        assert_eq!(query_body(&chunk, interval, QUARTER), expected);
+    }
+
+    #[test]
+    fn parses_the_fixture_response() {
+        let parsed = fixture_response();
+        assert_eq!(parsed.unreadable_intervals, 0);
+        assert_eq!(parsed.buckets.len(), 33);
+        assert!(parsed.buckets.iter().all(|b| b.queue_id != WEEKEND));
+        let sales = find(&parsed, SALES, "voice", T1415);
+        let expected = KpiBucket {
+            queue_id: SALES.into(),
+            media_type: "voice".into(),
+            bucket_start_ms: T1415,
+            offered: 30,
+            answered: 23,
+            answer_seconds_sum: 899.924,
+            abandoned: 4,
+            abandon_seconds_sum: 188.196,
+            short_abandoned: 1,
+            flowed_out: 2,
+            handled: 16,
+            handle_seconds_sum: 4282.447,
+            waited: 29,
+            wait_seconds_sum: 1329.271,
+            transferred: 0,
+            over_sla: 14,
+            service_level_numerator: 9,
+            service_level_denominator: 27,
+            service_level_target: Some(0.8),
+        };
+        assert_eq!(sales, &expected);
+        // Only tHandle in the open bucket: everything else absent = 0, no target.
+        let open = find(&parsed, SUPPORT, "voice", T1430);
+        assert_eq!(open.handled, 2);
+        assert_eq!(open.offered, 0);
+        assert_eq!(open.service_level_denominator, 0);
+        assert_eq!(open.service_level_target, None);
+    }
+
+    #[test]
+    fn empty_answers_and_odd_groups() {
+        let empty = include_str!("../../tests/fixtures/genesys/aggregates-response-empty.json");
+        assert_eq!(parse(empty).unwrap(), Parsed::default());
+        assert_eq!(parse(r#"{"results":[]}"#).unwrap(), Parsed::default());
+        let body = r#"{"results":[
+            {"group":{"queueId":"118FD762-9005-45CF-9FAD-A87F37EACBC3","mediaType":"Voice"}},
+            {"group":{"mediaType":"voice"},"data":[{"interval":"2025-06-02T14:00:00.000Z/2025-06-02T14:15:00.000Z",
+              "metrics":[{"metric":"nOffered","stats":{"count":50}}]}]},
+            {"group":{"queueId":"118FD762-9005-45CF-9FAD-A87F37EACBC3","mediaType":"Voice","x":1},
+             "data":[{"interval":"2025-06-02T16:00:00.000+02:00/2025-06-02T16:15:00.000+02:00",
+                      "metrics":[{"metric":"nOffered","stats":{"count":3}},{"metric":"tBrandNew","stats":{"count":9}}]},
+                     {"interval":"garbage","metrics":[{"metric":"nOffered","stats":{"count":1}}]}]},
+            {"group":{"queueId":"118fd762-9005-45cf-9fad-a87f37eacbc3","mediaType":"voice"},
+             "data":[{"interval":"2025-06-02T14:00:00.000Z/2025-06-02T14:15:00.000Z",
+                      "metrics":[{"metric":"nOffered","stats":{"count":2}}]}]}
+        ]}"#;
+        let parsed = parse(body).unwrap();
+        assert_eq!(parsed.unreadable_intervals, 1);
+        assert_eq!(parsed.buckets.len(), 1);
+        let b = &parsed.buckets[0];
+        assert_eq!(
+            (b.queue_id.as_str(), b.media_type.as_str()),
+            (SUPPORT, "voice")
+        );
+        assert_eq!((b.bucket_start_ms, b.offered), (T1400, 5));
+        assert!(matches!(parse("[1]"), Err(ApiError::Malformed(_))));
+    }
+
+    #[test]
+    fn encodes_the_contract_point() {
+        let parsed = fixture_response();
+        let mut out = String::new();
+        let tags = [
+            ("env".to_string(), "prod".to_string()),
+            ("site".to_string(), "edge 1".to_string()),
+        ];
+        find(&parsed, SALES, "voice", T1415).encode(&mut out, "Sales, EMEA = \"Tier 1\"", &tags);
+        assert_eq!(
+            out,
+            "genesys_queue_interval,env=prod,media_type=voice,queue_id=a5b4e893-b5b4-4d27-a7de-d6d3b104b490,\
+queue_name=Sales\\,\\ EMEA\\ \\=\\ \"Tier\\ 1\",site=edge\\ 1 \
+offered=30i,answered=23i,answer_seconds_sum=899.924,abandoned=4i,abandon_seconds_sum=188.196,\
+short_abandoned=1i,flowed_out=2i,handled=16i,handle_seconds_sum=4282.447,waited=29i,\
+wait_seconds_sum=1329.271,transferred=0i,over_sla=14i,service_level_numerator=9i,\
+service_level_denominator=27i,service_level_target=0.8 1748873700\n"
+        );
+        out.clear();
+        find(&parsed, SUPPORT, "voice", T1430).encode(&mut out, "Support – Ünïcode", &[]);
+        assert_eq!(
+            out,
+            "genesys_queue_interval,media_type=voice,queue_id=118fd762-9005-45cf-9fad-a87f37eacbc3,\
+queue_name=Support\\ –\\ Ünïcode offered=0i,answered=0i,answer_seconds_sum=0,abandoned=0i,\
+abandon_seconds_sum=0,short_abandoned=0i,flowed_out=0i,handled=2i,handle_seconds_sum=620.594,waited=0i,\
+wait_seconds_sum=0,transferred=0i,over_sla=0i,service_level_numerator=0i,\
+service_level_denominator=0i 1748874600\n"
+        );
+    }
+}

@@ -1,0 +1,1008 @@
+//! The interval-KPI thread: re-queries the conversation aggregates of the selected queues
+//! every `KPI_POLL` and hands `genesys_queue_interval` points to the writer.
+//!
+//! It runs beside the observation poller on its own schedule, so a slow aggregate query
+//! never delays an observation tick. Buckets are fixed UTC multiples of `KPI_BUCKET`; each
+//! poll asks for the open bucket and those that ended less than `KPI_LOOKBACK` ago, and
+//! InfluxDB overwrites the same series and timestamp, so late data lands. Where the
+//! re-querying has to resume is remembered (`kpi-state.json` in the state directory, else
+//! in memory), so after a Genesys outage or a service stop longer than the look-back the
+//! next successful poll backfills the missed buckets in ≤ 1-day requests (at most 7 days).
+//! A 403 disables KPIs for the run with one clear log line; observations keep flowing.
+//!
+//! # Reading the KPIs (for the README)
+//!
+//! Every field is a count or a sum, never an average, so any range of buckets, queues or
+//! media types combines correctly: add up first, divide last. Never average the per-bucket
+//! ratios.
+//!
+//! | KPI | formula |
+//! |---|---|
+//! | service level % | 100 × Σ`service_level_numerator` / Σ`service_level_denominator` |
+//! | ASA (average speed of answer, s) | Σ`answer_seconds_sum` / Σ`answered` |
+//! | AHT (average handle time, s) | Σ`handle_seconds_sum` / Σ`handled` |
+//! | average wait (s) | Σ`wait_seconds_sum` / Σ`waited` |
+//! | abandon rate % | 100 × Σ`abandoned` / Σ`offered` |
+//! | answer rate % | 100 × Σ`answered` / Σ`offered` |
+//!
+//! Per-bucket answer/abandon rates can exceed 100 % (an interaction offered at 14:14 is
+//! answered in the 14:15 bucket); compute them over an hour or a day.
+//! `service_level_target` is the queue's target (0.8 = 80 %), for a threshold line.
+//!
+//! InfluxQL (InfluxDB 1.x; checked against influxd 1.6: a quotient of two aggregates in
+//! one `SELECT` is valid and integer sums divide as floats), e.g. for Grafana:
+//!
+//! ```text
+//! SELECT sum("service_level_numerator") / sum("service_level_denominator") * 100 AS "service level %"
+//!   FROM "genesys_queue_interval" WHERE $timeFilter AND "queue_name" =~ /^$queue$/
+//!   GROUP BY time(1h), "queue_name", "media_type"
+//! SELECT sum("answer_seconds_sum") / sum("answered") AS "ASA" FROM "genesys_queue_interval" WHERE $timeFilter GROUP BY "queue_name"
+//! SELECT sum("handle_seconds_sum") / sum("handled") AS "AHT" FROM "genesys_queue_interval" WHERE $timeFilter GROUP BY "queue_name"
+//! SELECT sum("abandoned") / sum("offered") * 100 AS "abandon %" FROM "genesys_queue_interval" WHERE $timeFilter GROUP BY "queue_name"
+//! ```
+//!
+//! `GROUP BY time(…)` should be a multiple of `KPI_BUCKET` (a bucket's point sits at its
+//! start). A range with no answered interaction yields no ASA value rather than a 0.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{bounded, select, Receiver, RecvTimeoutError, Sender};
+use serde::{Deserialize, Serialize};
+
+use crate::config::KpiConfig;
+use crate::duration;
+use crate::genesys::aggregates::{
+    self, bucket_floor, format_utc, granularity, Interval, DAY_MS, MAX_QUEUES_PER_REQUEST,
+    PERMISSION,
+};
+use crate::genesys::client::{ApiError, GenesysClient};
+use crate::influx::writer::Batch;
+use crate::model::Queue;
+use crate::stats::Stats;
+
+/// Where the resume point is kept, inside the state directory.
+pub const STATE_FILE: &str = "kpi-state.json";
+/// Polls fire this long after their aligned tick, so the observation polls of the same
+/// instant go first and the second boundary has passed on Genesys' clock too.
+pub const TICK_DELAY: Duration = Duration::from_secs(5);
+/// Longest interval per request when backfilling (API.md §9.5).
+pub const MAX_REQUEST_SPAN_MS: u64 = DAY_MS;
+/// How far back a backfill reaches at most; older missed buckets are given up (logged).
+pub const MAX_BACKFILL_MS: u64 = 7 * DAY_MS;
+/// Backfill pieces (≤ 1 day each, per chunk of queues) added to one poll, so catching up
+/// costs a bounded share of the request budget: a 7-day gap closes in 7 polls.
+pub const BACKFILL_PIECES_PER_POLL: usize = 1;
+/// Share of `KPI_POLL` one poll may take before its remaining requests are left for the
+/// next poll (which re-queries the same buckets): polls never overlap.
+const POLL_DEADLINE_SHARE: f64 = 0.9;
+/// Below this Genesys may reject the granularity (API.md §9.5, unverified).
+const SMALLEST_VERIFIED_BUCKET: Duration = Duration::from_secs(15 * 60);
+
+/// The selected queues, replaced as a whole by the observation poller whenever it
+/// re-resolves them; the KPI thread takes a snapshot at each poll.
+pub type SharedQueues = Arc<RwLock<Arc<Vec<Arc<Queue>>>>>;
+
+/// An empty queue list for the poller to fill.
+pub fn shared_queues() -> SharedQueues {
+    Arc::new(RwLock::new(Arc::new(Vec::new())))
+}
+
+/// Replaces the list (called by the poller after each queue resolution).
+pub fn publish_queues(shared: &SharedQueues, queues: Vec<Arc<Queue>>) {
+    let mut guard = shared.write().unwrap_or_else(|e| e.into_inner());
+    *guard = Arc::new(queues);
+}
+
+fn snapshot(shared: &SharedQueues) -> Arc<Vec<Arc<Queue>>> {
+    Arc::clone(&shared.read().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// What the KPI thread needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct KpiSettings {
+    pub config: KpiConfig,
+    /// `INFLUXDB_TAGS`, sorted.
+    pub static_tags: Vec<(String, String)>,
+    /// Where `kpi-state.json` lives (`SPOOL_DIR`); `None` keeps the resume point in memory.
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Aggregate requests per minute the KPI poll adds for `queue_count` queues polled every
+/// `poll` (rounded up): `ceil(Q/100) × 60 / KPI_POLL`. Backfills add up to
+/// [`BACKFILL_PIECES_PER_POLL`] times as many for a few polls.
+pub fn requests_per_minute(queue_count: usize, poll: Duration) -> u32 {
+    let chunks = queue_count.div_ceil(MAX_QUEUES_PER_REQUEST) as u128;
+    let poll_ms = poll.as_millis().max(1);
+    u32::try_from((chunks * 60_000).div_ceil(poll_ms)).unwrap_or(u32::MAX)
+}
+
+// ---- planning (pure) -------------------------------------------------------------------
+
+/// The schedule in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    pub bucket_ms: u64,
+    pub poll_ms: u64,
+    pub lookback_ms: u64,
+}
+
+impl Timing {
+    pub fn of(config: &KpiConfig) -> Timing {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Timing {
+            bucket_ms: ms(config.bucket).max(1),
+            poll_ms: ms(config.poll).max(1),
+            lookback_ms: ms(config.lookback),
+        }
+    }
+
+    /// When the first poll after `now_ms` fires: a multiple of the poll period, plus
+    /// [`TICK_DELAY`].
+    pub fn next_fire_ms(&self, now_ms: u64) -> u64 {
+        let delay = TICK_DELAY.as_millis() as u64;
+        bucket_floor(now_ms.saturating_sub(delay), self.poll_ms) + self.poll_ms + delay
+    }
+}
+
+/// The requests of one poll (per chunk of queues) and where the next poll resumes if
+/// every one of them succeeds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Oldest first, disjoint, each ≤ 1 day and on bucket boundaries.
+    pub pieces: Vec<Interval>,
+    /// The backfill piece among `pieces`, when buckets older than the look-back are missing.
+    pub backfill: Option<Interval>,
+    pub resume_from_ms: u64,
+    /// Set when the resume point was older than [`MAX_BACKFILL_MS`]: the buckets before
+    /// this instant are given up.
+    pub gave_up_before_ms: Option<u64>,
+}
+
+/// Plans a poll at `now_ms`. `resume_from_ms` is the start of the oldest bucket whose final
+/// write (the last poll within `KPI_LOOKBACK` of its end) has not happened yet (`None`:
+/// nothing known, query just the recent buckets). A resume point older than the look-back
+/// means polls were missed (outage, service stopped): those buckets are backfilled.
+pub fn plan(now_ms: u64, resume_from_ms: Option<u64>, timing: Timing) -> Plan {
+    let recent = Interval::recent(now_ms, timing.bucket_ms, timing.lookback_ms);
+    let oldest_allowed = bucket_floor(now_ms.saturating_sub(MAX_BACKFILL_MS), timing.bucket_ms);
+    let wanted = resume_from_ms.map_or(recent.start_ms, |r| bucket_floor(r, timing.bucket_ms));
+    let gave_up_before_ms = (wanted < oldest_allowed).then_some(oldest_allowed);
+    let start = wanted.max(oldest_allowed);
+    let mut pieces = Vec::new();
+    let mut backfill = None;
+    // Once every piece is answered, the buckets this poll writes for the last time are
+    // final (the next poll no longer asks for them): resume at the first one that is not.
+    let next_poll_ms = now_ms.saturating_add(timing.poll_ms);
+    let mut resume_from_ms = bucket_floor(
+        next_poll_ms.saturating_sub(timing.lookback_ms),
+        timing.bucket_ms,
+    )
+    .clamp(recent.start_ms, recent.end_ms);
+    if start < recent.start_ms {
+        let missed = Interval {
+            start_ms: start,
+            end_ms: recent.start_ms,
+        }
+        .split(MAX_REQUEST_SPAN_MS);
+        if missed.len() > BACKFILL_PIECES_PER_POLL {
+            resume_from_ms = missed[BACKFILL_PIECES_PER_POLL].start_ms;
+        }
+        pieces.extend(missed.into_iter().take(BACKFILL_PIECES_PER_POLL));
+        backfill = Some(Interval {
+            start_ms: start,
+            end_ms: pieces.last().map_or(start, |p| p.end_ms),
+        });
+    }
+    pieces.extend(recent.split(MAX_REQUEST_SPAN_MS));
+    Plan {
+        pieces,
+        backfill,
+        resume_from_ms,
+        gave_up_before_ms,
+    }
+}
+
+// ---- state file ------------------------------------------------------------------------
+
+/// Why the resume point could not be read or saved.
+#[derive(Debug)]
+pub enum StateError {
+    Read(PathBuf, std::io::Error),
+    Unreadable(PathBuf, String),
+    Write(PathBuf, std::io::Error),
+}
+
+impl fmt::Display for StateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StateError::Read(path, e) => write!(
+                f,
+                "cannot read {} ({e}); KPIs resume from the look-back only",
+                path.display()
+            ),
+            StateError::Unreadable(path, e) => write!(
+                f,
+                "ignoring {} ({e}); KPIs resume from the look-back only",
+                path.display()
+            ),
+            StateError::Write(path, e) => write!(
+                f,
+                "cannot save the KPI resume point to {} ({e}); after a restart, buckets \
+                 older than KPI_LOOKBACK are not backfilled (check SPOOL_DIR permissions)",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for StateError {}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StateFile {
+    /// Start of the oldest bucket still to (re-)query.
+    resume_from_ms: u64,
+    /// The same instant for humans; not read back.
+    #[serde(default)]
+    resume_from: String,
+}
+
+/// Reads the resume point; `Ok(None)` when no file exists yet.
+pub fn load_state(path: &Path) -> Result<Option<u64>, StateError> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StateError::Read(path.to_path_buf(), e)),
+    };
+    serde_json::from_slice::<StateFile>(&bytes)
+        .map(|s| Some(s.resume_from_ms))
+        .map_err(|e| StateError::Unreadable(path.to_path_buf(), e.to_string()))
+}
+
+/// Writes the resume point atomically (temporary file, fsync, rename).
+pub fn save_state(path: &Path, resume_from_ms: u64) -> Result<(), StateError> {
+    let state = StateFile {
+        resume_from_ms,
+        resume_from: format_utc(resume_from_ms),
+    };
+    let json = serde_json::to_vec_pretty(&state)
+        .map_err(|e| StateError::Write(path.to_path_buf(), std::io::Error::other(e)))?;
+    let temporary = path.with_extension("json.tmp");
+    std::fs::write(&temporary, json)
+        .and_then(|()| std::fs::File::open(&temporary)?.sync_all())
+        .and_then(|()| std::fs::rename(&temporary, path))
+        .map_err(|e| StateError::Write(path.to_path_buf(), e))
+}
+
+// ---- one poll --------------------------------------------------------------------------
+
+/// What one poll produced.
+#[derive(Debug)]
+pub enum PollOutcome {
+    /// Points (maybe none) and, when every request succeeded or was refused with 400,
+    /// the new resume point.
+    Polled {
+        batch: Option<Batch>,
+        resume_from_ms: Option<u64>,
+    },
+    /// 403: the role lacks the permission; KPIs stop for this run.
+    Forbidden,
+}
+
+/// Queries, parses and encodes; owns the in-memory resume point.
+struct Poller {
+    client: Arc<GenesysClient>,
+    timing: Timing,
+    bucket: Duration,
+    static_tags: Vec<(String, String)>,
+    stats: Arc<Stats>,
+    resume_from_ms: Option<u64>,
+    /// Chunks per poll last logged, so the request plan is logged when it changes.
+    logged_chunks: Option<usize>,
+}
+
+impl Poller {
+    /// One poll at `now_ms` over `queues`, giving up on requests past `deadline`.
+    fn poll(&mut self, queues: &[Arc<Queue>], now_ms: u64, deadline: Instant) -> PollOutcome {
+        let plan = plan(now_ms, self.resume_from_ms, self.timing);
+        if let Some(before) = plan.gave_up_before_ms {
+            log::warn!(
+                "KPI buckets before {} are older than {} days and are not backfilled",
+                format_utc(before),
+                MAX_BACKFILL_MS / DAY_MS
+            );
+        }
+        if let Some(backfill) = plan.backfill {
+            log::info!("KPI backfill of missed buckets: {}", backfill.to_iso());
+        }
+        let mut lines = String::new();
+        let mut line_count = 0;
+        let mut complete = true;
+        'chunks: for chunk in queues.chunks(MAX_QUEUES_PER_REQUEST) {
+            let names: HashMap<&str, &str> = chunk
+                .iter()
+                .map(|q| (q.id.as_str(), q.name.as_str()))
+                .collect();
+            for piece in &plan.pieces {
+                match aggregates::query(&self.client, chunk, *piece, self.bucket, deadline) {
+                    Ok(parsed) => {
+                        if parsed.unreadable_intervals > 0 {
+                            log::warn!(
+                                "{} KPI buckets of {} had an unreadable interval and were skipped",
+                                parsed.unreadable_intervals,
+                                piece.to_iso()
+                            );
+                        }
+                        for bucket in &parsed.buckets {
+                            if let Some(name) = names.get(bucket.queue_id.as_str()) {
+                                bucket.encode(&mut lines, name, &self.static_tags);
+                                line_count += 1;
+                            }
+                        }
+                    }
+                    Err(ApiError::Forbidden {
+                        message,
+                        context_id,
+                        ..
+                    }) => {
+                        log::error!(
+                            "Genesys Cloud refused the conversation aggregates query (HTTP 403: \
+                             {message}{}); interval KPIs (genesys_queue_interval) are disabled \
+                             until restart. Give the OAuth client's role the permission {PERMISSION} \
+                             (Analytics > Conversation Aggregate > View), or set KPIS=off. \
+                             Queue observations are not affected",
+                            context_id.map(|c| format!(", contextId {c}")).unwrap_or_default()
+                        );
+                        return PollOutcome::Forbidden;
+                    }
+                    Err(error @ ApiError::BadRequest { .. }) => {
+                        // Re-asking the same question would fail the same way: move on.
+                        Stats::incr(&self.stats.poll_errors);
+                        log::error!("KPI query {} skipped: {error}", piece.to_iso());
+                    }
+                    Err(error) => {
+                        Stats::incr(&self.stats.poll_errors);
+                        log::warn!(
+                            "KPI query failed, the same buckets are re-queried next poll: {error}"
+                        );
+                        complete = false;
+                        break 'chunks;
+                    }
+                }
+            }
+        }
+        let resume_from_ms = complete.then_some(plan.resume_from_ms);
+        if resume_from_ms.is_some() {
+            self.resume_from_ms = resume_from_ms;
+        }
+        let batch = (line_count > 0).then_some(Batch { lines, line_count });
+        PollOutcome::Polled {
+            batch,
+            resume_from_ms,
+        }
+    }
+
+    fn log_request_plan(&mut self, queue_count: usize) {
+        let chunks = queue_count.div_ceil(MAX_QUEUES_PER_REQUEST);
+        if self.logged_chunks == Some(chunks) {
+            return;
+        }
+        self.logged_chunks = Some(chunks);
+        let poll = Duration::from_millis(self.timing.poll_ms);
+        log::info!(
+            "KPIs: {queue_count} queues in {chunks} aggregate requests every {} ({} requests/minute), \
+             buckets of {} ({}), re-queried for {} after they end",
+            duration::format(poll),
+            requests_per_minute(queue_count, poll),
+            duration::format(self.bucket),
+            granularity(self.bucket),
+            duration::format(Duration::from_millis(self.timing.lookback_ms)),
+        );
+    }
+}
+
+// ---- the thread ------------------------------------------------------------------------
+
+/// Runs the KPI polls until `stop` disconnects (or a 403 disables them), sending the
+/// points of each poll to the writer as one [`Batch`].
+///
+/// The HTTP work happens on a helper thread, so this one can return, and drop its
+/// `batches` sender, the moment `stop` fires, even while a slow query is in flight: the
+/// writer's final flush never waits for Genesys.
+pub fn run(
+    settings: KpiSettings,
+    client: Arc<GenesysClient>,
+    queues: SharedQueues,
+    batches: Sender<Batch>,
+    stop: Receiver<()>,
+    stats: Arc<Stats>,
+) {
+    let state_file = settings.state_dir.as_ref().map(|dir| dir.join(STATE_FILE));
+    let resume_from_ms = state_file
+        .as_deref()
+        .and_then(|path| match load_state(path) {
+            Ok(resume) => resume,
+            Err(e) => {
+                log::warn!("{e}");
+                None
+            }
+        });
+    if let Some(resume) = resume_from_ms {
+        log::info!("KPIs resume from {} ({STATE_FILE})", format_utc(resume));
+    }
+    if settings.config.bucket < SMALLEST_VERIFIED_BUCKET {
+        log::warn!(
+            "KPI_BUCKET {} is below 15m; Genesys Cloud may reject the granularity {} (HTTP 400)",
+            duration::format(settings.config.bucket),
+            granularity(settings.config.bucket)
+        );
+    }
+    if settings.config.lookback < settings.config.poll {
+        log::warn!(
+            "KPI_LOOKBACK {} is shorter than KPI_POLL {}: the last minutes of a bucket may never \
+             be re-queried; set KPI_LOOKBACK to at least KPI_POLL + 2m",
+            duration::format(settings.config.lookback),
+            duration::format(settings.config.poll)
+        );
+    }
+    let poller = Poller {
+        client,
+        timing: Timing::of(&settings.config),
+        bucket: settings.config.bucket,
+        static_tags: settings.static_tags,
+        stats,
+        resume_from_ms,
+        logged_chunks: None,
+    };
+    let (done_tx, done_rx) = bounded(1);
+    let poll_stop = stop.clone();
+    let spawned = thread::Builder::new()
+        .name("kpi-poll".into())
+        .spawn(move || poll_loop(poller, queues, done_tx, poll_stop));
+    if let Err(e) = spawned {
+        log::error!("cannot start the KPI thread ({e}); interval KPIs are not written");
+        return;
+    }
+    loop {
+        select! {
+            recv(stop) -> _ => return,
+            recv(done_rx) -> outcome => match outcome {
+                Ok((batch, resume)) => {
+                    if !deliver(batch, &batches, &stop) {
+                        return;
+                    }
+                    if let (Some(path), Some(resume)) = (&state_file, resume) {
+                        if let Err(e) = save_state(path, resume) {
+                            log::warn!("{e}");
+                        }
+                    }
+                }
+                Err(_) => return,
+            },
+        }
+    }
+}
+
+/// Hands a batch to the writer unless `stop` fires first; false when we should end.
+fn deliver(batch: Option<Batch>, batches: &Sender<Batch>, stop: &Receiver<()>) -> bool {
+    let Some(batch) = batch else { return true };
+    select! {
+        send(batches, batch) -> sent => {
+            if sent.is_err() {
+                log::warn!("the writer has stopped; KPI points are not written");
+            }
+            sent.is_ok()
+        }
+        recv(stop) -> _ => false,
+    }
+}
+
+/// The helper thread: waits for each tick (or `stop`), polls, reports.
+fn poll_loop(
+    mut poller: Poller,
+    queues: SharedQueues,
+    done: Sender<(Option<Batch>, Option<u64>)>,
+    stop: Receiver<()>,
+) {
+    let poll = Duration::from_millis(poller.timing.poll_ms);
+    loop {
+        let now = now_ms();
+        let wait = Duration::from_millis(poller.timing.next_fire_ms(now).saturating_sub(now));
+        match stop.recv_timeout(wait) {
+            Err(RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        let selected = snapshot(&queues);
+        if selected.is_empty() {
+            log::debug!("KPI poll skipped: no queue selected yet");
+            continue;
+        }
+        poller.log_request_plan(selected.len());
+        let deadline = Instant::now() + poll.mul_f64(POLL_DEADLINE_SHARE);
+        match poller.poll(&selected, now_ms(), deadline) {
+            PollOutcome::Forbidden => return,
+            PollOutcome::Polled {
+                batch,
+                resume_from_ms,
+            } => {
+                if done.send((batch, resume_from_ms)).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{GenesysConfig, Secret};
+    use crate::genesys::aggregates::{parse_utc, KpiBucket};
+    use crate::genesys::sim::{Endpoint, Fault, KpiValues, RequestRecord, Sim, SimOptions};
+
+    const MINUTE: u64 = 60_000;
+    const HOUR: u64 = 60 * MINUTE;
+    /// 2025-06-02T14:31:05Z.
+    const NOW: u64 = 1_748_874_665_000;
+
+    fn quarter_hours() -> Timing {
+        Timing {
+            bucket_ms: 15 * MINUTE,
+            poll_ms: MINUTE,
+            lookback_ms: 10 * MINUTE,
+        }
+    }
+
+    fn at(iso: &str) -> u64 {
+        parse_utc(iso).unwrap()
+    }
+
+    #[test]
+    fn the_request_plan_per_minute() {
+        let minute = Duration::from_secs(60);
+        assert_eq!(requests_per_minute(0, minute), 0);
+        assert_eq!(requests_per_minute(1, minute), 1);
+        assert_eq!(requests_per_minute(100, minute), 1);
+        assert_eq!(requests_per_minute(101, minute), 2);
+        assert_eq!(requests_per_minute(3400, minute), 34);
+        assert_eq!(requests_per_minute(250, Duration::from_secs(30)), 6);
+        assert_eq!(requests_per_minute(250, Duration::from_secs(300)), 1);
+        assert_eq!(requests_per_minute(1000, Duration::from_secs(300)), 2);
+    }
+
+    #[test]
+    fn polls_fire_a_few_seconds_after_aligned_ticks() {
+        let timing = quarter_hours();
+        let minute = at("2025-06-02T14:31:00Z");
+        assert_eq!(timing.next_fire_ms(minute), minute + 5_000);
+        assert_eq!(timing.next_fire_ms(minute + 4_999), minute + 5_000);
+        assert_eq!(timing.next_fire_ms(minute + 5_000), minute + MINUTE + 5_000);
+        assert_eq!(
+            timing.next_fire_ms(minute + 59_000),
+            minute + MINUTE + 5_000
+        );
+    }
+
+    #[test]
+    fn a_normal_poll_asks_for_the_open_bucket_and_the_look_back() {
+        let p = plan(NOW, None, quarter_hours());
+        let expected = Interval {
+            start_ms: at("2025-06-02T14:15:00Z"),
+            end_ms: at("2025-06-02T14:45:00Z"),
+        };
+        assert_eq!(p.pieces, vec![expected]);
+        assert_eq!(p.backfill, None);
+        assert_eq!(p.resume_from_ms, expected.start_ms);
+        // A resume point inside the look-back (or in the future) changes nothing.
+        assert_eq!(plan(NOW, Some(expected.start_ms), quarter_hours()), p);
+        assert_eq!(plan(NOW, Some(NOW + HOUR), quarter_hours()), p);
+        // Polls every minute: never a backfill; the 14:15 bucket is last asked at 14:39:05.
+        let mut resume = None;
+        let mut last_asked_1415 = 0;
+        for minute in 0..40 {
+            let now = NOW + minute * MINUTE;
+            let p = plan(now, resume, quarter_hours());
+            assert_eq!(p.backfill, None, "at {}", format_utc(now));
+            assert_eq!(
+                p.pieces,
+                vec![Interval::recent(now, 15 * MINUTE, 10 * MINUTE)]
+            );
+            if p.pieces[0].start_ms <= expected.start_ms {
+                last_asked_1415 = now;
+            }
+            resume = Some(p.resume_from_ms);
+        }
+        assert_eq!(format_utc(last_asked_1415), "2025-06-02T14:39:05.000Z");
+    }
+
+    #[test]
+    fn a_short_outage_is_covered_by_one_wider_request() {
+        let resume = at("2025-06-02T13:45:00Z");
+        let p = plan(NOW, Some(resume + 7 * MINUTE), quarter_hours());
+        assert_eq!(
+            p.pieces.iter().map(Interval::to_iso).collect::<Vec<_>>(),
+            [
+                "2025-06-02T13:45:00.000Z/2025-06-02T14:15:00.000Z",
+                "2025-06-02T14:15:00.000Z/2025-06-02T14:45:00.000Z"
+            ]
+        );
+        assert_eq!(p.backfill, Some(p.pieces[0]));
+        assert_eq!(p.resume_from_ms, at("2025-06-02T14:15:00Z"));
+    }
+
+    #[test]
+    fn a_long_stop_is_backfilled_in_day_pieces_without_gaps() {
+        let timing = quarter_hours();
+        let stopped = at("2025-05-30T09:07:00Z"); // 3 days, 5 hours before NOW
+        let mut resume = Some(bucket_floor(stopped - 10 * MINUTE, timing.bucket_ms));
+        let mut covered: Vec<Interval> = Vec::new();
+        let mut now = NOW;
+        for _ in 0..10 {
+            let p = plan(now, resume, timing);
+            assert!(p.gave_up_before_ms.is_none());
+            assert!(p
+                .pieces
+                .iter()
+                .all(|i| i.len_ms() <= DAY_MS && i.start_ms % timing.bucket_ms == 0));
+            assert!(p.pieces.len() <= 1 + BACKFILL_PIECES_PER_POLL);
+            covered.extend(&p.pieces);
+            resume = Some(p.resume_from_ms);
+            if p.backfill.is_none() {
+                break;
+            }
+            now += timing.poll_ms;
+        }
+        assert_eq!(covered[0].start_ms, at("2025-05-30T08:45:00Z"));
+        assert_eq!(covered[0].len_ms(), DAY_MS);
+        // Every bucket from the resume point to the open one was asked for at least once.
+        covered.sort();
+        let mut reached = covered[0].start_ms;
+        for piece in &covered {
+            assert!(piece.start_ms <= reached, "gap before {}", piece.to_iso());
+            reached = reached.max(piece.end_ms);
+        }
+        assert!(reached > now);
+        // Caught up after 4 backfill polls (3 full days, then the rest).
+        assert_eq!(covered.iter().filter(|i| i.len_ms() == DAY_MS).count(), 3);
+    }
+
+    #[test]
+    fn a_resume_point_older_than_seven_days_is_clamped() {
+        let p = plan(NOW, Some(NOW - 30 * DAY_MS), quarter_hours());
+        let oldest = bucket_floor(NOW - MAX_BACKFILL_MS, 15 * MINUTE);
+        assert_eq!(p.gave_up_before_ms, Some(oldest));
+        assert_eq!(
+            p.pieces[0],
+            Interval {
+                start_ms: oldest,
+                end_ms: oldest + DAY_MS
+            }
+        );
+        assert_eq!(p.resume_from_ms, oldest + DAY_MS);
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let dir =
+            std::env::temp_dir().join(format!("g2i-kpi-{name}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn the_state_file_round_trips_atomically() {
+        let dir = temp_dir("state");
+        let path = dir.join(STATE_FILE);
+        assert_eq!(load_state(&path).unwrap(), None);
+        save_state(&path, NOW).unwrap();
+        assert_eq!(load_state(&path).unwrap(), Some(NOW));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("2025-06-02T14:31:05.000Z"), "{text}");
+        save_state(&path, NOW + 1).unwrap();
+        assert_eq!(load_state(&path).unwrap(), Some(NOW + 1));
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [STATE_FILE]);
+        std::fs::write(&path, "{not json").unwrap();
+        let error = load_state(&path).unwrap_err();
+        assert!(matches!(error, StateError::Unreadable(..)));
+        assert!(error.to_string().contains("look-back only"));
+        let missing_dir = dir.join("absent").join(STATE_FILE);
+        assert!(matches!(
+            save_state(&missing_dir, NOW),
+            Err(StateError::Write(..))
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    // ---- against the simulated Genesys Cloud ----
+
+    fn sim() -> Sim {
+        Sim::start(SimOptions {
+            queue_count: 3,
+            media_types: vec!["voice".into(), "chat".into()],
+            kpi_settle: Duration::from_secs(120),
+            value_period: Duration::from_secs(1),
+            ..SimOptions::default()
+        })
+        .unwrap()
+    }
+
+    fn poller_for(sim: &Sim, timing: Timing) -> Poller {
+        let config = GenesysConfig {
+            region_label: "sim".into(),
+            api_url: sim.base_url(),
+            login_url: sim.base_url(),
+            client_id: "sim-client-id".into(),
+            client_secret: Secret::new("sim-client-secret"),
+            requests_per_minute: 300,
+        };
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(5)))
+            .proxy(None)
+            .build()
+            .into();
+        let stats = Arc::new(Stats::default());
+        let client = GenesysClient::new(&config, agent, stats.clone())
+            .with_sleeper(Arc::new(|_| {}), Duration::from_millis(1));
+        Poller {
+            client: Arc::new(client),
+            timing,
+            bucket: Duration::from_millis(timing.bucket_ms),
+            static_tags: vec![("env".into(), "test".into())],
+            stats,
+            resume_from_ms: None,
+            logged_chunks: None,
+        }
+    }
+
+    fn minutes() -> Timing {
+        Timing {
+            bucket_ms: MINUTE,
+            poll_ms: MINUTE,
+            lookback_ms: 5 * MINUTE,
+        }
+    }
+
+    fn sim_queues(sim: &Sim) -> Vec<Arc<Queue>> {
+        sim.queues()
+            .into_iter()
+            .map(|(id, name)| Arc::new(Queue { id, name }))
+            .collect()
+    }
+
+    /// The point the Sim's numbers should produce, or `None` when it answers nothing.
+    fn expected_line(queue: &Queue, media: &str, start_ms: u64, v: &KpiValues) -> Option<String> {
+        let any = v.offered
+            + v.answered.count
+            + v.abandoned.count
+            + v.short_abandoned.count
+            + v.flowed_out.count
+            + v.waited.count
+            + v.handled.count
+            + v.over_sla
+            + v.transferred
+            + v.sl_denominator;
+        if any == 0 {
+            return None;
+        }
+        let secs = |ms: u64| ms as f64 / 1000.0;
+        let bucket = KpiBucket {
+            queue_id: queue.id.clone(),
+            media_type: media.into(),
+            bucket_start_ms: start_ms,
+            offered: v.offered,
+            answered: v.answered.count,
+            answer_seconds_sum: secs(v.answered.sum),
+            abandoned: v.abandoned.count,
+            abandon_seconds_sum: secs(v.abandoned.sum),
+            short_abandoned: v.short_abandoned.count,
+            flowed_out: v.flowed_out.count,
+            handled: v.handled.count,
+            handle_seconds_sum: secs(v.handled.sum),
+            waited: v.waited.count,
+            wait_seconds_sum: secs(v.waited.sum),
+            transferred: v.transferred,
+            over_sla: v.over_sla,
+            service_level_numerator: v.sl_numerator,
+            service_level_denominator: v.sl_denominator,
+            service_level_target: (v.sl_denominator > 0 && v.sl_target.is_finite())
+                .then_some(v.sl_target),
+        };
+        let mut line = String::new();
+        bucket.encode(&mut line, &queue.name, &[("env".into(), "test".into())]);
+        Some(line)
+    }
+
+    fn sorted_lines(text: &str) -> Vec<String> {
+        let mut lines: Vec<String> = text.lines().map(|l| format!("{l}\n")).collect();
+        lines.sort();
+        lines
+    }
+
+    #[test]
+    fn one_poll_against_the_sim_writes_what_genesys_counted_including_late_data() {
+        let sim = sim();
+        let queues = sim_queues(&sim);
+        let mut poller = poller_for(&sim, minutes());
+        let now = now_ms();
+        let outcome = poller.poll(&queues, now, Instant::now() + Duration::from_secs(20));
+        let PollOutcome::Polled {
+            batch: Some(batch),
+            resume_from_ms,
+        } = outcome
+        else {
+            panic!("no points: {outcome:?}");
+        };
+        let interval = Interval::recent(now, MINUTE, 5 * MINUTE);
+        // The oldest bucket asked for is final now; the next poll starts one later.
+        assert_eq!(resume_from_ms, Some(interval.start_ms + MINUTE));
+        let requests: Vec<_> = sim
+            .requests()
+            .into_iter()
+            .filter(|r| r.endpoint == Some(Endpoint::Aggregates))
+            .collect();
+        assert_eq!(requests.len(), 1);
+        assert_eq!(requests[0].status, 200);
+        let answered_at = requests[0].time_ms;
+        let mut expected = Vec::new();
+        for queue in &queues {
+            for media in ["voice", "chat"] {
+                for start in (interval.start_ms..interval.end_ms).step_by(MINUTE as usize) {
+                    let v = sim.kpis_at(&queue.id, media, start, MINUTE, answered_at);
+                    expected.extend(expected_line(queue, media, start, &v));
+                }
+            }
+        }
+        assert!(!expected.is_empty());
+        expected.sort();
+        assert_eq!(sorted_lines(&batch.lines), expected);
+        assert_eq!(batch.line_count, expected.len());
+    }
+
+    #[test]
+    fn settled_buckets_match_the_final_numbers_and_backfill_asks_day_pieces() {
+        let sim = sim();
+        let queues = sim_queues(&sim);
+        let timing = Timing {
+            bucket_ms: HOUR,
+            poll_ms: MINUTE,
+            lookback_ms: 10 * MINUTE,
+        };
+        let mut poller = poller_for(&sim, timing);
+        // Pretend the service last ran two days and three hours ago.
+        let now = now_ms() - 3 * HOUR;
+        poller.resume_from_ms = Some(bucket_floor(now - 2 * DAY_MS, HOUR));
+        let outcome = poller.poll(&queues, now, Instant::now() + Duration::from_secs(20));
+        let PollOutcome::Polled {
+            batch: Some(batch),
+            resume_from_ms: Some(resume),
+        } = outcome
+        else {
+            panic!("unexpected {outcome:?}");
+        };
+        let first = bucket_floor(now - 2 * DAY_MS, HOUR);
+        assert_eq!(resume, first + DAY_MS);
+        assert_eq!(poller.resume_from_ms, Some(first + DAY_MS));
+        let asked: Vec<RequestRecord> = sim
+            .requests()
+            .into_iter()
+            .filter(|r| r.endpoint == Some(Endpoint::Aggregates))
+            .collect();
+        assert_eq!(asked.len(), 2, "one backfill day and the recent buckets");
+        assert!(asked
+            .iter()
+            .all(|r| r.status == 200 && r.queue_ids.len() == 3));
+        let recent = Interval::recent(now, HOUR, 10 * MINUTE);
+        let mut expected = Vec::new();
+        for queue in &queues {
+            for media in ["voice", "chat"] {
+                let starts = (first..first + DAY_MS).chain(recent.start_ms..recent.end_ms);
+                for start in starts.step_by(HOUR as usize) {
+                    let v = sim.expected_kpis(&queue.id, media, start, HOUR);
+                    expected.extend(expected_line(queue, media, start, &v));
+                }
+            }
+        }
+        expected.sort();
+        assert_eq!(sorted_lines(&batch.lines), expected);
+    }
+
+    #[test]
+    fn forbidden_disables_and_failures_keep_the_resume_point() {
+        let sim = sim();
+        let queues = sim_queues(&sim);
+        let mut poller = poller_for(&sim, minutes());
+        let soon = || Instant::now() + Duration::from_secs(20);
+        let now = now_ms();
+        // A 400 is skipped: nothing to retry, the resume point moves on.
+        sim.inject(Endpoint::Aggregates, Fault::Status(400), 1);
+        let outcome = poller.poll(&queues, now, soon());
+        assert!(
+            matches!(
+                outcome,
+                PollOutcome::Polled {
+                    batch: None,
+                    resume_from_ms: Some(_)
+                }
+            ),
+            "{outcome:?}"
+        );
+        // A 5xx that outlasts the retries: the same buckets are asked again next time.
+        poller.resume_from_ms = Some(now - HOUR);
+        sim.inject(Endpoint::Aggregates, Fault::Status(503), 100);
+        let outcome = poller.poll(&queues, now, Instant::now() + Duration::from_millis(300));
+        assert!(
+            matches!(
+                outcome,
+                PollOutcome::Polled {
+                    resume_from_ms: None,
+                    ..
+                }
+            ),
+            "{outcome:?}"
+        );
+        assert_eq!(poller.resume_from_ms, Some(now - HOUR));
+        sim.clear_faults();
+        sim.forbid(Endpoint::Aggregates);
+        assert!(matches!(
+            poller.poll(&queues, now, soon()),
+            PollOutcome::Forbidden
+        ));
+        assert!(
+            poller
+                .stats
+                .poll_errors
+                .load(std::sync::atomic::Ordering::Relaxed)
+                >= 2
+        );
+    }
+
+    #[test]
+    fn the_thread_ends_as_soon_as_stop_disconnects() {
+        let sim = sim();
+        let poller = poller_for(&sim, minutes());
+        let settings = KpiSettings {
+            config: KpiConfig {
+                bucket: Duration::from_secs(60),
+                poll: Duration::from_secs(60),
+                lookback: Duration::from_secs(300),
+            },
+            static_tags: Vec::new(),
+            state_dir: None,
+        };
+        let (batch_tx, batch_rx) = bounded(1);
+        let (stop_tx, stop_rx) = bounded::<()>(0);
+        let client = poller.client.clone();
+        let handle = thread::spawn(move || {
+            run(
+                settings,
+                client,
+                shared_queues(),
+                batch_tx,
+                stop_rx,
+                Arc::new(Stats::default()),
+            )
+        });
+        drop(stop_tx);
+        // The writer's channel closes once the thread has returned.
+        assert!(batch_rx.recv_timeout(Duration::from_secs(5)).is_err());
+        handle.join().unwrap();
+    }
+}
