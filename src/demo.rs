@@ -9,9 +9,15 @@ use crate::config::{self, Mode};
 use crate::genesys::sim::{Sim, SimOptions};
 use crate::pipeline;
 
-/// Poll and window of the demo unless `POLL_INTERVAL`/`WINDOW` say otherwise.
-const DEMO_POLL: &str = "1s";
-const DEMO_WINDOW: &str = "5s";
+/// Compressed clock of the demo, each unless the variable is set: poll, window, and
+/// one-minute KPI buckets re-queried every 5 s so KPI points show up within seconds.
+const DEMO_DEFAULTS: [(&str, &str); 5] = [
+    ("POLL_INTERVAL", "1s"),
+    ("WINDOW", "5s"),
+    ("KPI_BUCKET", "1m"),
+    ("KPI_POLL", "5s"),
+    ("KPI_LOOKBACK", "2m"),
+];
 
 /// Starts the simulator, points the configuration at it and runs the pipeline.
 pub fn run(lookup: &dyn Fn(&str) -> Option<String>, queues: usize, seconds: Option<u64>) -> u8 {
@@ -37,9 +43,12 @@ pub fn run(lookup: &dyn Fn(&str) -> Option<String>, queues: usize, seconds: Opti
             | "GENESYS_QUEUES_FILE"
             | "GENESYS_CLIENT_SECRET_FILE"
             | "QUEUE_SHARD" => None,
-            "POLL_INTERVAL" => lookup(name).or_else(|| Some(DEMO_POLL.into())),
-            "WINDOW" => lookup(name).or_else(|| Some(DEMO_WINDOW.into())),
-            _ => lookup(name),
+            _ => lookup(name).or_else(|| {
+                DEMO_DEFAULTS
+                    .iter()
+                    .find(|(key, _)| *key == name)
+                    .map(|(_, value)| value.to_string())
+            }),
         }
     };
     let config = match config::from_lookup(&demo_lookup, Mode::Demo) {

@@ -47,7 +47,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -60,9 +60,10 @@ use crate::genesys::aggregates::{
     self, bucket_floor, format_utc, granularity, Interval, DAY_MS, MAX_QUEUES_PER_REQUEST,
     PERMISSION,
 };
+use crate::genesys::budget::requests_per_minute;
 use crate::genesys::client::{ApiError, GenesysClient};
 use crate::influx::writer::Batch;
-use crate::model::Queue;
+use crate::model::{Queue, SharedQueues};
 use crate::stats::Stats;
 
 /// Where the resume point is kept, inside the state directory.
@@ -83,25 +84,6 @@ const POLL_DEADLINE_SHARE: f64 = 0.9;
 /// Below this Genesys may reject the granularity (API.md §9.5, unverified).
 const SMALLEST_VERIFIED_BUCKET: Duration = Duration::from_secs(15 * 60);
 
-/// The selected queues, replaced as a whole by the observation poller whenever it
-/// re-resolves them; the KPI thread takes a snapshot at each poll.
-pub type SharedQueues = Arc<RwLock<Arc<Vec<Arc<Queue>>>>>;
-
-/// An empty queue list for the poller to fill.
-pub fn shared_queues() -> SharedQueues {
-    Arc::new(RwLock::new(Arc::new(Vec::new())))
-}
-
-/// Replaces the list (called by the poller after each queue resolution).
-pub fn publish_queues(shared: &SharedQueues, queues: Vec<Arc<Queue>>) {
-    let mut guard = shared.write().unwrap_or_else(|e| e.into_inner());
-    *guard = Arc::new(queues);
-}
-
-fn snapshot(shared: &SharedQueues) -> Arc<Vec<Arc<Queue>>> {
-    Arc::clone(&shared.read().unwrap_or_else(|e| e.into_inner()))
-}
-
 /// What the KPI thread needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct KpiSettings {
@@ -110,15 +92,6 @@ pub struct KpiSettings {
     pub static_tags: Vec<(String, String)>,
     /// Where `kpi-state.json` lives (`SPOOL_DIR`); `None` keeps the resume point in memory.
     pub state_dir: Option<PathBuf>,
-}
-
-/// Aggregate requests per minute the KPI poll adds for `queue_count` queues polled every
-/// `poll` (rounded up): `ceil(Q/100) × 60 / KPI_POLL`. Backfills add up to
-/// [`BACKFILL_PIECES_PER_POLL`] times as many for a few polls.
-pub fn requests_per_minute(queue_count: usize, poll: Duration) -> u32 {
-    let chunks = queue_count.div_ceil(MAX_QUEUES_PER_REQUEST) as u128;
-    let poll_ms = poll.as_millis().max(1);
-    u32::try_from((chunks * 60_000).div_ceil(poll_ms)).unwrap_or(u32::MAX)
 }
 
 // ---- planning (pure) -------------------------------------------------------------------
@@ -516,7 +489,7 @@ fn poll_loop(
             Err(RecvTimeoutError::Timeout) => {}
             _ => return,
         }
-        let selected = snapshot(&queues);
+        let selected = queues.snapshot();
         if selected.is_empty() {
             log::debug!("KPI poll skipped: no queue selected yet");
             continue;
@@ -565,19 +538,6 @@ mod tests {
 
     fn at(iso: &str) -> u64 {
         parse_utc(iso).unwrap()
-    }
-
-    #[test]
-    fn the_request_plan_per_minute() {
-        let minute = Duration::from_secs(60);
-        assert_eq!(requests_per_minute(0, minute), 0);
-        assert_eq!(requests_per_minute(1, minute), 1);
-        assert_eq!(requests_per_minute(100, minute), 1);
-        assert_eq!(requests_per_minute(101, minute), 2);
-        assert_eq!(requests_per_minute(3400, minute), 34);
-        assert_eq!(requests_per_minute(250, Duration::from_secs(30)), 6);
-        assert_eq!(requests_per_minute(250, Duration::from_secs(300)), 1);
-        assert_eq!(requests_per_minute(1000, Duration::from_secs(300)), 2);
     }
 
     #[test]
@@ -994,7 +954,7 @@ mod tests {
             run(
                 settings,
                 client,
-                shared_queues(),
+                SharedQueues::default(),
                 batch_tx,
                 stop_rx,
                 Arc::new(Stats::default()),

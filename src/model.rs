@@ -4,7 +4,7 @@
 //! them into windows and the writer only ever sees finished line protocol. Keeping these
 //! types small and free of I/O lets every stage be tested on its own.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 /// A queue selected for polling. Shared (`Arc`) between the poller, which sends it with
 /// every observation, and the aggregator, which writes its id and name as tags; a queue
@@ -97,4 +97,21 @@ pub enum PollEvent {
     /// Every request of this tick has been answered or has failed: the aggregator may
     /// close the window if this was its last tick.
     TickDone { tick_ms: u64 },
+}
+
+/// The selected queues as the poller last resolved them, for the other threads that
+/// query per queue (the KPI poller). Replaced as a whole; readers take a cheap snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct SharedQueues(Arc<RwLock<Arc<Vec<Arc<Queue>>>>>);
+
+impl SharedQueues {
+    /// Replaces the list (the poller, after each queue resolution).
+    pub fn publish(&self, queues: Vec<Arc<Queue>>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(queues);
+    }
+
+    /// The list as last published.
+    pub fn snapshot(&self) -> Arc<Vec<Arc<Queue>>> {
+        Arc::clone(&self.0.read().unwrap_or_else(|e| e.into_inner()))
+    }
 }

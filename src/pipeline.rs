@@ -24,7 +24,8 @@ use crate::duration;
 use crate::genesys::client::GenesysClient;
 use crate::genesys::poller::{Poller, PollerControl, PollerSettings, StartError};
 use crate::influx::writer::{self, Batch, WriterSettings};
-use crate::model::PollEvent;
+use crate::kpi::{self, KpiSettings};
+use crate::model::{PollEvent, SharedQueues};
 use crate::notify::Notifier;
 use crate::stats::Stats;
 
@@ -54,7 +55,9 @@ pub fn run(config: &Config, stop_after: Option<Duration>) -> u8 {
     let shutdown = Shutdown::install(stop_after);
 
     log_startup(config);
-    let mut poller = Poller::new(client, poller_settings(config), stats.clone());
+    let selected_queues = SharedQueues::default();
+    let settings = poller_settings(config, selected_queues.clone());
+    let mut poller = Poller::new(client.clone(), settings, stats.clone());
     let started = match poller.start(&shutdown.control) {
         Ok(started) => started,
         Err(error) => return start_error_code(&error),
@@ -74,6 +77,14 @@ pub fn run(config: &Config, stop_after: Option<Duration>) -> u8 {
     let writer = thread::Builder::new()
         .name("writer".into())
         .spawn(move || writer::run(writer_settings, agent, batch_rx, writer_stats));
+    spawn_kpis(
+        config,
+        client,
+        selected_queues,
+        batch_tx.clone(),
+        shutdown.stop.clone(),
+        stats.clone(),
+    );
     let aggregator_job = AggregatorJob {
         aggregator: Aggregator::new(
             millis(config.window),
@@ -116,14 +127,42 @@ pub fn run(config: &Config, stop_after: Option<Duration>) -> u8 {
     exit::OK
 }
 
-fn poller_settings(config: &Config) -> PollerSettings {
+fn poller_settings(config: &Config, published: SharedQueues) -> PollerSettings {
     PollerSettings {
         poll_interval: config.poll_interval,
         queue_refresh: config.queue_refresh,
         selectors: config.queues.clone(),
         shard: config.shard,
         requests_per_minute: config.genesys.requests_per_minute,
-        reserved_per_minute: 0,
+        kpi_poll: config.kpi.map(|kpi| kpi.poll),
+        published,
+    }
+}
+
+/// Starts the KPI thread when KPIs are on. It is never joined: it stops as soon as the
+/// stop channel disconnects and must not hold the final flush back.
+fn spawn_kpis(
+    config: &Config,
+    client: Arc<GenesysClient>,
+    queues: SharedQueues,
+    batches: Sender<Batch>,
+    stop: Receiver<()>,
+    stats: Arc<Stats>,
+) {
+    let Some(kpi) = config.kpi else {
+        log::info!("interval KPIs are off (KPIS=off)");
+        return;
+    };
+    let settings = KpiSettings {
+        config: kpi,
+        static_tags: config.static_tags.clone(),
+        state_dir: config.spool.dir.clone(),
+    };
+    let started = thread::Builder::new()
+        .name("kpi".into())
+        .spawn(move || kpi::run(settings, client, queues, batches, stop, stats));
+    if let Err(e) = started {
+        log::error!("could not start the KPI thread ({e}); observations continue without KPIs");
     }
 }
 

@@ -133,6 +133,15 @@ fn thousands(n: u64) -> String {
     out
 }
 
+/// Requests per minute (rounded up) of something that sends one request per chunk of
+/// ≤ 100 queues every `period`: `ceil(Q/100) × 60 s / period`. Used for what the
+/// observation poll must leave free: queue-list refreshes and the KPI poll.
+pub fn requests_per_minute(queue_count: usize, period: Duration) -> u32 {
+    let chunks = queue_count.div_ceil(MAX_QUEUES_PER_REQUEST) as u128;
+    let period_ms = period.as_millis().max(1);
+    u32::try_from((chunks * 60_000).div_ceil(period_ms)).unwrap_or(u32::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,5 +217,17 @@ mod tests {
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1000), "1,000");
         assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+    #[test]
+    fn requests_per_minute_rounds_up_per_chunk() {
+        let minute = Duration::from_secs(60);
+        assert_eq!(requests_per_minute(0, minute), 0);
+        assert_eq!(requests_per_minute(1, minute), 1);
+        assert_eq!(requests_per_minute(100, minute), 1);
+        assert_eq!(requests_per_minute(101, minute), 2);
+        assert_eq!(requests_per_minute(3400, minute), 34);
+        assert_eq!(requests_per_minute(250, Duration::from_secs(30)), 6);
+        assert_eq!(requests_per_minute(250, Duration::from_secs(300)), 1);
+        assert_eq!(requests_per_minute(1000, Duration::from_secs(300)), 2);
     }
 }

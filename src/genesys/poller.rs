@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::config::{QueueSelector, Shard};
-use crate::model::{PollEvent, Queue};
+use crate::model::{PollEvent, Queue, SharedQueues};
 use crate::stats::Stats;
 
 use super::budget::{self, Plan};
@@ -45,8 +45,22 @@ pub struct PollerSettings {
     pub selectors: Vec<QueueSelector>,
     pub shard: Option<Shard>,
     pub requests_per_minute: u32,
-    /// Requests per minute kept free for the queue refresh and the KPI poller.
-    pub reserved_per_minute: u32,
+    /// `KPI_POLL` when the KPI poller shares the budget: its requests are kept free.
+    pub kpi_poll: Option<Duration>,
+    /// Where every resolved queue list is published for the KPI poller.
+    pub published: SharedQueues,
+}
+
+impl PollerSettings {
+    /// Requests per minute that `queue_count` queues leave to the queue-list refresh
+    /// and the KPI poll, which the observation poll must not use.
+    fn reserved_per_minute(&self, queue_count: usize) -> u32 {
+        let refresh = budget::requests_per_minute(queue_count, self.queue_refresh);
+        let kpi = self
+            .kpi_poll
+            .map_or(0, |poll| budget::requests_per_minute(queue_count, poll));
+        refresh.saturating_add(kpi)
+    }
 }
 
 /// Messages to the poller; the channel disconnecting means stop.
@@ -244,12 +258,7 @@ pub struct Poller {
 
 impl Poller {
     pub fn new(client: Arc<GenesysClient>, settings: PollerSettings, stats: Arc<Stats>) -> Self {
-        let plan = budget::plan(
-            0,
-            settings.poll_interval,
-            settings.requests_per_minute,
-            settings.reserved_per_minute,
-        );
+        let plan = budget::plan(0, settings.poll_interval, settings.requests_per_minute, 0);
         Poller {
             client,
             stats,
@@ -354,13 +363,14 @@ impl Poller {
         let (merged, changes) = merge_queue_lists(&self.queues, selected);
         let first = self.queues.is_empty();
         self.queues = merged;
+        self.settings.published.publish(self.queues.clone());
         self.refreshed();
         Stats::set(&self.stats.queues, self.queues.len() as u64);
         let plan = budget::plan(
             self.queues.len(),
             self.settings.poll_interval,
             self.settings.requests_per_minute,
-            self.settings.reserved_per_minute,
+            self.settings.reserved_per_minute(self.queues.len()),
         );
         if first || plan.chunks != self.plan.chunks || plan.poll_interval != self.plan.poll_interval
         {
@@ -688,7 +698,8 @@ mod tests {
             selectors,
             shard: None,
             requests_per_minute: 300,
-            reserved_per_minute: 0,
+            kpi_poll: None,
+            published: SharedQueues::default(),
         }
     }
 
