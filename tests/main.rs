@@ -6,5 +6,6 @@
 mod util;
 
 mod core_pipeline;
+mod demo_command;
 mod line_protocol_roundtrip;
 mod writer_influxd;
