@@ -8,4 +8,5 @@ mod util;
 mod core_pipeline;
 mod dashboard;
 mod line_protocol_roundtrip;
+mod systemd_notify;
 mod writer_influxd;
