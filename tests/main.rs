@@ -8,5 +8,6 @@ mod util;
 mod core_pipeline;
 mod dashboard;
 mod line_protocol_roundtrip;
+mod sharding;
 mod systemd_notify;
 mod writer_influxd;
