@@ -219,3 +219,84 @@ fn invalid_shards_are_configuration_errors() {
         "a misconfigured instance polled"
     );
 }
+
+/// Measures the request budget `docs/scaling.md` quotes: the real binary against Sims of
+/// 1,000, 5,000 and 10,000 queues (and 10,000 split in two), `POLL_INTERVAL=10s`, the
+/// default budget of 300 requests per minute. Slow (about 80 s), so run on demand:
+/// `cargo test --test main request_budget -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn request_budget_at_scale() {
+    let runs: [(usize, Option<&str>); 4] = [
+        (1_000, None),
+        (5_000, None),
+        (10_000, None),
+        (10_000, Some("1/2")),
+    ];
+    let influx = Influxd::start_default();
+    let mut started = Vec::new();
+    for (queues, shard) in runs {
+        let sim = sim(queues);
+        let mut env = service_env(&sim, &influx, false);
+        env.retain(|(k, _)| !matches!(*k, "POLL_INTERVAL" | "WINDOW" | "INFLUXDB_URL"));
+        env.push(("POLL_INTERVAL", "10s".into()));
+        env.push(("WINDOW", "60s".into()));
+        env.push(("INFLUXDB_URL", "-".into()));
+        if let Some(shard) = shard {
+            env.push(("QUEUE_SHARD", shard.into()));
+        }
+        let service = Service::start(&["run"], &env);
+        started.push((queues, shard, sim, service));
+    }
+    std::thread::sleep(Duration::from_secs(80));
+    println!("| queues | shard | plan (log) | requests per poll | observation requests/min | queue-list requests at start |");
+    for (queues, shard, sim, mut service) in started {
+        service.signal("TERM");
+        service.wait(Duration::from_secs(30));
+        let requests = sim.requests();
+        let polled: BTreeSet<&String> = requests
+            .iter()
+            .filter(|r| r.endpoint == Some(Endpoint::Observations))
+            .flat_map(|r| r.queue_ids.iter())
+            .collect();
+        // A poll is complete when every polled queue has been asked for once.
+        let mut polls: Vec<(u64, usize)> = Vec::new();
+        let mut seen = BTreeSet::new();
+        let (mut first, mut count) = (None, 0);
+        for r in requests
+            .iter()
+            .filter(|r| r.endpoint == Some(Endpoint::Observations) && r.status == 200)
+        {
+            first.get_or_insert(r.time_ms);
+            count += 1;
+            seen.extend(r.queue_ids.iter());
+            if seen.len() == polled.len() {
+                polls.push((first.take().unwrap(), count));
+                seen.clear();
+                count = 0;
+            }
+        }
+        let per_poll: Vec<usize> = polls.iter().map(|p| p.1).collect();
+        let per_minute = if polls.len() >= 2 {
+            let span = polls.last().unwrap().0 - polls[0].0;
+            let sent: usize = per_poll[..per_poll.len() - 1].iter().sum();
+            format!("{:.0}", sent as f64 * 60_000.0 / span as f64)
+        } else {
+            "n/a (fewer than 2 polls)".into()
+        };
+        let list = requests
+            .iter()
+            .filter(|r| r.endpoint == Some(Endpoint::Queues))
+            .count();
+        let log = service.stderr();
+        let plan = log
+            .lines()
+            .find(|l| l.contains("polling ") && l.contains(" request"))
+            .map(|l| l[l.find("polling ").unwrap()..].to_string())
+            .unwrap_or_default();
+        println!(
+            "| {queues} | {} | {plan} | {per_poll:?} | {per_minute} | {list} |",
+            shard.unwrap_or("-")
+        );
+    }
+}
