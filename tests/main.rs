@@ -6,6 +6,9 @@
 mod util;
 
 mod core_pipeline;
+mod dashboard;
 mod demo_command;
 mod line_protocol_roundtrip;
+mod sharding;
+mod systemd_notify;
 mod writer_influxd;

@@ -352,10 +352,20 @@ impl Poller {
         }
         self.warned_unmatched
             .extend(selection.unmatched.iter().cloned());
-        (
-            queues::in_shard(selection.queues, self.settings.shard),
-            selection.unmatched,
-        )
+        let selected = selection.queues.len();
+        let sharded = queues::in_shard(selection.queues, self.settings.shard);
+        if let Some(shard) = self.settings.shard {
+            if self.queues.is_empty() || self.queues.len() != sharded.len() {
+                log::info!(
+                    "QUEUE_SHARD={}/{}: this instance polls {} of the {} selected queues",
+                    shard.index,
+                    shard.count,
+                    sharded.len(),
+                    selected
+                );
+            }
+        }
+        (sharded, selection.unmatched)
     }
 
     /// Makes `selected` the polled list and re-plans the budget.

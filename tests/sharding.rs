@@ -1,0 +1,302 @@
+//! `QUEUE_SHARD=i/n`, black-box: three instances of the built binary split one large
+//! simulated org between them and, written into one real influxd, cover every queue
+//! exactly once per window; bad values are configuration errors (exit 78).
+//!
+//! A queue written by two instances would be the same series at the same timestamp and
+//! silently overwrite itself, so each instance adds its own static tag
+//! (`INFLUXDB_TAGS=shard=i`): a queue polled twice then shows up as two series.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use genesys2influx::genesys::sim::{Endpoint, Sim, SimOptions};
+
+use crate::core_pipeline::service_env;
+use crate::util::influxd::Influxd;
+use crate::util::process::{run_to_end, Service};
+
+const DB: &str = "genesys";
+const QUEUES: usize = 300;
+const SHARDS: u32 = 3;
+
+/// The documented shard of a queue id (CONTRACT.md, `QUEUE_SHARD`; README): FNV-1a 64
+/// over the lower-cased id, modulo n, plus one. Written out here so that a change of the
+/// hash, which would move queues between running instances, fails this test.
+fn documented_shard(queue_id: &str, count: u32) -> u32 {
+    let hash = queue_id
+        .bytes()
+        .map(|b| b.to_ascii_lowercase())
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    (hash % u64::from(count)) as u32 + 1
+}
+
+fn sim(queue_count: usize) -> Sim {
+    Sim::start(SimOptions {
+        queue_count,
+        value_period: Duration::from_secs(1),
+        ..SimOptions::default()
+    })
+    .expect("simulated Genesys starts")
+}
+
+/// `self-metric instance → queues` for each window all instances reported on.
+fn self_metrics(influx: &Influxd) -> BTreeMap<u64, BTreeMap<String, i64>> {
+    let json = influx.query(
+        DB,
+        "SELECT \"queues\" FROM \"genesys2influx\" GROUP BY \"instance\"",
+    );
+    let mut windows: BTreeMap<u64, BTreeMap<String, i64>> = BTreeMap::new();
+    for series in json["results"][0]["series"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let instance = series["tags"]["instance"].as_str().unwrap_or_default();
+        for row in series["values"].as_array().into_iter().flatten() {
+            if let (Some(time), Some(queues)) = (row[0].as_u64(), row[1].as_i64()) {
+                windows
+                    .entry(time)
+                    .or_default()
+                    .insert(instance.to_string(), queues);
+            }
+        }
+    }
+    windows
+}
+
+#[test]
+fn three_shards_write_every_queue_exactly_once_per_window() {
+    let sim = sim(QUEUES);
+    let influx = Influxd::start_default();
+    influx.create_database(DB);
+    let mut services: Vec<Service> = (1..=SHARDS)
+        .map(|i| {
+            let mut env = service_env(&sim, &influx, false);
+            env.retain(|(k, _)| *k != "INSTANCE");
+            env.push(("INSTANCE", format!("shard-{i}")));
+            env.push(("QUEUE_SHARD", format!("{i}/{SHARDS}")));
+            env.push(("INFLUXDB_TAGS", format!("shard={i}")));
+            Service::start(&["run"], &env)
+        })
+        .collect();
+
+    // Each start-up log says how many queues this shard polls; together: all of them.
+    let mut polled = 0;
+    for (i, service) in services.iter().enumerate() {
+        let prefix = format!("QUEUE_SHARD={}/{SHARDS}: this instance polls ", i + 1);
+        service.wait_for_log(&prefix, Duration::from_secs(30));
+        let log = service.stderr();
+        let line = log.lines().find(|l| l.contains(&prefix)).unwrap();
+        let count: usize = line[line.find(&prefix).unwrap() + prefix.len()..]
+            .split(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no count in {line:?}"));
+        assert!(
+            line.contains(&format!("of the {QUEUES} selected queues")),
+            "{line}"
+        );
+        assert!(count > 0 && count < QUEUES, "{line}");
+        polled += count;
+    }
+    assert_eq!(polled, QUEUES, "the shards' start-up counts do not add up");
+
+    // Wait (bounded) for three windows every instance reported on.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let shared_windows = loop {
+        let shared: Vec<u64> = self_metrics(&influx)
+            .into_iter()
+            .filter(|(_, by_instance)| by_instance.len() == SHARDS as usize)
+            .map(|(time, _)| time)
+            .collect();
+        if shared.len() >= 3 {
+            break shared;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fewer than 3 windows from all {SHARDS} instances within 60 s; logs:\n{}",
+            services
+                .iter()
+                .map(|s| s.stderr())
+                .collect::<Vec<_>>()
+                .join("\n---\n")
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    for service in &services {
+        service.signal("TERM");
+    }
+    for service in &mut services {
+        let status = service.wait(Duration::from_secs(30));
+        assert_eq!(status.code(), Some(0), "stderr:\n{}", service.stderr());
+    }
+
+    let all_ids: BTreeSet<String> = sim.queues().into_iter().map(|(id, _)| id).collect();
+    assert_eq!(all_ids.len(), QUEUES);
+    let metrics = self_metrics(&influx);
+    for time in &shared_windows {
+        let by_instance = &metrics[time];
+        assert_eq!(
+            by_instance.values().sum::<i64>(),
+            QUEUES as i64,
+            "window {time}: self-metrics queues {by_instance:?}"
+        );
+        let json = influx.query(
+            DB,
+            &format!(
+                "SELECT count(\"samples\") FROM \"genesys_queue\" WHERE time = {time}s GROUP BY \"queue_id\", \"shard\""
+            ),
+        );
+        let mut seen: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        for series in json["results"][0]["series"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let id = series["tags"]["queue_id"].as_str().unwrap().to_string();
+            let shard: u32 = series["tags"]["shard"].as_str().unwrap().parse().unwrap();
+            assert_eq!(series["values"][0][1], 1, "window {time}, queue {id}");
+            seen.entry(id).or_default().push(shard);
+        }
+        let twice: Vec<_> = seen.iter().filter(|(_, s)| s.len() > 1).collect();
+        assert!(twice.is_empty(), "window {time}: written twice: {twice:?}");
+        let written: BTreeSet<String> = seen.keys().cloned().collect();
+        let missing: Vec<_> = all_ids.difference(&written).collect();
+        assert!(
+            missing.is_empty(),
+            "window {time}: never written: {missing:?}"
+        );
+        for (id, shards) in &seen {
+            assert_eq!(
+                shards[0],
+                documented_shard(id, SHARDS),
+                "window {time}: queue {id} written by the wrong shard"
+            );
+        }
+    }
+
+    // No observations request mixes shards, and together they asked for every queue.
+    let mut asked = BTreeSet::new();
+    for request in sim.requests() {
+        if request.endpoint != Some(Endpoint::Observations) {
+            continue;
+        }
+        let shards: BTreeSet<u32> = request
+            .queue_ids
+            .iter()
+            .map(|id| documented_shard(id, SHARDS))
+            .collect();
+        assert_eq!(shards.len(), 1, "one request spans shards {shards:?}");
+        asked.extend(request.queue_ids.iter().cloned());
+    }
+    assert_eq!(asked, all_ids);
+    println!(
+        "{} windows checked: {QUEUES} queues, each written once, by its documented shard",
+        shared_windows.len()
+    );
+}
+
+#[test]
+fn invalid_shards_are_configuration_errors() {
+    let sim = sim(5);
+    let influx = Influxd::start_default();
+    for bad in ["3/2", "0/0", "x", "1/0", "2", "-1/3"] {
+        let mut env = service_env(&sim, &influx, false);
+        env.push(("QUEUE_SHARD", bad.to_string()));
+        let (code, _, stderr) = run_to_end(&["run"], &env, Duration::from_secs(30));
+        assert_eq!(code, Some(78), "QUEUE_SHARD={bad}: stderr:\n{stderr}");
+        assert!(
+            stderr.contains("QUEUE_SHARD") && stderr.contains("i/n"),
+            "QUEUE_SHARD={bad}: the message does not name the variable and the accepted form:\n{stderr}"
+        );
+    }
+    assert!(
+        sim.requests()
+            .iter()
+            .all(|r| r.endpoint != Some(Endpoint::Observations)),
+        "a misconfigured instance polled"
+    );
+}
+
+/// Measures the request budget `docs/scaling.md` quotes: the real binary against Sims of
+/// 1,000, 5,000 and 10,000 queues (and 10,000 split in two), `POLL_INTERVAL=10s`, the
+/// default budget of 300 requests per minute. Slow (about 80 s), so run on demand:
+/// `cargo test --test main request_budget -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn request_budget_at_scale() {
+    let runs: [(usize, Option<&str>); 4] = [
+        (1_000, None),
+        (5_000, None),
+        (10_000, None),
+        (10_000, Some("1/2")),
+    ];
+    let influx = Influxd::start_default();
+    let mut started = Vec::new();
+    for (queues, shard) in runs {
+        let sim = sim(queues);
+        let mut env = service_env(&sim, &influx, false);
+        env.retain(|(k, _)| !matches!(*k, "POLL_INTERVAL" | "WINDOW" | "INFLUXDB_URL"));
+        env.push(("POLL_INTERVAL", "10s".into()));
+        env.push(("WINDOW", "60s".into()));
+        env.push(("INFLUXDB_URL", "-".into()));
+        if let Some(shard) = shard {
+            env.push(("QUEUE_SHARD", shard.into()));
+        }
+        let service = Service::start(&["run"], &env);
+        started.push((queues, shard, sim, service));
+    }
+    std::thread::sleep(Duration::from_secs(80));
+    println!("| queues | shard | plan (log) | requests per poll | observation requests/min | queue-list requests at start |");
+    for (queues, shard, sim, mut service) in started {
+        service.signal("TERM");
+        service.wait(Duration::from_secs(30));
+        let requests = sim.requests();
+        let polled: BTreeSet<&String> = requests
+            .iter()
+            .filter(|r| r.endpoint == Some(Endpoint::Observations))
+            .flat_map(|r| r.queue_ids.iter())
+            .collect();
+        // A poll is complete when every polled queue has been asked for once.
+        let mut polls: Vec<(u64, usize)> = Vec::new();
+        let mut seen = BTreeSet::new();
+        let (mut first, mut count) = (None, 0);
+        for r in requests
+            .iter()
+            .filter(|r| r.endpoint == Some(Endpoint::Observations) && r.status == 200)
+        {
+            first.get_or_insert(r.time_ms);
+            count += 1;
+            seen.extend(r.queue_ids.iter());
+            if seen.len() == polled.len() {
+                polls.push((first.take().unwrap(), count));
+                seen.clear();
+                count = 0;
+            }
+        }
+        let per_poll: Vec<usize> = polls.iter().map(|p| p.1).collect();
+        let per_minute = if polls.len() >= 2 {
+            let span = polls.last().unwrap().0 - polls[0].0;
+            let sent: usize = per_poll[..per_poll.len() - 1].iter().sum();
+            format!("{:.0}", sent as f64 * 60_000.0 / span as f64)
+        } else {
+            "n/a (fewer than 2 polls)".into()
+        };
+        let list = requests
+            .iter()
+            .filter(|r| r.endpoint == Some(Endpoint::Queues))
+            .count();
+        let log = service.stderr();
+        let plan = log
+            .lines()
+            .find(|l| l.contains("polling ") && l.contains(" request"))
+            .map(|l| l[l.find("polling ").unwrap()..].to_string())
+            .unwrap_or_default();
+        println!(
+            "| {queues} | {} | {plan} | {per_poll:?} | {per_minute} | {list} |",
+            shard.unwrap_or("-")
+        );
+    }
+}
