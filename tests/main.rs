@@ -5,6 +5,8 @@
 
 mod util;
 
+mod check_command;
 mod core_pipeline;
+mod genesys_resilience;
 mod line_protocol_roundtrip;
 mod writer_influxd;
