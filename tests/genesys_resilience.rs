@@ -399,6 +399,39 @@ fn renamed_deleted_and_added_queues_are_followed_at_the_next_refresh() {
     assert!(log.contains("queue list refreshed"), "log:\n{log}");
 }
 
+/// SIGHUP re-resolves the queue list at once (QUEUE_REFRESH is left at 5 minutes): a
+/// queue added afterwards is polled, and the listing was read again.
+#[test]
+fn sighup_re_resolves_the_queue_list_now() {
+    let timing = Timing { poll: 1, window: 2 };
+    let sim = sim(3, timing, 100);
+    let influx = influx();
+    let service = Service::start(&["run"], &env(&sim, Some(&influx), timing, &[]));
+    let first = sim.queues()[0].0.clone();
+    wait_for_complete_window(&influx, &service, timing, &first, 0);
+    let listings = |sim: &Sim| {
+        sim.requests()
+            .iter()
+            .filter(|r| r.endpoint == Some(Endpoint::Queues))
+            .count()
+    };
+    assert_eq!(listings(&sim), 1, "one listing at start-up");
+    let added = sim.add_queue("Added by SIGHUP");
+    service.signal("HUP");
+    let start = wait_for_complete_window(&influx, &service, timing, &added, 0);
+    let log = stop(service);
+    assert_eq!(
+        listings(&sim),
+        2,
+        "one more listing after SIGHUP; log:\n{log}"
+    );
+    assert_window_exact(&sim, &influx, timing, &added, start);
+    assert!(
+        log.contains("SIGHUP: re-resolving the queue list"),
+        "log:\n{log}"
+    );
+}
+
 /// Runs the service on 4 queues, calls `disturb` once the first complete window is in,
 /// then checks that every window from then on until two windows after `disturb` returned
 /// is complete and exact. Returns the service log.
