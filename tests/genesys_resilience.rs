@@ -553,6 +553,10 @@ fn a_500_a_dropped_connection_and_malformed_json_are_survived() {
 /// 1,200 queues at POLL_INTERVAL=5s: 12 requests of at most 100 ids per poll, together
 /// covering every queue, spread over the first half of the interval (5 s × 0.5 / 12 =
 /// 208 ms apart), 144 requests/min within the default budget of 300 × 80 %.
+///
+/// On a loaded machine a debug-built Sim may take ~0.5 s per 100-queue answer, and the
+/// poller then rightly abandons the last request of a tick at its deadline; so every
+/// finished tick must follow the plan, and at least one must be whole.
 #[test]
 fn twelve_hundred_queues_are_polled_in_twelve_spread_requests_within_the_budget() {
     let timing = Timing { poll: 5, window: 5 };
@@ -560,14 +564,24 @@ fn twelve_hundred_queues_are_polled_in_twelve_spread_requests_within_the_budget(
     let influx = influx();
     let service = Service::start(&["run"], &env(&sim, Some(&influx), timing, &[]));
     let all: BTreeSet<String> = sim.queues().into_iter().map(|(id, _)| id).collect();
-    // Two whole ticks after the first one seen (which may have started mid-way).
-    let mut ticks: BTreeMap<u64, Vec<RequestRecord>> = BTreeMap::new();
-    wait_until(&service, "three polls of 1,200 queues", || {
-        ticks = BTreeMap::new();
-        for r in observation_requests(&sim) {
+    // Finished ticks: neither the first one seen (it may have started before the service
+    // was ready) nor the one in progress.
+    let finished = |sim: &Sim| -> Vec<(u64, Vec<RequestRecord>)> {
+        let mut ticks: BTreeMap<u64, Vec<RequestRecord>> = BTreeMap::new();
+        for r in observation_requests(sim) {
             ticks.entry(r.time_ms / 5000 * 5000).or_default().push(r);
         }
-        ticks.len() >= 4
+        let count = ticks.len();
+        ticks
+            .into_iter()
+            .skip(1)
+            .take(count.saturating_sub(2))
+            .collect()
+    };
+    let mut ticks = Vec::new();
+    wait_until(&service, "a whole poll of 1,200 queues", || {
+        ticks = finished(&sim);
+        ticks.len() >= 2 && ticks.iter().any(|(_, requests)| requests.len() == 12)
     });
     wait_until(&service, "1,200 queues in InfluxDB", || {
         stored_ids(&influx).len() == all.len()
@@ -578,20 +592,29 @@ fn twelve_hundred_queues_are_polled_in_twelve_spread_requests_within_the_budget(
         "log:\n{log}"
     );
     assert!(!log.contains("instead"), "not widened; log:\n{log}");
-    for (tick, requests) in ticks.iter().skip(1).take(2) {
-        assert_eq!(requests.len(), 12, "requests of tick {tick}");
-        assert!(requests.iter().all(|r| r.status == 200));
-        assert!(requests.iter().all(|r| r.queue_ids.len() <= 100));
-        let covered: BTreeSet<String> = requests
-            .iter()
-            .flat_map(|r| r.queue_ids.iter().cloned())
-            .collect();
-        assert_eq!(covered, all, "tick {tick} covers every queue once");
-        let ids: usize = requests.iter().map(|r| r.queue_ids.len()).sum();
-        assert_eq!(ids, all.len(), "tick {tick} names each queue once");
+    for (tick, requests) in &ticks {
+        let times: Vec<u64> = requests.iter().map(|r| r.time_ms - tick).collect();
+        let context = format!("tick {tick}, requests at +ms {times:?}");
+        assert!(requests.len() <= 12, "{context}");
+        assert!(requests.iter().all(|r| r.status == 200), "{context}");
         assert!(
-            requests[11].time_ms < tick + 5000,
-            "tick {tick}: the 12 requests end within the poll interval"
+            requests.iter().all(|r| r.queue_ids.len() <= 100),
+            "{context}"
+        );
+        let named: Vec<&String> = requests.iter().flat_map(|r| &r.queue_ids).collect();
+        let distinct: BTreeSet<&String> = named.iter().copied().collect();
+        assert_eq!(
+            distinct.len(),
+            named.len(),
+            "{context}: a queue asked twice"
+        );
+        if requests.len() == 12 {
+            assert_eq!(named.len(), all.len(), "{context}");
+            assert!(distinct.iter().all(|id| all.contains(*id)), "{context}");
+        }
+        assert!(
+            requests.iter().all(|r| r.time_ms < tick + 5000),
+            "{context}: within the poll interval"
         );
         // Request i is not sent before its slot, tick + i × 208 ms (the Sim logs arrival
         // times, so a slow request may delay the next one but never advance it).
@@ -599,8 +622,7 @@ fn twelve_hundred_queues_are_polled_in_twelve_spread_requests_within_the_budget(
             let slot = tick + i as u64 * 5000 / 2 / 12;
             assert!(
                 r.time_ms + 5 >= slot,
-                "request {i} of tick {tick} came {} ms before its slot",
-                slot - r.time_ms
+                "{context}: request {i} before its slot"
             );
         }
     }
