@@ -89,7 +89,7 @@ fn a_working_setup_exits_0_with_every_step_and_a_table_of_current_values() {
         &format!("✓ token: obtained from {}/oauth/token", sim.base_url()),
         "✓ queues: 15 resolved (15 visible to the OAuth client)",
         "✓ observations: answered for 15 of 15 queue(s) asked",
-        &format!("✓ InfluxDB (v1): InfluxDB 1.6"),
+        "✓ InfluxDB (v1): InfluxDB 1.6",
         &format!("database \"{DB}\" writable"),
     ] {
         assert!(output.contains(step), "missing {step:?} in:\n{output}");
