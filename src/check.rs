@@ -222,21 +222,17 @@ fn check_genesys(
     }
 }
 
-/// InfluxDB reachable and write-authorised.
-///
-/// LEAD: this expects `crate::influx::writer::check(&config.influx, agent) -> Result<String, String>`
-/// from the influx branch (Ok: what was verified; Err: why not). Until it is merged, the
-/// step only handles stdout and reports the others as not verified. The exit code for a
-/// failure should be 77 for 401/403 and 69 otherwise: adjust once the error type is known.
-fn check_influx(config: &Config, _agent: &ureq::Agent, report: &mut Report) {
-    match &config.influx {
-        crate::config::InfluxTarget::Stdout => {
-            report.ok("InfluxDB: none, line protocol goes to stdout")
-        }
-        other => report.warn(&format!(
-            "InfluxDB ({}): not verified by this build (writer check not wired in yet)",
-            other.mode_name()
-        )),
+/// InfluxDB reachable and write-authorised: `/ping`, then an empty write (no point is
+/// written). 69 when unreachable, 77 when the credentials are refused, 78 when the
+/// database/bucket is missing or the probe is rejected.
+fn check_influx(config: &Config, agent: &ureq::Agent, report: &mut Report) {
+    let mode = config.influx.mode_name();
+    match crate::influx::writer::check(&config.influx, agent) {
+        Ok(verified) => report.ok(&format!("InfluxDB ({mode}): {verified}")),
+        Err(error) => report.fail(
+            i32::from(error.exit_code()),
+            &format!("InfluxDB ({mode}): {error}"),
+        ),
     }
 }
 

@@ -5,9 +5,11 @@
 
 mod util;
 
+mod check_command;
 mod core_pipeline;
 mod dashboard;
 mod demo_command;
+mod genesys_resilience;
 mod line_protocol_roundtrip;
 mod sharding;
 mod systemd_notify;

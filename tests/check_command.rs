@@ -1,0 +1,272 @@
+//! `genesys2influx check`, black-box: the built binary against a simulated Genesys Cloud
+//! and a real influxd, one test per way a setup goes wrong. Each asserts the exit code of
+//! the contract (0/69/77/78), the line that says what to do, and that the secret is never
+//! printed. Every output is echoed to stderr (`--nocapture`) so docs/troubleshooting.md
+//! can quote real output.
+
+use std::time::Duration;
+
+use genesys2influx::genesys::sim::{Endpoint, Sim, SimOptions};
+
+use crate::util::free_port;
+use crate::util::influxd::{self, Influxd, Options};
+use crate::util::process::run_to_end;
+
+const DB: &str = "genesys";
+const SECRET: &str = "sim-client-secret";
+const INFLUX_PASSWORD: &str = "not the admin password";
+/// `check` ends on its own; this only bounds a hang.
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// 15 queues whose values change once an hour, so a snapshot is predictable.
+fn sim() -> Sim {
+    Sim::start(SimOptions {
+        queue_count: 15,
+        value_period: Duration::from_secs(3600),
+        ..SimOptions::default()
+    })
+    .expect("simulated Genesys starts")
+}
+
+fn influx(auth: bool) -> Influxd {
+    let influx = Influxd::start_with(Options {
+        auth,
+        ..Options::default()
+    });
+    influx.create_database(DB);
+    influx
+}
+
+fn env(genesys_url: &str, influx_url: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("GENESYS_CLIENT_ID", SimOptions::default().client_id),
+        ("GENESYS_CLIENT_SECRET", SECRET.to_string()),
+        ("GENESYS_API_URL", genesys_url.to_string()),
+        ("GENESYS_LOGIN_URL", genesys_url.to_string()),
+        ("INFLUXDB_URL", influx_url.to_string()),
+        ("INFLUXDB_DATABASE", DB.to_string()),
+        ("HTTP_TIMEOUT", "5s".to_string()),
+    ]
+}
+
+fn with(
+    mut env: Vec<(&'static str, String)>,
+    key: &'static str,
+    value: &str,
+) -> Vec<(&'static str, String)> {
+    env.retain(|(k, _)| *k != key);
+    env.push((key, value.to_string()));
+    env
+}
+
+/// Runs `check`; returns (exit code, stdout + stderr), echoed for the docs.
+fn check(case: &str, env: &[(&'static str, String)]) -> (Option<i32>, String) {
+    let (code, stdout, stderr) = run_to_end(&["check"], env, LIMIT);
+    let output = format!("{stdout}{stderr}");
+    eprintln!("===== {case}: exit {code:?}\n{output}=====");
+    for (key, value) in env {
+        if key.contains("SECRET") || key.contains("PASSWORD") {
+            assert!(!output.contains(value.as_str()), "{key} printed:\n{output}");
+        }
+    }
+    (code, output)
+}
+
+fn unused_url() -> String {
+    format!("http://127.0.0.1:{}", free_port())
+}
+
+#[test]
+fn a_working_setup_exits_0_with_every_step_and_a_table_of_current_values() {
+    let sim = sim();
+    let influx = influx(false);
+    let slot_before = sim.slot_at(now_ms());
+    let (code, output) = check("all good", &env(&sim.base_url(), &influx.url()));
+    let same_slot = sim.slot_at(now_ms()) == slot_before;
+    assert_eq!(code, Some(0), "{output}");
+    for step in [
+        "✓ config: Genesys",
+        &format!("✓ token: obtained from {}/oauth/token", sim.base_url()),
+        "✓ queues: 15 resolved (15 visible to the OAuth client)",
+        "✓ observations: answered for 15 of 15 queue(s) asked",
+        "✓ InfluxDB (v1): InfluxDB 1.6",
+        &format!("database \"{DB}\" writable"),
+    ] {
+        assert!(output.contains(step), "missing {step:?} in:\n{output}");
+    }
+    assert!(!output.contains('✗'), "{output}");
+    let table: Vec<&str> = output
+        .lines()
+        .skip_while(|l| !l.starts_with("queue "))
+        .collect();
+    assert_eq!(table.len(), 1 + 10, "header and 10 rows:\n{output}");
+    let rows: Vec<&str> = table[1..]
+        .iter()
+        .copied()
+        .filter(|row| row.starts_with("Queue 00"))
+        .collect();
+    assert!(!rows.is_empty(), "{output}");
+    for row in rows {
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        let name = format!("{} {}", cells[0], cells[1]);
+        let id = sim
+            .queues()
+            .into_iter()
+            .find(|(_, n)| *n == name)
+            .map(|(id, _)| id)
+            .expect("a Sim queue");
+        if same_slot {
+            let expected = sim.observation_at(&id, slot_before);
+            let waiting: u64 = expected.media.iter().map(|m| m.waiting).sum();
+            assert_eq!(cells[2], waiting.to_string(), "waiting of {name}");
+            assert_eq!(
+                cells[4],
+                expected.agents()[0].to_string(),
+                "on queue of {name}"
+            );
+            assert_eq!(cells[5], expected.agents()[1].to_string(), "idle of {name}");
+        }
+    }
+    // No data point was written by the probe.
+    assert!(influx.rows(DB, "SHOW MEASUREMENTS").is_empty());
+}
+
+#[test]
+fn a_wrong_secret_exits_77_naming_the_login_url_and_region() {
+    let sim = sim();
+    let influx = influx(false);
+    let env = with(
+        env(&sim.base_url(), &influx.url()),
+        "GENESYS_CLIENT_SECRET",
+        "wrong-secret-Zq8",
+    );
+    let (code, output) = check("wrong secret", &env);
+    assert_eq!(code, Some(77), "{output}");
+    assert!(
+        output.contains(&format!(
+            "✗ token: Genesys Cloud refused the client credentials at {}/oauth/token (region",
+            sim.base_url()
+        )),
+        "{output}"
+    );
+    assert!(!output.contains("wrong-secret-Zq8") && !output.contains(SECRET));
+}
+
+#[test]
+fn a_role_without_the_observation_permission_exits_77_naming_it() {
+    let sim = sim();
+    sim.forbid(Endpoint::Observations);
+    let influx = influx(false);
+    let (code, output) = check(
+        "no observation permission",
+        &env(&sim.base_url(), &influx.url()),
+    );
+    assert_eq!(code, Some(77), "{output}");
+    assert!(output.contains("✓ queues: 15 resolved"), "{output}");
+    assert!(
+        output.contains("✗ observations: Genesys Cloud denied POST /api/v2/analytics/queues/observations/query (HTTP 403")
+            && output.contains("analytics:queueObservation:view"),
+        "{output}"
+    );
+}
+
+#[test]
+fn an_unreachable_genesys_exits_69() {
+    let influx = influx(false);
+    let genesys = unused_url();
+    let (code, output) = check("Genesys unreachable", &env(&genesys, &influx.url()));
+    assert_eq!(code, Some(69), "{output}");
+    assert!(
+        output.contains("✗ token:") && output.contains(&genesys),
+        "{output}"
+    );
+    // The InfluxDB step still runs, so one check shows every problem.
+    assert!(output.contains("✓ InfluxDB"), "{output}");
+}
+
+#[test]
+fn an_unreachable_influxdb_exits_69() {
+    let sim = sim();
+    let url = unused_url();
+    let (code, output) = check("InfluxDB unreachable", &env(&sim.base_url(), &url));
+    assert_eq!(code, Some(69), "{output}");
+    assert!(output.contains("✓ observations"), "{output}");
+    assert!(
+        output.contains(&format!(
+            "✗ InfluxDB (v1): InfluxDB unreachable: {url}/ping"
+        )),
+        "{output}"
+    );
+}
+
+#[test]
+fn a_wrong_influxdb_password_exits_77() {
+    let sim = sim();
+    let influx = influx(true);
+    let env = with(
+        env(&sim.base_url(), &influx.url()),
+        "INFLUXDB_USERNAME",
+        influxd::ADMIN_USER,
+    );
+    let env = with(env, "INFLUXDB_PASSWORD", INFLUX_PASSWORD);
+    let (code, output) = check("wrong InfluxDB password", &env);
+    assert_eq!(code, Some(77), "{output}");
+    assert!(
+        output.contains("✗ InfluxDB (v1): InfluxDB refused the credentials: 401")
+            && output.contains("INFLUXDB_PASSWORD"),
+        "{output}"
+    );
+    // and the right password passes
+    let env = with(env, "INFLUXDB_PASSWORD", influxd::ADMIN_PASSWORD);
+    let (code, output) = check("right InfluxDB password", &env);
+    assert_eq!(code, Some(0), "{output}");
+}
+
+#[test]
+fn a_missing_database_exits_78() {
+    let sim = sim();
+    let influx = Influxd::start_default();
+    let (code, output) = check("missing database", &env(&sim.base_url(), &influx.url()));
+    assert_eq!(code, Some(78), "{output}");
+    assert!(
+        output.contains("✗ InfluxDB (v1): InfluxDB answered 404: database \"genesys\"")
+            && output.contains("INFLUXDB_DATABASE"),
+        "{output}"
+    );
+}
+
+#[test]
+fn a_bad_setting_exits_78_naming_the_variable() {
+    let env = with(env(&unused_url(), &unused_url()), "WINDOW", "45s");
+    let (code, output) = check("WINDOW=45s", &env);
+    assert_eq!(code, Some(78), "{output}");
+    assert!(
+        output.contains("WINDOW") && output.contains("45s"),
+        "{output}"
+    );
+}
+
+#[test]
+fn nothing_selected_exits_78() {
+    let sim = sim();
+    let influx = influx(false);
+    let env = with(
+        env(&sim.base_url(), &influx.url()),
+        "GENESYS_QUEUES",
+        "NoSuchQueue*",
+    );
+    let (code, output) = check("nothing selected", &env);
+    assert_eq!(code, Some(78), "{output}");
+    assert!(output.contains("! queues: GENESYS_QUEUES entries matching nothing (names are case-sensitive): NoSuchQueue*"), "{output}");
+    assert!(
+        output.contains("✗ queues: nothing to poll (15 visible"),
+        "{output}"
+    );
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
