@@ -18,6 +18,8 @@ pub const ADMIN_USER: &str = "admin";
 pub const ADMIN_PASSWORD: &str = "admin pw, with = odd chars";
 /// Measured start-up is well under a second; this bounds a slow, shared CI machine.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Fresh port pairs tried when another test took a port first.
+const PORT_ATTEMPTS: u32 = 5;
 
 /// How to start the server.
 #[derive(Debug, Clone, Default)]
@@ -51,18 +53,32 @@ impl Influxd {
              these tests need a real InfluxDB 1.x"
         );
         let dir = TempDir::new("influxd");
-        let http_port = free_port();
-        let rpc_port = free_port();
-        let config = config_toml(dir.path(), http_port, rpc_port, &options);
-        std::fs::write(dir.join("influxdb.conf"), config).expect("write influxd config");
         let mut server = Influxd {
             dir,
-            http_port,
+            http_port: 0,
             options,
             child: None,
             agent: agent(),
         };
-        server.start();
+        // A port found free can be taken by another test before influxd binds it: then
+        // influxd exits at once, and we try again on other ports.
+        for attempt in 1..=PORT_ATTEMPTS {
+            server.http_port = free_port();
+            let config = config_toml(
+                server.dir.path(),
+                server.http_port,
+                free_port(),
+                &server.options,
+            );
+            std::fs::write(server.dir.join("influxdb.conf"), config).expect("write influxd config");
+            match server.try_start() {
+                Ok(()) => break,
+                Err(why) if attempt < PORT_ATTEMPTS && why.contains("address already in use") => {
+                    continue
+                }
+                Err(why) => panic!("{why}"),
+            }
+        }
         if server.options.auth {
             let q = format!(
                 "CREATE USER {ADMIN_USER} WITH PASSWORD '{}' WITH ALL PRIVILEGES",
@@ -75,6 +91,12 @@ impl Influxd {
 
     /// (Re)starts the process on the same port and data; waits for `/ping` → 204.
     pub fn start(&mut self) {
+        if let Err(why) = self.try_start() {
+            panic!("{why}");
+        }
+    }
+
+    fn try_start(&mut self) -> Result<(), String> {
         assert!(self.child.is_none(), "influxd already running");
         let log = File::create(self.dir.join("influxd.log")).expect("create influxd log");
         let child = Command::new(INFLUXD)
@@ -93,20 +115,22 @@ impl Influxd {
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                panic!(
+                self.child = None;
+                return Err(format!(
                     "influxd exited with {status} during start-up:\n{}",
                     self.log()
-                );
+                ));
             }
             let ping = self.agent.get(format!("{}/ping", self.url())).call();
             if matches!(&ping, Ok(r) if r.status().as_u16() == 204) {
-                return;
+                return Ok(());
             }
-            assert!(
-                Instant::now() < deadline,
-                "influxd did not answer /ping within {START_TIMEOUT:?}:\n{}",
-                self.log()
-            );
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "influxd did not answer /ping within {START_TIMEOUT:?}:\n{}",
+                    self.log()
+                ));
+            }
             sleep(Duration::from_millis(50));
         }
     }
