@@ -208,19 +208,21 @@ fn assert_windows_match_sim(sim: &Sim, influx: &Influxd, id: &str) -> usize {
                 &media_values(&|m| m.alerting as f64),
                 &format!("{context} {media}"),
             );
-            // Seconds waited are measured at receive time: equal up to the request latency.
+            // Seconds waited are measured when the answer arrives: never less than the
+            // simulator's value, more by the request's latency (bounded generously for a
+            // busy machine).
             let waited = media_values(&|m| m.longest_waiting_ms as f64 / 1000.0);
             let (_, max, _, last) = summary(&waited);
-            let got_max = point["longest_waiting_seconds_max"].as_f64().unwrap();
-            let got_last = point["longest_waiting_seconds_last"].as_f64().unwrap();
-            assert!(
-                (got_max - max).abs() < 0.5,
-                "{context} {media} longest_waiting_seconds_max {got_max} vs {max}"
-            );
-            assert!(
-                (got_last - last).abs() < 0.5,
-                "{context} {media} longest_waiting_seconds_last {got_last} vs {last}"
-            );
+            for (field, expected) in [
+                ("longest_waiting_seconds_max", max),
+                ("longest_waiting_seconds_last", last),
+            ] {
+                let got = point[field].as_f64().unwrap();
+                assert!(
+                    (0.0..2.0).contains(&(got - expected)),
+                    "{context} {media} {field}: {got} is not just above {expected}"
+                );
+            }
         }
     }
     checked
@@ -263,7 +265,9 @@ fn run_and_verify(auth: bool) {
         .take(9)
         .chain(queues.iter().rev().take(2))
         .collect();
-    wait_for_complete_windows(&influx, &service, &probes[0].0, 2);
+    for (id, _) in &probes {
+        wait_for_complete_windows(&influx, &service, id, 2);
+    }
 
     // Stop in the middle of a window so the partial window has 2 or 3 samples.
     while !(2.2..2.8).contains(&(now_s() % WINDOW_S as f64)) {
