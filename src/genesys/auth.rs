@@ -200,7 +200,7 @@ impl Authenticator {
             .post(&url)
             .header(
                 "Authorization",
-                basic_auth(&self.client_id, self.client_secret.expose()),
+                crate::http::basic_auth(&self.client_id, self.client_secret.expose()),
             )
             .header("Content-Type", "application/x-www-form-urlencoded")
             .header("Accept", "application/json")
@@ -262,35 +262,6 @@ impl Authenticator {
     }
 }
 
-/// `Basic base64(id:secret)` (RFC 7617, standard alphabet with padding).
-pub fn basic_auth(client_id: &str, secret: &str) -> String {
-    format!(
-        "Basic {}",
-        base64(format!("{client_id}:{secret}").as_bytes())
-    )
-}
-
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> shift) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,19 +303,6 @@ mod tests {
         assert_eq!(hold_off(1, false), Duration::from_secs(1));
         assert_eq!(hold_off(3, false), Duration::from_secs(4));
         assert_eq!(hold_off(40, false), Duration::from_secs(60));
-    }
-
-    #[test]
-    fn basic_auth_is_rfc_base64() {
-        // RFC 7617 example
-        assert_eq!(
-            basic_auth("Aladdin", "open sesame"),
-            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
-        );
-        assert_eq!(base64(b"a"), "YQ==");
-        assert_eq!(base64(b"ab"), "YWI=");
-        assert_eq!(base64(b"abc"), "YWJj");
-        assert_eq!(base64("ü".as_bytes()), "w7w=");
     }
 
     fn authenticator() -> Authenticator {

@@ -209,10 +209,9 @@ impl Endpoint {
                 write_url.push_str("&precision=s");
                 let authorization = match auth {
                     V1Auth::None => None,
-                    V1Auth::Basic { username, password } => Some(format!(
-                        "Basic {}",
-                        base64(format!("{username}:{}", password.expose()).as_bytes())
-                    )),
+                    V1Auth::Basic { username, password } => {
+                        Some(crate::http::basic_auth(username, password.expose()))
+                    }
                     V1Auth::Token(token) => Some(format!("Token {}", token.expose())),
                 };
                 (
@@ -1141,27 +1140,6 @@ fn url_encode(value: &str) -> String {
     out
 }
 
-fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            out.push(if i <= chunk.len() {
-                char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63])
-            } else {
-                '='
-            });
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1421,7 +1399,7 @@ mod tests {
         );
         assert_eq!(
             v1.authorization.as_deref(),
-            Some(format!("Basic {}", base64("writer:p@ss:wörd".as_bytes())).as_str())
+            Some(crate::http::basic_auth("writer", "p@ss:wörd").as_str())
         );
         let token = Endpoint::new(&InfluxTarget::V1 {
             url: "http://h".into(),
@@ -1446,8 +1424,6 @@ mod tests {
         assert_eq!(v2.authorization.as_deref(), Some("Token secret-token"));
         assert!(!v2.description.contains("secret-token"));
         assert!(Endpoint::new(&InfluxTarget::Stdout).is_none());
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
-        assert_eq!(base64(b"fooba"), "Zm9vYmE=");
     }
 
     fn settings(max_lines: usize) -> WriterSettings {
