@@ -7,7 +7,7 @@
 //! value, the ISO-8601 formatting is hand-written (no date crate), parsing is a function of
 //! the response text, so every rule is tested on the fixtures without a network.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +18,7 @@ use crate::influx::line_protocol::LineBuilder;
 use crate::model::Queue;
 
 use super::client::{ApiError, GenesysClient};
+use super::filter::{self, QueueFilter};
 
 pub const PATH: &str = "/api/v2/analytics/conversations/aggregates/query";
 /// Queue ids per request (API.md §9.1, same cap as observations).
@@ -219,49 +220,19 @@ struct Query<'a> {
     /// Explicit although it is the default: daily buckets are then UTC days for sure.
     time_zone: &'static str,
     group_by: [&'static str; 2],
-    filter: Filter<'a>,
+    filter: QueueFilter<'a>,
     metrics: &'static [&'static str],
-}
-
-#[derive(Debug, Serialize)]
-struct Filter<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    predicates: Vec<Predicate<'a>>,
-}
-
-#[derive(Debug, Serialize)]
-struct Predicate<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    dimension: &'static str,
-    operator: &'static str,
-    value: &'a str,
 }
 
 /// The request body for `chunk` (≤ 100 queues, each id sent once) over `interval`, cut
 /// into buckets of `bucket`: the shape of `fixtures/aggregates-request.json`.
 pub fn query_body(chunk: &[Arc<Queue>], interval: Interval, bucket: Duration) -> serde_json::Value {
-    let mut seen = HashSet::new();
-    let predicates = chunk
-        .iter()
-        .filter(|q| seen.insert(q.id.as_str()))
-        .map(|q| Predicate {
-            kind: "dimension",
-            dimension: "queueId",
-            operator: "matches",
-            value: &q.id,
-        })
-        .collect();
     let query = Query {
         interval: interval.to_iso(),
         granularity: granularity(bucket),
         time_zone: "UTC",
         group_by: ["queueId", "mediaType"],
-        filter: Filter {
-            kind: "or",
-            predicates,
-        },
+        filter: filter::queue_ids(chunk),
         metrics: &METRICS,
     };
     // Serialising plain structs of strings cannot fail.

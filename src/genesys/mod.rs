@@ -4,6 +4,7 @@ pub mod aggregates;
 pub mod auth;
 pub mod budget;
 pub mod client;
+pub mod filter;
 pub mod observations;
 pub mod poller;
 pub mod queues;

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::{agent, media, MediaObservation, Queue, QueueObservation};
 
 use super::client::{ApiError, GenesysClient};
+use super::filter::{self, QueueFilter};
 
 pub const PATH: &str = "/api/v2/analytics/queues/observations/query";
 /// Queue ids per request (API.md §4.1).
@@ -38,44 +39,14 @@ const EPOCH_MS_FLOOR: f64 = 1e12;
 
 #[derive(Debug, Serialize)]
 struct Query<'a> {
-    filter: Filter<'a>,
+    filter: QueueFilter<'a>,
     metrics: &'static [&'static str],
-}
-
-#[derive(Debug, Serialize)]
-struct Filter<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    predicates: Vec<Predicate<'a>>,
-}
-
-#[derive(Debug, Serialize)]
-struct Predicate<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    dimension: &'static str,
-    operator: &'static str,
-    value: &'a str,
 }
 
 /// The request body for `chunk`: its queue ids `or`-ed, each once, all eleven metrics.
 pub fn query_body(chunk: &[Arc<Queue>]) -> serde_json::Value {
-    let mut seen = std::collections::HashSet::new();
-    let predicates = chunk
-        .iter()
-        .filter(|q| seen.insert(q.id.as_str()))
-        .map(|q| Predicate {
-            kind: "dimension",
-            dimension: "queueId",
-            operator: "matches",
-            value: &q.id,
-        })
-        .collect();
     let query = Query {
-        filter: Filter {
-            kind: "or",
-            predicates,
-        },
+        filter: filter::queue_ids(chunk),
         metrics: &METRICS,
     };
     // Serialising plain structs of strings cannot fail.

@@ -1,0 +1,45 @@
+//! The analytics query filter both queries send: the chunk's queue ids `or`-ed, each id
+//! once (API.md §4.1 and §9.1 share the shape).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::model::Queue;
+
+#[derive(Debug, Serialize)]
+pub struct QueueFilter<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    predicates: Vec<Predicate<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct Predicate<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    dimension: &'static str,
+    operator: &'static str,
+    value: &'a str,
+}
+
+/// `{"type": "or", "predicates": [{"type": "dimension", "dimension": "queueId", ...}]}`
+/// with every queue id of `chunk` once, in order.
+pub fn queue_ids(chunk: &[Arc<Queue>]) -> QueueFilter<'_> {
+    let mut seen = HashSet::new();
+    let predicates = chunk
+        .iter()
+        .filter(|q| seen.insert(q.id.as_str()))
+        .map(|q| Predicate {
+            kind: "dimension",
+            dimension: "queueId",
+            operator: "matches",
+            value: &q.id,
+        })
+        .collect();
+    QueueFilter {
+        kind: "or",
+        predicates,
+    }
+}
