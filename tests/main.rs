@@ -6,5 +6,6 @@
 mod util;
 
 mod core_pipeline;
+mod kpis;
 mod line_protocol_roundtrip;
 mod writer_influxd;
