@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use genesys2influx::genesys::sim::{Endpoint, KpiValues, Sim, SimOptions};
+use genesys2influx::genesys::sim::{Endpoint, KpiValues, RequestRecord, Sim, SimOptions};
 use serde_json::Value;
 
 use crate::core_pipeline::service_env;
@@ -277,7 +277,7 @@ fn assert_one_point_per_bucket(influx: &Influxd, db: &str) -> usize {
     buckets
 }
 
-fn aggregate_requests(sim: &Sim) -> Vec<genesys2influx::genesys::sim::RequestRecord> {
+fn aggregate_requests(sim: &Sim) -> Vec<RequestRecord> {
     sim.requests()
         .into_iter()
         .filter(|r| r.endpoint == Some(Endpoint::Aggregates))
@@ -407,4 +407,371 @@ fn buckets_grow_in_place_and_end_with_the_final_numbers() {
         "errors logged:\n{}",
         service.stderr()
     );
+}
+
+// ---- 3 + 6: backfill after a long stop; the dashboard's KPI queries ---------------------
+
+#[test]
+fn a_stop_longer_than_the_look_back_is_backfilled_and_the_dashboard_reads_it() {
+    const AFTER: &str = "genesys_after_restart";
+    let sim = kpi_sim(12);
+    let influx = Influxd::start_default();
+    influx.create_database(DB);
+    influx.create_database(AFTER);
+    let spool = TempDir::new("kpi-backfill");
+    let state_path = spool.join("kpi-state.json");
+
+    // First run: the service saves where the KPI re-querying resumes.
+    let mut first = Service::start(&["run"], &kpi_env(&sim, &influx, &spool, DB, "2s"));
+    let deadline = Instant::now() + SOON;
+    while !state_path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "no {} within {SOON:?}; log:\n{}",
+            state_path.display(),
+            first.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    first.signal("TERM");
+    let status = first.wait(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "log:\n{}", first.stderr());
+    let stopped_ms = now_ms();
+    let mut state: Value =
+        serde_json::from_slice(&std::fs::read(&state_path).unwrap()).expect("state is JSON");
+    let resume = state["resume_from_ms"].as_u64().expect("resume_from_ms");
+    assert!(
+        resume % BUCKET_MS == 0 && resume + LOOKBACK_MS + BUCKET_MS >= stopped_ms,
+        "the resume point {state} should be a bucket within the look-back of {stopped_ms}"
+    );
+
+    // Pretend the service stayed down for ten minutes: same file, resume point moved back.
+    let missed_from = resume - 10 * BUCKET_MS;
+    state["resume_from_ms"] = missed_from.into();
+    std::fs::write(&state_path, serde_json::to_vec_pretty(&state).unwrap()).unwrap();
+    let restart_ms = now_ms();
+    let second = Service::start(&["run"], &kpi_env(&sim, &influx, &spool, AFTER, "2s"));
+    // Buckets before this are older than any normal poll's look-back: only a backfill
+    // (into a database the first run never wrote) can bring them.
+    let missed_to = floor(restart_ms - LOOKBACK_MS, BUCKET_MS);
+    let missed: Vec<u64> = (missed_from / 1000..missed_to / 1000).step_by(60).collect();
+    assert!(missed.len() >= 8, "missed buckets {missed:?}");
+    let deadline = Instant::now() + SOON;
+    loop {
+        let points = stored_points(&influx, AFTER);
+        let wrong: Vec<u64> = missed
+            .iter()
+            .copied()
+            .filter(|&s| bucket_of(&points, s) != expected_bucket(&sim, s))
+            .collect();
+        if wrong.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "missed buckets {wrong:?} not backfilled with their final numbers; log:\n{}",
+            second.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    second.wait_for_log("KPI backfill of missed buckets", SOON);
+    for &s in &missed {
+        assert!(!expected_bucket(&sim, s).is_empty(), "traffic in {s}");
+    }
+    assert_queue_names(&sim, &stored_points(&influx, AFTER));
+    assert_one_point_per_bucket(&influx, AFTER);
+    // The resume point moved on past the backfilled buckets.
+    let deadline = Instant::now() + SOON;
+    loop {
+        let state: Value = serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
+        if state["resume_from_ms"].as_u64().unwrap() >= missed_to {
+            break;
+        }
+        assert!(Instant::now() < deadline, "resume point stuck at {state}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    check_dashboard_kpis(&sim, &influx, AFTER, &missed);
+}
+
+/// Grafana's `$queue` and `$media_type` (regexes), `$__interval` (s), and which
+/// (queue id, media type) series that selects.
+type Selection<'a> = (&'a str, &'a str, u64, Box<dyn Fn(&str, &str) -> bool + 'a>);
+
+/// One column of a dashboard KPI query and how to compute it from the Sim's final numbers.
+fn expected_column(column: &str, unit: &str, sum: &KpiValues) -> Option<f64> {
+    let ratio = |n: u64, d: u64| (d > 0).then(|| n as f64 / d as f64);
+    match column.to_ascii_lowercase().as_str() {
+        "offered" => Some(sum.offered as f64),
+        "answered" => Some(sum.answered.count as f64),
+        "abandoned" => Some(sum.abandoned.count as f64),
+        "handled" => Some(sum.handled.count as f64),
+        c if c.starts_with("service level") => {
+            // Grafana shows a fraction with unit `percentunit`, a percentage with `percent`.
+            let scale = match unit {
+                "percentunit" => 1.0,
+                "percent" => 100.0,
+                other => panic!("service level shown with unit {other:?}"),
+            };
+            ratio(sum.sl_numerator, sum.sl_denominator).map(|r| r * scale)
+        }
+        "asa" => ratio(sum.answered.sum, sum.answered.count).map(|r| r / 1000.0),
+        "aht" => ratio(sum.handled.sum, sum.handled.count).map(|r| r / 1000.0),
+        other => panic!(
+            "dashboard column {other:?} of {MEASUREMENT} has no expectation in tests/kpis.rs; \
+             add one (ratios of sums, never averages of averages)"
+        ),
+    }
+}
+
+/// Runs every dashboard query on `genesys_queue_interval` with Grafana's variables
+/// substituted, over the settled `buckets` (starts, s), for all queues and for one queue,
+/// and compares each returned value with the ratio of sums of the Sim's final numbers.
+fn check_dashboard_kpis(sim: &Sim, influx: &Influxd, db: &str, buckets: &[u64]) {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/packaging/grafana/genesys-queues.json"
+    );
+    let dashboard: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let mut panels = Vec::new();
+    let mut stack: Vec<&Value> = dashboard["panels"].as_array().unwrap().iter().collect();
+    while let Some(panel) = stack.pop() {
+        stack.extend(panel["panels"].as_array().into_iter().flatten());
+        let targets: Vec<String> = panel["targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["query"].as_str())
+            .filter(|q| q.contains(MEASUREMENT))
+            .map(str::to_string)
+            .collect();
+        if !targets.is_empty() {
+            panels.push((panel, targets));
+        }
+    }
+    let queues = sim.queues();
+    let (plain_id, plain_name) = queues
+        .iter()
+        .find(|(_, name)| name.starts_with("Queue "))
+        .expect("a queue with a plain name");
+    let first = *buckets.first().unwrap();
+    let end = *buckets.last().unwrap() + 60;
+    let selections: [Selection; 3] = [
+        (".*", ".*", 900, Box::new(|_, _| true)),
+        (".*", "voice", 3600, Box::new(|_, m| m == "voice")),
+        (
+            plain_name.as_str(),
+            ".*",
+            60,
+            Box::new(move |id, _| id == plain_id),
+        ),
+    ];
+    let mut seen = BTreeSet::new();
+    for (panel, targets) in &panels {
+        let title = panel["title"].as_str().unwrap_or_default();
+        let unit = panel["fieldConfig"]["defaults"]["unit"]
+            .as_str()
+            .unwrap_or_default();
+        for query in targets {
+            for (queue, media, interval, selected) in &selections {
+                let influxql = query
+                    .replace(
+                        "$timeFilter",
+                        &format!("time >= {first}s AND time < {end}s"),
+                    )
+                    .replace("$__interval", &format!("{interval}s"))
+                    .replace("$queue", queue)
+                    .replace("$media_type", media)
+                    .replace("$org", ".*");
+                let json = influx.query(db, &influxql);
+                let series = &json["results"][0]["series"][0];
+                let columns = series["columns"].as_array().unwrap_or_else(|| {
+                    panic!("{title}: no data for {influxql}");
+                });
+                let mut non_null = 0;
+                for row in series["values"].as_array().unwrap() {
+                    let group = row[0].as_u64().unwrap();
+                    let mut sum = KpiValues::default();
+                    for &s in buckets.iter().filter(|&&s| floor(s, *interval) == group) {
+                        for (id, _) in &queues {
+                            for m in MEDIA.iter().filter(|m| selected(id, m)) {
+                                sum.merge(&sim.expected_kpis(id, m, s * 1000, BUCKET_MS));
+                            }
+                        }
+                    }
+                    for (column, value) in columns.iter().zip(row.as_array().unwrap()).skip(1) {
+                        let column = column.as_str().unwrap();
+                        seen.insert(column.to_ascii_lowercase());
+                        let expected = expected_column(column, unit, &sum);
+                        let got = value.as_f64();
+                        let context = format!("{title} / {column} at {group} for {influxql}");
+                        match (expected, got) {
+                            (Some(e), Some(g)) => {
+                                non_null += 1;
+                                assert!(
+                                    (e - g).abs() <= 1e-9 * e.abs().max(1.0),
+                                    "{context}: {g}, expected {e}"
+                                );
+                            }
+                            // No answered interaction: no ASA value (or InfluxDB's 0).
+                            (None, None) | (None, Some(0.0)) => {}
+                            (e, g) => panic!("{context}: {g:?}, expected {e:?}"),
+                        }
+                    }
+                }
+                assert!(non_null > 0, "{title}: only empty values for {influxql}");
+            }
+        }
+    }
+    for kpi in ["service level", "asa"] {
+        assert!(
+            seen.iter().any(|c| c.starts_with(kpi)),
+            "the dashboard has no {kpi} query on {MEASUREMENT} (columns: {seen:?})"
+        );
+    }
+}
+
+// ---- 4: 403 ---------------------------------------------------------------------------
+
+#[test]
+fn a_403_on_aggregates_disables_kpis_and_observations_keep_flowing() {
+    let sim = kpi_sim(5);
+    sim.forbid(Endpoint::Aggregates);
+    let influx = Influxd::start_default();
+    influx.create_database(DB);
+    let spool = TempDir::new("kpi-403");
+    let mut service = Service::start(&["run"], &kpi_env(&sim, &influx, &spool, DB, "2s"));
+    service.wait_for_log("analytics:conversationAggregate:view", SOON);
+    let log = service.stderr();
+    let line = log
+        .lines()
+        .find(|l| l.contains("analytics:conversationAggregate:view"))
+        .unwrap();
+    assert!(line.contains("ERROR") && line.contains("403"), "{line}");
+    // Observations keep arriving after the 403: three more windows of all five queues,
+    // time for several more KPI polls that must not happen.
+    let rows = influx.rows(DB, "SELECT count(\"samples\") FROM genesys_queue");
+    let before = rows.first().and_then(|r| r[1].as_u64()).unwrap_or_default();
+    wait_for_observations(&influx, DB, &service, before + 3 * 5);
+    let requests = aggregate_requests(&sim);
+    assert_eq!(
+        requests.len(),
+        1,
+        "one refused query, then no more: {requests:?}"
+    );
+    assert_eq!(requests[0].status, 403);
+    let measurements = influx.rows(DB, "SHOW MEASUREMENTS");
+    assert!(
+        measurements.iter().all(|m| m[0] != MEASUREMENT),
+        "{MEASUREMENT} written despite the 403: {measurements:?}"
+    );
+    assert!(measurements.iter().any(|m| m[0] == "genesys_queue"));
+    service.signal("TERM");
+    let status = service.wait(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "log:\n{}", service.stderr());
+}
+
+// ---- 5: KPIS=off ----------------------------------------------------------------------
+
+#[test]
+fn kpis_off_sends_no_aggregate_query() {
+    let sim = kpi_sim(5);
+    let influx = Influxd::start_default();
+    influx.create_database(DB);
+    let spool = TempDir::new("kpi-off");
+    let mut env = kpi_env(&sim, &influx, &spool, DB, "1s");
+    env.retain(|(key, _)| *key != "KPIS");
+    env.push(("KPIS", "off".into()));
+    let service = Service::start(&["run"], &env);
+    service.wait_for_log("interval KPIs are off", SOON);
+    // Four windows of observations: a KPI poll every second would have happened by now.
+    wait_for_observations(&influx, DB, &service, 4 * 5);
+    assert_eq!(aggregate_requests(&sim), Vec::new());
+    assert!(influx
+        .rows(DB, "SHOW MEASUREMENTS")
+        .iter()
+        .all(|m| m[0] != MEASUREMENT));
+    assert!(!spool.join("kpi-state.json").exists());
+}
+
+// ---- request plan ----------------------------------------------------------------------
+
+/// The aggregate requests of each KPI poll (requests less than a second apart), the last
+/// (maybe unfinished) poll left out.
+fn requests_per_poll(sim: &Sim) -> Vec<Vec<RequestRecord>> {
+    let mut polls: Vec<Vec<RequestRecord>> = Vec::new();
+    for r in aggregate_requests(sim) {
+        match polls.last_mut() {
+            Some(poll) if r.time_ms < poll.last().unwrap().time_ms + 1000 => poll.push(r),
+            _ => polls.push(vec![r]),
+        }
+    }
+    polls.pop();
+    polls
+}
+
+/// Starts `run` with `queue_count` queues and `KPI_POLL=5s`, waits for `polls` complete
+/// polls and returns the aggregate requests of each.
+fn measure_polls(queue_count: usize, polls: usize) -> Vec<Vec<RequestRecord>> {
+    let sim = kpi_sim(queue_count);
+    let influx = Influxd::start_default();
+    influx.create_database(DB);
+    let spool = TempDir::new("kpi-rate");
+    let mut env = kpi_env(&sim, &influx, &spool, DB, "5s");
+    // The defaults for observations, so the budget planner sees a realistic load.
+    env.retain(|(key, _)| !matches!(*key, "POLL_INTERVAL" | "WINDOW"));
+    let service = Service::start(&["run"], &env);
+    let deadline = Instant::now() + Duration::from_secs(30 + 10 * polls as u64);
+    loop {
+        let done = requests_per_poll(&sim);
+        if done.len() >= polls {
+            return done;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {polls} KPI polls; log:\n{}",
+            done.len(),
+            service.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn assert_each_poll_asks_every_queue_once(queue_count: usize, polls: &[Vec<RequestRecord>]) {
+    let chunks = queue_count.div_ceil(100);
+    for poll in polls {
+        assert_eq!(poll.len(), chunks, "requests of one poll: {poll:?}");
+        let mut ids = BTreeSet::new();
+        for r in poll {
+            assert_eq!(r.status, 200);
+            assert!(r.queue_ids.len() <= 100);
+            for id in &r.queue_ids {
+                assert!(ids.insert(id.clone()), "{id} asked twice in one poll");
+            }
+        }
+        assert_eq!(ids.len(), queue_count);
+    }
+}
+
+#[test]
+fn each_kpi_poll_asks_for_every_queue_once_in_chunks_of_100() {
+    let polls = measure_polls(250, 2);
+    assert_each_poll_asks_every_queue_once(250, &polls);
+}
+
+/// The numbers of docs/kpis.md: `cargo test --test main kpi_request_rate -- --ignored
+/// --nocapture`.
+#[test]
+#[ignore = "slow measurement for docs/kpis.md"]
+fn kpi_request_rate_at_100_1000_and_3000_queues() {
+    for queues in [100, 1000, 3000] {
+        let polls = measure_polls(queues, 3);
+        assert_each_poll_asks_every_queue_once(queues, &polls);
+        let per_poll = polls[0].len();
+        println!(
+            "{queues} queues: {per_poll} aggregate requests per KPI poll = {} per minute at \
+             KPI_POLL=5s, {per_poll} per minute at the default KPI_POLL=60s",
+            per_poll * 12
+        );
+    }
 }
