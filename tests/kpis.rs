@@ -696,35 +696,42 @@ fn kpis_off_sends_no_aggregate_query() {
 
 // ---- request plan ----------------------------------------------------------------------
 
-/// The aggregate requests of each KPI poll (requests less than a second apart), the last
-/// (maybe unfinished) poll left out.
-fn requests_per_poll(sim: &Sim) -> Vec<Vec<RequestRecord>> {
-    let mut polls: Vec<Vec<RequestRecord>> = Vec::new();
+/// The aggregate requests of each KPI poll, the last (maybe unfinished) one left out. A
+/// poll fires `TICK_DELAY` (5 s) after a multiple of `KPI_POLL` and ends within it.
+fn requests_per_poll(sim: &Sim, poll_ms: u64) -> Vec<Vec<RequestRecord>> {
+    let mut polls: BTreeMap<u64, Vec<RequestRecord>> = BTreeMap::new();
     for r in aggregate_requests(sim) {
-        match polls.last_mut() {
-            Some(poll) if r.time_ms < poll.last().unwrap().time_ms + 1000 => poll.push(r),
-            _ => polls.push(vec![r]),
-        }
+        polls
+            .entry((r.time_ms - 5_000) / poll_ms)
+            .or_default()
+            .push(r);
     }
-    polls.pop();
-    polls
+    polls.pop_last();
+    polls.into_values().collect()
 }
 
-/// Starts `run` with `queue_count` queues and `KPI_POLL=5s`, waits for `polls` complete
-/// polls and returns the aggregate requests of each.
-fn measure_polls(queue_count: usize, polls: usize) -> Vec<Vec<RequestRecord>> {
+/// Starts `run` with `queue_count` queues and `KPI_POLL=poll_s`, waits for `polls`
+/// complete polls and returns the aggregate requests of each.
+fn measure_polls(queue_count: usize, poll_s: u64, polls: usize) -> Vec<Vec<RequestRecord>> {
     let sim = kpi_sim(queue_count);
     let influx = Influxd::start_default();
     influx.create_database(DB);
     let spool = TempDir::new("kpi-rate");
-    let mut env = kpi_env(&sim, &influx, &spool, DB, "5s");
+    let mut env = kpi_env(&sim, &influx, &spool, DB, &format!("{poll_s}s"));
     // The defaults for observations, so the budget planner sees a realistic load.
     env.retain(|(key, _)| !matches!(*key, "POLL_INTERVAL" | "WINDOW"));
     let service = Service::start(&["run"], &env);
-    let deadline = Instant::now() + Duration::from_secs(30 + 10 * polls as u64);
+    let deadline = Instant::now() + Duration::from_secs(30 + 2 * poll_s * polls as u64);
     loop {
-        let done = requests_per_poll(&sim);
+        let done = requests_per_poll(&sim, poll_s * 1000);
         if done.len() >= polls {
+            let log = service.stderr();
+            if let Some(plan) = log.lines().find(|l| l.contains("KPIs: ")) {
+                println!("{plan}");
+            }
+            if let Some(plan) = log.lines().find(|l| l.contains("polling ")) {
+                println!("{plan}");
+            }
             return done;
         }
         assert!(
@@ -755,7 +762,7 @@ fn assert_each_poll_asks_every_queue_once(queue_count: usize, polls: &[Vec<Reque
 
 #[test]
 fn each_kpi_poll_asks_for_every_queue_once_in_chunks_of_100() {
-    let polls = measure_polls(250, 2);
+    let polls = measure_polls(250, 5, 2);
     assert_each_poll_asks_every_queue_once(250, &polls);
 }
 
@@ -764,14 +771,19 @@ fn each_kpi_poll_asks_for_every_queue_once_in_chunks_of_100() {
 #[test]
 #[ignore = "slow measurement for docs/kpis.md"]
 fn kpi_request_rate_at_100_1000_and_3000_queues() {
-    for queues in [100, 1000, 3000] {
-        let polls = measure_polls(queues, 3);
+    for (queues, poll_s) in [(100, 5), (1000, 5), (3000, 20)] {
+        let polls = measure_polls(queues, poll_s, 3);
         assert_each_poll_asks_every_queue_once(queues, &polls);
         let per_poll = polls[0].len();
+        let spans: Vec<u64> = polls
+            .iter()
+            .map(|p| p.last().unwrap().time_ms - p[0].time_ms)
+            .collect();
         println!(
-            "{queues} queues: {per_poll} aggregate requests per KPI poll = {} per minute at \
-             KPI_POLL=5s, {per_poll} per minute at the default KPI_POLL=60s",
-            per_poll * 12
+            "{queues} queues: {per_poll} aggregate requests per KPI poll (first to last request \
+             {spans:?} ms) = {} per minute at KPI_POLL={poll_s}s, {per_poll} per minute at the \
+             default KPI_POLL=60s",
+            per_poll as u64 * 60 / poll_s
         );
     }
 }
