@@ -637,6 +637,68 @@ mod tests {
     }
 
     #[test]
+    fn on_an_injected_clock_no_bucket_is_skipped_and_each_is_asked_until_its_look_back_ends() {
+        let minutes = |bucket: u64, poll_s: u64, lookback: u64| Timing {
+            bucket_ms: bucket * MINUTE,
+            poll_ms: poll_s * 1000,
+            lookback_ms: lookback * MINUTE,
+        };
+        let timings = [
+            minutes(1, 5, 2),
+            minutes(1, 2, 3),
+            minutes(15, 60, 10),
+            minutes(30, 60, 10),
+            minutes(60, 300, 10),
+        ];
+        for timing in timings {
+            // Three hours of polls at their real fire times, the service stopped for 40
+            // minutes in the middle and restarted with the saved resume point.
+            let stop = (NOW + HOUR, NOW + HOUR + 40 * MINUTE);
+            let mut resume = None;
+            let mut last_asked: HashMap<u64, u64> = HashMap::new();
+            let mut now = timing.next_fire_ms(NOW);
+            let first_poll = now;
+            while now < NOW + 3 * HOUR {
+                if !(stop.0..stop.1).contains(&now) {
+                    let p = plan(now, resume, timing);
+                    for piece in &p.pieces {
+                        assert_eq!(piece.start_ms % timing.bucket_ms, 0, "{timing:?}");
+                        assert_eq!(piece.end_ms % timing.bucket_ms, 0, "{timing:?}");
+                        let buckets =
+                            (piece.start_ms..piece.end_ms).step_by(timing.bucket_ms as usize);
+                        for b in buckets {
+                            last_asked.insert(b, now);
+                        }
+                    }
+                    resume = Some(p.resume_from_ms);
+                }
+                now = timing.next_fire_ms(now);
+            }
+            let first = bucket_floor(first_poll - timing.lookback_ms, timing.bucket_ms);
+            let last = bucket_floor(now - timing.lookback_ms, timing.bucket_ms) - timing.bucket_ms;
+            for b in (first..=last).step_by(timing.bucket_ms as usize) {
+                let Some(&asked) = last_asked.get(&b) else {
+                    panic!("{timing:?}: bucket {} never asked", format_utc(b));
+                };
+                let end = b + timing.bucket_ms;
+                assert!(
+                    asked + timing.poll_ms >= end + timing.lookback_ms,
+                    "{timing:?}: bucket {} last asked at {}, before its look-back ended",
+                    format_utc(b),
+                    format_utc(asked)
+                );
+                if end + timing.lookback_ms > stop.0 && b < stop.1 {
+                    assert!(
+                        asked >= stop.1,
+                        "{timing:?}: bucket {} not re-asked after the restart",
+                        format_utc(b)
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn a_resume_point_older_than_seven_days_is_clamped() {
         let p = plan(NOW, Some(NOW - 30 * DAY_MS), quarter_hours());
         let oldest = bucket_floor(NOW - MAX_BACKFILL_MS, 15 * MINUTE);

@@ -10,6 +10,7 @@ mod core_pipeline;
 mod dashboard;
 mod demo_command;
 mod genesys_resilience;
+mod kpis;
 mod line_protocol_roundtrip;
 mod sharding;
 mod systemd_notify;
