@@ -60,7 +60,7 @@ use crate::genesys::aggregates::{
     self, bucket_floor, format_utc, granularity, Interval, DAY_MS, MAX_QUEUES_PER_REQUEST,
     PERMISSION,
 };
-use crate::genesys::budget::requests_per_minute;
+use crate::genesys::budget::{self, requests_per_minute};
 use crate::genesys::client::{ApiError, GenesysClient};
 use crate::influx::writer::Batch;
 use crate::model::{Queue, SharedQueues};
@@ -92,6 +92,9 @@ pub struct KpiSettings {
     pub static_tags: Vec<(String, String)>,
     /// Where `kpi-state.json` lives (`SPOOL_DIR`); `None` keeps the resume point in memory.
     pub state_dir: Option<PathBuf>,
+    /// The OAuth client's request budget: a KPI poll that would take more than its share
+    /// is spread out (`budget::kpi_poll`).
+    pub requests_per_minute: u32,
 }
 
 // ---- planning (pure) -------------------------------------------------------------------
@@ -269,13 +272,16 @@ pub enum PollOutcome {
 /// Queries, parses and encodes; owns the in-memory resume point.
 struct Poller {
     client: Arc<GenesysClient>,
+    /// `poll_ms` is the period in use: `KPI_POLL`, or wider for many queues.
     timing: Timing,
+    configured_poll: Duration,
+    budget_per_minute: u32,
     bucket: Duration,
     static_tags: Vec<(String, String)>,
     stats: Arc<Stats>,
     resume_from_ms: Option<u64>,
-    /// Chunks per poll last logged, so the request plan is logged when it changes.
-    logged_chunks: Option<usize>,
+    /// Chunks and period last logged, so the request plan is logged when it changes.
+    logged_plan: Option<(usize, u64)>,
 }
 
 impl Poller {
@@ -359,12 +365,33 @@ impl Poller {
         }
     }
 
+    /// Sets the poll period for `queue_count` queues (widened when the configured one
+    /// would take more than the KPI share of the request budget).
+    fn adapt_to(&mut self, queue_count: usize) {
+        let poll = budget::kpi_poll(queue_count, self.configured_poll, self.budget_per_minute);
+        self.timing.poll_ms = u64::try_from(poll.as_millis()).unwrap_or(u64::MAX).max(1);
+        if poll > self.configured_poll
+            && self
+                .logged_plan
+                .is_none_or(|(_, p)| p != self.timing.poll_ms)
+        {
+            log::warn!(
+                "KPIs: {queue_count} queues every KPI_POLL={} would take {} of the {}/min request budget; \
+                 polling them every {} instead so the real-time observations keep their requests",
+                duration::format(self.configured_poll),
+                requests_per_minute(queue_count, self.configured_poll),
+                self.budget_per_minute,
+                duration::format(poll)
+            );
+        }
+    }
+
     fn log_request_plan(&mut self, queue_count: usize) {
         let chunks = queue_count.div_ceil(MAX_QUEUES_PER_REQUEST);
-        if self.logged_chunks == Some(chunks) {
+        if self.logged_plan == Some((chunks, self.timing.poll_ms)) {
             return;
         }
-        self.logged_chunks = Some(chunks);
+        self.logged_plan = Some((chunks, self.timing.poll_ms));
         let poll = Duration::from_millis(self.timing.poll_ms);
         log::info!(
             "KPIs: {queue_count} queues in {chunks} aggregate requests every {} ({} requests/minute), \
@@ -425,11 +452,13 @@ pub fn run(
     let poller = Poller {
         client,
         timing: Timing::of(&settings.config),
+        configured_poll: settings.config.poll,
+        budget_per_minute: settings.requests_per_minute,
         bucket: settings.config.bucket,
         static_tags: settings.static_tags,
         stats,
         resume_from_ms,
-        logged_chunks: None,
+        logged_plan: None,
     };
     let (done_tx, done_rx) = bounded(1);
     let poll_stop = stop.clone();
@@ -481,8 +510,9 @@ fn poll_loop(
     done: Sender<(Option<Batch>, Option<u64>)>,
     stop: Receiver<()>,
 ) {
-    let poll = Duration::from_millis(poller.timing.poll_ms);
     loop {
+        poller.adapt_to(queues.snapshot().len());
+        let poll = Duration::from_millis(poller.timing.poll_ms);
         let now = now_ms();
         let wait = Duration::from_millis(poller.timing.next_fire_ms(now).saturating_sub(now));
         match stop.recv_timeout(wait) {
@@ -790,7 +820,9 @@ mod tests {
             static_tags: vec![("env".into(), "test".into())],
             stats,
             resume_from_ms: None,
-            logged_chunks: None,
+            configured_poll: Duration::from_millis(timing.poll_ms),
+            budget_per_minute: 300,
+            logged_plan: None,
         }
     }
 
@@ -1008,6 +1040,7 @@ mod tests {
             },
             static_tags: Vec::new(),
             state_dir: None,
+            requests_per_minute: 300,
         };
         let (batch_tx, batch_rx) = bounded(1);
         let (stop_tx, stop_rx) = bounded::<()>(0);

@@ -157,6 +157,7 @@ fn spawn_kpis(
         config: kpi,
         static_tags: config.static_tags.clone(),
         state_dir: config.spool.dir.clone(),
+        requests_per_minute: config.genesys.requests_per_minute,
     };
     let started = thread::Builder::new()
         .name("kpi".into())

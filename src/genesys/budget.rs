@@ -142,6 +142,26 @@ pub fn requests_per_minute(queue_count: usize, period: Duration) -> u32 {
     u32::try_from((chunks * 60_000).div_ceil(period_ms)).unwrap_or(u32::MAX)
 }
 
+/// Share of the request budget the KPI poll may take: the real-time observations come
+/// first, so a KPI poll that would need more is spread out, never the observations.
+pub const KPI_BUDGET_SHARE: f64 = 0.2;
+/// The KPI poll is never widened beyond this multiple of `KPI_POLL`.
+const MAX_KPI_WIDENING: u32 = 60;
+
+/// The KPI poll period in use for `queue_count` queues: `KPI_POLL`, or the smallest
+/// multiple of it whose requests fit in [`KPI_BUDGET_SHARE`] of the budget (API.md §9.6:
+/// beyond ~3,400 queues, poll aggregates every few minutes). Late data is not lost by
+/// widening: each poll re-queries every bucket not yet final.
+pub fn kpi_poll(queue_count: usize, configured: Duration, budget_per_minute: u32) -> Duration {
+    let allowed = (f64::from(budget_per_minute) * KPI_BUDGET_SHARE)
+        .floor()
+        .max(1.0) as u32;
+    (1..=MAX_KPI_WIDENING)
+        .map(|factor| configured * factor)
+        .find(|poll| requests_per_minute(queue_count, *poll) <= allowed)
+        .unwrap_or(configured * MAX_KPI_WIDENING)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,5 +249,30 @@ mod tests {
         assert_eq!(requests_per_minute(250, Duration::from_secs(30)), 6);
         assert_eq!(requests_per_minute(250, Duration::from_secs(300)), 1);
         assert_eq!(requests_per_minute(1000, Duration::from_secs(300)), 2);
+    }
+
+    #[test]
+    fn the_kpi_poll_widens_to_stay_within_its_share_of_the_budget() {
+        let minute = Duration::from_secs(60);
+        assert_eq!(
+            kpi_poll(3_000, minute, 300),
+            minute,
+            "30/min fits in 60/min"
+        );
+        assert_eq!(kpi_poll(6_000, minute, 300), minute, "60/min just fits");
+        assert_eq!(
+            kpi_poll(10_000, minute, 300),
+            2 * minute,
+            "100/min does not: every 2m = 50/min"
+        );
+        assert_eq!(
+            kpi_poll(3_000, Duration::from_secs(5), 300),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            kpi_poll(100, Duration::from_secs(5), 300),
+            Duration::from_secs(5)
+        );
+        assert_eq!(kpi_poll(1_000_000, minute, 1), 60 * minute, "capped");
     }
 }
