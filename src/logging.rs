@@ -5,6 +5,10 @@
 //! the entry's priority and `journalctl -p warning` can filter on. Anywhere else a line
 //! starts with a UTC timestamp: `2026-11-25T11:45:00Z WARN genesys2influx::x: message`.
 //! [`format_line`] is pure so both shapes are unit-tested.
+//!
+//! Whatever `RUST_LOG` says, the HTTP library's wire dumps are never written: at trace
+//! level `ureq_proto` logs every byte sent and received, 16 to a line, which includes
+//! `Authorization` headers and the OAuth token answer (see [`is_wire_dump`]).
 
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -25,6 +29,9 @@ pub fn init() {
         .parse_env(env_logger::Env::new().filter_or("RUST_LOG", DEFAULT_FILTER))
         .target(env_logger::Target::Stderr)
         .format(move |out, record| {
+            if is_wire_dump(record.target(), record.level()) {
+                return Ok(());
+            }
             let line = format_line(
                 journald,
                 record.level(),
@@ -62,6 +69,12 @@ pub fn format_line(
     } else {
         format!("{} {level} {target}: {message}\n", utc_timestamp(now))
     }
+}
+
+/// Trace records of the HTTP protocol crate: hex dumps of raw requests and responses,
+/// credentials included. No filter directive may let them through.
+pub fn is_wire_dump(target: &str, level: Level) -> bool {
+    level == Level::Trace && (target == "ureq_proto" || target.starts_with("ureq_proto::"))
 }
 
 /// syslog(3) priorities as journald reads them from a `<N>` prefix.
@@ -169,6 +182,19 @@ mod tests {
             format_line(true, Level::Warn, "t", "first\nsecond", at(NOW)),
             "<4>t: first\n<4>second\n"
         );
+    }
+
+    #[test]
+    fn the_http_wire_dumps_are_never_logged() {
+        assert!(is_wire_dump("ureq_proto::util", Level::Trace));
+        assert!(is_wire_dump("ureq_proto", Level::Trace));
+        assert!(!is_wire_dump("ureq_proto::util", Level::Debug));
+        assert!(!is_wire_dump("ureq::run", Level::Trace));
+        assert!(!is_wire_dump("ureq_protocol", Level::Trace));
+        assert!(!is_wire_dump(
+            "genesys2influx::genesys::client",
+            Level::Trace
+        ));
     }
 
     #[test]

@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{bounded, select, Receiver, Sender};
 
@@ -27,12 +27,14 @@ use crate::influx::writer::{self, Batch, WriterSettings};
 use crate::kpi::{self, KpiSettings};
 use crate::model::{PollEvent, SharedQueues};
 use crate::notify::Notifier;
-use crate::stats::Stats;
+use crate::stats::{Stats, StatsSnapshot};
 
 /// Poll events in flight between poller and aggregator (chunks of ≤ 100 queues each).
 const EVENT_QUEUE: usize = 256;
 /// Finished windows waiting for the writer; the writer has its own backlog and spool.
 const BATCH_QUEUE: usize = 16;
+/// How often the aggregator logs what was written meanwhile (info level).
+pub const SUMMARY_PERIOD: Duration = Duration::from_secs(300);
 /// Where the open window is saved at shutdown, inside `SPOOL_DIR`.
 const OPEN_WINDOW_FILE: &str = "open-window.json";
 
@@ -54,7 +56,6 @@ pub fn run(config: &Config, stop_after: Option<Duration>) -> u8 {
     ));
     let shutdown = Shutdown::install(stop_after);
 
-    log_startup(config);
     let selected_queues = SharedQueues::default();
     let settings = poller_settings(config, selected_queues.clone());
     let mut poller = Poller::new(client.clone(), settings, stats.clone());
@@ -62,6 +63,7 @@ pub fn run(config: &Config, stop_after: Option<Duration>) -> u8 {
         Ok(started) => started,
         Err(error) => return start_error_code(&error),
     };
+    log_startup(config, started.queues, started.poll_interval);
     notifier.ready();
     notifier.status(&format!("polling {} queues", started.queues));
 
@@ -102,6 +104,7 @@ pub fn run(config: &Config, stop_after: Option<Duration>) -> u8 {
             .map(|dir| dir.join(OPEN_WINDOW_FILE)),
         notifier: notifier.clone(),
         watchdog_every: notifier.watchdog_interval().map(|d| d / 2),
+        summary: Summary::new(Instant::now()),
     };
     let stop = shutdown.stop.clone();
     let aggregator = thread::Builder::new()
@@ -174,18 +177,19 @@ fn start_error_code(error: &StartError) -> u8 {
     u8::try_from(error.exit_code()).unwrap_or(exit::FAILURE)
 }
 
-fn log_startup(config: &Config) {
+/// The one line that says what this run does. Never a secret: only labels and paths.
+fn log_startup(config: &Config, queues: usize, poll_interval: Duration) {
     let spool = config
         .spool
         .dir
         .as_deref()
         .map_or("none".to_string(), |d| d.display().to_string());
     log::info!(
-        "genesys2influx {} starting: region {}, InfluxDB mode {}, poll {}, window {}, spool {}",
+        "genesys2influx {} started: region {}, InfluxDB mode {}, {queues} queues, poll {}, window {}, spool {}",
         env!("CARGO_PKG_VERSION"),
         config.genesys.region_label,
         config.influx.mode_name(),
-        duration::format(config.poll_interval),
+        duration::format(poll_interval),
         duration::format(config.window),
         spool,
     );
@@ -269,6 +273,60 @@ struct AggregatorJob {
     state_file: Option<PathBuf>,
     notifier: Arc<Notifier>,
     watchdog_every: Option<Duration>,
+    summary: Summary,
+}
+
+/// What the windows' self-metrics added up to since the last periodic summary line.
+struct Summary {
+    since: Instant,
+    windows: u64,
+    points: u64,
+    points_written: u64,
+    poll_errors: u64,
+    write_errors: u64,
+    lines_dropped: u64,
+}
+
+impl Summary {
+    fn new(now: Instant) -> Summary {
+        Summary {
+            since: now,
+            windows: 0,
+            points: 0,
+            points_written: 0,
+            poll_errors: 0,
+            write_errors: 0,
+            lines_dropped: 0,
+        }
+    }
+
+    /// Adds one window; returns the summary line when `SUMMARY_PERIOD` has passed.
+    fn add(&mut self, points: usize, snapshot: &StatsSnapshot, now: Instant) -> Option<String> {
+        self.windows += 1;
+        self.points += points as u64;
+        self.points_written += snapshot.points_written;
+        self.poll_errors += snapshot.poll_errors;
+        self.write_errors += snapshot.write_errors;
+        self.lines_dropped += snapshot.lines_dropped;
+        let elapsed = now.duration_since(self.since);
+        if elapsed < SUMMARY_PERIOD {
+            return None;
+        }
+        let line = format!(
+            "last {}: {} windows closed ({} points), {} points written, {} poll errors, \
+             {} write errors, {} lines dropped, {} bytes spooled now",
+            duration::format(Duration::from_secs(elapsed.as_secs())),
+            self.windows,
+            self.points,
+            self.points_written,
+            self.poll_errors,
+            self.write_errors,
+            self.lines_dropped,
+            snapshot.spool_bytes,
+        );
+        *self = Summary::new(now);
+        Some(line)
+    }
 }
 
 impl AggregatorJob {
@@ -297,13 +355,15 @@ impl AggregatorJob {
         }
     }
 
-    fn send(&self, window: ClosedWindow) {
+    fn send(&mut self, window: ClosedWindow) {
         let mut lines = window.lines;
         let timestamp_s = (window.start_ms / 1000) as i64;
-        self.stats
-            .take_window()
-            .encode(&mut lines, &self.instance, &self.static_tags, timestamp_s);
+        let snapshot = self.stats.take_window();
+        snapshot.encode(&mut lines, &self.instance, &self.static_tags, timestamp_s);
         let line_count = window.points + 1;
+        if let Some(summary) = self.summary.add(line_count, &snapshot, Instant::now()) {
+            log::info!("{summary}");
+        }
         if self.batches.send(Batch { lines, line_count }).is_err() {
             log::error!("the writer has stopped; window {timestamp_s} is lost");
         }
@@ -363,4 +423,37 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_line_comes_once_per_period_and_adds_up_the_windows() {
+        let t0 = Instant::now();
+        let mut summary = Summary::new(t0);
+        let snapshot = StatsSnapshot {
+            points_written: 10,
+            poll_errors: 1,
+            write_errors: 2,
+            ..StatsSnapshot::default()
+        };
+        assert_eq!(
+            summary.add(11, &snapshot, t0 + Duration::from_secs(60)),
+            None
+        );
+        let line = summary.add(11, &snapshot, t0 + SUMMARY_PERIOD);
+        assert_eq!(
+            line.as_deref(),
+            Some(
+                "last 5m: 2 windows closed (22 points), 20 points written, 2 poll errors, \
+                 4 write errors, 0 lines dropped, 0 bytes spooled now"
+            )
+        );
+        assert_eq!(
+            summary.add(11, &snapshot, t0 + SUMMARY_PERIOD + Duration::from_secs(1)),
+            None
+        );
+    }
 }

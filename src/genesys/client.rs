@@ -447,7 +447,9 @@ impl GenesysClient {
                     other => other,
                 });
             }
-            log::info!(
+            // One line per retry would flood the log in an outage: the poller logs each
+            // failure class once.
+            log::debug!(
                 "{request} failed ({}), attempt {attempt}, retrying in {} ms",
                 error.class(),
                 wait.as_millis()

@@ -529,14 +529,16 @@ impl Poller {
                 }
             }
         }
-        if events.send(PollEvent::TickDone { tick_ms: tick }).is_err() {
-            return Wake::Stop;
-        }
+        // Counted before `TickDone`: it may close the window, whose self-metrics must
+        // include this poll.
         Stats::incr(&self.stats.polls);
         Stats::raise_to(
             &self.stats.poll_ms_max,
             started.elapsed().as_millis() as u64,
         );
+        if events.send(PollEvent::TickDone { tick_ms: tick }).is_err() {
+            return Wake::Stop;
+        }
         outcome
     }
 
