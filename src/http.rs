@@ -66,7 +66,7 @@ pub fn basic_auth(user: &str, password: &str) -> String {
 }
 
 /// Standard base64 with padding (RFC 4648); hand-written, it is twenty lines.
-fn base64(bytes: &[u8]) -> String {
+pub fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {

@@ -452,14 +452,16 @@ fn forbidden_strings(client_id: &str) -> Vec<String> {
         INFLUX_TOKEN,
     ] {
         forbidden.push(secret.to_string());
-        forbidden.push(influxd::base64(secret.as_bytes()));
+        forbidden.push(genesys2influx::http::base64(secret.as_bytes()));
     }
     for (user, secret) in [
         (client_id, CLIENT_SECRET),
         (client_id, WRONG_CLIENT_SECRET),
         (influxd::ADMIN_USER, INFLUX_PASSWORD),
     ] {
-        forbidden.push(influxd::base64(format!("{user}:{secret}").as_bytes()));
+        forbidden.push(genesys2influx::http::base64(
+            format!("{user}:{secret}").as_bytes(),
+        ));
     }
     forbidden
 }
@@ -598,9 +600,11 @@ fn no_secret_reaches_the_log_even_at_trace_level() {
         .map(|(_, v)| v)
         .collect();
     assert!(authorizations.iter().any(|a| a.contains(INFLUX_TOKEN)));
-    assert!(authorizations.iter().any(|a| a.contains(&influxd::base64(
-        format!("admin:{INFLUX_PASSWORD}").as_bytes()
-    ))));
+    assert!(authorizations
+        .iter()
+        .any(|a| a.contains(&genesys2influx::http::base64(
+            format!("admin:{INFLUX_PASSWORD}").as_bytes()
+        ))));
 
     for (what, output) in &outputs {
         assert!(
