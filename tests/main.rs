@@ -7,4 +7,5 @@ mod util;
 
 mod core_pipeline;
 mod line_protocol_roundtrip;
+mod no_window_lost;
 mod writer_influxd;

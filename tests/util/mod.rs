@@ -5,6 +5,7 @@
 
 pub mod influxd;
 pub mod process;
+pub mod victoria;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
