@@ -905,3 +905,89 @@ fn victoriametrics_takes_the_v1_writes() {
         }
     }
 }
+
+/// `kB` value of `field` (e.g. `VmHWM`) in `/proc/<pid>/status`.
+fn proc_kb(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The figures of docs/influxdb-outages.md: 1,000 queues, POLL_INTERVAL = WINDOW = 1 s,
+/// influxd down for 110 s. Run with a release build:
+/// `cargo test --release --test main measure_ -- --ignored --nocapture`.
+#[test]
+#[ignore = "a 3-minute measurement; run it on purpose with --release"]
+fn measure_an_outage_of_110_windows_at_1000_queues() {
+    const N: usize = 1000;
+    let timing = Timing { poll: 1, window: 1 };
+    let sim = sim_with(N);
+    let mut influx = Influxd::start_default();
+    influx.create_database(DB);
+    let spool_dir = TempDir::new("spool");
+    let mut run_env = env(&sim, &influx.url(), timing, Some(spool_dir.path()), None);
+    run_env.push(("GENESYS_REQUESTS_PER_MINUTE", "6000".to_string()));
+    let service = Service::start(&["run"], &run_env);
+    let pid = service.pid();
+    wait_until(
+        "a complete window",
+        Duration::from_secs(60),
+        &service,
+        || {
+            samples_by_window(&influx, "genesys_queue")
+                .values()
+                .any(|q| q.len() == N)
+        },
+    );
+    std::thread::sleep(Duration::from_secs(10));
+    let rss_before = proc_kb(pid, "VmRSS");
+    let hwm_before = proc_kb(pid, "VmHWM");
+
+    influx.stop();
+    let outage = Instant::now();
+    let mut spool_peak = 0;
+    while outage.elapsed() < Duration::from_secs(110) {
+        spool_peak = spool_peak.max(dir_bytes(spool_dir.path()));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let hwm_outage = proc_kb(pid, "VmHWM");
+    influx.start();
+    let back = Instant::now();
+    let mut spool_peak_after = 0;
+    wait_until(
+        "the spool drained",
+        Duration::from_secs(180),
+        &service,
+        || {
+            spool_peak_after = spool_peak_after.max(dir_bytes(spool_dir.path()));
+            segments(spool_dir.path()).is_empty()
+        },
+    );
+    let drain = back.elapsed();
+    std::thread::sleep(Duration::from_secs(3));
+    let hwm_end = proc_kb(pid, "VmHWM");
+    let rss_end = proc_kb(pid, "VmRSS");
+    let log = stop(service);
+    let windows = samples_by_window(&influx, "genesys_queue");
+    let checked = assert_every_window(&windows, &sim.queues(), timing, &BTreeSet::new(), &log);
+    println!(
+        "MEASURE queues={N} outage=110s windows_checked={} rss_before_kb={rss_before} \
+         hwm_before_kb={hwm_before} hwm_after_outage_kb={hwm_outage} hwm_end_kb={hwm_end} \
+         rss_end_kb={rss_end} spool_peak_bytes={spool_peak} spool_peak_during_drain={spool_peak_after} \
+         drain_s={:.1} lines_spooled={} lines_dropped={}",
+        checked.len(),
+        drain.as_secs_f64(),
+        self_metric_sum(&influx, "lines_spooled"),
+        self_metric_sum(&influx, "lines_dropped"),
+    );
+    println!(
+        "{}",
+        log.lines()
+            .filter(|l| l.contains("writer") || l.contains("InfluxDB"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
