@@ -930,6 +930,8 @@ fn measure_an_outage_of_110_windows_at_1000_queues() {
     let spool_dir = TempDir::new("spool");
     let mut run_env = env(&sim, &influx.url(), timing, Some(spool_dir.path()), None);
     run_env.push(("GENESYS_REQUESTS_PER_MINUTE", "6000".to_string()));
+    // 110 windows of 1,000 queues are ~420 MB of line protocol: above the 100 MB default.
+    run_env.push(("SPOOL_MAX_BYTES", (1u64 << 30).to_string()));
     let service = Service::start(&["run"], &run_env);
     let pid = service.pid();
     wait_until(
@@ -957,28 +959,22 @@ fn measure_an_outage_of_110_windows_at_1000_queues() {
     influx.start();
     let back = Instant::now();
     let mut spool_peak_after = 0;
-    wait_until(
-        "the spool drained",
-        Duration::from_secs(180),
-        &service,
-        || {
-            spool_peak_after = spool_peak_after.max(dir_bytes(spool_dir.path()));
-            segments(spool_dir.path()).is_empty()
-        },
-    );
+    // Reported, not asserted: the drain rate is the machine's (influxd shares its cores).
+    while !segments(spool_dir.path()).is_empty() && back.elapsed() < Duration::from_secs(300) {
+        spool_peak_after = spool_peak_after.max(dir_bytes(spool_dir.path()));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let drained = segments(spool_dir.path()).is_empty();
     let drain = back.elapsed();
     std::thread::sleep(Duration::from_secs(3));
     let hwm_end = proc_kb(pid, "VmHWM");
     let rss_end = proc_kb(pid, "VmRSS");
     let log = stop(service);
-    let windows = samples_by_window(&influx, "genesys_queue");
-    let checked = assert_every_window(&windows, &sim.queues(), timing, &BTreeSet::new(), &log);
     println!(
-        "MEASURE queues={N} outage=110s windows_checked={} rss_before_kb={rss_before} \
+        "MEASURE queues={N} outage=110s rss_before_kb={rss_before} \
          hwm_before_kb={hwm_before} hwm_after_outage_kb={hwm_outage} hwm_end_kb={hwm_end} \
          rss_end_kb={rss_end} spool_peak_bytes={spool_peak} spool_peak_during_drain={spool_peak_after} \
-         drain_s={:.1} lines_spooled={} lines_dropped={}",
-        checked.len(),
+         drained={drained} drain_s={:.1} lines_spooled={} lines_dropped={}",
         drain.as_secs_f64(),
         self_metric_sum(&influx, "lines_spooled"),
         self_metric_sum(&influx, "lines_dropped"),
@@ -986,8 +982,12 @@ fn measure_an_outage_of_110_windows_at_1000_queues() {
     println!(
         "{}",
         log.lines()
-            .filter(|l| l.contains("writer") || l.contains("InfluxDB"))
+            .filter(|l| l.contains("writer") || l.contains("InfluxDB") || l.contains("late"))
             .collect::<Vec<_>>()
             .join("\n")
     );
+    assert!(drained, "the spool drained within 300 s");
+    let windows = samples_by_window(&influx, "genesys_queue");
+    let checked = assert_every_window(&windows, &sim.queues(), timing, &BTreeSet::new(), &log);
+    println!("MEASURE windows_checked={}", checked.len());
 }
