@@ -12,6 +12,7 @@ mod demo_command;
 mod genesys_resilience;
 mod kpis;
 mod line_protocol_roundtrip;
+mod no_window_lost;
 mod observability;
 mod sharding;
 mod systemd_notify;

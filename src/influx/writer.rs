@@ -6,7 +6,9 @@
 //! take yet goes to the backlog: the spool in `SPOOL_DIR` (fsynced at once, so a SIGKILL
 //! loses nothing already polled), or a capped in-memory queue without one. The backlog is
 //! replayed oldest first once InfluxDB answers again, after fresh batches and at a
-//! limited rate.
+//! limited rate. A backlog found at start-up (left by an earlier run) is the exception:
+//! fresh batches queue behind it until it is replayed, because it may hold the partial
+//! point of the window the restart is completing, which must not land last.
 //!
 //! Response policy ("No window lost"):
 //!
@@ -760,6 +762,10 @@ struct Writer<T: Transport> {
     rejections: RejectionLog,
     rng: u64,
     destination: &'static str,
+    /// An earlier run left a backlog: until it is replayed, fresh batches queue behind it
+    /// instead of going first, so a partial window spooled at that run's shutdown can never
+    /// overwrite the complete point of the same window written after the restart.
+    behind_old_backlog: bool,
 }
 
 impl<T: Transport> Writer<T> {
@@ -768,6 +774,7 @@ impl<T: Transport> Writer<T> {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0x9E37_79B9_7F4A_7C15);
+        let behind_old_backlog = !backlog.is_empty();
         let destination = if backlog.has_spool() {
             "spooled"
         } else {
@@ -786,6 +793,7 @@ impl<T: Transport> Writer<T> {
             rejections: RejectionLog::default(),
             rng: seed | 1,
             destination,
+            behind_old_backlog,
         }
     }
 
@@ -823,8 +831,11 @@ impl<T: Transport> Writer<T> {
                 }
             }
             let now = Instant::now();
+            if self.behind_old_backlog && self.backlog.is_empty() {
+                self.behind_old_backlog = false;
+            }
             let failing = self.retry_at.is_some_and(|at| now < at);
-            if failing {
+            if failing || self.behind_old_backlog {
                 // SIGKILL must not lose what was already polled.
                 while let Some(batch) = self.fresh.pop_front() {
                     self.keep(batch);
