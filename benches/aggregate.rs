@@ -85,9 +85,11 @@ fn run(queue_count: usize, budget: Duration) {
         }
         for event in &events {
             for window in aggregator.handle(event) {
-                bytes += window.lines.len();
-                points += window.points;
-                std::hint::black_box(&window.lines);
+                for part in aggregator.encode(&window) {
+                    bytes += part.lines.len();
+                    points += part.points;
+                    std::hint::black_box(&part.lines);
+                }
             }
         }
         rounds += 1;

@@ -121,13 +121,32 @@ pub struct OpenWindow {
     queues: BTreeMap<String, QueueWindow>,
 }
 
-/// A closed window encoded as line protocol.
+/// A finished window, not yet encoded: [`Aggregator::encode`] turns it into line
+/// protocol in parts of bounded size, so 5,000 queues never need their whole window
+/// (17 MB of text) in memory at once.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClosedWindow {
     pub start_ms: u64,
+    queues: Vec<QueueWindow>,
+}
+
+impl ClosedWindow {
+    pub fn queue_count(&self) -> usize {
+        self.queues.len()
+    }
+}
+
+/// One part of a closed window's line protocol: whole queues, about `PART_BYTES` long.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Part {
     pub lines: String,
     pub points: usize,
 }
+
+/// Size a part of a window's text grows to before the next part starts.
+pub const PART_BYTES: usize = 256 * 1024;
+/// Room beyond [`PART_BYTES`]: the last queue added, and the self-metrics point.
+const SPARE_BYTES: usize = 16 * 1024;
 
 pub struct Aggregator {
     window_ms: u64,
@@ -232,7 +251,10 @@ impl Aggregator {
         if open.queues.is_empty() {
             return None;
         }
-        Some(self.encode(&open))
+        Some(ClosedWindow {
+            start_ms: open.start_ms,
+            queues: open.queues.into_values().collect(),
+        })
     }
 
     /// The open window's state, to be saved at shutdown.
@@ -249,21 +271,27 @@ impl Aggregator {
         true
     }
 
-    fn encode(&self, window: &OpenWindow) -> ClosedWindow {
+    /// The line protocol of `window`, in parts of about [`PART_BYTES`], queue by queue
+    /// (each queue's lines stay in one part).
+    pub fn encode<'a>(&'a self, window: &'a ClosedWindow) -> impl Iterator<Item = Part> + 'a {
         let timestamp_s = (window.start_ms / 1000) as i64;
-        let mut lines = String::with_capacity(window.queues.len() * 1200);
-        let mut points = 0;
-        for queue in window.queues.values() {
-            points += usize::from(self.encode_queue(&mut lines, queue, timestamp_s));
-            for media in &queue.media {
-                points += usize::from(self.encode_media(&mut lines, queue, media, timestamp_s));
+        let mut queues = window.queues.iter().peekable();
+        std::iter::from_fn(move || {
+            queues.peek()?;
+            let mut part = Part {
+                lines: String::with_capacity(PART_BYTES + SPARE_BYTES),
+                points: 0,
+            };
+            while part.lines.len() < PART_BYTES {
+                let Some(queue) = queues.next() else { break };
+                part.points += usize::from(self.encode_queue(&mut part.lines, queue, timestamp_s));
+                for media in &queue.media {
+                    part.points +=
+                        usize::from(self.encode_media(&mut part.lines, queue, media, timestamp_s));
+                }
             }
-        }
-        ClosedWindow {
-            start_ms: window.start_ms,
-            lines,
-            points,
-        }
+            Some(part)
+        })
     }
 
     fn encode_queue(&self, out: &mut String, queue: &QueueWindow, timestamp_s: i64) -> bool {
@@ -415,16 +443,47 @@ mod tests {
         }
     }
 
+    /// A closed window's parts joined again.
+    struct Encoded {
+        start_ms: u64,
+        lines: String,
+        points: usize,
+    }
+
+    fn encode_all(aggregator: &Aggregator, window: ClosedWindow) -> Encoded {
+        let mut encoded = Encoded {
+            start_ms: window.start_ms,
+            lines: String::new(),
+            points: 0,
+        };
+        for part in aggregator.encode(&window) {
+            encoded.lines.push_str(&part.lines);
+            encoded.points += part.points;
+        }
+        encoded
+    }
+
+    fn handle(aggregator: &mut Aggregator, event: &PollEvent) -> Vec<Encoded> {
+        let closed = aggregator.handle(event);
+        closed
+            .into_iter()
+            .map(|w| encode_all(aggregator, w))
+            .collect()
+    }
+
     fn poll(
         aggregator: &mut Aggregator,
         tick_ms: u64,
         observations: Vec<QueueObservation>,
-    ) -> Vec<ClosedWindow> {
-        let mut closed = aggregator.handle(&PollEvent::Observations {
-            tick_ms,
-            observations,
-        });
-        closed.extend(aggregator.handle(&PollEvent::TickDone { tick_ms }));
+    ) -> Vec<Encoded> {
+        let mut closed = handle(
+            aggregator,
+            &PollEvent::Observations {
+                tick_ms,
+                observations,
+            },
+        );
+        closed.extend(handle(aggregator, &PollEvent::TickDone { tick_ms }));
         closed
     }
 
@@ -477,7 +536,7 @@ mod tests {
     fn encodes_the_contract_fields_and_types() {
         let q = queue("q1", "Sales, EMEA");
         let mut aggregator = Aggregator::new(WINDOW, POLL, vec![("env".into(), "prod".into())]);
-        let mut closed = Vec::new();
+        let mut closed: Vec<Encoded> = Vec::new();
         for (i, value) in [3.0, 7.0, 1.0, 4.0, 4.0, 5.0].iter().enumerate() {
             closed = poll(
                 &mut aggregator,
@@ -529,7 +588,7 @@ mod tests {
     fn missing_polls_lower_samples_and_no_sample_means_no_point() {
         let (a, b) = (queue("a", "A"), queue("b", "B"));
         let mut aggregator = Aggregator::new(WINDOW, POLL, vec![]);
-        let mut closed = Vec::new();
+        let mut closed: Vec<Encoded> = Vec::new();
         for i in 0..6 {
             // Queue a answers only at even ticks; queue b never.
             let observations = if i % 2 == 0 {
@@ -579,10 +638,13 @@ mod tests {
             )
             .is_empty());
         }
-        let closed = aggregator.handle(&PollEvent::Observations {
-            tick_ms: T0 + WINDOW,
-            observations: vec![observation(&q, 9.0, &[])],
-        });
+        let closed = handle(
+            &mut aggregator,
+            &PollEvent::Observations {
+                tick_ms: T0 + WINDOW,
+                observations: vec![observation(&q, 9.0, &[])],
+            },
+        );
         assert_eq!(closed.len(), 1);
         assert_eq!(closed[0].start_ms, T0);
         assert_eq!(field(&closed[0].lines, "genesys_queue,", "samples"), "5i");
@@ -606,10 +668,13 @@ mod tests {
             T0 + 2 * POLL,
             vec![observation(&q, 1.0, &[])],
         );
-        let late = aggregator.handle(&PollEvent::Observations {
-            tick_ms: T0 + POLL,
-            observations: vec![observation(&q, 99.0, &[])],
-        });
+        let late = handle(
+            &mut aggregator,
+            &PollEvent::Observations {
+                tick_ms: T0 + POLL,
+                observations: vec![observation(&q, 99.0, &[])],
+            },
+        );
         assert!(late.is_empty());
         let closed = poll(
             &mut aggregator,
@@ -646,7 +711,8 @@ mod tests {
         poll(&mut aggregator, T0 + POLL, vec![observation(&q, 4.0, &[])]);
         let saved = aggregator.open_window().cloned().unwrap();
         let json = serde_json::to_string(&saved).unwrap();
-        let partial = aggregator.close().unwrap();
+        let closed = aggregator.close().unwrap();
+        let partial = encode_all(&aggregator, closed);
         assert_eq!(field(&partial.lines, "genesys_queue,", "samples"), "2i");
         assert!(aggregator.close().is_none());
 
@@ -654,7 +720,7 @@ mod tests {
         let mut restarted = Aggregator::new(WINDOW, POLL, vec![]);
         assert!(!restarted.resume(serde_json::from_str(&json).unwrap(), T0 + WINDOW));
         assert!(restarted.resume(serde_json::from_str(&json).unwrap(), T0 + 3 * POLL));
-        let mut closed = Vec::new();
+        let mut closed: Vec<Encoded> = Vec::new();
         for i in 3..6 {
             closed = poll(
                 &mut restarted,
@@ -675,5 +741,39 @@ mod tests {
         let mut aggregator = Aggregator::new(20_000, POLL, vec![]);
         poll(&mut aggregator, T0, vec![]);
         assert!(poll(&mut aggregator, T0 + POLL, vec![]).is_empty());
+    }
+
+    #[test]
+    fn a_big_window_is_encoded_in_parts_of_whole_queues() {
+        let queues: Vec<Arc<Queue>> = (0..400)
+            .map(|i| queue(&format!("q{i:04}"), "Some queue"))
+            .collect();
+        let mut aggregator = Aggregator::new(20_000, POLL, vec![]);
+        let mut closed = Vec::new();
+        for tick in [T0, T0 + POLL] {
+            let observations = queues
+                .iter()
+                .map(|q| observation(q, 1.0, &[("voice", 2.0, 3.0), ("chat", 0.0, 0.0)]))
+                .collect();
+            closed = aggregator.handle(&PollEvent::Observations {
+                tick_ms: tick,
+                observations,
+            });
+            closed.extend(aggregator.handle(&PollEvent::TickDone { tick_ms: tick }));
+        }
+        let parts: Vec<Part> = aggregator.encode(&closed[0]).collect();
+        assert!(parts.len() > 1, "400 queues × 3 lines do not fit one part");
+        assert!(parts
+            .iter()
+            .all(|p| p.lines.len() < PART_BYTES + SPARE_BYTES
+                && p.lines.capacity() == PART_BYTES + SPARE_BYTES));
+        assert_eq!(parts.iter().map(|p| p.points).sum::<usize>(), 400 * 3);
+        for part in &parts {
+            assert!(
+                part.lines.starts_with("genesys_queue,"),
+                "a part starts with a queue's first line"
+            );
+            assert_eq!(part.lines.lines().count(), part.points);
+        }
     }
 }

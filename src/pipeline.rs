@@ -31,8 +31,10 @@ use crate::stats::{Stats, StatsSnapshot};
 
 /// Poll events in flight between poller and aggregator (chunks of ≤ 100 queues each).
 const EVENT_QUEUE: usize = 256;
-/// Finished windows waiting for the writer; the writer has its own backlog and spool.
-const BATCH_QUEUE: usize = 16;
+/// Parts of finished windows (≤ 256 KiB each) waiting for the writer: small, so a big
+/// window is encoded only as fast as the writer takes it; the writer has its own
+/// backlog and spool.
+const BATCH_QUEUE: usize = 4;
 /// How often the aggregator logs what was written meanwhile (info level).
 pub const SUMMARY_PERIOD: Duration = Duration::from_secs(300);
 /// Where the open window is saved at shutdown, inside `SPOOL_DIR`.
@@ -355,17 +357,39 @@ impl AggregatorJob {
         }
     }
 
+    /// Hands the window to the writer part by part (the bounded channel paces the
+    /// encoding to the writer), the self-metrics point at the end of the last part.
     fn send(&mut self, window: ClosedWindow) {
-        let mut lines = window.lines;
         let timestamp_s = (window.start_ms / 1000) as i64;
         let snapshot = self.stats.take_window();
-        snapshot.encode(&mut lines, &self.instance, &self.static_tags, timestamp_s);
-        let line_count = window.points + 1;
+        let mut line_count = 0;
+        let mut parts = self.aggregator.encode(&window).peekable();
+        while let Some(mut part) = parts.next() {
+            let mut points = part.points;
+            if parts.peek().is_none() {
+                snapshot.encode(
+                    &mut part.lines,
+                    &self.instance,
+                    &self.static_tags,
+                    timestamp_s,
+                );
+                points += 1;
+            }
+            line_count += points;
+            if self
+                .batches
+                .send(Batch {
+                    lines: part.lines,
+                    line_count: points,
+                })
+                .is_err()
+            {
+                log::error!("the writer has stopped; window {timestamp_s} is lost");
+                return;
+            }
+        }
         if let Some(summary) = self.summary.add(line_count, &snapshot, Instant::now()) {
             log::info!("{summary}");
-        }
-        if self.batches.send(Batch { lines, line_count }).is_err() {
-            log::error!("the writer has stopped; window {timestamp_s} is lost");
         }
     }
 

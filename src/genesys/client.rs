@@ -316,6 +316,11 @@ struct Reply {
 }
 
 /// What to do after an attempt.
+/// The usual decoder: the whole answer as one JSON value of type `T`.
+fn json<T: DeserializeOwned>(body: &str) -> Result<T, String> {
+    serde_json::from_str(body).map_err(|e| e.to_string())
+}
+
 enum Next<T> {
     Done(T),
     Renew(ApiError),
@@ -381,7 +386,7 @@ impl GenesysClient {
         path_and_query: &str,
         deadline: Instant,
     ) -> Result<T, ApiError> {
-        self.call("GET", path_and_query, None, deadline)
+        self.call("GET", path_and_query, None, deadline, &json)
     }
 
     /// `POST {api}{path}` with a JSON body → JSON.
@@ -394,15 +399,32 @@ impl GenesysClient {
         let body = serde_json::to_string(body).map_err(|e| {
             ApiError::Malformed(format!("cannot encode the request to {path}: {e}"))
         })?;
-        self.call("POST", path, Some(&body), deadline)
+        self.call("POST", path, Some(&body), deadline, &json)
     }
 
-    fn call<T: DeserializeOwned>(
+    /// Like [`post`](Self::post), but the 2xx answer is read by `decode`, which may
+    /// borrow from the body (the observation poll parses megabytes per minute). A
+    /// `decode` error counts as malformed JSON: retried like a 5xx.
+    pub fn post_decoded<T, B: Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+        deadline: Instant,
+        decode: &dyn Fn(&str) -> Result<T, String>,
+    ) -> Result<T, ApiError> {
+        let body = serde_json::to_string(body).map_err(|e| {
+            ApiError::Malformed(format!("cannot encode the request to {path}: {e}"))
+        })?;
+        self.call("POST", path, Some(&body), deadline, decode)
+    }
+
+    fn call<T>(
         &self,
         method: &str,
         path: &str,
         body: Option<&str>,
         deadline: Instant,
+        decode: &dyn Fn(&str) -> Result<T, String>,
     ) -> Result<T, ApiError> {
         let request = format!("{method} {}", path.split('?').next().unwrap_or(path));
         let mut token = self.auth.token()?;
@@ -412,7 +434,7 @@ impl GenesysClient {
             attempt += 1;
             self.pace(deadline)?;
             let next = match self.send(method, path, body, &token, deadline) {
-                Ok(reply) => self.judge(&request, path, reply),
+                Ok(reply) => self.judge(&request, path, reply, decode),
                 Err(error) => Next::Retry { error, wait: None },
             };
             let (error, wait) = match next {
@@ -576,10 +598,16 @@ impl GenesysClient {
     }
 
     /// Applies the policy to one answer.
-    fn judge<T: DeserializeOwned>(&self, request: &str, path: &str, reply: Reply) -> Next<T> {
+    fn judge<T>(
+        &self,
+        request: &str,
+        path: &str,
+        reply: Reply,
+        decode: &dyn Fn(&str) -> Result<T, String>,
+    ) -> Next<T> {
         let status = reply.status;
         if (200..300).contains(&status) {
-            return match serde_json::from_str(&reply.body) {
+            return match decode(&reply.body) {
                 Ok(value) => Next::Done(value),
                 Err(e) => Next::Retry {
                     error: ApiError::Malformed(format!(

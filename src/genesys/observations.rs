@@ -5,6 +5,7 @@
 //! (qualifiers summed, absent = 0, `oLongest*` epoch timestamps turned into seconds waited)
 //! is tested on the fixtures without a network.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -19,8 +20,11 @@ use super::filter::{self, QueueFilter};
 pub const PATH: &str = "/api/v2/analytics/queues/observations/query";
 /// Queue ids per request (API.md §4.1).
 pub const MAX_QUEUES_PER_REQUEST: usize = 100;
-/// The eleven metrics the endpoint knows, in the order of API.md §4.1.
-pub const METRICS: [&str; 11] = [
+/// The metrics the contract writes, in the order of API.md §4.1. The endpoint knows two
+/// more, `oUserPresences` and `oUserRoutingStatuses` (per-presence and per-status member
+/// counts); nothing is written from them, and asking for them would add about a fifth to
+/// every answer that has to be fetched and parsed each poll.
+pub const METRICS: [&str; 9] = [
     "oWaiting",
     "oInteracting",
     "oAlerting",
@@ -30,8 +34,6 @@ pub const METRICS: [&str; 11] = [
     "oOffQueueUsers",
     "oActiveUsers",
     "oMemberUsers",
-    "oUserPresences",
-    "oUserRoutingStatuses",
 ];
 /// A `calculatedMetricValue` below this cannot be a current epoch-ms timestamp; it is
 /// then read as a duration in ms (API.md §4.5, defensive rule).
@@ -53,35 +55,38 @@ pub fn query_body(chunk: &[Arc<Queue>]) -> serde_json::Value {
     serde_json::to_value(query).unwrap_or(serde_json::Value::Null)
 }
 
+// The answer is parsed borrowing from the body: a poll of 1,000 queues reads a few
+// megabytes of JSON, and owned strings for every metric name would be most of its cost.
+
 #[derive(Debug, Default, Deserialize)]
-struct Response {
-    #[serde(default)]
-    results: Vec<Group>,
+struct Response<'a> {
+    #[serde(default, borrow)]
+    results: Vec<Group<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
-struct Group {
-    #[serde(default)]
-    group: GroupKey,
-    #[serde(default)]
-    data: Vec<Datum>,
+struct Group<'a> {
+    #[serde(default, borrow)]
+    group: GroupKey<'a>,
+    #[serde(default, borrow)]
+    data: Vec<Datum<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct GroupKey {
-    #[serde(default)]
-    queue_id: Option<String>,
-    #[serde(default)]
-    media_type: Option<String>,
+struct GroupKey<'a> {
+    #[serde(default, borrow)]
+    queue_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    media_type: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Deserialize)]
-struct Datum {
-    #[serde(default)]
-    metric: String,
-    #[serde(default)]
-    qualifier: Option<String>,
+struct Datum<'a> {
+    #[serde(default, borrow)]
+    metric: Cow<'a, str>,
+    #[serde(default, borrow)]
+    qualifier: Option<Cow<'a, str>>,
     #[serde(default)]
     stats: DatumStats,
 }
@@ -110,8 +115,9 @@ pub fn observe(
     chunk: &[Arc<Queue>],
     deadline: Instant,
 ) -> Result<ChunkResult, ApiError> {
-    let response: Response = client.post(PATH, &query_body(chunk), deadline)?;
-    Ok(to_observations(response, chunk, now_ms()))
+    client.post_decoded(PATH, &query_body(chunk), deadline, &|body| {
+        decode(body, chunk, now_ms())
+    })
 }
 
 /// Milliseconds since the epoch on the local (NTP-synchronised) clock.
@@ -124,40 +130,51 @@ pub fn now_ms() -> u64 {
 
 /// Parses a response body received at `now_ms`.
 pub fn parse(body: &str, chunk: &[Arc<Queue>], now_ms: u64) -> Result<ChunkResult, ApiError> {
-    let response: Response = serde_json::from_str(body).map_err(|e| {
-        ApiError::Malformed(format!("observations answer is not the expected JSON: {e}"))
-    })?;
+    decode(body, chunk, now_ms).map_err(ApiError::Malformed)
+}
+
+fn decode(body: &str, chunk: &[Arc<Queue>], now_ms: u64) -> Result<ChunkResult, String> {
+    let response: Response = serde_json::from_str(body)
+        .map_err(|e| format!("observations answer is not the expected JSON: {e}"))?;
     Ok(to_observations(response, chunk, now_ms))
 }
 
 fn to_observations(response: Response, chunk: &[Arc<Queue>], now_ms: u64) -> ChunkResult {
-    let mut by_queue: HashMap<String, QueueObservation> = HashMap::new();
-    let queues: HashMap<&str, &Arc<Queue>> = chunk.iter().map(|q| (q.id.as_str(), q)).collect();
+    // Position in `chunk` of each id (ids are lower-case; answers are matched in any case).
+    let positions: HashMap<&str, usize> = chunk
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(i, q)| (q.id.as_str(), i))
+        .collect();
+    let mut found: Vec<Option<QueueObservation>> = vec![None; chunk.len()];
     for group in response.results {
-        let Some(id) = group.group.queue_id.map(|id| id.to_ascii_lowercase()) else {
+        let Some(id) = group.group.queue_id.as_deref() else {
             continue;
         };
-        let Some(queue) = queues.get(id.as_str()) else {
+        let position = positions
+            .get(id)
+            .or_else(|| positions.get(id.to_ascii_lowercase().as_str()));
+        let Some(&position) = position else {
             continue;
         };
-        let observation = by_queue.entry(id).or_insert_with(|| QueueObservation {
-            queue: Arc::clone(queue),
+        let observation = found[position].get_or_insert_with(|| QueueObservation {
+            queue: Arc::clone(&chunk[position]),
             agents: [0.0; 8],
-            media: Vec::new(),
+            media: Vec::with_capacity(5),
         });
-        match group.group.media_type {
+        match group.group.media_type.as_deref() {
             None => add_agent_metrics(&mut observation.agents, &group.data),
             Some(media_type) => {
-                let media_type = intern(&media_type.to_lowercase());
                 let index = match observation
                     .media
                     .iter()
-                    .position(|m| m.media_type == media_type)
+                    .position(|m| m.media_type.eq_ignore_ascii_case(media_type))
                 {
                     Some(i) => i,
                     None => {
                         observation.media.push(MediaObservation {
-                            media_type,
+                            media_type: intern(media_type),
                             values: [0.0; 5],
                         });
                         observation.media.len() - 1
@@ -168,12 +185,14 @@ fn to_observations(response: Response, chunk: &[Arc<Queue>], now_ms: u64) -> Chu
         }
     }
     let mut result = ChunkResult {
-        observations: Vec::new(),
+        observations: Vec::with_capacity(chunk.len()),
         missing: Vec::new(),
     };
-    let mut seen = std::collections::HashSet::new();
-    for queue in chunk.iter().filter(|q| seen.insert(q.id.as_str())) {
-        match by_queue.remove(&queue.id) {
+    for (position, queue) in chunk.iter().enumerate() {
+        if positions.get(queue.id.as_str()) != Some(&position) {
+            continue; // the same id twice in the chunk: reported once
+        }
+        match found[position].take() {
             Some(observation) => result.observations.push(observation),
             None => result.missing.push(Arc::clone(queue)),
         }
@@ -192,7 +211,7 @@ fn count(datum: &Datum) -> f64 {
 fn add_agent_metrics(agents: &mut [f64; 8], data: &[Datum]) {
     for datum in data {
         let n = count(datum);
-        match datum.metric.as_str() {
+        match &*datum.metric {
             "oOnQueueUsers" => {
                 agents[agent::ON_QUEUE] += n;
                 let slot = match datum.qualifier.as_deref() {
@@ -216,7 +235,7 @@ fn add_agent_metrics(agents: &mut [f64; 8], data: &[Datum]) {
 
 fn add_media_metrics(values: &mut [f64; 5], data: &[Datum], now_ms: u64) {
     for datum in data {
-        match datum.metric.as_str() {
+        match &*datum.metric {
             "oWaiting" => values[media::WAITING] += count(datum),
             "oInteracting" => values[media::INTERACTING] += count(datum),
             "oAlerting" => values[media::ALERTING] += count(datum),
@@ -254,17 +273,18 @@ fn longest_seconds_of(datum: &Datum, now_ms: u64) -> f64 {
     longest_seconds(count(datum), datum.stats.calculated_metric_value, now_ms)
 }
 
-/// The shared `Arc<str>` for a media type, so thousands of observations share a handful
-/// of allocations. The table is bounded; unusual values past it get their own allocation.
+/// The shared lower-case `Arc<str>` for a media type (matched in any case), so thousands
+/// of observations share a handful of allocations. The table is bounded; unusual values
+/// past it get their own allocation.
 pub fn intern(media_type: &str) -> Arc<str> {
     const MAX_INTERNED: usize = 64;
     static TABLE: OnceLock<Mutex<Vec<Arc<str>>>> = OnceLock::new();
     let table = TABLE.get_or_init(|| Mutex::new(Vec::new()));
     let mut table = table.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(existing) = table.iter().find(|m| &***m == media_type) {
+    if let Some(existing) = table.iter().find(|m| m.eq_ignore_ascii_case(media_type)) {
         return Arc::clone(existing);
     }
-    let fresh: Arc<str> = Arc::from(media_type);
+    let fresh: Arc<str> = Arc::from(media_type.to_lowercase());
     if table.len() < MAX_INTERNED {
         table.push(Arc::clone(&fresh));
     }
@@ -306,11 +326,14 @@ mod tests {
     }
 
     #[test]
-    fn the_request_body_is_exactly_the_documented_one() {
-        let expected: serde_json::Value = serde_json::from_str(include_str!(
+    fn the_request_body_is_the_documented_one_without_the_unused_metrics() {
+        let mut expected: serde_json::Value = serde_json::from_str(include_str!(
             "../../tests/fixtures/genesys/observations-request.json"
         ))
         .unwrap();
+        let metrics = expected["metrics"].as_array_mut().unwrap();
+        metrics.retain(|m| m != "oUserPresences" && m != "oUserRoutingStatuses");
+        assert_eq!(metrics.len(), 9);
         assert_eq!(query_body(&chunk()), expected);
         let mut doubled = chunk();
         doubled.push(queue(SUPPORT, "again"));

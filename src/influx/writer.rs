@@ -39,6 +39,9 @@ use crate::duration;
 use crate::influx::spool::Spool;
 use crate::stats::Stats;
 
+/// Small batches (KPI polls, small windows) are joined into one request up to this many
+/// bytes; a larger batch is sent on its own, so a big window is never copied again.
+const COALESCE_MAX_BYTES: usize = 1 << 20;
 /// Default for [`WriterSettings::max_lines_per_request`].
 pub const DEFAULT_MAX_LINES_PER_REQUEST: usize = 5000;
 /// Cap of the in-memory backlog used when no `SPOOL_DIR` is set.
@@ -313,11 +316,14 @@ impl Transport for HttpTransport {
     }
 }
 
+/// Deflate level of the request bodies. Measured on demo windows (miniz_oxide, one core):
+/// level 1 shrinks 8× at 266 MB/s but only 5× on some windows, level 3 15× at 105 MB/s,
+/// the default level 6 16× at 52 MB/s. Level 3 keeps a wide margin on the ratio for half
+/// the CPU of the default.
+const GZIP_LEVEL: Compression = Compression::new(3);
+
 fn gzip(data: &[u8]) -> io::Result<Vec<u8>> {
-    let mut encoder = GzEncoder::new(
-        Vec::with_capacity(data.len() / 4 + 64),
-        Compression::default(),
-    );
+    let mut encoder = GzEncoder::new(Vec::with_capacity(data.len() / 10 + 64), GZIP_LEVEL);
     encoder.write_all(data)?;
     encoder.finish()
 }
@@ -899,7 +905,9 @@ impl<T: Transport> Writer<T> {
     fn send_fresh(&mut self) {
         let mut body = Batch::default();
         while let Some(next) = self.fresh.front() {
-            if body.line_count > 0 && body.line_count + next.line_count > self.max_lines {
+            let full = body.line_count + next.line_count > self.max_lines
+                || body.lines.len() + next.lines.len() > COALESCE_MAX_BYTES;
+            if body.line_count > 0 && full {
                 break;
             }
             let next = self.fresh.pop_front().expect("front exists");
