@@ -29,8 +29,10 @@ use crate::model::{PollEvent, SharedQueues};
 use crate::notify::Notifier;
 use crate::stats::{Stats, StatsSnapshot};
 
-/// Poll events in flight between poller and aggregator (chunks of ≤ 100 queues each).
-const EVENT_QUEUE: usize = 256;
+/// Poll events in flight between poller and aggregator (chunks of ≤ 100 queues each):
+/// enough for a few polls of a large org; beyond it the poller waits rather than memory
+/// growing while the writer is slow.
+const EVENT_QUEUE: usize = 64;
 /// Parts of finished windows (≤ 256 KiB each) waiting for the writer: small, so a big
 /// window is encoded only as fast as the writer takes it; the writer has its own
 /// backlog and spool.

@@ -809,7 +809,9 @@ impl<T: Transport> Writer<T> {
         // the disconnect the deadline ends it.
         loop {
             let now = Instant::now();
-            if deadline.is_none() {
+            // Take no more than one request's worth from the channel: the bounded channel
+            // is what slows the aggregator down when InfluxDB is slow, and memory stays flat.
+            if deadline.is_none() && !self.fresh_is_full() {
                 let wait = self.wait_time(now);
                 let first = if wait.is_zero() {
                     input.try_recv().map_err(|e| match e {
@@ -826,7 +828,7 @@ impl<T: Transport> Writer<T> {
                         deadline = Some(Instant::now() + shutdown_timeout)
                     }
                 }
-                while deadline.is_none() {
+                while deadline.is_none() && !self.fresh_is_full() {
                     match input.try_recv() {
                         Ok(batch) => self.fresh.push_back(batch),
                         Err(TryRecvError::Empty) => break,
@@ -867,6 +869,13 @@ impl<T: Transport> Writer<T> {
             self.step(now);
         }
         self.log_summary_at_exit();
+    }
+
+    /// Whether the fresh batches already make a full request.
+    fn fresh_is_full(&self) -> bool {
+        let bytes: usize = self.fresh.iter().map(|b| b.lines.len()).sum();
+        let lines: usize = self.fresh.iter().map(|b| b.line_count).sum();
+        bytes >= COALESCE_MAX_BYTES || lines >= self.max_lines
     }
 
     /// How long the loop may block waiting for input.

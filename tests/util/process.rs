@@ -8,6 +8,12 @@ use std::time::{Duration, Instant};
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_genesys2influx");
 
+/// The binary to run: the one cargo built, or `GENESYS2INFLUX_BINARY` (the benchmarks
+/// use it to measure the static musl release that is actually shipped).
+pub fn binary() -> String {
+    std::env::var("GENESYS2INFLUX_BINARY").unwrap_or_else(|_| BINARY.to_string())
+}
+
 /// A running `genesys2influx` whose stdout and stderr are collected in the background.
 pub struct Service {
     child: Child,
@@ -19,7 +25,7 @@ impl Service {
     /// Starts the binary with `args` and exactly the given environment (plus PATH), so
     /// nothing from the developer's shell leaks in.
     pub fn start(args: &[&str], env: &[(&str, String)]) -> Service {
-        let mut command = Command::new(BINARY);
+        let mut command = Command::new(binary());
         command
             .args(args)
             .env_clear()
