@@ -54,6 +54,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{bounded, select, Receiver, RecvTimeoutError, Sender};
 use serde::{Deserialize, Serialize};
 
+use crate::aggregate::PART_BYTES;
 use crate::config::KpiConfig;
 use crate::duration;
 use crate::genesys::aggregates::{
@@ -256,15 +257,11 @@ pub fn save_state(path: &Path, resume_from_ms: u64) -> Result<(), StateError> {
 
 // ---- one poll --------------------------------------------------------------------------
 
-/// What one poll produced.
-#[derive(Debug)]
+/// How one poll ended (its points went to the sink as they came).
+#[derive(Debug, PartialEq, Eq)]
 pub enum PollOutcome {
-    /// Points (maybe none) and, when every request succeeded or was refused with 400,
-    /// the new resume point.
-    Polled {
-        batch: Option<Batch>,
-        resume_from_ms: Option<u64>,
-    },
+    /// When every request succeeded or was refused with 400, the new resume point.
+    Polled { resume_from_ms: Option<u64> },
     /// 403: the role lacks the permission; KPIs stop for this run.
     Forbidden,
 }
@@ -285,8 +282,16 @@ struct Poller {
 }
 
 impl Poller {
-    /// One poll at `now_ms` over `queues`, giving up on requests past `deadline`.
-    fn poll(&mut self, queues: &[Arc<Queue>], now_ms: u64, deadline: Instant) -> PollOutcome {
+    /// One poll at `now_ms` over `queues`, giving up on requests past `deadline`. Points
+    /// go to `sink` in batches of about [`PART_BYTES`] as the answers come in, so a
+    /// large org's KPIs never sit in memory all at once.
+    fn poll(
+        &mut self,
+        queues: &[Arc<Queue>],
+        now_ms: u64,
+        deadline: Instant,
+        sink: &mut dyn FnMut(Batch),
+    ) -> PollOutcome {
         let plan = plan(now_ms, self.resume_from_ms, self.timing);
         if let Some(before) = plan.gave_up_before_ms {
             log::warn!(
@@ -321,6 +326,13 @@ impl Poller {
                                 bucket.encode(&mut lines, name, &self.static_tags);
                                 line_count += 1;
                             }
+                        }
+                        if lines.len() >= PART_BYTES {
+                            sink(Batch {
+                                lines: std::mem::take(&mut lines),
+                                line_count,
+                            });
+                            line_count = 0;
                         }
                     }
                     Err(ApiError::Forbidden {
@@ -358,11 +370,10 @@ impl Poller {
         if resume_from_ms.is_some() {
             self.resume_from_ms = resume_from_ms;
         }
-        let batch = (line_count > 0).then_some(Batch { lines, line_count });
-        PollOutcome::Polled {
-            batch,
-            resume_from_ms,
+        if line_count > 0 {
+            sink(Batch { lines, line_count });
         }
+        PollOutcome::Polled { resume_from_ms }
     }
 
     /// Sets the poll period for `queue_count` queues (widened when the configured one
@@ -472,17 +483,21 @@ pub fn run(
     loop {
         select! {
             recv(stop) -> _ => return,
-            recv(done_rx) -> outcome => match outcome {
-                Ok((batch, resume)) => {
+            recv(done_rx) -> report => match report {
+                Ok(Report::Points(batch)) => {
                     if !deliver(batch, &batches, &stop) {
                         return;
                     }
-                    if let (Some(path), Some(resume)) = (&state_file, resume) {
+                }
+                // Every point of the poll is with the writer now.
+                Ok(Report::Polled(Some(resume))) => {
+                    if let Some(path) = &state_file {
                         if let Err(e) = save_state(path, resume) {
                             log::warn!("{e}");
                         }
                     }
                 }
+                Ok(Report::Polled(None)) => {}
                 Err(_) => return,
             },
         }
@@ -490,8 +505,7 @@ pub fn run(
 }
 
 /// Hands a batch to the writer unless `stop` fires first; false when we should end.
-fn deliver(batch: Option<Batch>, batches: &Sender<Batch>, stop: &Receiver<()>) -> bool {
-    let Some(batch) = batch else { return true };
+fn deliver(batch: Batch, batches: &Sender<Batch>, stop: &Receiver<()>) -> bool {
     select! {
         send(batches, batch) -> sent => {
             if sent.is_err() {
@@ -503,13 +517,16 @@ fn deliver(batch: Option<Batch>, batches: &Sender<Batch>, stop: &Receiver<()>) -
     }
 }
 
+/// What the polling helper thread tells the KPI thread, in order.
+enum Report {
+    /// Points of the poll under way.
+    Points(Batch),
+    /// The poll is over; its new resume point, if it completed.
+    Polled(Option<u64>),
+}
+
 /// The helper thread: waits for each tick (or `stop`), polls, reports.
-fn poll_loop(
-    mut poller: Poller,
-    queues: SharedQueues,
-    done: Sender<(Option<Batch>, Option<u64>)>,
-    stop: Receiver<()>,
-) {
+fn poll_loop(mut poller: Poller, queues: SharedQueues, done: Sender<Report>, stop: Receiver<()>) {
     loop {
         poller.adapt_to(queues.snapshot().len());
         let poll = Duration::from_millis(poller.timing.poll_ms);
@@ -526,13 +543,13 @@ fn poll_loop(
         }
         poller.log_request_plan(selected.len());
         let deadline = Instant::now() + poll.mul_f64(POLL_DEADLINE_SHARE);
-        match poller.poll(&selected, now_ms(), deadline) {
+        let mut sink = |batch| {
+            let _ = done.send(Report::Points(batch));
+        };
+        match poller.poll(&selected, now_ms(), deadline, &mut sink) {
             PollOutcome::Forbidden => return,
-            PollOutcome::Polled {
-                batch,
-                resume_from_ms,
-            } => {
-                if done.send((batch, resume_from_ms)).is_err() {
+            PollOutcome::Polled { resume_from_ms } => {
+                if done.send(Report::Polled(resume_from_ms)).is_err() {
                     return;
                 }
             }
@@ -890,19 +907,38 @@ mod tests {
         lines
     }
 
+    /// One poll with its points joined into one batch (`None`: no point).
+    fn poll_all(
+        poller: &mut Poller,
+        queues: &[Arc<Queue>],
+        now: u64,
+        deadline: Instant,
+    ) -> (PollOutcome, Option<Batch>) {
+        let mut joined: Option<Batch> = None;
+        let outcome = poller.poll(queues, now, deadline, &mut |batch| match &mut joined {
+            Some(all) => {
+                all.lines.push_str(&batch.lines);
+                all.line_count += batch.line_count;
+            }
+            None => joined = Some(batch),
+        });
+        (outcome, joined)
+    }
+
     #[test]
     fn one_poll_against_the_sim_writes_what_genesys_counted_including_late_data() {
         let sim = sim();
         let queues = sim_queues(&sim);
         let mut poller = poller_for(&sim, minutes());
         let now = now_ms();
-        let outcome = poller.poll(&queues, now, Instant::now() + Duration::from_secs(20));
-        let PollOutcome::Polled {
-            batch: Some(batch),
-            resume_from_ms,
-        } = outcome
-        else {
-            panic!("no points: {outcome:?}");
+        let (outcome, batch) = poll_all(
+            &mut poller,
+            &queues,
+            now,
+            Instant::now() + Duration::from_secs(20),
+        );
+        let (PollOutcome::Polled { resume_from_ms }, Some(batch)) = (outcome, batch) else {
+            panic!("no points");
         };
         let interval = Interval::recent(now, MINUTE, 5 * MINUTE);
         // The oldest bucket asked for is final now; the next poll starts one later.
@@ -943,13 +979,20 @@ mod tests {
         // Pretend the service last ran two days and three hours ago.
         let now = now_ms() - 3 * HOUR;
         poller.resume_from_ms = Some(bucket_floor(now - 2 * DAY_MS, HOUR));
-        let outcome = poller.poll(&queues, now, Instant::now() + Duration::from_secs(20));
-        let PollOutcome::Polled {
-            batch: Some(batch),
-            resume_from_ms: Some(resume),
-        } = outcome
+        let (outcome, batch) = poll_all(
+            &mut poller,
+            &queues,
+            now,
+            Instant::now() + Duration::from_secs(20),
+        );
+        let (
+            PollOutcome::Polled {
+                resume_from_ms: Some(resume),
+            },
+            Some(batch),
+        ) = (outcome, batch)
         else {
-            panic!("unexpected {outcome:?}");
+            panic!("unexpected outcome");
         };
         let first = bucket_floor(now - 2 * DAY_MS, HOUR);
         assert_eq!(resume, first + DAY_MS);
@@ -987,12 +1030,12 @@ mod tests {
         let now = now_ms();
         // A 400 is skipped: nothing to retry, the resume point moves on.
         sim.inject(Endpoint::Aggregates, Fault::Status(400), 1);
-        let outcome = poller.poll(&queues, now, soon());
+        let (outcome, batch) = poll_all(&mut poller, &queues, now, soon());
+        assert!(batch.is_none());
         assert!(
             matches!(
                 outcome,
                 PollOutcome::Polled {
-                    batch: None,
                     resume_from_ms: Some(_)
                 }
             ),
@@ -1001,24 +1044,25 @@ mod tests {
         // A 5xx that outlasts the retries: the same buckets are asked again next time.
         poller.resume_from_ms = Some(now - HOUR);
         sim.inject(Endpoint::Aggregates, Fault::Status(503), 100);
-        let outcome = poller.poll(&queues, now, Instant::now() + Duration::from_millis(300));
-        assert!(
-            matches!(
-                outcome,
-                PollOutcome::Polled {
-                    resume_from_ms: None,
-                    ..
-                }
-            ),
-            "{outcome:?}"
+        let (outcome, _) = poll_all(
+            &mut poller,
+            &queues,
+            now,
+            Instant::now() + Duration::from_millis(300),
+        );
+        assert_eq!(
+            outcome,
+            PollOutcome::Polled {
+                resume_from_ms: None
+            }
         );
         assert_eq!(poller.resume_from_ms, Some(now - HOUR));
         sim.clear_faults();
         sim.forbid(Endpoint::Aggregates);
-        assert!(matches!(
-            poller.poll(&queues, now, soon()),
+        assert_eq!(
+            poll_all(&mut poller, &queues, now, soon()).0,
             PollOutcome::Forbidden
-        ));
+        );
         assert!(
             poller
                 .stats

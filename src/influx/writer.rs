@@ -53,7 +53,10 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 /// At most one replay request per this interval, so fresh batches go first.
-const REPLAY_INTERVAL: Duration = Duration::from_millis(100);
+/// Spool records are window parts of ≤ 256 KiB (a few hundred lines), so this replays
+/// up to about 10 MB of line protocol a second: a backlog drains many times faster than
+/// windows arrive, and fresh windows still go first.
+const REPLAY_INTERVAL: Duration = Duration::from_millis(25);
 /// How often a continuing outage or continuing rejections are summarised in the log.
 const SUMMARY_INTERVAL: Duration = Duration::from_secs(300);
 const REJECTION_LOG_INTERVAL: Duration = Duration::from_secs(60);
