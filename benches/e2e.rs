@@ -10,7 +10,7 @@
 //! steady state only: from the first acknowledged window to the end.
 
 #[path = "../tests/util/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod util;
 
 use std::collections::BTreeSet;

@@ -73,16 +73,7 @@ pub fn run(config: &Config, stop_after: Option<Duration>) -> u8 {
 
     let (event_tx, event_rx) = bounded(EVENT_QUEUE);
     let (batch_tx, batch_rx) = bounded(BATCH_QUEUE);
-    let writer_settings = WriterSettings {
-        target: config.influx.clone(),
-        spool: config.spool.clone(),
-        shutdown_timeout: config.shutdown_timeout,
-        max_lines_per_request: writer::DEFAULT_MAX_LINES_PER_REQUEST,
-    };
-    let writer_stats = stats.clone();
-    let writer = thread::Builder::new()
-        .name("writer".into())
-        .spawn(move || writer::run(writer_settings, agent, batch_rx, writer_stats));
+    let writer = spawn_writer(config, agent, batch_rx, stats.clone());
     spawn_kpis(
         config,
         client,
@@ -91,25 +82,13 @@ pub fn run(config: &Config, stop_after: Option<Duration>) -> u8 {
         shutdown.stop.clone(),
         stats.clone(),
     );
-    let aggregator_job = AggregatorJob {
-        aggregator: Aggregator::new(
-            millis(config.window),
-            millis(started.poll_interval),
-            config.static_tags.clone(),
-        ),
-        batches: batch_tx,
-        stats: stats.clone(),
-        instance: config.instance.clone(),
-        static_tags: config.static_tags.clone(),
-        state_file: config
-            .spool
-            .dir
-            .as_deref()
-            .map(|dir| dir.join(OPEN_WINDOW_FILE)),
-        notifier: notifier.clone(),
-        watchdog_every: notifier.watchdog_interval().map(|d| d / 2),
-        summary: Summary::new(Instant::now()),
-    };
+    let aggregator_job = AggregatorJob::new(
+        config,
+        started.poll_interval,
+        batch_tx,
+        stats,
+        notifier.clone(),
+    );
     let stop = shutdown.stop.clone();
     let aggregator = thread::Builder::new()
         .name("aggregator".into())
@@ -132,6 +111,23 @@ pub fn run(config: &Config, stop_after: Option<Duration>) -> u8 {
     }
     log::info!("stopped cleanly");
     exit::OK
+}
+
+fn spawn_writer(
+    config: &Config,
+    agent: ureq::Agent,
+    batches: Receiver<Batch>,
+    stats: Arc<Stats>,
+) -> std::io::Result<thread::JoinHandle<()>> {
+    let settings = WriterSettings {
+        target: config.influx.clone(),
+        spool: config.spool.clone(),
+        shutdown_timeout: config.shutdown_timeout,
+        max_lines_per_request: writer::DEFAULT_MAX_LINES_PER_REQUEST,
+    };
+    thread::Builder::new()
+        .name("writer".into())
+        .spawn(move || writer::run(settings, agent, batches, stats))
 }
 
 fn poller_settings(config: &Config, published: SharedQueues) -> PollerSettings {
@@ -334,6 +330,34 @@ impl Summary {
 }
 
 impl AggregatorJob {
+    fn new(
+        config: &Config,
+        poll_interval: Duration,
+        batches: Sender<Batch>,
+        stats: Arc<Stats>,
+        notifier: Arc<Notifier>,
+    ) -> AggregatorJob {
+        AggregatorJob {
+            aggregator: Aggregator::new(
+                millis(config.window),
+                millis(poll_interval),
+                config.static_tags.clone(),
+            ),
+            batches,
+            stats,
+            instance: config.instance.clone(),
+            static_tags: config.static_tags.clone(),
+            state_file: config
+                .spool
+                .dir
+                .as_deref()
+                .map(|dir| dir.join(OPEN_WINDOW_FILE)),
+            watchdog_every: notifier.watchdog_interval().map(|d| d / 2),
+            notifier,
+            summary: Summary::new(Instant::now()),
+        }
+    }
+
     fn run(mut self, events: Receiver<PollEvent>, stop: Receiver<()>) {
         self.resume_saved_window();
         let heartbeat = self.watchdog_every.unwrap_or(Duration::from_secs(3600));

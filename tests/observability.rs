@@ -102,7 +102,7 @@ fn requests_in<'a>(
     to_ms: Option<u64>,
 ) -> impl Iterator<Item = &'a RequestRecord> + 'a {
     log.iter().filter(move |r| {
-        from_ms.map_or(true, |from| r.time_ms >= from) && to_ms.map_or(true, |to| r.time_ms < to)
+        from_ms.is_none_or(|from| r.time_ms >= from) && to_ms.is_none_or(|to| r.time_ms < to)
     })
 }
 

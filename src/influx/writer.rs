@@ -647,7 +647,7 @@ impl Backlog {
     }
 
     fn is_empty(&self) -> bool {
-        self.memory.is_empty() && self.spool.as_ref().map_or(true, Spool::is_empty)
+        self.memory.is_empty() && self.spool.as_ref().is_none_or(Spool::is_empty)
     }
 
     fn lines(&self) -> u64 {

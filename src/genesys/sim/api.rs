@@ -468,7 +468,7 @@ fn list_queues(
             listing
                 .name
                 .as_deref()
-                .map_or(true, |n| name_matches(n, &q.name))
+                .is_none_or(|n| name_matches(n, &q.name))
         })
         .cloned()
         .collect();

@@ -454,9 +454,7 @@ fn observations_have_the_fixture_shape_and_the_predicted_values() {
         };
         let sum = |data: &[Value], metric: &str, qualifier: Option<&str>| -> u64 {
             data.iter()
-                .filter(|e| {
-                    e["metric"] == metric && qualifier.map_or(true, |q| e["qualifier"] == q)
-                })
+                .filter(|e| e["metric"] == metric && qualifier.is_none_or(|q| e["qualifier"] == q))
                 .map(|e| e["stats"]["count"].as_u64().unwrap())
                 .sum()
         };
