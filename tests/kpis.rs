@@ -517,6 +517,9 @@ fn expected_column(column: &str, unit: &str, sum: &KpiValues) -> Option<f64> {
         }
         "asa" => ratio(sum.answered.sum, sum.answered.count).map(|r| r / 1000.0),
         "aht" => ratio(sum.handled.sum, sum.handled.count).map(|r| r / 1000.0),
+        "abandon rate" => ratio(sum.abandoned.count, sum.offered),
+        // The queue's target, written only with a service-level sample.
+        "target" => (sum.sl_denominator > 0).then_some(sum.sl_target),
         other => panic!(
             "dashboard column {other:?} of {MEASUREMENT} has no expectation in tests/kpis.rs; \
              add one (ratios of sums, never averages of averages)"
@@ -584,38 +587,71 @@ fn check_dashboard_kpis(sim: &Sim, influx: &Influxd, db: &str, buckets: &[u64]) 
                     .replace("$media_type", media)
                     .replace("$org", ".*");
                 let json = influx.query(db, &influxql);
-                let series = &json["results"][0]["series"][0];
-                let columns = series["columns"].as_array().unwrap_or_else(|| {
-                    panic!("{title}: no data for {influxql}");
-                });
+                // Graphs group by time into one series; tables by queue and media type,
+                // one series each, over the whole range.
+                let by_time = influxql.contains("GROUP BY time(");
+                let all_series = json["results"][0]["series"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_else(|| {
+                        panic!("{title}: no data for {influxql}");
+                    });
                 let mut non_null = 0;
-                for row in series["values"].as_array().unwrap() {
-                    let group = row[0].as_u64().unwrap();
-                    let mut sum = KpiValues::default();
-                    for &s in buckets.iter().filter(|&&s| floor(s, *interval) == group) {
-                        for (id, _) in &queues {
-                            for m in MEDIA.iter().filter(|m| selected(id, m)) {
-                                sum.merge(&sim.expected_kpis(id, m, s * 1000, BUCKET_MS));
+                for series in &all_series {
+                    let tag = |key: &str| series["tags"][key].as_str().map(str::to_string);
+                    let (queue_tag, media_tag) = (tag("queue_name"), tag("media_type"));
+                    let in_series = |id: &str, m: &str| {
+                        // As stored: a trailing backslash or a newline becomes a space.
+                        let name = queues.iter().find(|(q, _)| q == id).map(|(_, n)| {
+                            let n = n.replace(['\n', '\r'], " ");
+                            match n.strip_suffix('\\') {
+                                Some(stem) => format!("{stem} "),
+                                None => n,
+                            }
+                        });
+                        queue_tag
+                            .as_deref()
+                            .is_none_or(|t| Some(t) == name.as_deref())
+                            && media_tag.as_deref().is_none_or(|t| t == m)
+                    };
+                    let columns = series["columns"].as_array().unwrap();
+                    for row in series["values"].as_array().unwrap() {
+                        let group = row[0].as_u64().unwrap();
+                        let mut sum = KpiValues::default();
+                        let in_group = |s: u64| !by_time || floor(s, *interval) == group;
+                        for &s in buckets.iter().filter(|&&s| in_group(s)) {
+                            for (id, _) in &queues {
+                                for m in
+                                    MEDIA.iter().filter(|m| selected(id, m) && in_series(id, m))
+                                {
+                                    let kpis = sim.expected_kpis(id, m, s * 1000, BUCKET_MS);
+                                    if kpis.sl_denominator > 0 {
+                                        sum.sl_target = kpis.sl_target;
+                                    }
+                                    sum.merge(&kpis);
+                                }
                             }
                         }
-                    }
-                    for (column, value) in columns.iter().zip(row.as_array().unwrap()).skip(1) {
-                        let column = column.as_str().unwrap();
-                        seen.insert(column.to_ascii_lowercase());
-                        let expected = expected_column(column, unit, &sum);
-                        let got = value.as_f64();
-                        let context = format!("{title} / {column} at {group} for {influxql}");
-                        match (expected, got) {
-                            (Some(e), Some(g)) => {
-                                non_null += 1;
-                                assert!(
-                                    (e - g).abs() <= 1e-9 * e.abs().max(1.0),
-                                    "{context}: {g}, expected {e}"
-                                );
+                        for (column, value) in columns.iter().zip(row.as_array().unwrap()).skip(1) {
+                            let column = column.as_str().unwrap();
+                            seen.insert(column.to_ascii_lowercase());
+                            let expected = expected_column(column, unit, &sum);
+                            let got = value.as_f64();
+                            let context = format!("{title} / {column} at {group} for {influxql}");
+                            match (expected, got) {
+                                (Some(e), Some(g)) => {
+                                    non_null += 1;
+                                    assert!(
+                                        (e - g).abs() <= 1e-9 * e.abs().max(1.0),
+                                        "{context}: {g}, expected {e}"
+                                    );
+                                }
+                                // No answered interaction: no ASA value (or InfluxDB's 0).
+                                (None, None) | (None, Some(0.0)) => {}
+                                (e, g) => panic!(
+                                    "{context}: {g:?}, expected {e:?} (series {queue_tag:?} {media_tag:?})"
+                                ),
                             }
-                            // No answered interaction: no ASA value (or InfluxDB's 0).
-                            (None, None) | (None, Some(0.0)) => {}
-                            (e, g) => panic!("{context}: {g:?}, expected {e:?}"),
                         }
                     }
                 }
@@ -623,7 +659,7 @@ fn check_dashboard_kpis(sim: &Sim, influx: &Influxd, db: &str, buckets: &[u64]) 
             }
         }
     }
-    for kpi in ["service level", "asa"] {
+    for kpi in ["service level", "target", "abandon rate", "asa", "aht"] {
         assert!(
             seen.iter().any(|c| c.starts_with(kpi)),
             "the dashboard has no {kpi} query on {MEASUREMENT} (columns: {seen:?})"
