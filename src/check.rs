@@ -8,11 +8,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
+use crate::config::{Config, KpiConfig};
+use crate::genesys::aggregates::{self, Interval};
 use crate::genesys::client::{ApiError, GenesysClient};
 use crate::genesys::observations::{self, MAX_QUEUES_PER_REQUEST};
 use crate::genesys::queues;
-use crate::model::{agent, media, QueueObservation};
+use crate::model::{agent, media, Queue, QueueObservation};
 use crate::stats::Stats;
 
 pub const EXIT_OK: i32 = 0;
@@ -202,7 +203,20 @@ fn check_genesys(
             .unwrap_or_default()
     ));
     let chunk = &polled[..polled.len().min(MAX_QUEUES_PER_REQUEST)];
-    match observations::observe(&client, chunk, Instant::now() + STEP_DEADLINE) {
+    let observed = check_observations(&client, chunk, report);
+    if let Some(kpi) = config.kpi {
+        check_kpis(&client, chunk, kpi, report);
+    }
+    observed
+}
+
+/// One observations request for the first chunk of queues.
+fn check_observations(
+    client: &GenesysClient,
+    chunk: &[Arc<Queue>],
+    report: &mut Report,
+) -> Option<Vec<QueueObservation>> {
+    match observations::observe(client, chunk, Instant::now() + STEP_DEADLINE) {
         Ok(result) => {
             report.ok(&format!(
                 "observations: answered for {} of {} queue(s) asked",
@@ -219,6 +233,29 @@ fn check_genesys(
             report.fail(exit_code_for(&error), &format!("observations: {error}"));
             None
         }
+    }
+}
+
+/// One conversation-aggregates query (the current KPI bucket) for the first chunk: the
+/// KPI permission is separate from the observation one and easily forgotten.
+fn check_kpis(client: &GenesysClient, chunk: &[Arc<Queue>], kpi: KpiConfig, report: &mut Report) {
+    let bucket_ms = u64::try_from(kpi.bucket.as_millis()).unwrap_or(u64::MAX);
+    let interval = Interval::recent(observations::now_ms(), bucket_ms, 0);
+    match aggregates::query(client, chunk, interval, kpi.bucket, Instant::now() + STEP_DEADLINE) {
+        Ok(parsed) => report.ok(&format!(
+            "KPIs: conversation aggregates answered ({} queue/media buckets in {})",
+            parsed.buckets.len(),
+            interval.to_iso()
+        )),
+        Err(error @ ApiError::Forbidden { .. }) => report.fail(
+            EXIT_REFUSED,
+            &format!("KPIs: {error}; or set KPIS=off to run without the interval KPIs"),
+        ),
+        Err(error @ ApiError::BadRequest { .. }) => report.fail(
+            EXIT_CONFIG,
+            &format!("KPIs: {error}; KPI_BUCKET={} may be a granularity Genesys Cloud does not accept (15m, 30m, 1h are)", crate::duration::format(kpi.bucket)),
+        ),
+        Err(error) => report.fail(exit_code_for(&error), &format!("KPIs: {error}")),
     }
 }
 
@@ -342,6 +379,7 @@ mod tests {
             reply(200, &fixture("queues-page-1.json")),
             reply(200, &fixture("queues-page-2.json")),
             reply(200, &fixture("observations-response.json")),
+            reply(200, &fixture("aggregates-response.json")),
         ]);
         let config = config_for(
             &server.url,
@@ -358,8 +396,54 @@ mod tests {
             text.contains("✓ observations: answered for 3 of 3"),
             "{text}"
         );
+        assert!(
+            text.contains("✓ KPIs: conversation aggregates answered"),
+            "{text}"
+        );
         assert!(text.contains("Support – Ünïcode"), "{text}");
         assert!(!text.contains("s3cret-value"));
+    }
+
+    #[test]
+    fn a_missing_kpi_permission_is_its_own_step_and_exits_77() {
+        use crate::genesys::client::test_server::{reply, token, Server};
+        let server = Server::start(vec![
+            token(86_399, "t"),
+            reply(200, &fixture("queues-page-1.json")),
+            reply(200, &fixture("queues-page-2.json")),
+            reply(200, &fixture("observations-response.json")),
+            reply(403, &fixture("error-403-aggregates.json")),
+        ]);
+        let config = config_for(&server.url, &[("GENESYS_QUEUES", "Support*")]);
+        let mut out = Vec::new();
+        let code = run_to(&config, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(code, 77, "{text}");
+        assert!(text.contains("✓ observations: answered"), "{text}");
+        let kpi_line = text
+            .lines()
+            .find(|l| l.starts_with("✗ KPIs:"))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(
+            kpi_line.contains("analytics:conversationAggregate:view")
+                && kpi_line.contains("KPIS=off"),
+            "{kpi_line}"
+        );
+
+        // With KPIs off the step is not taken.
+        let server = Server::start(vec![
+            token(86_399, "t"),
+            reply(200, &fixture("queues-page-1.json")),
+            reply(200, &fixture("queues-page-2.json")),
+            reply(200, &fixture("observations-response.json")),
+        ]);
+        let config = config_for(
+            &server.url,
+            &[("GENESYS_QUEUES", "Support*"), ("KPIS", "off")],
+        );
+        let mut out = Vec::new();
+        assert_eq!(run_to(&config, &mut out), 0);
+        assert!(!String::from_utf8(out).unwrap().contains("KPIs:"));
     }
 
     #[test]

@@ -171,6 +171,22 @@ fn a_role_without_the_observation_permission_exits_77_naming_it() {
 }
 
 #[test]
+fn a_role_without_the_kpi_permission_exits_77_naming_it() {
+    let sim = sim();
+    sim.forbid(Endpoint::Aggregates);
+    let influx = influx(false);
+    let (code, output) = check("no KPI permission", &env(&sim.base_url(), &influx.url()));
+    assert_eq!(code, Some(77), "{output}");
+    assert!(output.contains("✓ observations: answered"), "{output}");
+    assert!(
+        output.contains("✗ KPIs: Genesys Cloud denied POST /api/v2/analytics/conversations/aggregates/query (HTTP 403")
+            && output.contains("analytics:conversationAggregate:view")
+            && output.contains("KPIS=off"),
+        "{output}"
+    );
+}
+
+#[test]
 fn an_unreachable_genesys_exits_69() {
     let influx = influx(false);
     let genesys = unused_url();
