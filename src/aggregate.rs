@@ -144,7 +144,7 @@ pub struct Part {
 }
 
 /// Size a part of a window's text grows to before the next part starts.
-pub const PART_BYTES: usize = 256 * 1024;
+pub const PART_BYTES: usize = 128 * 1024;
 /// Room beyond [`PART_BYTES`]: the last queue added, and the self-metrics point.
 const SPARE_BYTES: usize = 16 * 1024;
 

@@ -33,7 +33,7 @@ use crate::stats::{Stats, StatsSnapshot};
 /// enough for a few polls of a large org; beyond it the poller waits rather than memory
 /// growing while the writer is slow.
 const EVENT_QUEUE: usize = 64;
-/// Parts of finished windows (≤ 256 KiB each) waiting for the writer: small, so a big
+/// Parts of finished windows (≤ 128 KiB each) waiting for the writer: small, so a big
 /// window is encoded only as fast as the writer takes it; the writer has its own
 /// backlog and spool.
 const BATCH_QUEUE: usize = 4;

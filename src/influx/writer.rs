@@ -41,7 +41,7 @@ use crate::stats::Stats;
 
 /// Small batches (KPI polls, small windows) are joined into one request up to this many
 /// bytes; a larger batch is sent on its own, so a big window is never copied again.
-const COALESCE_MAX_BYTES: usize = 1 << 20;
+const COALESCE_MAX_BYTES: usize = 512 * 1024;
 /// Default for [`WriterSettings::max_lines_per_request`].
 pub const DEFAULT_MAX_LINES_PER_REQUEST: usize = 5000;
 /// Cap of the in-memory backlog used when no `SPOOL_DIR` is set.
@@ -53,8 +53,8 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 /// At most one replay request per this interval, so fresh batches go first.
-/// Spool records are window parts of ≤ 256 KiB (a few hundred lines), so this replays
-/// up to about 10 MB of line protocol a second: a backlog drains many times faster than
+/// Spool records are window parts of ≤ 128 KiB (about 200 lines), so this replays
+/// up to about 5 MB of line protocol a second: a backlog drains many times faster than
 /// windows arrive, and fresh windows still go first.
 const REPLAY_INTERVAL: Duration = Duration::from_millis(25);
 /// How often a continuing outage or continuing rejections are summarised in the log.
