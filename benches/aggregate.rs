@@ -12,6 +12,8 @@
 //! Output: one `RESULT aggregate queues=… readings_per_s=…` line per size, which
 //! `benches/run-all.sh` collects.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -73,7 +75,7 @@ fn run(queue_count: usize, budget: Duration) {
     let mut rounds = 0u64;
     let mut bytes = 0usize;
     let mut points = 0usize;
-    let cpu_start = cpu_seconds();
+    let cpu_start = common::cpu_seconds("/proc/self/stat");
     let started = Instant::now();
     while started.elapsed() < budget || rounds == 0 {
         for event in &mut events {
@@ -95,7 +97,7 @@ fn run(queue_count: usize, budget: Duration) {
         rounds += 1;
     }
     let wall = started.elapsed().as_secs_f64();
-    let cpu = cpu_seconds() - cpu_start;
+    let cpu = common::cpu_seconds("/proc/self/stat") - cpu_start;
     let readings = rounds * POLLS_PER_WINDOW * queue_count as u64 * READINGS_PER_QUEUE_POLL;
     let per_cpu = if cpu > 0.0 {
         readings as f64 / cpu
@@ -133,21 +135,4 @@ fn observation(queue: &Arc<Queue>, media: &[Arc<str>], salt: u64) -> QueueObserv
             })
             .collect(),
     }
-}
-
-/// utime + stime of this process, from /proc/self/stat (clock ticks of 1/100 s).
-fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
 }

@@ -13,6 +13,8 @@
 #[allow(unused_imports)]
 mod util;
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -81,9 +83,9 @@ fn run(queue_count: usize, length: Duration) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let (cpu0, t0) = (cpu_seconds(pid), now_ms());
+    let (cpu0, t0) = (common::cpu_seconds(&format!("/proc/{pid}/stat")), now_ms());
     std::thread::sleep(length);
-    let (cpu1, t1) = (cpu_seconds(pid), now_ms());
+    let (cpu1, t1) = (common::cpu_seconds(&format!("/proc/{pid}/stat")), now_ms());
     let hwm_kb = status_kb(pid, "VmHWM:");
     let rss_kb = status_kb(pid, "VmRSS:");
     service.signal("TERM");
@@ -142,22 +144,6 @@ fn run(queue_count: usize, length: Duration) {
         percentile(0.5),
         percentile(1.0),
     );
-}
-
-/// utime + stime of process `pid` in seconds (clock ticks of 1/100 s).
-fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn status_kb(pid: u32, key: &str) -> u64 {

@@ -363,17 +363,9 @@ mod tests {
         crate::config::from_lookup(&|n| env.get(n).cloned(), crate::config::Mode::Check).unwrap()
     }
 
-    fn fixture(name: &str) -> String {
-        std::fs::read_to_string(format!(
-            "{}/tests/fixtures/genesys/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap()
-    }
-
     #[test]
     fn a_working_setup_passes_every_step_and_shows_the_table() {
-        use crate::genesys::client::test_server::{reply, token, Server};
+        use crate::genesys::client::test_server::{fixture, reply, token, Server};
         let server = Server::start(vec![
             token(86_399, "t"),
             reply(200, &fixture("queues-page-1.json")),
@@ -406,7 +398,7 @@ mod tests {
 
     #[test]
     fn a_missing_kpi_permission_is_its_own_step_and_exits_77() {
-        use crate::genesys::client::test_server::{reply, token, Server};
+        use crate::genesys::client::test_server::{fixture, reply, token, Server};
         let server = Server::start(vec![
             token(86_399, "t"),
             reply(200, &fixture("queues-page-1.json")),
@@ -448,7 +440,7 @@ mod tests {
 
     #[test]
     fn refused_credentials_exit_77_naming_the_login_url() {
-        use crate::genesys::client::test_server::{reply, Server};
+        use crate::genesys::client::test_server::{fixture, reply, Server};
         let server = Server::start(vec![reply(
             401,
             &fixture("token-error-invalid-client.json"),
@@ -469,7 +461,7 @@ mod tests {
 
     #[test]
     fn a_missing_observation_permission_exits_77_naming_it() {
-        use crate::genesys::client::test_server::{reply, token, Server};
+        use crate::genesys::client::test_server::{fixture, reply, token, Server};
         let server = Server::start(vec![
             token(86_399, "t"),
             reply(200, &fixture("queues-page-1.json")),
@@ -496,7 +488,7 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(run_to(&config_for(&url, &[]), &mut out), 69);
 
-        use crate::genesys::client::test_server::{reply, token, Server};
+        use crate::genesys::client::test_server::{fixture, reply, token, Server};
         let server = Server::start(vec![
             token(86_399, "t"),
             reply(200, &fixture("queues-page-1.json")),

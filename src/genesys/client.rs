@@ -684,6 +684,15 @@ pub(crate) mod test_server {
     use std::thread;
     use std::time::{Duration, Instant};
 
+    /// The text of `tests/fixtures/genesys/<name>` (copies of the shared API fixtures).
+    pub fn fixture(name: &str) -> String {
+        std::fs::read_to_string(format!(
+            "{}/tests/fixtures/genesys/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("fixture")
+    }
+
     pub enum Canned {
         Reply {
             status: u16,
@@ -837,7 +846,7 @@ pub(crate) mod test_server {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use super::test_server::{reply, reply_with, token, Canned, Server};
+    use super::test_server::{fixture, reply, reply_with, token, Canned, Server};
     use super::*;
 
     /// A client for `server` whose waits are recorded, not slept.
@@ -873,14 +882,6 @@ pub(crate) mod tests {
     #[derive(Debug, Deserialize, PartialEq)]
     struct Pong {
         ok: u32,
-    }
-
-    fn fixture(name: &str) -> String {
-        std::fs::read_to_string(format!(
-            "{}/tests/fixtures/genesys/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .expect("fixture")
     }
 
     #[test]

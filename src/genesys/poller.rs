@@ -615,7 +615,7 @@ impl Poller {
 
 #[cfg(test)]
 mod tests {
-    use super::super::client::test_server::{reply, token, Server};
+    use super::super::client::test_server::{fixture, reply, token, Server};
     use super::super::client::tests::client_for;
     use super::*;
 
@@ -713,14 +713,6 @@ mod tests {
             kpi_poll: None,
             published: SharedQueues::default(),
         }
-    }
-
-    fn fixture(name: &str) -> String {
-        std::fs::read_to_string(format!(
-            "{}/tests/fixtures/genesys/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap()
     }
 
     #[test]
