@@ -16,6 +16,9 @@ pub mod exit {
 }
 
 pub const DEFAULT_DEMO_QUEUES: usize = 20;
+/// The simulator keeps every queue in memory and the demo lists them all before the
+/// first poll; beyond this the start-up alone takes minutes and gigabytes.
+pub const MAX_DEMO_QUEUES: u64 = 10_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -46,7 +49,7 @@ Commands:
              --dry-run        write line protocol to stdout instead of InfluxDB
   check    verify config, Genesys login, queue selection and InfluxDB; print a snapshot
   demo     the whole pipeline against a built-in simulated Genesys Cloud (no credentials)
-             --queues N       simulated queues (default 20)
+             --queues N       simulated queues, 1 to 10000 (default 20)
              --seconds S      stop after S seconds (default: until Ctrl-C)
   --env-file PATH   read KEY=VALUE lines (systemd EnvironmentFile syntax); the process
                     environment wins over the file
@@ -147,7 +150,14 @@ fn set_demo_flag(command: &mut Option<Command>, flag: &str, text: &str) -> Resul
         .filter(|n| *n > 0)
         .ok_or_else(|| format!("{flag} needs a positive whole number, not '{text}'"))?;
     if flag == "--queues" {
-        *queues = usize::try_from(number).map_err(|_| format!("{flag} {text} is too large"))?;
+        *queues = usize::try_from(number)
+            .ok()
+            .filter(|_| number <= MAX_DEMO_QUEUES)
+            .ok_or_else(|| {
+                format!(
+                    "{flag} {text} is more than the demo simulates; use at most {MAX_DEMO_QUEUES}"
+                )
+            })?;
     } else {
         *seconds = Some(number);
     }
@@ -196,6 +206,17 @@ mod tests {
         assert!(parse_str("demo --queues 0")
             .unwrap_err()
             .contains("positive whole number"));
+        assert_eq!(
+            parse_str("demo --queues 10000").unwrap().command,
+            Command::Demo {
+                queues: 10_000,
+                seconds: None
+            }
+        );
+        assert_eq!(
+            parse_str("demo --queues 5000000").unwrap_err(),
+            "--queues 5000000 is more than the demo simulates; use at most 10000"
+        );
         assert!(parse_str("demo --seconds")
             .unwrap_err()
             .contains("needs a value"));

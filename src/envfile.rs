@@ -3,12 +3,14 @@
 //! Supported: `#` and `;` comment lines, blank lines, an optional `export ` prefix,
 //! whitespace around the key, and values in single or double quotes (double quotes
 //! understand `\"`, `\\` and `\n`). Unquoted values keep inner spaces, lose outer ones.
+//! A UTF-8 byte order mark, which some Windows editors write, is skipped.
 
 use std::collections::HashMap;
 
 /// Parses the text of an env file. `Err` names the 1-based line that is not `KEY=VALUE`.
 pub fn parse(text: &str) -> Result<HashMap<String, String>, String> {
     let mut vars = HashMap::new();
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (index, raw) in text.lines().enumerate() {
         let line = raw.trim();
         if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
@@ -76,6 +78,12 @@ mod tests {
         assert_eq!(vars["E"], "single \\n raw");
         assert_eq!(vars["F"], "esc \" \\ \n");
         assert_eq!(vars["G"], "");
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_skipped() {
+        let vars = parse("\u{feff}GENESYS_CLIENT_ID=abc\n").unwrap();
+        assert_eq!(vars["GENESYS_CLIENT_ID"], "abc");
     }
 
     #[test]
