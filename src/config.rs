@@ -1315,4 +1315,104 @@ mod tests {
             .is_empty());
         assert!(run(&[]).unwrap().warnings.is_empty());
     }
+
+    /// Every variable `from_lookup` reads, with the `_FILE` forms.
+    const VARIABLES: [&str; 38] = [
+        "GENESYS_CLIENT_ID",
+        "GENESYS_CLIENT_SECRET",
+        "GENESYS_CLIENT_SECRET_FILE",
+        "CREDENTIALS_DIRECTORY",
+        "GENESYS_REGION",
+        "GENESYS_API_URL",
+        "GENESYS_LOGIN_URL",
+        "GENESYS_QUEUES",
+        "GENESYS_QUEUES_FILE",
+        "GENESYS_REQUESTS_PER_MINUTE",
+        "QUEUE_SHARD",
+        "QUEUE_REFRESH",
+        "POLL_INTERVAL",
+        "WINDOW",
+        "INFLUXDB_URL",
+        "INFLUXDB_TOKEN",
+        "INFLUXDB_TOKEN_FILE",
+        "INFLUXDB_ORG",
+        "INFLUXDB_BUCKET",
+        "INFLUXDB_DATABASE",
+        "INFLUXDB_RETENTION_POLICY",
+        "INFLUXDB_USERNAME",
+        "INFLUXDB_PASSWORD",
+        "INFLUXDB_PASSWORD_FILE",
+        "INFLUXDB_TAGS",
+        "INSTANCE",
+        "TLS_CA_FILE",
+        "HTTP_TIMEOUT",
+        "SPOOL_DIR",
+        "SPOOL_MAX_BYTES",
+        "SHUTDOWN_TIMEOUT",
+        "KPIS",
+        "KPI_BUCKET",
+        "KPI_POLL",
+        "KPI_LOOKBACK",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "RUST_LOG",
+    ];
+
+    /// Any text, and texts shaped like what the variables expect: numbers of any size
+    /// with or without a unit, URLs with odd ports and user info, blanks, BOMs, controls.
+    fn value() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any::<String>(),
+            "[0-9]{0,25}(ms|s|m|h|d|µs|)",
+            "[ \t\r\n\u{feff}\u{0}\u{7f}]{0,4}[0-9]{0,12}[a-z]{0,3}[ \t]{0,2}",
+            "(https?://)?([a-z]{1,5}(:[a-zA-Z0-9%]{0,8})?@)?[a-z0-9.\\[\\]:_-]{0,12}(:[0-9]{0,7})?(/[^ ]{0,8})?",
+            "[0-9]{1,6}/[0-9]{0,6}",
+            "([a-z_ ]{0,6}=[^,]{0,6},?){0,4}",
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Whatever one variable holds, the result is a configuration or an error that
+        /// names it, never a panic.
+        #[test]
+        fn any_value_of_any_variable_is_accepted_or_named(
+            index in 0..VARIABLES.len(),
+            text in value(),
+        ) {
+            let variable = VARIABLES[index];
+            match run(&[(variable, text.as_str())]) {
+                Ok(_) => {}
+                Err(error) => {
+                    let shown = error.to_string();
+                    let named = variable.trim_end_matches("_FILE");
+                    proptest::prop_assert!(shown.contains(named), "{variable}={text:?}: {shown}");
+                }
+            }
+        }
+
+        /// A secret, or a password inside INFLUXDB_URL, never shows in an error.
+        #[test]
+        fn secrets_never_appear_in_errors(
+            secret in "zq[ -~]{2,20}",
+            password in "zq[A-Za-z0-9%!$&'()*+,;=~._-]{2,16}",
+            index in 0..3usize,
+            other in 0..VARIABLES.len(),
+            text in value(),
+        ) {
+            let variable = ["GENESYS_CLIENT_SECRET", "INFLUXDB_TOKEN", "INFLUXDB_PASSWORD"][index];
+            let url = format!("http://admin:{password}@127.0.0.1:8086");
+            let mut pairs = vec![(variable, secret.as_str()), (VARIABLES[other], text.as_str())];
+            if variable == "INFLUXDB_PASSWORD" {
+                pairs.push(("INFLUXDB_USERNAME", "admin"));
+            }
+            if let Err(error) = run(&pairs) {
+                proptest::prop_assert!(!error.to_string().contains(&secret), "{error}");
+            }
+            let error = run(&[("INFLUXDB_URL", url.as_str())]).unwrap_err();
+            proptest::prop_assert!(!error.to_string().contains(&password), "{error}");
+        }
+    }
 }

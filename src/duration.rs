@@ -91,4 +91,22 @@ mod tests {
             assert_eq!(format(parse(text).unwrap()), text);
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+
+        /// No text panics or overflows; what parses formats back to the same duration.
+        #[test]
+        fn any_text_parses_or_is_explained(
+            text in proptest::prop_oneof![
+                proptest::prelude::any::<String>(),
+                "[ ]?[0-9]{0,30}(ms|s|m|h|d|)[ ]?",
+            ]
+        ) {
+            match parse(&text) {
+                Ok(duration) => proptest::prop_assert_eq!(parse(&format(duration)), Ok(duration)),
+                Err(why) => proptest::prop_assert!(why.starts_with('\''), "{why}"),
+            }
+        }
+    }
 }

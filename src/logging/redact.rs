@@ -260,4 +260,32 @@ mod tests {
         assert_eq!(r.apply("token-number-0"), "token-number-0");
         assert_eq!(r.apply(&format!("token-number-{KEPT_TOKENS}")), "***");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Whatever surrounds it, no form of a registered secret survives.
+        #[test]
+        fn no_form_of_a_secret_survives(
+            secret in "[^*]{4,24}",
+            user in "[a-z]{1,8}",
+            before in "\\PC{0,30}",
+            after in "\\PC{0,30}",
+            cut in 0usize..24,
+        ) {
+            let mut r = Redactor::new();
+            r.add_credentials(&user, &secret);
+            let mut all = forms(&secret);
+            all.push(base64(format!("{user}:{secret}").as_bytes()));
+            for form in &all {
+                let out = r.apply(&format!("{before}{form}{after}"));
+                for needle in &all {
+                    proptest::prop_assert!(!out.contains(needle.as_str()), "{needle:?} in {out:?}");
+                }
+                let start: String = form.chars().take(cut.max(MIN_CUT_CHARS)).collect();
+                let out = r.apply(&format!("{before}{start}…"));
+                proptest::prop_assert!(!out.contains(&format!("{start}…")), "{out:?}");
+            }
+        }
+    }
 }
