@@ -25,17 +25,18 @@ pub const DEFAULT_KPI_LOOKBACK: Duration = Duration::from_secs(10 * 60);
 /// Genesys allows 300 requests per minute per client-credentials token (API.md §7).
 pub const DEFAULT_REQUESTS_PER_MINUTE: u32 = 300;
 
-/// Accepted values, inclusive. A poll longer than an hour is no longer real time.
+// Accepted values, bounds inclusive.
+/// Whole seconds; a poll longer than an hour is no longer real time.
 pub const POLL_INTERVAL_RANGE: (Duration, Duration) = (SECOND, HOUR);
-/// Windows are stamped with their start, so one may not reach past a day.
+/// Windows are stamped with their start; a longer one would not be a wallboard value.
 pub const MAX_WINDOW: Duration = DAY;
-/// The lower bound is `POLL_INTERVAL`: refreshing the list more often than polling it
-/// only spends the request budget (and silently widens the poll).
+/// Upper bound of `QUEUE_REFRESH`. Its lower bound is `POLL_INTERVAL`: refreshing the
+/// list more often than polling it only spends the request budget (and widens the poll).
 pub const MAX_QUEUE_REFRESH: Duration = DAY;
 pub const HTTP_TIMEOUT_RANGE: (Duration, Duration) = (SECOND, Duration::from_secs(300));
 /// At least a second, so a clean stop can deliver the final window.
 pub const SHUTDOWN_TIMEOUT_RANGE: (Duration, Duration) = (SECOND, Duration::from_secs(600));
-/// From one smallest spool segment (64 KiB) to 1 TiB.
+/// From one spool segment of the smallest size (64 KiB) to 1 TiB.
 pub const SPOOL_MAX_BYTES_RANGE: (u64, u64) = (65_536, 1 << 40);
 pub const REQUESTS_PER_MINUTE_RANGE: (u64, u64) = (1, 1_000_000);
 pub const KPI_POLL_RANGE: (Duration, Duration) = (SECOND, HOUR);
