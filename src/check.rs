@@ -441,11 +441,20 @@ mod tests {
         ]);
         let config = config_for(
             &server.url,
-            &[("GENESYS_QUEUES", "Support*"), ("KPIS", "off")],
+            &[
+                ("GENESYS_QUEUES", "Support*"),
+                ("KPIS", "off"),
+                ("KPI_POLL", "30s"),
+            ],
         );
         let mut out = Vec::new();
         assert_eq!(run_to(&config, &mut out), 0);
-        assert!(!String::from_utf8(out).unwrap().contains("KPIs:"));
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("KPIs:"), "{text}");
+        assert!(
+            text.contains("! config: KPI_POLL has no effect with KPIS=off"),
+            "{text}"
+        );
     }
 
     #[test]
