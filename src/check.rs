@@ -2,6 +2,9 @@
 //! with ✓ or ✗ and the reason, then shows current values of a few queues, so an operator
 //! can tell in seconds whether a configuration will work. Writes no data points.
 //!
+//! Every line goes through [`redact`], so a secret echoed in an error body is never
+//! printed.
+//!
 //! Exit codes (CONTRACT.md): 0 all good, 69 a service unreachable, 77 credentials or
 //! permissions refused, 78 configuration (nothing selected, unusable TLS file).
 
@@ -13,6 +16,7 @@ use crate::genesys::aggregates::{self, Interval};
 use crate::genesys::client::{ApiError, GenesysClient};
 use crate::genesys::observations::{self, MAX_QUEUES_PER_REQUEST};
 use crate::genesys::queues;
+use crate::logging::redact;
 use crate::model::{agent, media, Queue, QueueObservation};
 use crate::stats::Stats;
 
@@ -56,6 +60,9 @@ pub fn run_to(config: &Config, out: &mut dyn std::io::Write) -> i32 {
             .unwrap_or_default(),
         config.poll_interval.as_secs()
     ));
+    for warning in &config.warnings {
+        report.warn(&format!("config: {warning}"));
+    }
     let agent = match crate::http::agent(&config.http) {
         Ok(agent) => agent,
         Err(why) => {
@@ -77,29 +84,33 @@ struct Report<'a> {
 }
 
 impl Report<'_> {
+    /// Writes one line, secrets blanked out.
+    fn line(&mut self, text: &str) {
+        let _ = writeln!(self.out, "{}", redact::apply(text));
+    }
+
     fn ok(&mut self, text: &str) {
-        let _ = writeln!(self.out, "✓ {text}");
+        self.line(&format!("✓ {text}"));
     }
 
     fn warn(&mut self, text: &str) {
-        let _ = writeln!(self.out, "! {text}");
+        self.line(&format!("! {text}"));
     }
 
     /// Records a failed step; the first failure decides the exit code.
     fn fail(&mut self, code: i32, text: &str) {
-        let _ = writeln!(self.out, "✗ {text}");
+        self.line(&format!("✗ {text}"));
         if self.code == EXIT_OK {
             self.code = code;
         }
     }
 
     fn table(&mut self, observations: &[QueueObservation]) {
-        let _ = writeln!(self.out);
-        let _ = writeln!(
-            self.out,
+        self.line("");
+        self.line(&format!(
             "{:<40} {:>8} {:>12} {:>9} {:>6}",
             "queue", "waiting", "longest wait", "on queue", "idle"
-        );
+        ));
         for o in observations.iter().take(TABLE_ROWS) {
             let waiting: f64 = o.media.iter().map(|m| m.values[media::WAITING]).sum();
             let longest = o
@@ -107,15 +118,14 @@ impl Report<'_> {
                 .iter()
                 .map(|m| m.values[media::LONGEST_WAITING_SECONDS])
                 .fold(0.0, f64::max);
-            let _ = writeln!(
-                self.out,
+            self.line(&format!(
                 "{} {:>8} {:>11.0}s {:>9} {:>6}",
                 fit(&o.queue.name, 40),
                 waiting,
                 longest,
                 o.agents[agent::ON_QUEUE],
                 o.agents[agent::IDLE]
-            );
+            ));
         }
     }
 }
@@ -431,11 +441,20 @@ mod tests {
         ]);
         let config = config_for(
             &server.url,
-            &[("GENESYS_QUEUES", "Support*"), ("KPIS", "off")],
+            &[
+                ("GENESYS_QUEUES", "Support*"),
+                ("KPIS", "off"),
+                ("KPI_POLL", "30s"),
+            ],
         );
         let mut out = Vec::new();
         assert_eq!(run_to(&config, &mut out), 0);
-        assert!(!String::from_utf8(out).unwrap().contains("KPIs:"));
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("KPIs:"), "{text}");
+        assert!(
+            text.contains("! config: KPI_POLL has no effect with KPIS=off"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub mod exit {
 }
 
 pub const DEFAULT_DEMO_QUEUES: usize = 20;
+/// The simulator keeps every queue in memory and the demo lists them all before the
+/// first poll; beyond this the start-up alone takes minutes and gigabytes.
+pub const MAX_DEMO_QUEUES: u64 = 10_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -46,7 +49,7 @@ Commands:
              --dry-run        write line protocol to stdout instead of InfluxDB
   check    verify config, Genesys login, queue selection and InfluxDB; print a snapshot
   demo     the whole pipeline against a built-in simulated Genesys Cloud (no credentials)
-             --queues N       simulated queues (default 20)
+             --queues N       simulated queues, 1 to 10000 (default 20)
              --seconds S      stop after S seconds (default: until Ctrl-C)
   --env-file PATH   read KEY=VALUE lines (systemd EnvironmentFile syntax); the process
                     environment wins over the file
@@ -59,12 +62,13 @@ Environment (defaults in brackets):
   GENESYS_API_URL, GENESYS_LOGIN_URL   override both base URLs
   GENESYS_QUEUES                comma-separated ids/names, * wildcards [all queues]
   GENESYS_QUEUES_FILE           one id or name per line
-  GENESYS_REQUESTS_PER_MINUTE   request budget of the OAuth client [300]
+  GENESYS_REQUESTS_PER_MINUTE   request budget of the OAuth client, 1 to 1000000 [300]
   QUEUE_SHARD                   i/n: poll only shard i of n (stable hash of the queue id)
-  QUEUE_REFRESH                 queue list re-resolution period [5m]
-  POLL_INTERVAL                 poll period, UTC-aligned [10s]
-  WINDOW                        aggregation window, multiple of POLL_INTERVAL [60s]
-  INFLUXDB_URL                  e.g. http://127.0.0.1:8086, or - for stdout [required for run]
+  QUEUE_REFRESH                 queue list re-resolution period, POLL_INTERVAL to 24h [5m]
+  POLL_INTERVAL                 poll period, UTC-aligned, whole seconds 1s to 1h [10s]
+  WINDOW                        aggregation window, multiple of POLL_INTERVAL, up to 24h [60s]
+  INFLUXDB_URL                  e.g. http://127.0.0.1:8086, or - for stdout [required for run];
+                                no user:password@ (use INFLUXDB_USERNAME/INFLUXDB_PASSWORD)
   INFLUXDB_TOKEN, INFLUXDB_ORG, INFLUXDB_BUCKET                      v2 write API
   INFLUXDB_DATABASE, INFLUXDB_RETENTION_POLICY,
   INFLUXDB_USERNAME, INFLUXDB_PASSWORD                               v1 write API
@@ -72,13 +76,20 @@ Environment (defaults in brackets):
   INSTANCE                      instance tag of the self-metrics [hostname]
   TLS_CA_FILE                   extra PEM roots for Genesys and InfluxDB
   HTTPS_PROXY, NO_PROXY         honoured
-  HTTP_TIMEOUT                  per request [10s]
+  HTTP_TIMEOUT                  per request, 1s to 5m [10s]
   SPOOL_DIR                     on-disk buffer for unsent points [none]
-  SPOOL_MAX_BYTES               spool cap [104857600]
-  SHUTDOWN_TIMEOUT              flush time allowed on SIGTERM [10s]
+  SPOOL_MAX_BYTES               spool cap, 65536 to 1099511627776 [104857600]
+  SHUTDOWN_TIMEOUT              flush time allowed on SIGTERM, 1s to 10m [10s]
   KPIS                          on|off: interval KPIs from conversation aggregates [on]
-  KPI_BUCKET, KPI_POLL, KPI_LOOKBACK   KPI bucket, poll period, look-back [15m, 60s, 10m]
+  KPI_BUCKET, KPI_POLL, KPI_LOOKBACK   KPI bucket (whole minutes dividing a day), poll
+                                period (1s to 1h), look-back (0s to 24h) [15m, 60s, 10m]
   RUST_LOG                      log filter [info]
+
+Durations: 500ms, 10s, 5m, 1h. Every URL needs a host; a port is 1 to 65535.
+Settings that have no effect with the others (v1 settings with a v2 target, KPI_* with
+KPIS=off, SPOOL_MAX_BYTES without SPOOL_DIR, …) are warned about at start-up.
+Secrets (client secret, password, token, the access token) are blanked out of every
+log line and of check's output.
 
 Exit codes: 0 ok, 1 runtime failure, 64 bad command line, 69 service unreachable (check),
 77 credentials refused, 78 configuration error.
@@ -147,7 +158,14 @@ fn set_demo_flag(command: &mut Option<Command>, flag: &str, text: &str) -> Resul
         .filter(|n| *n > 0)
         .ok_or_else(|| format!("{flag} needs a positive whole number, not '{text}'"))?;
     if flag == "--queues" {
-        *queues = usize::try_from(number).map_err(|_| format!("{flag} {text} is too large"))?;
+        *queues = usize::try_from(number)
+            .ok()
+            .filter(|_| number <= MAX_DEMO_QUEUES)
+            .ok_or_else(|| {
+                format!(
+                    "{flag} {text} is more than the demo simulates; use at most {MAX_DEMO_QUEUES}"
+                )
+            })?;
     } else {
         *seconds = Some(number);
     }
@@ -196,6 +214,17 @@ mod tests {
         assert!(parse_str("demo --queues 0")
             .unwrap_err()
             .contains("positive whole number"));
+        assert_eq!(
+            parse_str("demo --queues 10000").unwrap().command,
+            Command::Demo {
+                queues: 10_000,
+                seconds: None
+            }
+        );
+        assert_eq!(
+            parse_str("demo --queues 5000000").unwrap_err(),
+            "--queues 5000000 is more than the demo simulates; use at most 10000"
+        );
         assert!(parse_str("demo --seconds")
             .unwrap_err()
             .contains("needs a value"));

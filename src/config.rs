@@ -2,7 +2,9 @@
 //!
 //! Every variable of the contract is read here and nowhere else, checked once, and turned
 //! into types that cannot hold an invalid value. A bad value is a [`ConfigError`] naming
-//! the variable and what would be accepted; `main` turns it into exit code 78.
+//! the variable and what would be accepted; `main` turns it into exit code 78. Every
+//! number and duration has a range (the `*_RANGE` constants, also in `--help` and the
+//! README), and settings that would have no effect are reported in [`Config::warnings`].
 
 use std::fmt;
 use std::path::PathBuf;
@@ -22,6 +24,26 @@ pub const DEFAULT_KPI_POLL: Duration = Duration::from_secs(60);
 pub const DEFAULT_KPI_LOOKBACK: Duration = Duration::from_secs(10 * 60);
 /// Genesys allows 300 requests per minute per client-credentials token (API.md §7).
 pub const DEFAULT_REQUESTS_PER_MINUTE: u32 = 300;
+
+// Accepted values, bounds inclusive.
+/// Whole seconds; a poll longer than an hour is no longer real time.
+pub const POLL_INTERVAL_RANGE: (Duration, Duration) = (SECOND, HOUR);
+/// Windows are stamped with their start; a longer one would not be a wallboard value.
+pub const MAX_WINDOW: Duration = DAY;
+/// Upper bound of `QUEUE_REFRESH`. Its lower bound is `POLL_INTERVAL`: refreshing the
+/// list more often than polling it only spends the request budget (and widens the poll).
+pub const MAX_QUEUE_REFRESH: Duration = DAY;
+pub const HTTP_TIMEOUT_RANGE: (Duration, Duration) = (SECOND, Duration::from_secs(300));
+/// At least a second, so a clean stop can deliver the final window.
+pub const SHUTDOWN_TIMEOUT_RANGE: (Duration, Duration) = (SECOND, Duration::from_secs(600));
+/// From one spool segment of the smallest size (64 KiB) to 1 TiB.
+pub const SPOOL_MAX_BYTES_RANGE: (u64, u64) = (65_536, 1 << 40);
+pub const REQUESTS_PER_MINUTE_RANGE: (u64, u64) = (1, 1_000_000);
+pub const KPI_POLL_RANGE: (Duration, Duration) = (SECOND, HOUR);
+pub const KPI_LOOKBACK_RANGE: (Duration, Duration) = (Duration::ZERO, DAY);
+const SECOND: Duration = Duration::from_secs(1);
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
 /// Name of the systemd credential (`LoadCredential=`) holding the client secret.
 pub const SECRET_CREDENTIAL_NAME: &str = "genesys_client_secret";
 /// Tag keys the service writes itself; `INFLUXDB_TAGS` may not reuse them.
@@ -73,6 +95,9 @@ pub struct Config {
     pub kpi: Option<KpiConfig>,
     /// Value of the `instance` tag of the self-metrics.
     pub instance: String,
+    /// Settings that are set but have no effect with the others (logged, or printed by
+    /// `check`).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -191,32 +216,52 @@ pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>, mode: Mode) -> Result<C
     let poll_interval = vars.duration("POLL_INTERVAL", DEFAULT_POLL_INTERVAL)?;
     let window = vars.duration("WINDOW", DEFAULT_WINDOW)?;
     check_timing(poll_interval, window)?;
+    let genesys = genesys_config(&vars)?;
+    let influx = influx_target(&vars, mode)?;
+    let kpi = kpi_config(&vars)?;
     Ok(Config {
-        genesys: genesys_config(&vars)?,
+        warnings: ineffective_settings(&vars, &influx, kpi.is_some(), mode),
+        genesys,
         queues: queue_selectors(&vars)?,
         shard: vars
             .optional("QUEUE_SHARD")
             .map(|v| parse_shard(&v))
             .transpose()?,
-        queue_refresh: vars.positive_duration("QUEUE_REFRESH", DEFAULT_QUEUE_REFRESH)?,
+        queue_refresh: vars.duration_within(
+            "QUEUE_REFRESH",
+            DEFAULT_QUEUE_REFRESH,
+            (poll_interval, MAX_QUEUE_REFRESH),
+        )?,
         poll_interval,
         window,
-        influx: influx_target(&vars, mode)?,
+        influx,
         static_tags: vars
             .optional("INFLUXDB_TAGS")
             .map(|v| parse_tags(&v))
             .transpose()?
             .unwrap_or_default(),
         http: HttpConfig {
-            timeout: vars.positive_duration("HTTP_TIMEOUT", DEFAULT_HTTP_TIMEOUT)?,
+            timeout: vars.duration_within(
+                "HTTP_TIMEOUT",
+                DEFAULT_HTTP_TIMEOUT,
+                HTTP_TIMEOUT_RANGE,
+            )?,
             tls_ca_file: vars.optional("TLS_CA_FILE").map(PathBuf::from),
         },
         spool: SpoolConfig {
             dir: vars.optional("SPOOL_DIR").map(PathBuf::from),
-            max_bytes: vars.number("SPOOL_MAX_BYTES", DEFAULT_SPOOL_MAX_BYTES)?,
+            max_bytes: vars.number_within(
+                "SPOOL_MAX_BYTES",
+                DEFAULT_SPOOL_MAX_BYTES,
+                SPOOL_MAX_BYTES_RANGE,
+            )?,
         },
-        shutdown_timeout: vars.duration("SHUTDOWN_TIMEOUT", DEFAULT_SHUTDOWN_TIMEOUT)?,
-        kpi: kpi_config(&vars)?,
+        shutdown_timeout: vars.duration_within(
+            "SHUTDOWN_TIMEOUT",
+            DEFAULT_SHUTDOWN_TIMEOUT,
+            SHUTDOWN_TIMEOUT_RANGE,
+        )?,
+        kpi,
         instance: vars.optional("INSTANCE").unwrap_or_else(hostname),
     })
 }
@@ -244,28 +289,51 @@ impl Vars<'_> {
         }
     }
 
-    fn positive_duration(&self, name: &str, default: Duration) -> Result<Duration> {
+    fn is_set(&self, name: &str) -> bool {
+        self.optional(name).is_some()
+    }
+
+    fn duration_within(
+        &self,
+        name: &str,
+        default: Duration,
+        (min, max): (Duration, Duration),
+    ) -> Result<Duration> {
         let value = self.duration(name, default)?;
-        if value.is_zero() {
-            return Err(ConfigError::new(name, "must be longer than 0s"));
+        if value < min || value > max {
+            return Err(ConfigError::new(
+                name,
+                format!(
+                    "{} is out of range; use {} to {}",
+                    duration::format(value),
+                    duration::format(min),
+                    duration::format(max)
+                ),
+            ));
         }
         Ok(value)
     }
 
-    fn number(&self, name: &str, default: u64) -> Result<u64> {
-        match self.optional(name) {
-            None => Ok(default),
-            Some(text) => text.parse().map_err(|_| {
-                ConfigError::new(name, format!("'{text}' is not a whole number of bytes"))
-            }),
-        }
+    fn number_within(&self, name: &str, default: u64, (min, max): (u64, u64)) -> Result<u64> {
+        let Some(text) = self.optional(name) else {
+            return Ok(default);
+        };
+        text.parse()
+            .ok()
+            .filter(|n| (min..=max).contains(n))
+            .ok_or_else(|| {
+                ConfigError::new(
+                    name,
+                    format!("'{text}' is not a whole number from {min} to {max}"),
+                )
+            })
     }
 
     /// The value of `name`, else the contents of the file `name_FILE`, else of the systemd
     /// credential `credential` when `$CREDENTIALS_DIRECTORY` holds it.
     fn secret(&self, name: &str, credential: &str) -> Result<Option<Secret>> {
         if let Some(value) = (self.0)(name).filter(|v| !v.is_empty()) {
-            return Ok(Some(Secret::new(value)));
+            return checked_secret(name, value).map(Some);
         }
         let file_var = format!("{name}_FILE");
         let path = match self.optional(&file_var) {
@@ -286,23 +354,54 @@ impl Vars<'_> {
             )
         })?;
         let text = text.trim_end_matches(['\n', '\r']).to_string();
-        if text.is_empty() {
+        if text.trim().is_empty() {
             return Err(ConfigError::new(
                 &variable,
                 format!("secret file {} is empty", path.display()),
             ));
         }
-        Ok(Some(Secret::new(text)))
+        checked_secret(&variable, text).map(Some)
     }
 }
 
+/// A secret made only of blanks, or holding a line break or another control character,
+/// is a copy-and-paste accident; it is refused without being echoed.
+fn checked_secret(name: &str, value: String) -> Result<Secret> {
+    if value.trim().is_empty() {
+        return Err(ConfigError::new(
+            name,
+            "is blank (only spaces); set the real value",
+        ));
+    }
+    if value.contains(char::is_control) {
+        return Err(ConfigError::new(
+            name,
+            "contains a line break or another control character; copy the value again",
+        ));
+    }
+    Ok(Secret::new(value))
+}
+
 fn check_timing(poll_interval: Duration, window: Duration) -> Result<()> {
-    if poll_interval < Duration::from_secs(1) || poll_interval.as_millis() % 1000 != 0 {
+    let (min, max) = POLL_INTERVAL_RANGE;
+    if poll_interval < min || poll_interval > max || poll_interval.subsec_nanos() != 0 {
         return Err(ConfigError::new(
             "POLL_INTERVAL",
             format!(
-                "{} must be a whole number of seconds, at least 1s",
-                duration::format(poll_interval)
+                "{} must be a whole number of seconds from {} to {}",
+                duration::format(poll_interval),
+                duration::format(min),
+                duration::format(max)
+            ),
+        ));
+    }
+    if window > MAX_WINDOW {
+        return Err(ConfigError::new(
+            "WINDOW",
+            format!(
+                "{} is out of range; use a multiple of POLL_INTERVAL up to {}",
+                duration::format(window),
+                duration::format(MAX_WINDOW)
             ),
         ));
     }
@@ -353,19 +452,12 @@ fn genesys_config(vars: &Vars) -> Result<GenesysConfig> {
             )
         }
     };
-    let requests_per_minute = vars.number(
+    let requests_per_minute = vars.number_within(
         "GENESYS_REQUESTS_PER_MINUTE",
         DEFAULT_REQUESTS_PER_MINUTE.into(),
+        REQUESTS_PER_MINUTE_RANGE,
     )?;
-    let requests_per_minute = u32::try_from(requests_per_minute)
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| {
-            ConfigError::new(
-                "GENESYS_REQUESTS_PER_MINUTE",
-                "must be between 1 and 4294967295",
-            )
-        })?;
+    let requests_per_minute = u32::try_from(requests_per_minute).unwrap_or(u32::MAX);
     Ok(GenesysConfig {
         region_label,
         api_url,
@@ -376,21 +468,101 @@ fn genesys_config(vars: &Vars) -> Result<GenesysConfig> {
     })
 }
 
-/// Checks an `http(s)://host[:port][/path]` base URL and drops a trailing slash.
+/// Checks an `http(s)://host[:port][/path]` base URL and drops a trailing slash. User
+/// info (`user:password@`) is refused, and never echoed: credentials have their own
+/// variables, and a URL is printed in logs and by `check`.
 fn base_url(variable: &str, value: &str) -> Result<String> {
+    let shown = without_userinfo(value);
+    let invalid = |why: &str| ConfigError::new(variable, format!("'{shown}' {why}"));
     let rest = value
         .strip_prefix("https://")
         .or_else(|| value.strip_prefix("http://"))
-        .ok_or_else(|| {
-            ConfigError::new(
-                variable,
-                format!("'{value}' must start with http:// or https://"),
-            )
-        })?;
-    if rest.trim_end_matches('/').is_empty() || rest.contains(char::is_whitespace) {
-        return Err(ConfigError::new(variable, format!("'{value}' has no host")));
+        .ok_or_else(|| invalid("must start with http:// or https://"))?;
+    let (authority, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+    if authority.contains('@') {
+        return Err(invalid(&format!(
+            "holds user info (user:password@), which is never sent; {}",
+            credentials_hint(variable)
+        )));
+    }
+    if value.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        return Err(invalid("contains a space or a control character"));
+    }
+    if path.contains(['?', '#']) {
+        return Err(invalid(
+            "has a query or fragment; give only scheme, host, port and path",
+        ));
+    }
+    let (host, port) = split_host_port(authority);
+    if host.is_empty() {
+        return Err(invalid("has no host"));
+    }
+    if !is_host(host) {
+        return Err(invalid(&format!("has an invalid host '{host}'")));
+    }
+    if let Some(port) = port {
+        if port.parse::<u16>().ok().filter(|p| *p > 0).is_none() {
+            return Err(invalid(&format!(
+                "has port '{port}'; a port is a number from 1 to 65535"
+            )));
+        }
     }
     Ok(value.trim_end_matches('/').to_string())
+}
+
+fn credentials_hint(variable: &str) -> &'static str {
+    if variable.starts_with("INFLUXDB") {
+        "set INFLUXDB_USERNAME and INFLUXDB_PASSWORD (or INFLUXDB_TOKEN) instead"
+    } else {
+        "the OAuth client goes in GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET"
+    }
+}
+
+/// `value` with anything before an `@` in its authority replaced by `***`.
+fn without_userinfo(value: &str) -> String {
+    let start = value.find("://").map_or(0, |at| at + 3);
+    let end = value[start..]
+        .find(['/', '?', '#'])
+        .map_or(value.len(), |at| start + at);
+    match value[start..end].rfind('@') {
+        Some(at) => format!("{}***{}", &value[..start], &value[start + at..]),
+        None => value.to_string(),
+    }
+}
+
+/// `host:port`, `[v6]:port`, or either without a port.
+fn split_host_port(authority: &str) -> (&str, Option<&str>) {
+    if authority.starts_with('[') {
+        return match authority.find(']') {
+            Some(end) => match &authority[end + 1..] {
+                "" => (&authority[..=end], None),
+                rest => (
+                    &authority[..=end],
+                    Some(rest.strip_prefix(':').unwrap_or(rest)),
+                ),
+            },
+            None => (authority, None),
+        };
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    }
+}
+
+/// A DNS name or IPv4 address, or a bracketed IPv6 address.
+fn is_host(host: &str) -> bool {
+    match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => {
+            !v6.is_empty()
+                && v6
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+        }
+        None => host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')),
+    }
 }
 
 fn queue_selectors(vars: &Vars) -> Result<Vec<QueueSelector>> {
@@ -563,8 +735,12 @@ fn kpi_config(vars: &Vars) -> Result<Option<KpiConfig>> {
             ))
         }
     }
-    let bucket = vars.positive_duration("KPI_BUCKET", DEFAULT_KPI_BUCKET)?;
-    if bucket.as_secs() % 60 != 0 || bucket.subsec_nanos() != 0 || 86_400 % bucket.as_secs() != 0 {
+    let bucket = vars.duration("KPI_BUCKET", DEFAULT_KPI_BUCKET)?;
+    if bucket.as_secs() % 60 != 0
+        || bucket.subsec_nanos() != 0
+        || bucket.is_zero()
+        || DAY.as_secs() % bucket.as_secs() != 0
+    {
         return Err(ConfigError::new(
             "KPI_BUCKET",
             format!(
@@ -573,16 +749,86 @@ fn kpi_config(vars: &Vars) -> Result<Option<KpiConfig>> {
             ),
         ));
     }
-    let poll = vars.positive_duration("KPI_POLL", DEFAULT_KPI_POLL)?;
-    if poll < Duration::from_secs(1) {
-        return Err(ConfigError::new("KPI_POLL", "must be at least 1s"));
-    }
-    let lookback = vars.duration("KPI_LOOKBACK", DEFAULT_KPI_LOOKBACK)?;
+    let poll = vars.duration_within("KPI_POLL", DEFAULT_KPI_POLL, KPI_POLL_RANGE)?;
+    let lookback =
+        vars.duration_within("KPI_LOOKBACK", DEFAULT_KPI_LOOKBACK, KPI_LOOKBACK_RANGE)?;
     Ok(Some(KpiConfig {
         bucket,
         poll,
         lookback,
     }))
+}
+
+/// Variables that are set but that nothing reads with the rest of the configuration.
+fn ineffective_settings(vars: &Vars, influx: &InfluxTarget, kpis: bool, mode: Mode) -> Vec<String> {
+    const V1_ONLY: [&str; 4] = [
+        "INFLUXDB_RETENTION_POLICY",
+        "INFLUXDB_USERNAME",
+        "INFLUXDB_PASSWORD",
+        "INFLUXDB_PASSWORD_FILE",
+    ];
+    let mut unused: Vec<(&str, &str)> = Vec::new();
+    match influx {
+        InfluxTarget::V2 { .. } => unused.extend(V1_ONLY.map(|name| {
+            (
+                name,
+                "with INFLUXDB_BUCKET (v2 write API); it belongs to the v1 API (INFLUXDB_DATABASE)",
+            )
+        })),
+        InfluxTarget::V1 { .. } => unused.push((
+            "INFLUXDB_ORG",
+            "with INFLUXDB_DATABASE (v1 write API); it belongs to the v2 API (INFLUXDB_BUCKET)",
+        )),
+        InfluxTarget::Stdout if mode != (Mode::Run { dry_run: true }) => unused.extend(
+            [
+                "INFLUXDB_TOKEN",
+                "INFLUXDB_ORG",
+                "INFLUXDB_BUCKET",
+                "INFLUXDB_DATABASE",
+            ]
+            .into_iter()
+            .chain(V1_ONLY)
+            .map(|name| {
+                (
+                    name,
+                    "while line protocol goes to stdout (INFLUXDB_URL is - or unset)",
+                )
+            }),
+        ),
+        InfluxTarget::Stdout => {}
+    }
+    if !vars.is_set("SPOOL_DIR") {
+        unused.push(("SPOOL_MAX_BYTES", "without SPOOL_DIR"));
+    }
+    if !kpis {
+        unused
+            .extend(["KPI_BUCKET", "KPI_POLL", "KPI_LOOKBACK"].map(|name| (name, "with KPIS=off")));
+    }
+    if vars.is_set("GENESYS_API_URL") && vars.is_set("GENESYS_LOGIN_URL") {
+        unused.push((
+            "GENESYS_REGION",
+            "when GENESYS_API_URL and GENESYS_LOGIN_URL are both set",
+        ));
+    }
+    for (file, value) in [
+        ("GENESYS_CLIENT_SECRET_FILE", "GENESYS_CLIENT_SECRET"),
+        ("INFLUXDB_PASSWORD_FILE", "INFLUXDB_PASSWORD"),
+        ("INFLUXDB_TOKEN_FILE", "INFLUXDB_TOKEN"),
+    ] {
+        if vars.is_set(value) {
+            unused.push((
+                file,
+                "while the variable it stands for is set too (that one wins)",
+            ));
+        }
+    }
+    let mut warnings: Vec<String> = unused
+        .into_iter()
+        .filter(|(name, _)| vars.is_set(name))
+        .map(|(name, why)| format!("{name} has no effect {why}"))
+        .collect();
+    warnings.dedup();
+    warnings
 }
 
 fn hostname() -> String {
@@ -877,7 +1123,297 @@ mod tests {
     fn numbers_and_durations_name_their_variable() {
         assert!(error(&[("SPOOL_MAX_BYTES", "100MB")])
             .starts_with("SPOOL_MAX_BYTES: '100MB' is not a whole number"));
-        assert!(error(&[("HTTP_TIMEOUT", "0s")]).starts_with("HTTP_TIMEOUT: must be longer"));
+        assert_eq!(
+            error(&[("HTTP_TIMEOUT", "0s")]),
+            "HTTP_TIMEOUT: 0s is out of range; use 1s to 5m"
+        );
         assert!(error(&[("QUEUE_REFRESH", "5")]).starts_with("QUEUE_REFRESH: '5' has no unit"));
+        assert_eq!(
+            error(&[("QUEUE_REFRESH", "99999999999999999999h")]),
+            "QUEUE_REFRESH: '99999999999999999999h' is too large"
+        );
+    }
+
+    #[test]
+    fn every_number_and_duration_has_a_range() {
+        for (variable, value, message) in [
+            (
+                "POLL_INTERVAL",
+                "2h",
+                "2h must be a whole number of seconds from 1s to 1h",
+            ),
+            (
+                "POLL_INTERVAL",
+                "1000000h",
+                "1000000h must be a whole number of seconds from 1s to 1h",
+            ),
+            (
+                "WINDOW",
+                "1000000h",
+                "1000000h is out of range; use a multiple of POLL_INTERVAL up to 24h",
+            ),
+            (
+                "QUEUE_REFRESH",
+                "1ms",
+                "1ms is out of range; use 10s to 24h",
+            ),
+            (
+                "QUEUE_REFRESH",
+                "25h",
+                "25h is out of range; use 10s to 24h",
+            ),
+            ("HTTP_TIMEOUT", "6m", "6m is out of range; use 1s to 5m"),
+            (
+                "SHUTDOWN_TIMEOUT",
+                "0s",
+                "0s is out of range; use 1s to 10m",
+            ),
+            (
+                "SPOOL_MAX_BYTES",
+                "0",
+                "'0' is not a whole number from 65536 to 1099511627776",
+            ),
+            (
+                "GENESYS_REQUESTS_PER_MINUTE",
+                "0",
+                "'0' is not a whole number from 1 to 1000000",
+            ),
+            ("KPI_POLL", "2h", "2h is out of range; use 1s to 1h"),
+            (
+                "KPI_LOOKBACK",
+                "2d",
+                "'2d' has unknown unit 'd'; use ms, s, m or h",
+            ),
+            ("KPI_LOOKBACK", "25h", "25h is out of range; use 0s to 24h"),
+            (
+                "KPI_BUCKET",
+                "0m",
+                "0s must be whole minutes that divide a day, e.g. 15m, 30m or 1h",
+            ),
+        ] {
+            assert_eq!(
+                error(&[(variable, value)]),
+                format!("{variable}: {message}"),
+                "{variable}={value}"
+            );
+        }
+        let edges = run(&[
+            ("POLL_INTERVAL", "1h"),
+            ("WINDOW", "24h"),
+            ("QUEUE_REFRESH", "1h"),
+            ("SHUTDOWN_TIMEOUT", "1s"),
+            ("SPOOL_MAX_BYTES", "65536"),
+            ("GENESYS_REQUESTS_PER_MINUTE", "1000000"),
+            ("KPI_LOOKBACK", "0s"),
+        ])
+        .unwrap();
+        assert_eq!(edges.window, Duration::from_secs(86_400));
+        assert_eq!(edges.spool.max_bytes, 65_536);
+    }
+
+    #[test]
+    fn urls_need_a_host_and_a_valid_port_and_no_user_info() {
+        for (value, message) in [
+            ("http://127.0.0.1:99999", "'http://127.0.0.1:99999' has port '99999'; a port is a number from 1 to 65535"),
+            ("http://127.0.0.1:0", "'http://127.0.0.1:0' has port '0'; a port is a number from 1 to 65535"),
+            ("http://host:", "'http://host:' has port ''; a port is a number from 1 to 65535"),
+            ("http://:8086", "'http://:8086' has no host"),
+            ("http://ho st", "'http://ho st' contains a space or a control character"),
+            ("http://host/x?db=a", "'http://host/x?db=a' has a query or fragment; give only scheme, host, port and path"),
+            ("http://user:PW@host:8086", "'http://***@host:8086' holds user info (user:password@), which is never sent; set INFLUXDB_USERNAME and INFLUXDB_PASSWORD (or INFLUXDB_TOKEN) instead"),
+            ("user:PW@host:8086", "'***@host:8086' must start with http:// or https://"),
+        ] {
+            assert_eq!(error(&[("INFLUXDB_URL", value)]), format!("INFLUXDB_URL: {message}"));
+        }
+        let err = error(&[("GENESYS_API_URL", "https://id:secret@api.example.com")]);
+        assert!(
+            err.starts_with("GENESYS_API_URL: 'https://***@api.example.com' holds user info"),
+            "{err}"
+        );
+        assert!(!err.contains("secret@"), "{err}");
+        for good in [
+            "http://[::1]:8086",
+            "https://influx.example.com/prefix/",
+            "http://h_1.local:1",
+        ] {
+            run(&[("INFLUXDB_URL", good)]).unwrap();
+        }
+        assert_eq!(
+            run(&[("INFLUXDB_URL", "http://[::1]:8086/")])
+                .unwrap()
+                .influx,
+            InfluxTarget::V1 {
+                url: "http://[::1]:8086".into(),
+                database: "genesys".into(),
+                retention_policy: None,
+                auth: V1Auth::None
+            }
+        );
+    }
+
+    #[test]
+    fn blank_secrets_are_refused_without_echoing_them() {
+        for variable in ["GENESYS_CLIENT_SECRET", "INFLUXDB_TOKEN"] {
+            assert_eq!(
+                error(&[(variable, "   ")]),
+                format!("{variable}: is blank (only spaces); set the real value")
+            );
+            let err = error(&[(variable, "abc\ndef")]);
+            assert!(
+                err.starts_with(&format!("{variable}: contains a line break")),
+                "{err}"
+            );
+            assert!(!err.contains("abc"), "{err}");
+        }
+    }
+
+    #[test]
+    fn settings_without_effect_are_reported() {
+        let v2 = run(&[
+            ("INFLUXDB_DATABASE", ""),
+            ("INFLUXDB_BUCKET", "b"),
+            ("INFLUXDB_TOKEN", "t0ken"),
+            ("INFLUXDB_RETENTION_POLICY", "rp"),
+            ("INFLUXDB_USERNAME", "u"),
+            ("SPOOL_MAX_BYTES", "1048576"),
+            ("KPIS", "off"),
+            ("KPI_POLL", "30s"),
+        ])
+        .unwrap();
+        assert_eq!(
+            v2.warnings,
+            vec![
+                "INFLUXDB_RETENTION_POLICY has no effect with INFLUXDB_BUCKET (v2 write API); it belongs to the v1 API (INFLUXDB_DATABASE)",
+                "INFLUXDB_USERNAME has no effect with INFLUXDB_BUCKET (v2 write API); it belongs to the v1 API (INFLUXDB_DATABASE)",
+                "SPOOL_MAX_BYTES has no effect without SPOOL_DIR",
+                "KPI_POLL has no effect with KPIS=off",
+            ]
+        );
+        let v1 = run(&[
+            ("INFLUXDB_ORG", "o"),
+            ("GENESYS_API_URL", "http://127.0.0.1:1"),
+            ("GENESYS_LOGIN_URL", "http://127.0.0.1:2"),
+            ("GENESYS_REGION", "eu-west-1"),
+            ("GENESYS_CLIENT_SECRET_FILE", "/nonexistent"),
+        ])
+        .unwrap();
+        assert_eq!(
+            v1.warnings,
+            vec![
+                "INFLUXDB_ORG has no effect with INFLUXDB_DATABASE (v1 write API); it belongs to the v2 API (INFLUXDB_BUCKET)",
+                "GENESYS_REGION has no effect when GENESYS_API_URL and GENESYS_LOGIN_URL are both set",
+                "GENESYS_CLIENT_SECRET_FILE has no effect while the variable it stands for is set too (that one wins)",
+            ]
+        );
+        let stdout = run(&[("INFLUXDB_URL", "-")]).unwrap();
+        assert_eq!(
+            stdout.warnings,
+            vec!["INFLUXDB_DATABASE has no effect while line protocol goes to stdout (INFLUXDB_URL is - or unset)"]
+        );
+        assert!(config(&[], Mode::Run { dry_run: true })
+            .unwrap()
+            .warnings
+            .is_empty());
+        assert!(run(&[]).unwrap().warnings.is_empty());
+    }
+
+    /// Every variable `from_lookup` reads, with the `_FILE` forms.
+    const VARIABLES: [&str; 38] = [
+        "GENESYS_CLIENT_ID",
+        "GENESYS_CLIENT_SECRET",
+        "GENESYS_CLIENT_SECRET_FILE",
+        "CREDENTIALS_DIRECTORY",
+        "GENESYS_REGION",
+        "GENESYS_API_URL",
+        "GENESYS_LOGIN_URL",
+        "GENESYS_QUEUES",
+        "GENESYS_QUEUES_FILE",
+        "GENESYS_REQUESTS_PER_MINUTE",
+        "QUEUE_SHARD",
+        "QUEUE_REFRESH",
+        "POLL_INTERVAL",
+        "WINDOW",
+        "INFLUXDB_URL",
+        "INFLUXDB_TOKEN",
+        "INFLUXDB_TOKEN_FILE",
+        "INFLUXDB_ORG",
+        "INFLUXDB_BUCKET",
+        "INFLUXDB_DATABASE",
+        "INFLUXDB_RETENTION_POLICY",
+        "INFLUXDB_USERNAME",
+        "INFLUXDB_PASSWORD",
+        "INFLUXDB_PASSWORD_FILE",
+        "INFLUXDB_TAGS",
+        "INSTANCE",
+        "TLS_CA_FILE",
+        "HTTP_TIMEOUT",
+        "SPOOL_DIR",
+        "SPOOL_MAX_BYTES",
+        "SHUTDOWN_TIMEOUT",
+        "KPIS",
+        "KPI_BUCKET",
+        "KPI_POLL",
+        "KPI_LOOKBACK",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "RUST_LOG",
+    ];
+
+    /// Any text, and texts shaped like what the variables expect: numbers of any size
+    /// with or without a unit, URLs with odd ports and user info, blanks, BOMs, controls.
+    fn value() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any::<String>(),
+            "[0-9]{0,25}(ms|s|m|h|d|µs|)",
+            "[ \t\r\n\u{feff}\u{0}\u{7f}]{0,4}[0-9]{0,12}[a-z]{0,3}[ \t]{0,2}",
+            "(https?://)?([a-z]{1,5}(:[a-zA-Z0-9%]{0,8})?@)?[a-z0-9.\\[\\]:_-]{0,12}(:[0-9]{0,7})?(/[^ ]{0,8})?",
+            "[0-9]{1,6}/[0-9]{0,6}",
+            "([a-z_ ]{0,6}=[^,]{0,6},?){0,4}",
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Whatever one variable holds, the result is a configuration or an error that
+        /// names it, never a panic.
+        #[test]
+        fn any_value_of_any_variable_is_accepted_or_named(
+            index in 0..VARIABLES.len(),
+            text in value(),
+        ) {
+            let variable = VARIABLES[index];
+            match run(&[(variable, text.as_str())]) {
+                Ok(_) => {}
+                Err(error) => {
+                    let shown = error.to_string();
+                    let named = variable.trim_end_matches("_FILE");
+                    proptest::prop_assert!(shown.contains(named), "{variable}={text:?}: {shown}");
+                }
+            }
+        }
+
+        /// A secret, or a password inside INFLUXDB_URL, never shows in an error.
+        #[test]
+        fn secrets_never_appear_in_errors(
+            secret in "zq[ -~]{2,20}",
+            password in "zq[A-Za-z0-9%!$&'()*+,;=~._-]{2,16}",
+            index in 0..3usize,
+            other in 0..VARIABLES.len(),
+            text in value(),
+        ) {
+            let variable = ["GENESYS_CLIENT_SECRET", "INFLUXDB_TOKEN", "INFLUXDB_PASSWORD"][index];
+            let url = format!("http://admin:{password}@127.0.0.1:8086");
+            let mut pairs = vec![(variable, secret.as_str()), (VARIABLES[other], text.as_str())];
+            if variable == "INFLUXDB_PASSWORD" {
+                pairs.push(("INFLUXDB_USERNAME", "admin"));
+            }
+            if let Err(error) = run(&pairs) {
+                proptest::prop_assert!(!error.to_string().contains(&secret), "{error}");
+            }
+            let error = run(&[("INFLUXDB_URL", url.as_str())]).unwrap_err();
+            proptest::prop_assert!(!error.to_string().contains(&password), "{error}");
+        }
     }
 }

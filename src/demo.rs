@@ -58,6 +58,8 @@ pub fn run(lookup: &dyn Fn(&str) -> Option<String>, queues: usize, seconds: Opti
             return exit::CONFIG;
         }
     };
+    crate::logging::register_secrets(&config);
+    crate::logging::log_warnings(&config);
     log::info!("demo: simulated Genesys Cloud with {queues} queues at {base_url}");
     let code = pipeline::run(&config, seconds.map(Duration::from_secs));
     drop(sim);

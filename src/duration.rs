@@ -13,9 +13,13 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(|| format!("'{text}' has no unit; use e.g. 500ms, 10s, 5m or 1h"))?;
     let (digits, unit) = text.split_at(split);
-    let amount: u64 = digits.parse().map_err(|_| {
-        format!("'{text}' does not start with a whole number; use e.g. 500ms, 10s, 5m or 1h")
-    })?;
+    if digits.is_empty() {
+        return Err(format!(
+            "'{text}' does not start with a whole number; use e.g. 500ms, 10s, 5m or 1h"
+        ));
+    }
+    let too_large = || format!("'{text}' is too large");
+    let amount: u64 = digits.parse().map_err(|_| too_large())?;
     let millis_per_unit = match unit {
         "ms" => 1,
         "s" => 1_000,
@@ -30,7 +34,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     amount
         .checked_mul(millis_per_unit)
         .map(Duration::from_millis)
-        .ok_or_else(|| format!("'{text}' is too large"))
+        .ok_or_else(too_large)
 }
 
 /// Formats a duration the way `parse` reads it, choosing the largest exact unit.
@@ -85,6 +89,24 @@ mod tests {
     fn formats_back_to_the_same_duration() {
         for text in ["500ms", "10s", "5m", "1h", "90s", "0s"] {
             assert_eq!(format(parse(text).unwrap()), text);
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+
+        /// No text panics or overflows; what parses formats back to the same duration.
+        #[test]
+        fn any_text_parses_or_is_explained(
+            text in proptest::prop_oneof![
+                proptest::prelude::any::<String>(),
+                "[ ]?[0-9]{0,30}(ms|s|m|h|d|)[ ]?",
+            ]
+        ) {
+            match parse(&text) {
+                Ok(duration) => proptest::prop_assert_eq!(parse(&format(duration)), Ok(duration)),
+                Err(why) => proptest::prop_assert!(why.starts_with('\''), "{why}"),
+            }
         }
     }
 }

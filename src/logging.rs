@@ -8,15 +8,45 @@
 //!
 //! Whatever `RUST_LOG` says, the HTTP library's wire dumps are never written: at trace
 //! level `ureq_proto` logs every byte sent and received, 16 to a line, which includes
-//! `Authorization` headers and the OAuth token answer (see [`is_wire_dump`]).
+//! `Authorization` headers and the OAuth token answer (see [`is_wire_dump`]). Every other
+//! record has the registered secrets blanked out ([`redact`]) before it is written.
 
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use log::Level;
 
+pub mod redact;
+
 /// The filter used when `RUST_LOG` is unset.
 pub const DEFAULT_FILTER: &str = "info";
+
+/// Registers every secret of `config` for redaction, as start-up does before anything
+/// can log it; the Genesys client and the InfluxDB writer only ever see these values.
+pub fn register_secrets(config: &crate::config::Config) {
+    use crate::config::{InfluxTarget, V1Auth};
+    let genesys = &config.genesys;
+    redact::register_credentials(&genesys.client_id, genesys.client_secret.expose());
+    match &config.influx {
+        InfluxTarget::V1 {
+            auth: V1Auth::Basic { username, password },
+            ..
+        } => redact::register_credentials(username, password.expose()),
+        InfluxTarget::V1 {
+            auth: V1Auth::Token(token),
+            ..
+        }
+        | InfluxTarget::V2 { token, .. } => redact::register(token.expose()),
+        InfluxTarget::V1 { .. } | InfluxTarget::Stdout => {}
+    }
+}
+
+/// Logs the settings that have no effect (`check` prints them instead).
+pub fn log_warnings(config: &crate::config::Config) {
+    for warning in &config.warnings {
+        log::warn!("configuration: {warning}");
+    }
+}
 
 /// Installs the global logger. The filter comes from `RUST_LOG` (default `info`). A
 /// second call is harmless (the first logger stays), which keeps tests simple.
@@ -36,7 +66,7 @@ pub fn init() {
                 journald,
                 record.level(),
                 record.target(),
-                &record.args().to_string(),
+                &redact::apply(&record.args().to_string()),
                 SystemTime::now(),
             );
             out.write_all(line.as_bytes())

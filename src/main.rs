@@ -52,9 +52,13 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::CONFIG);
         }
     };
+    logging::register_secrets(&config);
     ExitCode::from(match mode {
         Mode::Check => u8::try_from(check::run(&config)).unwrap_or(exit::FAILURE),
-        _ => pipeline::run(&config, None),
+        _ => {
+            logging::log_warnings(&config);
+            pipeline::run(&config, None)
+        }
     })
 }
 

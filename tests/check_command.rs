@@ -262,6 +262,75 @@ fn a_bad_setting_exits_78_naming_the_variable() {
     );
 }
 
+/// Values that make no sense exit 78 before anything is contacted, naming the variable
+/// and what would be accepted; a password in INFLUXDB_URL is never printed.
+#[test]
+fn values_out_of_range_exit_78_naming_the_variable() {
+    for (variable, value, expected) in [
+        (
+            "GENESYS_API_URL",
+            "http://127.0.0.1:99999",
+            "a port is a number from 1 to 65535",
+        ),
+        (
+            "WINDOW",
+            "1000000h",
+            "use a multiple of POLL_INTERVAL up to 24h",
+        ),
+        ("POLL_INTERVAL", "4000000h", "from 1s to 1h"),
+        (
+            "QUEUE_REFRESH",
+            "1ms",
+            "1ms is out of range; use 10s to 24h",
+        ),
+        (
+            "SHUTDOWN_TIMEOUT",
+            "0s",
+            "0s is out of range; use 1s to 10m",
+        ),
+        ("SPOOL_MAX_BYTES", "0", "not a whole number from 65536"),
+        ("GENESYS_CLIENT_SECRET", "   ", "is blank"),
+        (
+            "INFLUXDB_URL",
+            "http://admin:pw-IN-URL-4711@127.0.0.1:8086",
+            "'http://***@127.0.0.1:8086' holds user info",
+        ),
+    ] {
+        let env = with(env(&unused_url(), &unused_url()), variable, value);
+        for command in ["check", "run"] {
+            let (code, stdout, stderr) = run_to_end(&[command], &env, LIMIT);
+            let output = format!("{stdout}{stderr}");
+            assert_eq!(
+                code,
+                Some(78),
+                "{command} with {variable}={value:?}:\n{output}"
+            );
+            assert!(
+                output.contains(&format!("{variable}: ")) && output.contains(expected),
+                "{command} with {variable}={value:?}:\n{output}"
+            );
+            assert!(!output.contains("pw-IN-URL-4711"), "{output}");
+        }
+    }
+}
+
+/// An env file saved with a byte order mark reads like any other.
+#[test]
+fn an_env_file_with_a_byte_order_mark_is_read() {
+    let dir = crate::util::TempDir::new("bom-env");
+    let path = dir.join("g2i.env");
+    std::fs::write(&path, "\u{feff}WINDOW=1000000h\nPOLL_INTERVAL=10s\n").expect("env file");
+    let mut env = env(&unused_url(), &unused_url());
+    env.retain(|(k, _)| *k != "WINDOW");
+    let path = path.display().to_string();
+    let (code, stdout, stderr) = run_to_end(&["check", "--env-file", &path], &env, LIMIT);
+    assert_eq!(code, Some(78), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("WINDOW: 1000000h is out of range"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn nothing_selected_exits_78() {
     let sim = sim();

@@ -68,3 +68,18 @@ fn bad_command_lines_exit_64_and_bad_config_78() {
     assert_eq!(code, Some(0));
     assert!(stdout.contains("GENESYS_CLIENT_SECRET_FILE") && stdout.contains("Exit codes"));
 }
+
+/// Five million simulated queues would take gigabytes and minutes before the first poll.
+#[test]
+fn demo_refuses_more_queues_than_it_simulates() {
+    let (code, _, stderr) = run_to_end(
+        &["demo", "--queues", "5000000", "--seconds", "1"],
+        &[],
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(
+        stderr.contains("--queues 5000000 is more than the demo simulates; use at most 10000"),
+        "{stderr}"
+    );
+}

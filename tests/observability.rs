@@ -615,3 +615,210 @@ fn no_secret_reaches_the_log_even_at_trace_level() {
         assert_no_secret(what, output, &client_id);
     }
 }
+
+/// A server that answers every request with `status` and a JSON error body echoing the
+/// request it received, headers and body, in every field an error is read from: what a
+/// misbehaving proxy in front of Genesys or InfluxDB may do.
+struct Echo {
+    url: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Echo {
+    fn start(status: u16) -> Echo {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => echo_once(stream, status),
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Echo {
+            url,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn echo_once(stream: std::net::TcpStream, status: u16) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut reader = BufReader::new(&stream);
+    let mut head = String::new();
+    let mut content_length = 0usize;
+    for _ in 0..100 {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            content_length = value.trim().parse().unwrap_or(0);
+        }
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let mut body = vec![0; content_length.min(1 << 20)];
+    let _ = reader.read_exact(&mut body);
+    let echo = format!("{head}{}", String::from_utf8_lossy(&body));
+    let json = serde_json::json!({
+        "message": echo,
+        "error": echo,
+        "error_description": echo,
+        "code": "echo",
+    })
+    .to_string();
+    let answer = format!(
+        "HTTP/1.1 {status} Echo\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+        json.len()
+    );
+    let _ = (&stream).write_all(answer.as_bytes());
+}
+
+/// Secrets with characters that percent-encoding, JSON and base64 all write differently.
+const ECHO_CLIENT_SECRET: &str = "cs/ECHO+LEAK=7f 1e\"9a";
+const ECHO_PASSWORD: &str = "pw ECHO/LEAK+93&ab=c";
+const ECHO_TOKEN: &str = "tok-ECHOLEAK-55c0de";
+
+fn percent_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Every form of every secret of the echo test, the Basic credentials included.
+fn echo_forbidden(client_id: &str) -> Vec<String> {
+    let mut forbidden = Vec::new();
+    for secret in [ECHO_CLIENT_SECRET, ECHO_PASSWORD, ECHO_TOKEN] {
+        forbidden.push(secret.to_string());
+        forbidden.push(percent_encoded(secret));
+        forbidden.push(percent_encoded(secret).replace("%20", "+"));
+        forbidden.push(
+            serde_json::to_string(secret)
+                .unwrap()
+                .trim_matches('"')
+                .to_string(),
+        );
+        forbidden.push(genesys2influx::http::base64(secret.as_bytes()));
+    }
+    for (user, secret) in [(client_id, ECHO_CLIENT_SECRET), ("admin", ECHO_PASSWORD)] {
+        forbidden.push(genesys2influx::http::base64(
+            format!("{user}:{secret}").as_bytes(),
+        ));
+    }
+    forbidden
+}
+
+fn assert_nothing_echoed(what: &str, output: &str, client_id: &str) {
+    for secret in echo_forbidden(client_id) {
+        assert!(
+            !output.contains(&secret),
+            "{what} leaks {secret:?}:\n{output}"
+        );
+    }
+    assert!(
+        longest_token_like_run(output) < 40,
+        "{what} contains something shaped like an access token:\n{output}"
+    );
+    assert!(
+        output.contains("***"),
+        "{what}: the echo reached the output, redacted:\n{output}"
+    );
+}
+
+/// Genesys and InfluxDB error bodies that echo the request (Basic credentials, the
+/// bearer token, InfluxDB's token) are printed by `check` and logged by `run` at trace
+/// level with every form of every secret blanked out.
+#[test]
+fn secrets_echoed_in_error_bodies_are_redacted() {
+    let options = SimOptions {
+        queue_count: 5,
+        client_secret: ECHO_CLIENT_SECRET.to_string(),
+        value_period: Duration::from_secs(1),
+        ..SimOptions::default()
+    };
+    let client_id = options.client_id.clone();
+    let sim = Sim::start(options).expect("sim starts");
+    let refusing = Echo::start(401);
+    let rejecting = Echo::start(400);
+    let base = |login: &str, api: &str| {
+        vec![
+            ("GENESYS_CLIENT_ID", client_id.clone()),
+            ("GENESYS_CLIENT_SECRET", ECHO_CLIENT_SECRET.to_string()),
+            ("GENESYS_LOGIN_URL", login.to_string()),
+            ("GENESYS_API_URL", api.to_string()),
+            ("POLL_INTERVAL", "1s".to_string()),
+            ("WINDOW", "2s".to_string()),
+            ("KPIS", "off".to_string()),
+            ("INFLUXDB_URL", refusing.url.clone()),
+            ("INFLUXDB_DATABASE", DB.to_string()),
+            ("HTTP_TIMEOUT", "5s".to_string()),
+            ("RUST_LOG", "trace".to_string()),
+        ]
+    };
+    let with_password = |mut env: Vec<(&'static str, String)>| {
+        env.push(("INFLUXDB_USERNAME", "admin".to_string()));
+        env.push(("INFLUXDB_PASSWORD", ECHO_PASSWORD.to_string()));
+        env
+    };
+    let mut outputs = Vec::new();
+
+    // 1. check: the login and InfluxDB both refuse, echoing the Basic credentials.
+    let env = with_password(base(&refusing.url, &refusing.url));
+    let (code, stdout, stderr) =
+        crate::util::process::run_to_end(&["check"], &env, Duration::from_secs(60));
+    assert_eq!(code, Some(77), "{stdout}{stderr}");
+    outputs.push(("check, login and InfluxDB refuse", stdout + &stderr));
+
+    // 2. check: a real token, then the queue listing rejected with the bearer token
+    //    echoed; InfluxDB echoes its token.
+    let mut env = base(&sim.base_url(), &rejecting.url);
+    env.push(("INFLUXDB_TOKEN", ECHO_TOKEN.to_string()));
+    let (code, stdout, stderr) =
+        crate::util::process::run_to_end(&["check"], &env, Duration::from_secs(60));
+    assert_ne!(code, Some(0), "{stdout}{stderr}");
+    outputs.push(("check, API rejects", stdout + &stderr));
+
+    // 3. run: Genesys works, InfluxDB refuses every write echoing the password.
+    let env = with_password(base(&sim.base_url(), &sim.base_url()));
+    let mut service = Service::start(&["run"], &env);
+    service.wait_for_log("refusing the credentials", Duration::from_secs(30));
+    service.signal("TERM");
+    service.wait(Duration::from_secs(30));
+    outputs.push((
+        "run, InfluxDB refuses",
+        service.stdout() + &service.stderr(),
+    ));
+
+    for (what, output) in &outputs {
+        eprintln!("===== {what}\n{output}=====");
+        assert!(output.contains("TRACE"), "{what} ran at trace level");
+        assert_nothing_echoed(what, output, &client_id);
+    }
+}

@@ -233,6 +233,7 @@ impl Authenticator {
                         "the token answer of {url} has an empty access_token"
                     )));
                 }
+                crate::logging::redact::register_token(&parsed.access_token);
                 Ok(Token {
                     access_token: Secret::new(parsed.access_token),
                     obtained: now,
