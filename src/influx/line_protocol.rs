@@ -21,6 +21,9 @@
 
 use std::fmt::Write as _;
 
+#[cfg(test)]
+mod influxd_reader;
+
 /// Where the builder is in the line: tags may only come before the first field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Section {
@@ -78,11 +81,11 @@ impl<'a> LineBuilder<'a> {
         let key_end = self.out.len();
         debug_assert!(
             self.last_tag_key.0 == self.last_tag_key.1
-                || self.out[self.last_tag_key.0..self.last_tag_key.1]
-                    < self.out[key_start..key_end],
+                || self.out.get(self.last_tag_key.0..self.last_tag_key.1)
+                    < self.out.get(key_start..key_end),
             "tag keys not sorted: {:?} after {:?}",
-            &self.out[key_start..key_end],
-            &self.out[self.last_tag_key.0..self.last_tag_key.1]
+            self.out.get(key_start..key_end),
+            self.out.get(self.last_tag_key.0..self.last_tag_key.1)
         );
         self.out.push('=');
         push_escaped(self.out, value);
@@ -141,25 +144,35 @@ impl<'a> LineBuilder<'a> {
 /// Space, comma and `=` get a backslash. Newline and carriage return become an escaped
 /// space: no encoding of them round-trips (FINDINGS T19-T21). A final backslash would
 /// escape the separator after it (T12-T15), so it becomes a space as well. Everything
-/// else is copied raw. Works on bytes: every special character is ASCII, so multi-byte
-/// UTF-8 sequences are copied untouched.
+/// else is copied raw, in runs up to the next character that needs escaping.
 fn push_escaped(out: &mut String, text: &str) {
-    let bytes = text.as_bytes();
-    let mut run_start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let replacement = match b {
-            b' ' | b'\n' | b'\r' => "\\ ",
-            b',' => "\\,",
-            b'=' => "\\=",
-            b'\\' if i + 1 == bytes.len() => "\\ ",
-            _ => continue,
-        };
-        out.push_str(&text[run_start..i]);
-        out.push_str(replacement);
-        run_start = i + 1;
+    let (body, final_backslash) = match text.strip_suffix('\\') {
+        Some(body) => (body, true),
+        None => (text, false),
+    };
+    for run in body.split_inclusive(NEEDS_ESCAPE) {
+        let mut chars = run.chars();
+        match chars.next_back() {
+            Some(last) if NEEDS_ESCAPE.contains(&last) => {
+                out.push_str(chars.as_str());
+                out.push('\\');
+                out.push(if matches!(last, '\n' | '\r') {
+                    ' '
+                } else {
+                    last
+                });
+            }
+            _ => out.push_str(run),
+        }
     }
-    out.push_str(&text[run_start..]);
+    if final_backslash {
+        out.push_str("\\ ");
+    }
 }
+
+/// The characters [`push_escaped`] writes behind a backslash (newline and carriage
+/// return as a space).
+const NEEDS_ESCAPE: &[char] = &[' ', ',', '=', '\n', '\r'];
 
 /// Appends the decimal digits of `value` (no allocation, no formatting machinery).
 fn push_i64(out: &mut String, value: i64) {
@@ -332,7 +345,10 @@ mod tests {
         );
         for v in [1e300, 1e-300, f64::MAX, f64::MIN_POSITIVE, 123456.789] {
             let out = line(|o| LineBuilder::new(o, "m").field_f64("v", v).finish(0));
-            let text = &out["m v=".len()..out.len() - " 0\n".len()];
+            let text = out
+                .strip_prefix("m v=")
+                .and_then(|rest| rest.strip_suffix(" 0\n"))
+                .unwrap();
             assert!(!text.contains(['e', 'E', 'i']), "{text}");
             assert_eq!(text.parse::<f64>().unwrap(), v);
         }
@@ -406,5 +422,155 @@ mod tests {
             .field_f64("idle_mean", 10.25)
             .finish(1_600_000_000);
         assert_eq!(out.as_ptr(), ptr);
+    }
+
+    /// Generated points: encoded, then read back the way influxd 1.6 reads them.
+    mod round_trip {
+        use proptest::prelude::*;
+
+        use super::super::influxd_reader::{read_line, FieldValue, Point};
+        use super::super::{push_escaped, LineBuilder};
+
+        /// Characters that stress the escaping, plus any Unicode scalar value.
+        fn text_char() -> impl Strategy<Value = char> {
+            prop_oneof![
+                3 => Just('\\'),
+                4 => prop::sample::select(vec![
+                    ' ', ',', '=', '"', '\'', '\n', '\r', '\t', '\0', '#', '\u{7f}'
+                ]),
+                1 => prop::char::range('\u{1}', '\u{1f}'),
+                3 => prop::char::range('a', 'z'),
+                1 => prop::char::range('\u{e0}', '\u{ff}'),
+                2 => prop::char::range('\u{4e00}', '\u{9fff}'),
+                2 => prop::char::range('\u{1f300}', '\u{1faff}'),
+                2 => any::<char>(),
+            ]
+        }
+
+        /// Mostly short strings; now and then one over 64 KiB (a short pattern repeated,
+        /// then a short tail, so its end varies too).
+        fn text() -> impl Strategy<Value = String> {
+            let short = || prop::collection::vec(text_char(), 0..24).prop_map(String::from_iter);
+            prop_oneof![
+                40 => short(),
+                1 => (short(), short()).prop_map(|(pattern, tail)| {
+                    let unit = if pattern.is_empty() { "\\".to_string() } else { pattern };
+                    unit.repeat(64 * 1024 / unit.len() + 1) + &tail
+                }),
+            ]
+        }
+
+        fn value() -> impl Strategy<Value = FieldValue> {
+            prop_oneof![
+                any::<i64>().prop_map(FieldValue::Integer),
+                // Includes NaN and the infinities, which must be left out.
+                any::<f64>().prop_map(FieldValue::Float),
+            ]
+        }
+
+        /// A point as the caller hands it over: measurements and field keys are never
+        /// empty and a measurement never starts with `#` (the builder's preconditions).
+        fn point() -> impl Strategy<Value = Point> {
+            (
+                text().prop_filter("measurement", |m| !m.is_empty() && !m.starts_with('#')),
+                prop::collection::vec((text(), text()), 0..5),
+                prop::collection::vec(
+                    (text().prop_filter("field key", |k| !k.is_empty()), value()),
+                    1..5,
+                ),
+                any::<i64>(),
+            )
+                .prop_map(|(measurement, tags, fields, timestamp)| Point {
+                    measurement,
+                    tags: sorted_by_escaped_key(tags),
+                    fields,
+                    timestamp,
+                })
+        }
+
+        fn escaped(text: &str) -> String {
+            let mut out = String::new();
+            push_escaped(&mut out, text);
+            out
+        }
+
+        /// The order `LineBuilder::tag` wants: by escaped key, one tag per escaped key.
+        fn sorted_by_escaped_key(mut tags: Vec<(String, String)>) -> Vec<(String, String)> {
+            tags.sort_by_cached_key(|(key, _)| escaped(key));
+            tags.dedup_by_key(|(key, _)| escaped(key));
+            tags
+        }
+
+        fn encode(point: &Point, out: &mut String) -> bool {
+            let mut line = LineBuilder::new(out, &point.measurement);
+            for (key, value) in &point.tags {
+                line = line.tag(key, value);
+            }
+            for (key, value) in &point.fields {
+                line = match *value {
+                    FieldValue::Integer(v) => line.field_i64(key, v),
+                    FieldValue::Float(v) => line.field_f64(key, v),
+                };
+            }
+            line.finish(point.timestamp)
+        }
+
+        /// The contract's transformation: newline and carriage return become a space, and
+        /// so does a final backslash.
+        fn carried(text: &str) -> String {
+            let mut out: String = text
+                .chars()
+                .map(|c| if matches!(c, '\n' | '\r') { ' ' } else { c })
+                .collect();
+            if out.ends_with('\\') {
+                out.pop();
+                out.push(' ');
+            }
+            out
+        }
+
+        /// What influxd must store for `point`: empty tags and non-finite floats left
+        /// out, every name carried.
+        fn stored(point: &Point) -> Point {
+            Point {
+                measurement: carried(&point.measurement),
+                tags: point
+                    .tags
+                    .iter()
+                    .filter(|(key, value)| !key.is_empty() && !value.is_empty())
+                    .map(|(key, value)| (carried(key), carried(value)))
+                    .collect(),
+                fields: point
+                    .fields
+                    .iter()
+                    .filter(|(_, value)| !matches!(value, FieldValue::Float(v) if !v.is_finite()))
+                    .map(|(key, value)| (carried(key), value.clone()))
+                    .collect(),
+                timestamp: point.timestamp,
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1000))]
+
+            /// Any point encodes without panicking into exactly one line (or none, when no
+            /// field is left) that influxd's rules read back as the contract promises.
+            #[test]
+            fn any_point_reads_back_as_the_contract_promises(point in point()) {
+                const BEFORE: &str = "earlier f=1i 1\n";
+                let mut out = String::from(BEFORE);
+                let written = encode(&point, &mut out);
+                let expected = stored(&point);
+                let line = out.strip_prefix(BEFORE).expect("earlier lines untouched");
+                if expected.fields.is_empty() {
+                    prop_assert!(!written);
+                    prop_assert_eq!(line, "");
+                } else {
+                    prop_assert!(written);
+                    let line = line.strip_suffix('\n').expect("the line ends with a newline");
+                    prop_assert_eq!(read_line(line), Ok(expected), "line {:?}", line);
+                }
+            }
+        }
     }
 }
