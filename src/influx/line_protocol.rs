@@ -4,8 +4,10 @@
 //! (`shared/influx/LINE_PROTOCOL_FINDINGS.md`): only `\ `, `\,` and `\=` exist as escapes,
 //! every other character (quotes, inner backslashes, tabs, unicode, emoji) is written raw
 //! and comes back unchanged. What line protocol cannot carry at all is replaced by a space,
-//! as the contract says: a newline, a carriage return, and a backslash at the very end of
-//! a name (InfluxDB would read it as escaping the separator that follows).
+//! as the contract says: a newline, a carriage return, a backslash at the very end of a
+//! name (InfluxDB would read it as escaping the separator that follows), and the last of
+//! an odd run of backslashes right before an escaped character (influxd's scanners
+//! disagree about it: see [`push_escaped`]).
 //!
 //! ```
 //! use genesys2influx::influx::line_protocol::LineBuilder;
@@ -48,14 +50,24 @@ pub struct LineBuilder<'a> {
 
 impl<'a> LineBuilder<'a> {
     /// Starts a line with `measurement` (space, comma and `=` escaped).
+    ///
+    /// Measurements and field keys are the service's own constants, and influxd 1.6 does
+    /// not keep everything in them: it skips a tab or NUL at the start of a line or of the
+    /// fields, cuts a measurement at a NUL and unescapes a measurement twice. So they
+    /// must not be empty, start with `#` or a tab or NUL, and a measurement holds no
+    /// backslash or NUL.
     pub fn new(out: &'a mut String, measurement: &str) -> Self {
         debug_assert!(!measurement.is_empty(), "empty measurement");
         debug_assert!(
-            !measurement.starts_with('#'),
-            "a line starting with # is a comment"
+            !measurement.starts_with(['#', '\t', '\0']),
+            "a line starting with # is a comment; influxd skips a leading tab or NUL"
+        );
+        debug_assert!(
+            !measurement.contains(['\\', '\0']),
+            "influxd 1.6 keeps no backslash or NUL in a measurement"
         );
         let start = out.len();
-        push_escaped(out, measurement);
+        push_escaped(out, measurement, Name::Tag);
         LineBuilder {
             out,
             start,
@@ -77,7 +89,7 @@ impl<'a> LineBuilder<'a> {
         }
         self.out.push(',');
         let key_start = self.out.len();
-        push_escaped(self.out, key);
+        push_escaped(self.out, key, Name::Tag);
         let key_end = self.out.len();
         debug_assert!(
             self.last_tag_key.0 == self.last_tag_key.1
@@ -88,7 +100,7 @@ impl<'a> LineBuilder<'a> {
             self.out.get(self.last_tag_key.0..self.last_tag_key.1)
         );
         self.out.push('=');
-        push_escaped(self.out, value);
+        push_escaped(self.out, value, Name::Tag);
         LineBuilder {
             last_tag_key: (key_start, key_end),
             ..self
@@ -130,11 +142,14 @@ impl<'a> LineBuilder<'a> {
     }
 
     fn field_key(&mut self, key: &str) {
-        debug_assert!(!key.is_empty(), "empty field key");
+        debug_assert!(
+            !key.is_empty() && !key.starts_with(['\t', '\0']),
+            "empty field key, or one influxd would cut (leading tab or NUL): {key:?}"
+        );
         self.out.push(if self.fields == 0 { ' ' } else { ',' });
         self.section = Section::Fields;
         self.fields += 1;
-        push_escaped(self.out, key);
+        push_escaped(self.out, key, Name::FieldKey);
         self.out.push('=');
     }
 }
@@ -144,35 +159,67 @@ impl<'a> LineBuilder<'a> {
 /// Space, comma and `=` get a backslash. Newline and carriage return become an escaped
 /// space: no encoding of them round-trips (FINDINGS T19-T21). A final backslash would
 /// escape the separator after it (T12-T15), so it becomes a space as well. Everything
-/// else is copied raw, in runs up to the next character that needs escaping.
-fn push_escaped(out: &mut String, text: &str) {
-    let (body, final_backslash) = match text.strip_suffix('\\') {
-        Some(body) => (body, true),
-        None => (text, false),
-    };
-    for run in body.split_inclusive(NEEDS_ESCAPE) {
-        let mut chars = run.chars();
-        match chars.next_back() {
-            Some(last) if NEEDS_ESCAPE.contains(&last) => {
-                out.push_str(chars.as_str());
-                out.push('\\');
-                out.push(if matches!(last, '\n' | '\r') {
-                    ' '
-                } else {
-                    last
-                });
+/// else is copied raw.
+///
+/// Backslashes right before an escape need one more rule. influxd's tag scanner takes a
+/// separator as escaped when the byte before it is a backslash, but its line splitter and
+/// field scanner pair each backslash with the byte after it, from the left. They agree
+/// only when an even number of raw backslashes precedes an escape; after an odd number,
+/// the splitter sees a bare separator, which with a `"` later in the line merges the next
+/// line into this one and influxd refuses both. So the last backslash of an odd run
+/// right before an escape becomes a space too (`a\,b` is stored as `a ,b`).
+///
+/// A field key is unescaped differently: there `\"` also stands for `"`, so backslashes
+/// right before a `"` get one more.
+fn push_escaped(out: &mut String, text: &str, name: Name) {
+    let mut backslashes = 0;
+    for c in text.chars() {
+        match c {
+            '\\' => backslashes += 1,
+            '"' if name == Name::FieldKey && backslashes > 0 => {
+                push_backslashes(out, backslashes + 1);
+                backslashes = 0;
+                out.push(c);
             }
-            _ => out.push_str(run),
+            ' ' | ',' | '=' | '\n' | '\r' => {
+                push_backslashes_before_escape(out, backslashes);
+                backslashes = 0;
+                out.push('\\');
+                out.push(if matches!(c, '\n' | '\r') { ' ' } else { c });
+            }
+            _ => {
+                push_backslashes(out, backslashes);
+                backslashes = 0;
+                out.push(c);
+            }
         }
     }
-    if final_backslash {
+    if backslashes > 0 {
+        push_backslashes_before_escape(out, backslashes - 1);
         out.push_str("\\ ");
     }
 }
 
-/// The characters [`push_escaped`] writes behind a backslash (newline and carriage
-/// return as a space).
-const NEEDS_ESCAPE: &[char] = &[' ', ',', '=', '\n', '\r'];
+/// What [`push_escaped`] writes: influxd unescapes a field key in its own way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Name {
+    /// A measurement, tag key or tag value.
+    Tag,
+    FieldKey,
+}
+
+/// Writes `count` raw backslashes that come right before an escape: an even number of
+/// them, the last of an odd run written as an escaped space.
+fn push_backslashes_before_escape(out: &mut String, count: usize) {
+    push_backslashes(out, count - count % 2);
+    if count % 2 == 1 {
+        out.push_str("\\ ");
+    }
+}
+
+fn push_backslashes(out: &mut String, count: usize) {
+    out.extend(std::iter::repeat_n('\\', count));
+}
 
 /// Appends the decimal digits of `value` (no allocation, no formatting machinery).
 fn push_i64(out: &mut String, value: i64) {
@@ -248,12 +295,26 @@ mod tests {
         assert_eq!(tag_value("a\rb"), r"a\ b");
         assert_eq!(tag_value("a\r\n"), r"a\ \ ");
         assert_eq!(tag_value(r"C:\Support\"), r"C:\Support\ ");
-        // Only the last backslash goes: the one before it now precedes an escaped space,
-        // which InfluxDB unescapes to backslash + space.
-        assert_eq!(tag_value(r"ab\\"), r"ab\\ ");
         assert_eq!(tag_value(r"\"), r"\ ");
-        // A backslash before a character that gets escaped stays raw.
-        assert_eq!(tag_value(r"a\,b"), r"a\\,b");
+        // The final backslash goes, and then the one before it is alone before an escape.
+        assert_eq!(tag_value(r"ab\\"), r"ab\ \ ");
+        assert_eq!(tag_value(r"ab\\\"), r"ab\\\ ");
+    }
+
+    #[test]
+    fn an_odd_backslash_run_before_an_escape_loses_its_last_backslash() {
+        // influxd's line splitter would read `a\\,b` as `a`, a pair, a bare comma.
+        assert_eq!(tag_value(r"a\,b"), r"a\ \,b");
+        assert_eq!(tag_value(r"a\ b"), r"a\ \ b");
+        assert_eq!(tag_value(r"a\=b"), r"a\ \=b");
+        assert_eq!(tag_value("a\\\n"), r"a\ \ ");
+        assert_eq!(tag_value(r"a\\\,b"), r"a\\\ \,b");
+        // An even run pairs up the same way in every influxd scanner: kept.
+        assert_eq!(tag_value(r"a\\,b"), r"a\\\,b");
+        assert_eq!(tag_value(r"a\\\\ b"), r"a\\\\\ b");
+        // Not before an escape: raw, whatever the count.
+        assert_eq!(tag_value(r"a\\\b"), r"a\\\b");
+        assert_eq!(tag_value(r#"a\"b"#), r#"a\"b"#);
     }
 
     #[test]
@@ -312,6 +373,19 @@ mod tests {
                 .field_i64("my=field", 3)
                 .finish(1)),
             "m my\\ field=1i,my\\,field=2i,my\\=field=3i 1\n" // F01-F03
+        );
+    }
+
+    #[test]
+    fn a_backslash_before_a_quote_in_a_field_key_gets_one_more() {
+        // influxd reads `\"` in a field key as `"` (in a tag it stays, T09).
+        assert_eq!(
+            line(|o| LineBuilder::new(o, "m")
+                .tag(r#"k\""#, r#"v\""#)
+                .field_i64(r#"say\"hi\\""#, 1)
+                .field_i64(r#""q""#, 2)
+                .finish(1)),
+            r#"m,k\"=v\" say\\"hi\\\"=1i,"q"=2i 1"#.to_string() + "\n"
         );
     }
 
@@ -429,7 +503,7 @@ mod tests {
         use proptest::prelude::*;
 
         use super::super::influxd_reader::{read_line, FieldValue, Point};
-        use super::super::{push_escaped, LineBuilder};
+        use super::super::{push_escaped, LineBuilder, Name};
 
         /// Characters that stress the escaping, plus any Unicode scalar value.
         fn text_char() -> impl Strategy<Value = char> {
@@ -468,14 +542,21 @@ mod tests {
             ]
         }
 
-        /// A point as the caller hands it over: measurements and field keys are never
-        /// empty and a measurement never starts with `#` (the builder's preconditions).
+        /// A point as the caller hands it over, within `LineBuilder::new`'s preconditions
+        /// for measurements and field keys.
         fn point() -> impl Strategy<Value = Point> {
             (
-                text().prop_filter("measurement", |m| !m.is_empty() && !m.starts_with('#')),
+                text().prop_filter("measurement", |m| {
+                    !m.is_empty() && !m.starts_with(['#', '\t', '\0']) && !m.contains(['\\', '\0'])
+                }),
                 prop::collection::vec((text(), text()), 0..5),
                 prop::collection::vec(
-                    (text().prop_filter("field key", |k| !k.is_empty()), value()),
+                    (
+                        text().prop_filter("field key", |k| {
+                            !k.is_empty() && !k.starts_with(['\t', '\0'])
+                        }),
+                        value(),
+                    ),
                     1..5,
                 ),
                 any::<i64>(),
@@ -490,7 +571,7 @@ mod tests {
 
         fn escaped(text: &str) -> String {
             let mut out = String::new();
-            push_escaped(&mut out, text);
+            push_escaped(&mut out, text, Name::Tag);
             out
         }
 
@@ -515,18 +596,26 @@ mod tests {
             line.finish(point.timestamp)
         }
 
-        /// The contract's transformation: newline and carriage return become a space, and
-        /// so does a final backslash.
+        /// What line protocol carries of `text`: newline and carriage return become a
+        /// space, and so does a final backslash; then in a run of an odd number of
+        /// backslashes right before a space, comma or `=`, the last one does.
         fn carried(text: &str) -> String {
-            let mut out: String = text
+            let mut chars: Vec<char> = text
                 .chars()
                 .map(|c| if matches!(c, '\n' | '\r') { ' ' } else { c })
                 .collect();
-            if out.ends_with('\\') {
-                out.pop();
-                out.push(' ');
+            if let Some(last @ '\\') = chars.last_mut() {
+                *last = ' ';
             }
-            out
+            for i in 0..chars.len() {
+                if matches!(chars[i], ' ' | ',' | '=') {
+                    let run = chars[..i].iter().rev().take_while(|&&c| c == '\\').count();
+                    if run % 2 == 1 {
+                        chars[i - 1] = ' ';
+                    }
+                }
+            }
+            chars.into_iter().collect()
         }
 
         /// What influxd must store for `point`: empty tags and non-finite floats left

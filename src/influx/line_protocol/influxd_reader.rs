@@ -11,6 +11,10 @@
 //! - A raw `=` in a tag value (T07), an empty tag value (T24), a raw newline (T19) and a
 //!   line starting with `#` (M06) are refused; so is a number influxd would not take
 //!   (N04, N10-N14).
+//! - influxd's line splitter and field scanner see it differently: they pair every
+//!   backslash with the byte after it, from the left (`\\ ` is a pair, then a bare space).
+//!   A line is refused unless both readings find the same separators, and unless the
+//!   splitter, which toggles a quoted string at a `"` in the fields, ends it where it ends.
 //! - Only the canonical layout is read: one space between the sections, a timestamp.
 //!
 //! Works on bytes (every separator is ASCII), so no string is ever cut inside a character.
@@ -43,14 +47,20 @@ pub fn read_line(line: &str) -> Result<Point, String> {
     if reader.bytes.first() == Some(&b'#') {
         return Err("a line starting with # is a comment".into());
     }
-    let (measurement, mut separator) = reader.name(b" ,", b"")?;
+    if separators(reader.bytes, Pairing::Greedy) != separators(reader.bytes, Pairing::ByteBefore) {
+        return Err("influxd's scanners disagree on where the separators are".into());
+    }
+    if !splitter_ends_the_line(reader.bytes) {
+        return Err("influxd's line splitter runs past the end of the line".into());
+    }
+    let (measurement, mut separator) = reader.name(b" ,", b"", TAG_ESCAPES)?;
     if measurement.is_empty() {
         return Err("no measurement".into());
     }
     let mut tags = Vec::new();
     while separator == b',' {
-        let (key, _) = reader.name(b"=", b" ,")?;
-        let (value, next) = reader.name(b" ,", b"=")?;
+        let (key, _) = reader.name(b"=", b" ,", TAG_ESCAPES)?;
+        let (value, next) = reader.name(b" ,", b"=", TAG_ESCAPES)?;
         separator = next;
         if key.is_empty() || value.is_empty() {
             return Err(format!("missing tag key or value: {key:?}={value:?}"));
@@ -59,7 +69,7 @@ pub fn read_line(line: &str) -> Result<Point, String> {
     }
     let mut fields = Vec::new();
     loop {
-        let (key, _) = reader.name(b"=", b" ,")?;
+        let (key, _) = reader.name(b"=", b" ,", FIELD_KEY_ESCAPES)?;
         if key.is_empty() {
             return Err("empty field key".into());
         }
@@ -87,9 +97,14 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     /// An escaped name up to the first unescaped byte of `ends` (returned, and skipped);
     /// an unescaped byte of `refused` before it is an error.
-    fn name(&mut self, ends: &[u8], refused: &[u8]) -> Result<(String, u8), String> {
+    fn name(
+        &mut self,
+        ends: &[u8],
+        refused: &[u8],
+        escapes: &[u8],
+    ) -> Result<(String, u8), String> {
         let (raw, end) = self.token_refusing(ends, refused)?;
-        let text = String::from_utf8(unescape(raw)).map_err(|e| e.to_string())?;
+        let text = String::from_utf8(unescape(raw, escapes)).map_err(|e| e.to_string())?;
         Ok((text, end))
     }
 
@@ -124,13 +139,66 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// `\ `, `\,` and `\=` become the character; every other byte stays as it is.
-fn unescape(raw: &[u8]) -> Vec<u8> {
+/// How a scanner decides that a separator byte is escaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pairing {
+    /// The tag and key scanners: the byte just before it is a backslash.
+    ByteBefore,
+    /// The line splitter and the field scanner: a backslash takes the next byte with it,
+    /// reading from the left.
+    Greedy,
+}
+
+/// The positions of the unescaped spaces, commas and `=` of `bytes` under `pairing`.
+fn separators(bytes: &[u8], pairing: Pairing) -> Vec<usize> {
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match (pairing, bytes[i]) {
+            (Pairing::Greedy, b'\\') => i += 1,
+            (Pairing::ByteBefore, b' ' | b',' | b'=') if i > 0 && bytes[i - 1] == b'\\' => {}
+            (_, b' ' | b',' | b'=') => found.push(i),
+            _ => {}
+        }
+        i += 1;
+    }
+    found
+}
+
+/// influxd's `scanLine`: greedy pairs; after the first bare space, a `"` opens or closes a
+/// quoted string when more `=` than `,` have been seen, and a newline inside it does not
+/// end the line. True when it ends the line right after `bytes`.
+fn splitter_ends_the_line(bytes: &[u8]) -> bool {
+    let (mut fields, mut quoted, mut equals, mut commas) = (false, false, 0, 0);
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 1,
+            b' ' => fields = true,
+            b'=' if fields && !quoted => equals += 1,
+            b',' if fields && !quoted => commas += 1,
+            b'"' if fields && equals > commas => quoted = !quoted,
+            _ => {}
+        }
+        i += 1;
+    }
+    i == bytes.len() && !quoted
+}
+
+/// The characters a backslash escapes in a measurement, tag key and tag value (T09: `\"`
+/// stays as it is there).
+const TAG_ESCAPES: &[u8] = b" ,=";
+/// In a field key influxd (`escape.Unescape`) also reads `\"` as `"`.
+const FIELD_KEY_ESCAPES: &[u8] = b" ,=\"";
+
+/// A backslash before a byte of `escapes` is dropped, read from the left; every other byte
+/// stays as it is.
+fn unescape(raw: &[u8], escapes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
         match (raw[i], raw.get(i + 1)) {
-            (b'\\', Some(&next @ (b' ' | b',' | b'='))) => {
+            (b'\\', Some(&next)) if escapes.contains(&next) => {
                 out.push(next);
                 i += 2;
             }
@@ -214,6 +282,9 @@ mod tests {
         assert_eq!(p.measurement, "my meas");
         assert_eq!(p.tags, [("my,key".to_string(), "a=b".to_string())]);
         assert_eq!(p.fields, [("my=field".to_string(), FieldValue::Float(1.0))]);
+        let p = read_line(r#"m,k=a\"b a\"b=1i 1"#).unwrap();
+        assert_eq!(p.tags, [("k".to_string(), r#"a\"b"#.to_string())]); // T09
+        assert_eq!(p.fields, [("a\"b".to_string(), FieldValue::Integer(1))]);
     }
 
     #[test]
@@ -235,6 +306,8 @@ mod tests {
             "m v=9223372036854775808i 1",
             "m,k=v 1", // L12
             "m f=1i 1.5",
+            r#"m,k=a\\ b\\=c"d f=1i 1"#, // the splitter sees a bare space, `=`, then a quote
+            r"m a\\=b=1i 1",             // the field scanner ends the key early
         ] {
             assert!(read_line(line).is_err(), "{line:?} was read");
         }
