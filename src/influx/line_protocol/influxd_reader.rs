@@ -17,6 +17,10 @@
 //!   splitter, which toggles a quoted string at a `"` in the fields, ends it where it ends.
 //! - Only the canonical layout is read: one space between the sections, a timestamp.
 //!
+//! Not modelled, because `LineBuilder::new` rules such names out: influxd skipping a tab
+//! or NUL at the start of a line or of the fields, cutting a measurement at a NUL, and
+//! unescaping a measurement twice.
+//!
 //! Works on bytes (every separator is ASCII), so no string is ever cut inside a character.
 
 /// A field value as influxd would type it.
