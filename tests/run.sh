@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian machine: installs what the tests need
-# (Debian's real InfluxDB 1.x server, VictoriaMetrics, packaging tools), then runs the
-# unit and black-box tests, checks that the benchmarks still build, and builds and
-# checks the Debian package. Fails loudly if anything could not run.
+# (Debian's real InfluxDB 1.x server, VictoriaMetrics, packaging tools), then checks
+# formatting and lints, runs the unit and black-box tests, checks that the benchmarks
+# still build, and builds and checks the Debian package. Fails loudly if anything could
+# not run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +31,19 @@ if [ ${#need_packages[@]} -gt 0 ]; then
     [ $status -eq 0 ] || { echo "FATAL: apt-get install ${need_packages[*]} failed" >&2; exit 1; }
 fi
 command -v influxd >/dev/null || { echo "FATAL: influxd is not installed; the InfluxDB tests cannot run" >&2; exit 1; }
+
+echo "==> cargo fmt --check and cargo clippy (warnings are errors)"
+# The rustup component behind each cargo subcommand; installed when missing.
+for pair in fmt:rustfmt clippy:clippy; do
+    subcommand=${pair%%:*} component=${pair#*:}
+    if ! cargo "$subcommand" --version >/dev/null 2>&1; then
+        echo "==> installing the rustup component $component"
+        rustup component add "$component" || { echo "FATAL: rustup component add $component failed" >&2; exit 1; }
+    fi
+    cargo "$subcommand" --version >/dev/null 2>&1 || { echo "FATAL: cargo $subcommand cannot run" >&2; exit 1; }
+done
+cargo fmt --check
+cargo clippy --all-targets --locked -- -D warnings
 
 echo "==> cargo test (unit tests and black-box tests against real influxd)"
 cargo test --locked -- --test-threads=2

@@ -4,8 +4,10 @@
 //! (`shared/influx/LINE_PROTOCOL_FINDINGS.md`): only `\ `, `\,` and `\=` exist as escapes,
 //! every other character (quotes, inner backslashes, tabs, unicode, emoji) is written raw
 //! and comes back unchanged. What line protocol cannot carry at all is replaced by a space,
-//! as the contract says: a newline, a carriage return, and a backslash at the very end of
-//! a name (InfluxDB would read it as escaping the separator that follows).
+//! as the contract says: a newline, a carriage return, a backslash at the very end of a
+//! name (InfluxDB would read it as escaping the separator that follows), and the last of
+//! an odd run of backslashes right before an escaped character (influxd's scanners
+//! disagree about it: see [`push_escaped`]).
 //!
 //! ```
 //! use genesys2influx::influx::line_protocol::LineBuilder;
@@ -20,6 +22,9 @@
 //! ```
 
 use std::fmt::Write as _;
+
+#[cfg(test)]
+mod influxd_reader;
 
 /// Where the builder is in the line: tags may only come before the first field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,14 +50,24 @@ pub struct LineBuilder<'a> {
 
 impl<'a> LineBuilder<'a> {
     /// Starts a line with `measurement` (space, comma and `=` escaped).
+    ///
+    /// Measurements and field keys are the service's own constants, and influxd 1.6 does
+    /// not keep everything in them: it skips a tab or NUL at the start of a line or of the
+    /// fields, cuts a measurement at a NUL and unescapes a measurement twice. So they
+    /// must not be empty, start with `#` or a tab or NUL, and a measurement holds no
+    /// backslash or NUL.
     pub fn new(out: &'a mut String, measurement: &str) -> Self {
         debug_assert!(!measurement.is_empty(), "empty measurement");
         debug_assert!(
-            !measurement.starts_with('#'),
-            "a line starting with # is a comment"
+            !measurement.starts_with(['#', '\t', '\0']),
+            "a line starting with # is a comment; influxd skips a leading tab or NUL"
+        );
+        debug_assert!(
+            !measurement.contains(['\\', '\0']),
+            "influxd 1.6 keeps no backslash or NUL in a measurement"
         );
         let start = out.len();
-        push_escaped(out, measurement);
+        push_escaped(out, measurement, Name::Tag);
         LineBuilder {
             out,
             start,
@@ -74,18 +89,18 @@ impl<'a> LineBuilder<'a> {
         }
         self.out.push(',');
         let key_start = self.out.len();
-        push_escaped(self.out, key);
+        push_escaped(self.out, key, Name::Tag);
         let key_end = self.out.len();
         debug_assert!(
             self.last_tag_key.0 == self.last_tag_key.1
-                || self.out[self.last_tag_key.0..self.last_tag_key.1]
-                    < self.out[key_start..key_end],
+                || self.out.get(self.last_tag_key.0..self.last_tag_key.1)
+                    < self.out.get(key_start..key_end),
             "tag keys not sorted: {:?} after {:?}",
-            &self.out[key_start..key_end],
-            &self.out[self.last_tag_key.0..self.last_tag_key.1]
+            self.out.get(key_start..key_end),
+            self.out.get(self.last_tag_key.0..self.last_tag_key.1)
         );
         self.out.push('=');
-        push_escaped(self.out, value);
+        push_escaped(self.out, value, Name::Tag);
         LineBuilder {
             last_tag_key: (key_start, key_end),
             ..self
@@ -127,11 +142,14 @@ impl<'a> LineBuilder<'a> {
     }
 
     fn field_key(&mut self, key: &str) {
-        debug_assert!(!key.is_empty(), "empty field key");
+        debug_assert!(
+            !key.is_empty() && !key.starts_with(['\t', '\0']),
+            "empty field key, or one influxd would cut (leading tab or NUL): {key:?}"
+        );
         self.out.push(if self.fields == 0 { ' ' } else { ',' });
         self.section = Section::Fields;
         self.fields += 1;
-        push_escaped(self.out, key);
+        push_escaped(self.out, key, Name::FieldKey);
         self.out.push('=');
     }
 }
@@ -141,24 +159,66 @@ impl<'a> LineBuilder<'a> {
 /// Space, comma and `=` get a backslash. Newline and carriage return become an escaped
 /// space: no encoding of them round-trips (FINDINGS T19-T21). A final backslash would
 /// escape the separator after it (T12-T15), so it becomes a space as well. Everything
-/// else is copied raw. Works on bytes: every special character is ASCII, so multi-byte
-/// UTF-8 sequences are copied untouched.
-fn push_escaped(out: &mut String, text: &str) {
-    let bytes = text.as_bytes();
-    let mut run_start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let replacement = match b {
-            b' ' | b'\n' | b'\r' => "\\ ",
-            b',' => "\\,",
-            b'=' => "\\=",
-            b'\\' if i + 1 == bytes.len() => "\\ ",
-            _ => continue,
-        };
-        out.push_str(&text[run_start..i]);
-        out.push_str(replacement);
-        run_start = i + 1;
+/// else is copied raw.
+///
+/// Backslashes right before an escape need one more rule. influxd's tag scanner takes a
+/// separator as escaped when the byte before it is a backslash, but its line splitter and
+/// field scanner pair each backslash with the byte after it, from the left. They agree
+/// only when an even number of raw backslashes precedes an escape; after an odd number,
+/// the splitter sees a bare separator, which with a `"` later in the line merges the next
+/// line into this one and influxd refuses both. So the last backslash of an odd run
+/// right before an escape becomes a space too (`a\,b` is stored as `a ,b`).
+///
+/// A field key is unescaped differently: there `\"` also stands for `"`, so backslashes
+/// right before a `"` get one more.
+fn push_escaped(out: &mut String, text: &str, name: Name) {
+    let mut backslashes = 0;
+    for c in text.chars() {
+        match c {
+            '\\' => backslashes += 1,
+            '"' if name == Name::FieldKey && backslashes > 0 => {
+                push_backslashes(out, backslashes + 1);
+                backslashes = 0;
+                out.push(c);
+            }
+            ' ' | ',' | '=' | '\n' | '\r' => {
+                push_backslashes_before_escape(out, backslashes);
+                backslashes = 0;
+                out.push('\\');
+                out.push(if matches!(c, '\n' | '\r') { ' ' } else { c });
+            }
+            _ => {
+                push_backslashes(out, backslashes);
+                backslashes = 0;
+                out.push(c);
+            }
+        }
     }
-    out.push_str(&text[run_start..]);
+    if backslashes > 0 {
+        push_backslashes_before_escape(out, backslashes - 1);
+        out.push_str("\\ ");
+    }
+}
+
+/// What [`push_escaped`] writes: influxd unescapes a field key in its own way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Name {
+    /// A measurement, tag key or tag value.
+    Tag,
+    FieldKey,
+}
+
+/// Writes `count` raw backslashes that come right before an escape: an even number of
+/// them, the last of an odd run written as an escaped space.
+fn push_backslashes_before_escape(out: &mut String, count: usize) {
+    push_backslashes(out, count - count % 2);
+    if count % 2 == 1 {
+        out.push_str("\\ ");
+    }
+}
+
+fn push_backslashes(out: &mut String, count: usize) {
+    out.extend(std::iter::repeat_n('\\', count));
 }
 
 /// Appends the decimal digits of `value` (no allocation, no formatting machinery).
@@ -235,12 +295,26 @@ mod tests {
         assert_eq!(tag_value("a\rb"), r"a\ b");
         assert_eq!(tag_value("a\r\n"), r"a\ \ ");
         assert_eq!(tag_value(r"C:\Support\"), r"C:\Support\ ");
-        // Only the last backslash goes: the one before it now precedes an escaped space,
-        // which InfluxDB unescapes to backslash + space.
-        assert_eq!(tag_value(r"ab\\"), r"ab\\ ");
         assert_eq!(tag_value(r"\"), r"\ ");
-        // A backslash before a character that gets escaped stays raw.
-        assert_eq!(tag_value(r"a\,b"), r"a\\,b");
+        // The final backslash goes, and then the one before it is alone before an escape.
+        assert_eq!(tag_value(r"ab\\"), r"ab\ \ ");
+        assert_eq!(tag_value(r"ab\\\"), r"ab\\\ ");
+    }
+
+    #[test]
+    fn an_odd_backslash_run_before_an_escape_loses_its_last_backslash() {
+        // influxd's line splitter would read `a\\,b` as `a`, a pair, a bare comma.
+        assert_eq!(tag_value(r"a\,b"), r"a\ \,b");
+        assert_eq!(tag_value(r"a\ b"), r"a\ \ b");
+        assert_eq!(tag_value(r"a\=b"), r"a\ \=b");
+        assert_eq!(tag_value("a\\\n"), r"a\ \ ");
+        assert_eq!(tag_value(r"a\\\,b"), r"a\\\ \,b");
+        // An even run pairs up the same way in every influxd scanner: kept.
+        assert_eq!(tag_value(r"a\\,b"), r"a\\\,b");
+        assert_eq!(tag_value(r"a\\\\ b"), r"a\\\\\ b");
+        // Not before an escape: raw, whatever the count.
+        assert_eq!(tag_value(r"a\\\b"), r"a\\\b");
+        assert_eq!(tag_value(r#"a\"b"#), r#"a\"b"#);
     }
 
     #[test]
@@ -303,6 +377,19 @@ mod tests {
     }
 
     #[test]
+    fn a_backslash_before_a_quote_in_a_field_key_gets_one_more() {
+        // influxd reads `\"` in a field key as `"` (in a tag it stays, T09).
+        assert_eq!(
+            line(|o| LineBuilder::new(o, "m")
+                .tag(r#"k\""#, r#"v\""#)
+                .field_i64(r#"say\"hi\\""#, 1)
+                .field_i64(r#""q""#, 2)
+                .finish(1)),
+            r#"m,k\"=v\" say\\"hi\\\"=1i,"q"=2i 1"#.to_string() + "\n"
+        );
+    }
+
+    #[test]
     fn numbers() {
         let out = line(|o| {
             LineBuilder::new(o, "m")
@@ -332,7 +419,10 @@ mod tests {
         );
         for v in [1e300, 1e-300, f64::MAX, f64::MIN_POSITIVE, 123456.789] {
             let out = line(|o| LineBuilder::new(o, "m").field_f64("v", v).finish(0));
-            let text = &out["m v=".len()..out.len() - " 0\n".len()];
+            let text = out
+                .strip_prefix("m v=")
+                .and_then(|rest| rest.strip_suffix(" 0\n"))
+                .unwrap();
             assert!(!text.contains(['e', 'E', 'i']), "{text}");
             assert_eq!(text.parse::<f64>().unwrap(), v);
         }
@@ -406,5 +496,170 @@ mod tests {
             .field_f64("idle_mean", 10.25)
             .finish(1_600_000_000);
         assert_eq!(out.as_ptr(), ptr);
+    }
+
+    /// Generated points: encoded, then read back the way influxd 1.6 reads them.
+    mod round_trip {
+        use proptest::prelude::*;
+
+        use super::super::influxd_reader::{read_line, FieldValue, Point};
+        use super::super::{push_escaped, LineBuilder, Name};
+
+        /// Characters that stress the escaping, plus any Unicode scalar value.
+        fn text_char() -> impl Strategy<Value = char> {
+            prop_oneof![
+                3 => Just('\\'),
+                4 => prop::sample::select(vec![
+                    ' ', ',', '=', '"', '\'', '\n', '\r', '\t', '\0', '#', '\u{7f}'
+                ]),
+                1 => prop::char::range('\u{1}', '\u{1f}'),
+                3 => prop::char::range('a', 'z'),
+                1 => prop::char::range('\u{e0}', '\u{ff}'),
+                2 => prop::char::range('\u{4e00}', '\u{9fff}'),
+                2 => prop::char::range('\u{1f300}', '\u{1faff}'),
+                2 => any::<char>(),
+            ]
+        }
+
+        /// Mostly short strings; now and then one over 64 KiB (a short pattern repeated,
+        /// then a short tail, so its end varies too).
+        fn text() -> impl Strategy<Value = String> {
+            let short = || prop::collection::vec(text_char(), 0..24).prop_map(String::from_iter);
+            prop_oneof![
+                40 => short(),
+                1 => (short(), short()).prop_map(|(pattern, tail)| {
+                    let unit = if pattern.is_empty() { "\\".to_string() } else { pattern };
+                    unit.repeat(64 * 1024 / unit.len() + 1) + &tail
+                }),
+            ]
+        }
+
+        fn value() -> impl Strategy<Value = FieldValue> {
+            prop_oneof![
+                any::<i64>().prop_map(FieldValue::Integer),
+                // Includes NaN and the infinities, which must be left out.
+                any::<f64>().prop_map(FieldValue::Float),
+            ]
+        }
+
+        /// A point as the caller hands it over, within `LineBuilder::new`'s preconditions
+        /// for measurements and field keys.
+        fn point() -> impl Strategy<Value = Point> {
+            (
+                text().prop_filter("measurement", |m| {
+                    !m.is_empty() && !m.starts_with(['#', '\t', '\0']) && !m.contains(['\\', '\0'])
+                }),
+                prop::collection::vec((text(), text()), 0..5),
+                prop::collection::vec(
+                    (
+                        text().prop_filter("field key", |k| {
+                            !k.is_empty() && !k.starts_with(['\t', '\0'])
+                        }),
+                        value(),
+                    ),
+                    1..5,
+                ),
+                any::<i64>(),
+            )
+                .prop_map(|(measurement, tags, fields, timestamp)| Point {
+                    measurement,
+                    tags: sorted_by_escaped_key(tags),
+                    fields,
+                    timestamp,
+                })
+        }
+
+        fn escaped(text: &str) -> String {
+            let mut out = String::new();
+            push_escaped(&mut out, text, Name::Tag);
+            out
+        }
+
+        /// The order `LineBuilder::tag` wants: by escaped key, one tag per escaped key.
+        fn sorted_by_escaped_key(mut tags: Vec<(String, String)>) -> Vec<(String, String)> {
+            tags.sort_by_cached_key(|(key, _)| escaped(key));
+            tags.dedup_by_key(|(key, _)| escaped(key));
+            tags
+        }
+
+        fn encode(point: &Point, out: &mut String) -> bool {
+            let mut line = LineBuilder::new(out, &point.measurement);
+            for (key, value) in &point.tags {
+                line = line.tag(key, value);
+            }
+            for (key, value) in &point.fields {
+                line = match *value {
+                    FieldValue::Integer(v) => line.field_i64(key, v),
+                    FieldValue::Float(v) => line.field_f64(key, v),
+                };
+            }
+            line.finish(point.timestamp)
+        }
+
+        /// What line protocol carries of `text`: newline and carriage return become a
+        /// space, and so does a final backslash; then in a run of an odd number of
+        /// backslashes right before a space, comma or `=`, the last one does.
+        fn carried(text: &str) -> String {
+            let mut chars: Vec<char> = text
+                .chars()
+                .map(|c| if matches!(c, '\n' | '\r') { ' ' } else { c })
+                .collect();
+            if let Some(last @ '\\') = chars.last_mut() {
+                *last = ' ';
+            }
+            for i in 0..chars.len() {
+                if matches!(chars[i], ' ' | ',' | '=') {
+                    let run = chars[..i].iter().rev().take_while(|&&c| c == '\\').count();
+                    if run % 2 == 1 {
+                        chars[i - 1] = ' ';
+                    }
+                }
+            }
+            chars.into_iter().collect()
+        }
+
+        /// What influxd must store for `point`: empty tags and non-finite floats left
+        /// out, every name carried.
+        fn stored(point: &Point) -> Point {
+            Point {
+                measurement: carried(&point.measurement),
+                tags: point
+                    .tags
+                    .iter()
+                    .filter(|(key, value)| !key.is_empty() && !value.is_empty())
+                    .map(|(key, value)| (carried(key), carried(value)))
+                    .collect(),
+                fields: point
+                    .fields
+                    .iter()
+                    .filter(|(_, value)| !matches!(value, FieldValue::Float(v) if !v.is_finite()))
+                    .map(|(key, value)| (carried(key), value.clone()))
+                    .collect(),
+                timestamp: point.timestamp,
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1000))]
+
+            /// Any point encodes without panicking into exactly one line (or none, when no
+            /// field is left) that influxd's rules read back as the contract promises.
+            #[test]
+            fn any_point_reads_back_as_the_contract_promises(point in point()) {
+                const BEFORE: &str = "earlier f=1i 1\n";
+                let mut out = String::from(BEFORE);
+                let written = encode(&point, &mut out);
+                let expected = stored(&point);
+                let line = out.strip_prefix(BEFORE).expect("earlier lines untouched");
+                if expected.fields.is_empty() {
+                    prop_assert!(!written);
+                    prop_assert_eq!(line, "");
+                } else {
+                    prop_assert!(written);
+                    let line = line.strip_suffix('\n').expect("the line ends with a newline");
+                    prop_assert_eq!(read_line(line), Ok(expected), "line {:?}", line);
+                }
+            }
+        }
     }
 }

@@ -1,10 +1,12 @@
 //! A private VictoriaMetrics (`/usr/bin/victoria-metrics`, Debian's package) for one test.
 //!
 //! Own temp dir and loopback port; `-retentionPeriod=100y` so any test timestamp is kept
-//! (TOOLCHAIN.md). Read back with [`Victoria::export`], which force-flushes first. Killed on
+//! (TOOLCHAIN.md). Read back with [`Victoria::export`] (or [`Victoria::series`]), which
+//! force-flushes first. Killed on
 //! drop. [`Victoria::start`] returns `None` when the binary is not installed: the only
 //! allowed skip, and the caller prints the reason.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -91,6 +93,22 @@ impl Victoria {
             .filter(|l| !l.trim().is_empty())
             .map(|l| serde_json::from_str(l).expect("export line is JSON"))
             .collect()
+    }
+
+    /// The series matching `selector`, if any (more than one is a test failure): its
+    /// labels, and its values by timestamp in seconds (VictoriaMetrics keeps ms).
+    pub fn series(&self, selector: &str) -> Option<(serde_json::Value, BTreeMap<u64, f64>)> {
+        let found = self.export(selector);
+        assert!(found.len() <= 1, "one series for {selector}: {found:?}");
+        let series = found.first()?;
+        let values = series["values"].as_array().cloned().unwrap_or_default();
+        let times = series["timestamps"].as_array().cloned().unwrap_or_default();
+        let by_second = times
+            .iter()
+            .zip(&values)
+            .filter_map(|(t, v)| Some((t.as_u64()? / 1000, v.as_f64()?)))
+            .collect();
+        Some((series["metric"].clone(), by_second))
     }
 
     pub fn log(&self) -> String {
