@@ -3,7 +3,8 @@
 //! see a result or an [`ApiError`] that says what to do.
 //!
 //! Inside the caller's deadline: 401 → renew the token once and retry once; 429 → wait
-//! `Retry-After` (else the `[N] seconds` of the message, else backoff) and retry; 5xx
+//! `Retry-After` (else `inin-ratelimit-reset`, else the `[N] seconds` of the message, else
+//! backoff) and retry; 5xx
 //! (not 501), network errors, timeouts and malformed JSON → exponential backoff with
 //! jitter; other 4xx → no retry. The `inin-ratelimit-*` headers are watched and requests
 //! are delayed when the token's budget is nearly used up.
@@ -23,6 +24,7 @@ use crate::config::{GenesysConfig, Secret};
 use crate::stats::Stats;
 
 use super::auth::Authenticator;
+use super::lenient;
 
 /// First wait after a failed attempt; doubles per attempt (0.5 s, 1 s, 2 s, ...).
 pub const BACKOFF_BASE: Duration = Duration::from_millis(500);
@@ -298,11 +300,11 @@ impl RateWindow {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ErrorBody {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     message: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     code: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     context_id: Option<String>,
 }
 
@@ -312,6 +314,8 @@ struct Reply {
     status: u16,
     body: String,
     retry_after: Option<u64>,
+    /// `inin-ratelimit-reset`: seconds until the rate-limit window resets.
+    ratelimit_reset: Option<u64>,
     correlation_id: Option<String>,
 }
 
@@ -564,11 +568,12 @@ impl GenesysClient {
         };
         let number = |name: &str| header(name).and_then(|v| v.parse::<u64>().ok());
         let retry_after = number("retry-after");
+        let ratelimit_reset = number("inin-ratelimit-reset");
         let correlation_id = header("inin-correlation-id");
         self.note_rate_headers(
             number("inin-ratelimit-allowed"),
             number("inin-ratelimit-count"),
-            number("inin-ratelimit-reset"),
+            ratelimit_reset,
         );
         let status = response.status().as_u16();
         let body = response.body_mut().read_to_string().map_err(|e| {
@@ -582,6 +587,7 @@ impl GenesysClient {
             status,
             body,
             retry_after,
+            ratelimit_reset,
             correlation_id,
         })
     }
@@ -634,7 +640,10 @@ impl GenesysClient {
             }),
             429 => {
                 Stats::incr(&self.stats.api_rate_limited);
-                let seconds = reply.retry_after.or_else(|| seconds_in_message(&message));
+                let seconds = reply
+                    .retry_after
+                    .or(reply.ratelimit_reset)
+                    .or_else(|| seconds_in_message(&message));
                 let error = ApiError::RateLimited {
                     retry_after: seconds.map(Duration::from_secs),
                     message,
@@ -1004,6 +1013,51 @@ pub(crate) mod tests {
         }
         assert!(waits.lock().unwrap().is_empty());
         assert!(err.to_string().contains("GENESYS_REQUESTS_PER_MINUTE"));
+    }
+
+    #[test]
+    fn a_429_without_retry_after_waits_for_the_rate_limit_reset_before_the_message() {
+        let server = Server::start(vec![
+            token(86_399, "t"),
+            reply_with(
+                429,
+                &[("inin-ratelimit-reset", "5")],
+                &fixture("error-429.json"),
+            ),
+            reply(200, r#"{"ok":5}"#),
+        ]);
+        let (client, waits, _) = client_for(&server.url);
+        let pong: Pong = client.get("/api/v2/x", soon()).unwrap();
+        assert_eq!(pong.ok, 5);
+        let waits = waits.lock().unwrap().clone();
+        assert_eq!(waits.len(), 1);
+        assert!(
+            waits[0] >= Duration::from_secs(5) && waits[0] <= Duration::from_millis(5_500),
+            "{waits:?}"
+        );
+    }
+
+    #[test]
+    fn an_error_body_with_nulls_or_wrong_types_keeps_what_it_can() {
+        let server = Server::start(vec![
+            token(86_399, "t"),
+            reply(
+                400,
+                r#"{"message":null,"code":7,"contextId":"ctx-1","status":"400"}"#,
+            ),
+        ]);
+        let (client, _, _) = client_for(&server.url);
+        match client.get::<Pong>("/api/v2/x", soon()).unwrap_err() {
+            ApiError::BadRequest {
+                message,
+                context_id,
+                ..
+            } => {
+                assert_eq!(message, "HTTP 400");
+                assert_eq!(context_id.as_deref(), Some("ctx-1"));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
