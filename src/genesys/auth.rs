@@ -255,7 +255,7 @@ impl Authenticator {
         let url = format!("{}/oauth/token", self.login_url);
         match status {
             200..=299 => {
-                let parsed: TokenResponse = serde_json::from_str(body).map_err(|e| {
+                let parsed: TokenResponse = lenient::answer(body).map_err(|e| {
                     ApiError::Malformed(format!(
                         "the token answer of {url} is not the expected JSON: {e}"
                     ))
@@ -277,7 +277,7 @@ impl Authenticator {
                 context_id: None,
             }),
             _ => {
-                let oauth: OAuthError = serde_json::from_str(body).unwrap_or_default();
+                let oauth: OAuthError = lenient::answer(body).unwrap_or_default();
                 let description = oauth
                     .error_description
                     .or(oauth.description)
@@ -405,5 +405,47 @@ mod tests {
             auth.interpret(503, "", Instant::now()),
             Err(ApiError::Server { status: 503, .. })
         ));
+    }
+
+    mod mutated {
+        use super::*;
+        use crate::genesys::lenient::mutation::{self, Step};
+        use proptest::prelude::*;
+
+        const TOKEN: &str = include_str!("../../tests/fixtures/genesys/token.json");
+        const REFUSAL: &str =
+            include_str!("../../tests/fixtures/genesys/token-error-invalid-client.json");
+
+        fn untouched(touched: &[Vec<Step>], key: &str) -> bool {
+            touched
+                .iter()
+                .all(|p| matches!(p.first(), Some(Step::Key(k)) if k != key))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Whatever is damaged, nothing panics; an untouched access_token still logs
+            /// in, and an untouched OAuth error code is still reported.
+            #[test]
+            fn token_answers_never_panic_and_keep_what_is_intact(
+                mutations in mutation::mutations()
+            ) {
+                let auth = authenticator();
+                let mut doc: serde_json::Value = serde_json::from_str(TOKEN).unwrap();
+                let touched = mutation::apply(&mut doc, &mutations);
+                let result = auth.interpret(200, &doc.to_string(), Instant::now());
+                if untouched(&touched, "access_token") {
+                    prop_assert!(result.is_ok(), "{:?}", result);
+                }
+                let mut doc: serde_json::Value = serde_json::from_str(REFUSAL).unwrap();
+                let touched = mutation::apply(&mut doc, &mutations);
+                let result = auth.interpret(401, &doc.to_string(), Instant::now());
+                if untouched(&touched, "error") {
+                    let refused = matches!(&result, Err(ApiError::CredentialsRefused { error, .. }) if error == "invalid_client");
+                    prop_assert!(refused, "{:?}", result);
+                }
+            }
+        }
     }
 }

@@ -320,9 +320,9 @@ struct Reply {
 }
 
 /// What to do after an attempt.
-/// The usual decoder: the whole answer as one JSON value of type `T`.
+/// The usual decoder: the whole answer as one JSON object read as `T`.
 fn json<T: DeserializeOwned>(body: &str) -> Result<T, String> {
-    serde_json::from_str(body).map_err(|e| e.to_string())
+    lenient::answer(body).map_err(|e| e.to_string())
 }
 
 enum Next<T> {
@@ -623,7 +623,7 @@ impl GenesysClient {
                 },
             };
         }
-        let parsed: ErrorBody = serde_json::from_str(&reply.body).unwrap_or_default();
+        let parsed: ErrorBody = lenient::answer(&reply.body).unwrap_or_default();
         let context_id = parsed.context_id.or(reply.correlation_id);
         let message = parsed.message.unwrap_or_else(|| format!("HTTP {status}"));
         let code = parsed.code.unwrap_or_default();
@@ -1243,5 +1243,48 @@ pub(crate) mod tests {
             Some("analytics:queueObservation:view")
         );
         assert_eq!(permission_for("/api/v2/other"), None);
+    }
+
+    mod mutated {
+        use super::*;
+        use crate::genesys::lenient::mutation::{self, Step};
+        use proptest::prelude::*;
+
+        const ERRORS: [&str; 10] = [
+            "error-400-bad-request.json",
+            "error-400-invalid-date.json",
+            "error-400-invalid-value.json",
+            "error-401-no-token.json",
+            "error-401.json",
+            "error-403-aggregates.json",
+            "error-403.json",
+            "error-429.json",
+            "error-500.json",
+            "error-503.json",
+        ];
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Whatever is damaged, reading an error body never panics, and an untouched
+            /// contextId is still found.
+            #[test]
+            fn error_bodies_never_panic_and_keep_an_intact_context_id(
+                which in 0..ERRORS.len(),
+                mutations in mutation::mutations()
+            ) {
+                let text = super::super::test_server::fixture(ERRORS[which]);
+                let original: serde_json::Value = serde_json::from_str(&text).unwrap();
+                let mut doc = original.clone();
+                let touched = mutation::apply(&mut doc, &mutations);
+                let parsed: ErrorBody = lenient::answer(&doc.to_string()).unwrap_or_default();
+                let intact = touched
+                    .iter()
+                    .all(|p| matches!(p.first(), Some(Step::Key(k)) if k != "contextId"));
+                if intact {
+                    prop_assert_eq!(parsed.context_id.as_deref(), original["contextId"].as_str());
+                }
+            }
+        }
     }
 }

@@ -129,6 +129,28 @@ macro_rules! absent_unless_overridden {
     };
 }
 
+struct TopVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for TopVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        T::deserialize(MapAccessDeserializer::new(map))
+    }
+}
+
+/// A whole answer, which must be a JSON object (serde would also take a struct written as
+/// a list, so `[1]` would read as an empty answer); its fields are read by `T`.
+pub fn answer<'de, T: Deserialize<'de>>(body: &'de str) -> Result<T, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(body);
+    let value = de.deserialize_map(TopVisitor(PhantomData))?;
+    de.end()?;
+    Ok(value)
+}
+
 struct ObjectVisitor<T>(PhantomData<T>);
 
 impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
@@ -295,5 +317,112 @@ mod tests {
         assert_eq!(count(Some(7.0)), 7.0);
         assert!(note_once("test kind", format_args!("x")));
         assert!(!note_once("test kind", format_args!("x")));
+    }
+}
+
+/// Random damage to a JSON answer, for the property tests of every Genesys parser: keys
+/// removed, nulls, wrong types, huge, negative and fractional numbers, `"NaN"` strings,
+/// unknown enum values and Unicode, each at a random node of the document.
+#[cfg(test)]
+pub(crate) mod mutation {
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    /// One step of a path into a JSON document.
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum Step {
+        Key(String),
+        Index(usize),
+    }
+
+    /// What to do at the chosen node (`which` picks the node, in document order).
+    #[derive(Debug, Clone)]
+    pub struct Mutation {
+        which: usize,
+        kind: u8,
+    }
+
+    const KINDS: u8 = 12;
+
+    pub fn mutations() -> impl Strategy<Value = Vec<Mutation>> {
+        proptest::collection::vec(
+            (any::<usize>(), 0..KINDS).prop_map(|(which, kind)| Mutation { which, kind }),
+            1..4,
+        )
+    }
+
+    fn paths(value: &Value, here: &mut Vec<Step>, out: &mut Vec<Vec<Step>>) {
+        out.push(here.clone());
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map {
+                    here.push(Step::Key(key.clone()));
+                    paths(child, here, out);
+                    here.pop();
+                }
+            }
+            Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    here.push(Step::Index(i));
+                    paths(child, here, out);
+                    here.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn node<'a>(value: &'a mut Value, path: &[Step]) -> Option<&'a mut Value> {
+        path.iter().try_fold(value, |v, step| match step {
+            Step::Key(k) => v.get_mut(k.as_str()),
+            Step::Index(i) => v.get_mut(*i),
+        })
+    }
+
+    fn replacement(kind: u8) -> Value {
+        match kind {
+            1 => Value::Null,
+            2 => json!("NaN"),
+            3 => json!(1e300),
+            4 => json!(-7),
+            5 => json!(2.5),
+            6 => json!(true),
+            7 => json!([1, "x", null]),
+            8 => json!({"unexpected": {"deep": [null]}}),
+            9 => json!("UNKNOWN_ENUM_VALUE"),
+            10 => json!("Ünï\u{0}cødé 🎧 \\ \"q\""),
+            _ => json!(u64::MAX),
+        }
+    }
+
+    /// Applies `mutations` to `doc`; returns the paths touched (a removed key's path too).
+    pub fn apply(doc: &mut Value, mutations: &[Mutation]) -> Vec<Vec<Step>> {
+        let mut touched = Vec::new();
+        for m in mutations {
+            let mut all = Vec::new();
+            paths(doc, &mut Vec::new(), &mut all);
+            let path = all.swap_remove(m.which % all.len());
+            let removable = matches!(path.last(), Some(Step::Key(_)));
+            if m.kind == 0 && removable {
+                if let (Some(Step::Key(key)), Some(parent)) =
+                    (path.last(), node(doc, &path[..path.len() - 1]))
+                {
+                    parent.as_object_mut().map(|o| o.remove(key));
+                }
+            } else if let Some(target) = node(doc, &path) {
+                *target = replacement(m.kind);
+            }
+            touched.push(path);
+        }
+        touched
+    }
+
+    /// The index `i` of `results[i]` (or another top-level list) a path goes through;
+    /// `None` when the path touches the document above its list entries.
+    pub fn entry_of(path: &[Step], list: &str) -> Option<usize> {
+        match path {
+            [Step::Key(key), Step::Index(i), ..] if key == list => Some(*i),
+            _ => None,
+        }
     }
 }

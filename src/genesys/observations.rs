@@ -142,7 +142,7 @@ pub fn parse(body: &str, chunk: &[Arc<Queue>], now_ms: u64) -> Result<ChunkResul
 }
 
 fn decode(body: &str, chunk: &[Arc<Queue>], now_ms: u64) -> Result<ChunkResult, String> {
-    let response: Response = serde_json::from_str(body)
+    let response: Response = lenient::answer(body)
         .map_err(|e| format!("observations answer is not the expected JSON: {e}"))?;
     Ok(to_observations(response, chunk, now_ms))
 }
@@ -537,5 +537,43 @@ mod tests {
         assert_eq!(longest_seconds(Some(1.0), Some(future), SERVED_MS), 0.0);
         assert_eq!(longest_seconds(None, Some(1e12), SERVED_MS), 0.0);
         assert_eq!(longest_seconds(None, Some(f64::NAN), SERVED_MS), 0.0);
+    }
+
+    mod mutated {
+        use super::*;
+        use crate::genesys::lenient::mutation;
+        use proptest::prelude::*;
+
+        const BODY: &str = include_str!("../../tests/fixtures/genesys/observations-response.json");
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Whatever is damaged, nothing panics, and every queue none of whose result
+            /// groups was touched keeps exactly the readings of the intact answer.
+            #[test]
+            fn answers_never_panic_and_untouched_queues_keep_their_readings(
+                mutations in mutation::mutations()
+            ) {
+                let original: serde_json::Value = serde_json::from_str(BODY).unwrap();
+                let expected = parse(BODY, &chunk(), SERVED_MS).unwrap();
+                let mut doc = original.clone();
+                let touched = mutation::apply(&mut doc, &mutations);
+                let result = parse(&doc.to_string(), &chunk(), SERVED_MS);
+                let hit: Option<Vec<&str>> = touched
+                    .iter()
+                    .map(|p| {
+                        mutation::entry_of(p, "results")
+                            .map(|i| original["results"][i]["group"]["queueId"].as_str().unwrap_or(""))
+                    })
+                    .collect();
+                let Some(hit) = hit else { return Ok(()) };
+                let result = result.unwrap();
+                for kept in expected.observations.iter().filter(|o| !hit.contains(&o.queue.id.as_str())) {
+                    let found = result.observations.iter().find(|o| o.queue.id == kept.queue.id);
+                    prop_assert_eq!(found, Some(kept));
+                }
+            }
+        }
     }
 }
