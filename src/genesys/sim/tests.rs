@@ -424,13 +424,16 @@ fn observations_have_the_fixture_shape_and_the_predicted_values() {
     );
     let results = answer.body["results"].as_array().unwrap();
     let groups_of = |id: &str| {
-        let busy = sim
-            .observation_at(id, slot)
+        let observation = sim.observation_at(id, slot);
+        let omitted = observation
             .media
             .iter()
-            .filter(|m| m.waiting + m.interacting + m.alerting > 0)
+            .enumerate()
+            .filter(|(i, m)| {
+                api::sparse_shape(id) && api::omits_empty_media(*i, slot) && m.is_empty()
+            })
             .count();
-        1 + if api::sparse_shape(id) { busy } else { 5 }
+        6 - omitted
     };
     assert_eq!(
         results.len(),
@@ -1196,4 +1199,57 @@ fn posts_need_json_and_paths_must_exist() {
 fn the_sim_can_be_shared_between_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Sim>();
+}
+
+/// The sparse shapes (no `count` on `oLongest*`, empty media groups left out) and the full
+/// ones read as the same values.
+#[test]
+fn sparse_and_full_shapes_read_the_same() {
+    let media = |media_type: &str, waiting, interacting| values::ExpectedMedia {
+        media_type: media_type.into(),
+        waiting,
+        interacting,
+        alerting: 0,
+        longest_waiting_ms: if waiting > 0 { 42_000 } else { 0 },
+        longest_interacting_ms: if interacting > 0 { 7_000 } else { 0 },
+    };
+    let observation = values::ExpectedObservation {
+        media: vec![
+            media("voice", 0, 0),
+            media("chat", 0, 0),
+            media("email", 3, 0),
+        ],
+        ..values::empty_observation(&[])
+    };
+    let metrics: Vec<&str> = crate::genesys::observations::METRICS.to_vec();
+    let now = 1_748_874_610_000;
+    let read = |id: &str, slot: u64| {
+        let groups = api::observation_groups(id, &observation, &metrics, &[], now, slot);
+        let queue = std::sync::Arc::new(crate::model::Queue {
+            id: id.into(),
+            name: "q".into(),
+        });
+        let body = json!({ "results": groups }).to_string();
+        let parsed = crate::genesys::observations::parse(&body, &[queue], now).unwrap();
+        let mut media: Vec<_> = parsed.observations[0]
+            .media
+            .iter()
+            .filter(|m| m.values != [0.0; 5])
+            .map(|m| (m.media_type.to_string(), m.values))
+            .collect();
+        media.sort_by(|a, b| a.0.cmp(&b.0));
+        (groups.len(), media)
+    };
+    let (sparse, full) = ("0000000000000001", "0000000000000002");
+    assert!(api::sparse_shape(sparse) && !api::sparse_shape(full));
+    let (full_groups, full_values) = read(full, 2);
+    let (sparse_groups, sparse_values) = read(sparse, 2);
+    assert_eq!(
+        (full_groups, sparse_groups),
+        (4, 3),
+        "chat left out on an even slot"
+    );
+    assert_eq!(read(sparse, 3).0, 4, "kept on an odd slot");
+    assert_eq!(sparse_values, full_values);
+    assert_eq!(full_values[0].1[3], 42.0, "email longest waiting");
 }
