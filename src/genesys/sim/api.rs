@@ -56,6 +56,13 @@ pub fn handle(shared: &Shared, req: &Request) -> Reply {
     }
     .unwrap_or_else(|| answer(shared, endpoint, req, now, &context, rate));
     let reply = match reply {
+        Reply::Send(response) if fault == Some(Fault::Nulls) => Reply::Send(decorate(
+            with_nulls(response),
+            endpoint,
+            &context,
+            rate,
+            now,
+        )),
         Reply::Send(response) => Reply::Send(decorate(response, endpoint, &context, rate, now)),
         Reply::Drop => Reply::Drop,
     };
@@ -312,7 +319,7 @@ fn oauth_error(status: u16, code: &str, description: &str) -> Response {
 fn fault_reply(fault: &Fault, endpoint: Endpoint, context: &str) -> Option<Reply> {
     let response = match fault {
         Fault::DropConnection => return Some(Reply::Drop),
-        Fault::Delay(_) => return None,
+        Fault::Delay(_) | Fault::Nulls => return None,
         Fault::MalformedJson => Response::new(
             200,
             "application/json",
@@ -330,6 +337,26 @@ fn fault_reply(fault: &Fault, endpoint: Endpoint, context: &str) -> Option<Reply
         Fault::Status(status) => status_error(*status, endpoint, context),
     };
     Some(Reply::Send(response))
+}
+
+/// [`Fault::Nulls`]: `null`s added to a 2xx answer with result groups; others unchanged.
+fn with_nulls(mut response: Response) -> Response {
+    let Ok(mut body) = serde_json::from_slice::<Value>(&response.body) else {
+        return response;
+    };
+    let Some(results) = body.get_mut("results").and_then(Value::as_array_mut) else {
+        return response;
+    };
+    let Some(first) = results.first_mut() else {
+        return response;
+    };
+    let group = first["group"].clone();
+    if let Some(data) = first.get_mut("data").and_then(Value::as_array_mut) {
+        data.push(json!({"metric": "oWaiting", "stats": null}));
+    }
+    results.push(json!({"group": group, "data": null}));
+    response.body = body.to_string().into_bytes();
+    response
 }
 
 /// The fixtures' error body for a status.
