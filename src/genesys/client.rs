@@ -235,7 +235,7 @@ pub fn permission_for(path: &str) -> Option<&'static str> {
     }
 }
 
-/// The number in "Retry the request in [17] seconds" (API.md §7), if any.
+/// The number in `Retry the request in [17] seconds` (API.md §7), if any.
 pub fn seconds_in_message(message: &str) -> Option<u64> {
     let mut rest = message;
     while let Some(open) = rest.find('[') {

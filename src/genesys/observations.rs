@@ -2,8 +2,10 @@
 //! into [`QueueObservation`]s.
 //!
 //! Parsing is a pure function of the response text and the receive time, so every rule
-//! (qualifiers summed, absent = 0, `oLongest*` epoch timestamps turned into seconds waited)
-//! is tested on the fixtures without a network.
+//! (qualifiers summed, absent = 0, `oLongest*` epoch timestamps turned into seconds waited,
+//! with or without a `count`; a group repeated for the same queue and media read once) is
+//! tested on the fixtures without a network. Fields are read through [`lenient`]: a
+//! `null` or odd value in one datum costs that datum, never the other queues of the chunk.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
