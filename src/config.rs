@@ -439,7 +439,8 @@ fn genesys_config(vars: &Vars) -> Result<GenesysConfig> {
     let login_override = vars
         .optional("GENESYS_LOGIN_URL")
         .map(|u| base_url("GENESYS_LOGIN_URL", &u))
-        .transpose()?;
+        .transpose()?
+        .or_else(|| api_override.as_deref().and_then(region::login_url_for));
     let (region_label, api_url, login_url) = match (api_override, login_override) {
         (Some(api), Some(login)) => (format!("custom ({api})"), api, login),
         (api, login) => {

@@ -76,6 +76,48 @@ fn unused_url() -> String {
     format!("http://127.0.0.1:{}", free_port())
 }
 
+/// `GENESYS_API_URL` alone: the login host is derived from it (`api.` → `login.`) as the
+/// official SDKs do, not taken from the default region; a base without `api.` (this
+/// simulator on 127.0.0.1) keeps needing `GENESYS_LOGIN_URL`, else the region's.
+#[test]
+fn the_api_url_alone_points_the_login_at_its_own_region() {
+    let config = |vars: &[(&str, &str)]| {
+        let get = |key: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.to_string())
+        };
+        genesys2influx::config::from_lookup(&get, genesys2influx::config::Mode::Check).unwrap()
+    };
+    let base = [
+        ("GENESYS_CLIENT_ID", "id"),
+        ("GENESYS_CLIENT_SECRET", "secret"),
+        ("INFLUXDB_URL", "http://127.0.0.1:1"),
+        ("INFLUXDB_DATABASE", DB),
+    ];
+    let derived = config(
+        &[
+            &base[..],
+            &[("GENESYS_API_URL", "https://api.mypurecloud.de")],
+        ]
+        .concat(),
+    );
+    assert_eq!(derived.genesys.login_url, "https://login.mypurecloud.de");
+    let loopback = config(&[&base[..], &[("GENESYS_API_URL", "http://127.0.0.1:9000")]].concat());
+    assert_eq!(loopback.genesys.login_url, "https://login.mypurecloud.com");
+    let both = config(
+        &[
+            &base[..],
+            &[
+                ("GENESYS_API_URL", "https://api.mypurecloud.de"),
+                ("GENESYS_LOGIN_URL", "https://sso.example"),
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(both.genesys.login_url, "https://sso.example");
+}
+
 #[test]
 fn a_working_setup_exits_0_with_every_step_and_a_table_of_current_values() {
     let sim = sim();

@@ -519,10 +519,14 @@ fn rate_limited_requests_wait_retry_after_and_windows_stay_complete() {
     }
 }
 
+/// Observation answers in a row with `null`s where objects and lists are expected.
+const NULL_ANSWERS: u32 = 6;
+
 /// A 500, a dropped connection and a truncated JSON answer, once each: each retried
 /// within the tick, the service keeps running and every window is complete and exact.
+/// Then answers with `null`s in them: read as absent, nothing lost.
 #[test]
-fn a_500_a_dropped_connection_and_malformed_json_are_survived() {
+fn a_500_a_dropped_connection_malformed_json_and_nulls_are_survived() {
     let timing = Timing { poll: 1, window: 2 };
     let sim = sim(4, timing, 100);
     let log = survives(timing, &sim, || {
@@ -534,20 +538,21 @@ fn a_500_a_dropped_connection_and_malformed_json_are_survived() {
             sim.inject(Endpoint::Observations, fault, 1);
             std::thread::sleep(Duration::from_millis(2300));
         }
+        // Not retried into a clean answer: six answers in a row (every attempt of a poll).
+        sim.inject(Endpoint::Observations, Fault::Nulls, NULL_ANSWERS);
+        std::thread::sleep(Duration::from_millis(8300));
     });
     let faults: Vec<Fault> = observation_requests(&sim)
         .into_iter()
         .filter_map(|r| r.fault)
         .collect();
-    assert_eq!(
-        faults,
-        vec![
-            Fault::Status(500),
-            Fault::DropConnection,
-            Fault::MalformedJson
-        ],
-        "log:\n{log}"
-    );
+    let mut expected = vec![
+        Fault::Status(500),
+        Fault::DropConnection,
+        Fault::MalformedJson,
+    ];
+    expected.extend(std::iter::repeat_n(Fault::Nulls, NULL_ANSWERS as usize));
+    assert_eq!(faults, expected, "log:\n{log}");
 }
 
 /// 1,200 queues at POLL_INTERVAL=5s: 12 requests of at most 100 ids per poll, together

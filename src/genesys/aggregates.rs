@@ -19,6 +19,7 @@ use crate::model::Queue;
 
 use super::client::{ApiError, GenesysClient};
 use super::filter::{self, QueueFilter};
+use super::lenient;
 
 pub const PATH: &str = "/api/v2/analytics/conversations/aggregates/query";
 /// Queue ids per request (API.md §9.1, same cap as observations).
@@ -242,56 +243,57 @@ pub fn query_body(chunk: &[Arc<Queue>], interval: Interval, bucket: Duration) ->
 // ---- response --------------------------------------------------------------------------
 
 /// `{}` (no `results`) is how Genesys answers a query that matched nothing (API.md §9.2).
+/// Every field is read leniently: a `null` or a wrong type is absent.
 #[derive(Debug, Default, Deserialize)]
 struct Response {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::list")]
     results: Vec<Group>,
 }
 
 #[derive(Debug, Deserialize)]
 struct Group {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::object")]
     group: GroupKey,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::list")]
     data: Vec<BucketData>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct GroupKey {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     queue_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     media_type: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 struct BucketData {
-    #[serde(default)]
-    interval: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
+    interval: Option<String>,
+    #[serde(default, deserialize_with = "lenient::list")]
     metrics: Vec<Metric>,
 }
 
 #[derive(Debug, Deserialize)]
 struct Metric {
-    #[serde(default)]
-    metric: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
+    metric: Option<String>,
+    #[serde(default, deserialize_with = "lenient::object")]
     stats: Stats,
 }
 
 #[derive(Debug, Default, Deserialize)]
 struct Stats {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::number")]
     count: Option<f64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::number")]
     sum: Option<f64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::number")]
     numerator: Option<f64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::number")]
     denominator: Option<f64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::number")]
     target: Option<f64>,
 }
 
@@ -340,16 +342,23 @@ pub fn query(
     bucket: Duration,
     deadline: Instant,
 ) -> Result<Parsed, ApiError> {
-    let response: Response = client.post(PATH, &query_body(chunk, interval, bucket), deadline)?;
-    Ok(to_buckets(response))
+    client.post_decoded(
+        PATH,
+        &query_body(chunk, interval, bucket),
+        deadline,
+        &|body| decode(body).map_err(|e| e.to_string()),
+    )
+}
+
+fn decode(body: &str) -> Result<Parsed, serde_json::Error> {
+    lenient::answer(body).map(to_buckets)
 }
 
 /// Parses a response body (tests, and callers that hold the text).
 pub fn parse(body: &str) -> Result<Parsed, ApiError> {
-    let response: Response = serde_json::from_str(body).map_err(|e| {
+    decode(body).map_err(|e| {
         ApiError::Malformed(format!("aggregates answer is not the expected JSON: {e}"))
-    })?;
-    Ok(to_buckets(response))
+    })
 }
 
 fn to_buckets(response: Response) -> Parsed {
@@ -366,7 +375,8 @@ fn to_buckets(response: Response) -> Parsed {
             .map(|m| m.to_lowercase())
             .unwrap_or_default();
         for data in group.data {
-            let Some(bucket_start_ms) = data.interval.split('/').next().and_then(parse_utc) else {
+            let interval = data.interval.as_deref().unwrap_or_default();
+            let Some(bucket_start_ms) = interval.split('/').next().and_then(parse_utc) else {
                 parsed.unreadable_intervals += 1;
                 continue;
             };
@@ -396,11 +406,9 @@ fn to_buckets(response: Response) -> Parsed {
     parsed
 }
 
-/// A non-negative whole count (counts are typed as numbers by the API).
+/// A non-negative whole count (odd ones coerced and logged once by [`lenient::count`]).
 fn whole(value: Option<f64>) -> u64 {
-    value
-        .filter(|v| v.is_finite() && *v > 0.0)
-        .map_or(0, |v| v.round() as u64)
+    lenient::count(value) as u64
 }
 
 fn seconds(value: Option<f64>) -> f64 {
@@ -409,7 +417,7 @@ fn seconds(value: Option<f64>) -> f64 {
 
 fn add_metric(b: &mut KpiBucket, metric: &Metric) {
     let s = &metric.stats;
-    match metric.metric.as_str() {
+    match metric.metric.as_deref().unwrap_or_default() {
         "nOffered" => b.offered += whole(s.count),
         "tAnswered" => {
             b.answered += whole(s.count);
@@ -754,5 +762,79 @@ abandon_seconds_sum=0,short_abandoned=0i,flowed_out=0i,handled=2i,handle_seconds
 wait_seconds_sum=0,transferred=0i,over_sla=0i,service_level_numerator=0i,\
 service_level_denominator=0i 1748874600\n"
         );
+    }
+
+    #[test]
+    fn nulls_where_lists_or_objects_are_expected_lose_only_their_part() {
+        let mut doc: serde_json::Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/genesys/aggregates-response.json"
+        ))
+        .unwrap();
+        doc["results"][0]["data"] = serde_json::Value::Null;
+        doc["results"][1]["data"][0]["metrics"] = serde_json::Value::Null;
+        doc["results"][2]["data"][0]["metrics"][0]["stats"] = serde_json::Value::Null;
+        doc["results"][3]["group"] = serde_json::Value::Null;
+        let parsed = parse(&doc.to_string()).unwrap();
+        let expected = fixture_response();
+        // Sales and VIP (groups 5..) are untouched and read exactly as before.
+        for b in expected.buckets.iter().filter(|b| b.queue_id != SUPPORT) {
+            assert!(parsed.buckets.contains(b), "{b:?}");
+        }
+        // Support's voice group lost its data; its chat group keeps its later buckets.
+        assert!(!parsed
+            .buckets
+            .iter()
+            .any(|b| b.queue_id == SUPPORT && b.media_type == "voice"));
+        assert!(
+            parsed
+                .buckets
+                .iter()
+                .filter(|b| b.queue_id == SUPPORT && b.media_type == "chat")
+                .count()
+                >= 2
+        );
+    }
+
+    mod mutated {
+        use super::*;
+        use crate::genesys::lenient::mutation;
+        use proptest::prelude::*;
+
+        const BODY: &str = include_str!("../../tests/fixtures/genesys/aggregates-response.json");
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Whatever is damaged, nothing panics, and every bucket of a queue and media
+            /// whose result group was not touched is read exactly as from the intact answer.
+            #[test]
+            fn answers_never_panic_and_untouched_groups_keep_their_buckets(
+                mutations in mutation::mutations()
+            ) {
+                let original: serde_json::Value = serde_json::from_str(BODY).unwrap();
+                let expected = parse(BODY).unwrap();
+                let mut doc = original.clone();
+                let touched = mutation::apply(&mut doc, &mutations);
+                let result = parse(&doc.to_string());
+                let key = |i: usize| {
+                    let g = &original["results"][i]["group"];
+                    let text = |k: &str| g[k].as_str().unwrap_or("").to_lowercase();
+                    (text("queueId"), text("mediaType"))
+                };
+                let hit: Option<Vec<_>> = touched
+                    .iter()
+                    .map(|p| mutation::entry_of(p, "results").map(key))
+                    .collect();
+                let Some(hit) = hit else { return Ok(()) };
+                let result = result.unwrap();
+                for kept in expected
+                    .buckets
+                    .iter()
+                    .filter(|b| !hit.contains(&(b.queue_id.clone(), b.media_type.clone())))
+                {
+                    prop_assert!(result.buckets.contains(kept), "{:?}", kept);
+                }
+            }
+        }
     }
 }

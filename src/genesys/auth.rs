@@ -16,9 +16,17 @@ use crate::config::{GenesysConfig, Secret};
 use crate::stats::Stats;
 
 use super::client::{self, ApiError};
+use super::lenient;
 
 /// Renew when less than this remains, or 10 % of the lifetime if that is longer.
 pub const MIN_RENEWAL_MARGIN: Duration = Duration::from_secs(60);
+/// Lifetime assumed when the token answer has no `expires_in` (Genesys's default).
+pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(86_399);
+/// Shortest lifetime believed: a token is used for at least a minute before renewal, so
+/// an `expires_in` of 0 or 1 does not mean a login before every call.
+pub const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(2 * MIN_RENEWAL_MARGIN.as_secs());
+/// Longest lifetime believed (a week; Genesys tokens last a day by default).
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(7 * 86_400);
 /// How long to wait before trying again after the login service refused the credentials.
 pub const REFUSED_HOLD_OFF: Duration = Duration::from_secs(30);
 /// Longest wait between login attempts after repeated failures.
@@ -59,22 +67,46 @@ pub fn hold_off(failures: u32, refused: bool) -> Duration {
     (base * doubling).min(MAX_HOLD_OFF)
 }
 
+/// `expires_in` is read as an integer, a float (`86399.0`) or a numeric string.
 #[derive(Debug, Deserialize)]
 struct TokenResponse {
-    access_token: String,
-    #[serde(default)]
-    expires_in: Option<u64>,
+    #[serde(default, deserialize_with = "lenient::text")]
+    access_token: Option<String>,
+    #[serde(default, deserialize_with = "lenient::number")]
+    expires_in: Option<f64>,
 }
 
 /// The OAuth error body of the login host (API.md §2.3).
 #[derive(Debug, Default, Deserialize)]
 struct OAuthError {
-    #[serde(default)]
-    error: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
+    error: Option<String>,
+    #[serde(default, deserialize_with = "lenient::text")]
     error_description: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     description: Option<String>,
+}
+
+/// The lifetime to plan renewals with for an `expires_in` of `seconds`: absent → a day
+/// (API.md §2.2); below [`MIN_TOKEN_LIFETIME`] or above [`MAX_TOKEN_LIFETIME`] → clamped,
+/// logged once (a token that really dies sooner is renewed by the 401 path).
+pub fn token_lifetime(seconds: Option<f64>) -> Duration {
+    let Some(seconds) = seconds else {
+        return DEFAULT_TOKEN_LIFETIME;
+    };
+    let clamped = seconds.clamp(
+        MIN_TOKEN_LIFETIME.as_secs_f64(),
+        MAX_TOKEN_LIFETIME.as_secs_f64(),
+    );
+    if clamped != seconds {
+        lenient::note_once(
+            "token lifetime",
+            format_args!(
+                "a token with expires_in {seconds}; renewals are planned as if it were {clamped}s"
+            ),
+        );
+    }
+    Duration::from_secs_f64(clamped)
 }
 
 #[derive(Debug, Default)]
@@ -223,21 +255,21 @@ impl Authenticator {
         let url = format!("{}/oauth/token", self.login_url);
         match status {
             200..=299 => {
-                let parsed: TokenResponse = serde_json::from_str(body).map_err(|e| {
+                let parsed: TokenResponse = lenient::answer(body).map_err(|e| {
                     ApiError::Malformed(format!(
                         "the token answer of {url} is not the expected JSON: {e}"
                     ))
                 })?;
-                if parsed.access_token.is_empty() {
+                let Some(access_token) = parsed.access_token.filter(|t| !t.is_empty()) else {
                     return Err(ApiError::Malformed(format!(
-                        "the token answer of {url} has an empty access_token"
+                        "the token answer of {url} has no access_token"
                     )));
-                }
-                crate::logging::redact::register_token(&parsed.access_token);
+                };
+                crate::logging::redact::register_token(&access_token);
                 Ok(Token {
-                    access_token: Secret::new(parsed.access_token),
+                    access_token: Secret::new(access_token),
                     obtained: now,
-                    lifetime: Duration::from_secs(parsed.expires_in.unwrap_or(86_399)),
+                    lifetime: token_lifetime(parsed.expires_in),
                 })
             }
             429 | 500..=599 => Err(ApiError::Server {
@@ -246,14 +278,14 @@ impl Authenticator {
                 context_id: None,
             }),
             _ => {
-                let oauth: OAuthError = serde_json::from_str(body).unwrap_or_default();
+                let oauth: OAuthError = lenient::answer(body).unwrap_or_default();
                 let description = oauth
                     .error_description
                     .or(oauth.description)
                     .unwrap_or_default();
                 Err(ApiError::CredentialsRefused {
                     status,
-                    error: oauth.error,
+                    error: oauth.error.unwrap_or_default(),
                     description,
                     login_url: self.login_url.clone(),
                     region: self.region_label.clone(),
@@ -329,6 +361,32 @@ mod tests {
     }
 
     #[test]
+    fn expires_in_may_be_a_float_or_a_string_and_absurd_lifetimes_are_clamped() {
+        let auth = authenticator();
+        let lifetime = |expires_in: &str| {
+            let body = format!(
+                r#"{{"access_token":"a","token_type":"bearer","expires_in":{expires_in}}}"#
+            );
+            auth.interpret(200, &body, Instant::now())
+                .map(|t| t.lifetime)
+        };
+        let day = Duration::from_secs(86_399);
+        assert_eq!(lifetime("86399.0"), Ok(day));
+        assert_eq!(lifetime(r#""86399""#), Ok(day));
+        assert_eq!(lifetime("null"), Ok(day));
+        assert_eq!(lifetime("0"), Ok(MIN_TOKEN_LIFETIME));
+        assert_eq!(lifetime("1"), Ok(MIN_TOKEN_LIFETIME));
+        assert_eq!(lifetime("-5"), Ok(MIN_TOKEN_LIFETIME));
+        assert_eq!(lifetime("1e300"), Ok(MAX_TOKEN_LIFETIME));
+        let t0 = Instant::now();
+        let tiny = Token {
+            lifetime: lifetime("1").unwrap(),
+            ..token(0, t0)
+        };
+        assert!(!tiny.needs_renewal(t0 + Duration::from_secs(59)));
+    }
+
+    #[test]
     fn refused_credentials_name_the_region_and_login_url_but_not_the_secret() {
         let body = include_str!("../../tests/fixtures/genesys/token-error-invalid-client.json");
         let auth = authenticator();
@@ -348,5 +406,47 @@ mod tests {
             auth.interpret(503, "", Instant::now()),
             Err(ApiError::Server { status: 503, .. })
         ));
+    }
+
+    mod mutated {
+        use super::*;
+        use crate::genesys::lenient::mutation::{self, Step};
+        use proptest::prelude::*;
+
+        const TOKEN: &str = include_str!("../../tests/fixtures/genesys/token.json");
+        const REFUSAL: &str =
+            include_str!("../../tests/fixtures/genesys/token-error-invalid-client.json");
+
+        fn untouched(touched: &[Vec<Step>], key: &str) -> bool {
+            touched
+                .iter()
+                .all(|p| matches!(p.first(), Some(Step::Key(k)) if k != key))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Whatever is damaged, nothing panics; an untouched access_token still logs
+            /// in, and an untouched OAuth error code is still reported.
+            #[test]
+            fn token_answers_never_panic_and_keep_what_is_intact(
+                mutations in mutation::mutations()
+            ) {
+                let auth = authenticator();
+                let mut doc: serde_json::Value = serde_json::from_str(TOKEN).unwrap();
+                let touched = mutation::apply(&mut doc, &mutations);
+                let result = auth.interpret(200, &doc.to_string(), Instant::now());
+                if untouched(&touched, "access_token") {
+                    prop_assert!(result.is_ok(), "{:?}", result);
+                }
+                let mut doc: serde_json::Value = serde_json::from_str(REFUSAL).unwrap();
+                let touched = mutation::apply(&mut doc, &mutations);
+                let result = auth.interpret(401, &doc.to_string(), Instant::now());
+                if untouched(&touched, "error") {
+                    let refused = matches!(&result, Err(ApiError::CredentialsRefused { error, .. }) if error == "invalid_client");
+                    prop_assert!(refused, "{:?}", result);
+                }
+            }
+        }
     }
 }

@@ -3,7 +3,8 @@
 //! see a result or an [`ApiError`] that says what to do.
 //!
 //! Inside the caller's deadline: 401 → renew the token once and retry once; 429 → wait
-//! `Retry-After` (else the `[N] seconds` of the message, else backoff) and retry; 5xx
+//! `Retry-After` (else `inin-ratelimit-reset`, else the `[N] seconds` of the message, else
+//! backoff) and retry; 5xx
 //! (not 501), network errors, timeouts and malformed JSON → exponential backoff with
 //! jitter; other 4xx → no retry. The `inin-ratelimit-*` headers are watched and requests
 //! are delayed when the token's budget is nearly used up.
@@ -23,6 +24,7 @@ use crate::config::{GenesysConfig, Secret};
 use crate::stats::Stats;
 
 use super::auth::Authenticator;
+use super::lenient;
 
 /// First wait after a failed attempt; doubles per attempt (0.5 s, 1 s, 2 s, ...).
 pub const BACKOFF_BASE: Duration = Duration::from_millis(500);
@@ -233,7 +235,7 @@ pub fn permission_for(path: &str) -> Option<&'static str> {
     }
 }
 
-/// The number in "Retry the request in [17] seconds" (API.md §7), if any.
+/// The number in `Retry the request in [17] seconds` (API.md §7), if any.
 pub fn seconds_in_message(message: &str) -> Option<u64> {
     let mut rest = message;
     while let Some(open) = rest.find('[') {
@@ -298,11 +300,11 @@ impl RateWindow {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ErrorBody {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     message: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     code: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     context_id: Option<String>,
 }
 
@@ -312,13 +314,15 @@ struct Reply {
     status: u16,
     body: String,
     retry_after: Option<u64>,
+    /// `inin-ratelimit-reset`: seconds until the rate-limit window resets.
+    ratelimit_reset: Option<u64>,
     correlation_id: Option<String>,
 }
 
 /// What to do after an attempt.
-/// The usual decoder: the whole answer as one JSON value of type `T`.
+/// The usual decoder: the whole answer as one JSON object read as `T`.
 fn json<T: DeserializeOwned>(body: &str) -> Result<T, String> {
-    serde_json::from_str(body).map_err(|e| e.to_string())
+    lenient::answer(body).map_err(|e| e.to_string())
 }
 
 enum Next<T> {
@@ -564,11 +568,12 @@ impl GenesysClient {
         };
         let number = |name: &str| header(name).and_then(|v| v.parse::<u64>().ok());
         let retry_after = number("retry-after");
+        let ratelimit_reset = number("inin-ratelimit-reset");
         let correlation_id = header("inin-correlation-id");
         self.note_rate_headers(
             number("inin-ratelimit-allowed"),
             number("inin-ratelimit-count"),
-            number("inin-ratelimit-reset"),
+            ratelimit_reset,
         );
         let status = response.status().as_u16();
         let body = response.body_mut().read_to_string().map_err(|e| {
@@ -582,6 +587,7 @@ impl GenesysClient {
             status,
             body,
             retry_after,
+            ratelimit_reset,
             correlation_id,
         })
     }
@@ -617,7 +623,7 @@ impl GenesysClient {
                 },
             };
         }
-        let parsed: ErrorBody = serde_json::from_str(&reply.body).unwrap_or_default();
+        let parsed: ErrorBody = lenient::answer(&reply.body).unwrap_or_default();
         let context_id = parsed.context_id.or(reply.correlation_id);
         let message = parsed.message.unwrap_or_else(|| format!("HTTP {status}"));
         let code = parsed.code.unwrap_or_default();
@@ -634,7 +640,10 @@ impl GenesysClient {
             }),
             429 => {
                 Stats::incr(&self.stats.api_rate_limited);
-                let seconds = reply.retry_after.or_else(|| seconds_in_message(&message));
+                let seconds = reply
+                    .retry_after
+                    .or(reply.ratelimit_reset)
+                    .or_else(|| seconds_in_message(&message));
                 let error = ApiError::RateLimited {
                     retry_after: seconds.map(Duration::from_secs),
                     message,
@@ -1007,6 +1016,51 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_429_without_retry_after_waits_for_the_rate_limit_reset_before_the_message() {
+        let server = Server::start(vec![
+            token(86_399, "t"),
+            reply_with(
+                429,
+                &[("inin-ratelimit-reset", "5")],
+                &fixture("error-429.json"),
+            ),
+            reply(200, r#"{"ok":5}"#),
+        ]);
+        let (client, waits, _) = client_for(&server.url);
+        let pong: Pong = client.get("/api/v2/x", soon()).unwrap();
+        assert_eq!(pong.ok, 5);
+        let waits = waits.lock().unwrap().clone();
+        assert_eq!(waits.len(), 1);
+        assert!(
+            waits[0] >= Duration::from_secs(5) && waits[0] <= Duration::from_millis(5_500),
+            "{waits:?}"
+        );
+    }
+
+    #[test]
+    fn an_error_body_with_nulls_or_wrong_types_keeps_what_it_can() {
+        let server = Server::start(vec![
+            token(86_399, "t"),
+            reply(
+                400,
+                r#"{"message":null,"code":7,"contextId":"ctx-1","status":"400"}"#,
+            ),
+        ]);
+        let (client, _, _) = client_for(&server.url);
+        match client.get::<Pong>("/api/v2/x", soon()).unwrap_err() {
+            ApiError::BadRequest {
+                message,
+                context_id,
+                ..
+            } => {
+                assert_eq!(message, "HTTP 400");
+                assert_eq!(context_id.as_deref(), Some("ctx-1"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn server_errors_dropped_connections_and_bad_json_are_retried_with_backoff() {
         let server = Server::start(vec![
             token(86_399, "t"),
@@ -1189,5 +1243,48 @@ pub(crate) mod tests {
             Some("analytics:queueObservation:view")
         );
         assert_eq!(permission_for("/api/v2/other"), None);
+    }
+
+    mod mutated {
+        use super::*;
+        use crate::genesys::lenient::mutation::{self, Step};
+        use proptest::prelude::*;
+
+        const ERRORS: [&str; 10] = [
+            "error-400-bad-request.json",
+            "error-400-invalid-date.json",
+            "error-400-invalid-value.json",
+            "error-401-no-token.json",
+            "error-401.json",
+            "error-403-aggregates.json",
+            "error-403.json",
+            "error-429.json",
+            "error-500.json",
+            "error-503.json",
+        ];
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Whatever is damaged, reading an error body never panics, and an untouched
+            /// contextId is still found.
+            #[test]
+            fn error_bodies_never_panic_and_keep_an_intact_context_id(
+                which in 0..ERRORS.len(),
+                mutations in mutation::mutations()
+            ) {
+                let text = super::super::test_server::fixture(ERRORS[which]);
+                let original: serde_json::Value = serde_json::from_str(&text).unwrap();
+                let mut doc = original.clone();
+                let touched = mutation::apply(&mut doc, &mutations);
+                let parsed: ErrorBody = lenient::answer(&doc.to_string()).unwrap_or_default();
+                let intact = touched
+                    .iter()
+                    .all(|p| matches!(p.first(), Some(Step::Key(k)) if k != "contextId"));
+                if intact {
+                    prop_assert_eq!(parsed.context_id.as_deref(), original["contextId"].as_str());
+                }
+            }
+        }
     }
 }

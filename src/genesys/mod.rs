@@ -5,6 +5,7 @@ pub mod auth;
 pub mod budget;
 pub mod client;
 pub mod filter;
+pub mod lenient;
 pub mod observations;
 pub mod poller;
 pub mod queues;

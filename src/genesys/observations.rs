@@ -2,8 +2,10 @@
 //! into [`QueueObservation`]s.
 //!
 //! Parsing is a pure function of the response text and the receive time, so every rule
-//! (qualifiers summed, absent = 0, `oLongest*` epoch timestamps turned into seconds waited)
-//! is tested on the fixtures without a network.
+//! (qualifiers summed, absent = 0, `oLongest*` epoch timestamps turned into seconds waited,
+//! with or without a `count`; a group repeated for the same queue and media read once) is
+//! tested on the fixtures without a network. Fields are read through [`lenient`]: a
+//! `null` or odd value in one datum costs that datum, never the other queues of the chunk.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -16,6 +18,7 @@ use crate::model::{agent, media, MediaObservation, Queue, QueueObservation};
 
 use super::client::{ApiError, GenesysClient};
 use super::filter::{self, QueueFilter};
+use super::lenient;
 
 pub const PATH: &str = "/api/v2/analytics/queues/observations/query";
 /// Queue ids per request (API.md §4.1).
@@ -38,6 +41,11 @@ pub const METRICS: [&str; 9] = [
 /// A `calculatedMetricValue` below this cannot be a current epoch-ms timestamp; it is
 /// then read as a duration in ms (API.md §4.5, defensive rule).
 const EPOCH_MS_FLOOR: f64 = 1e12;
+/// How far in the future an `oLongest*` start may lie (clock skew between Genesys and us)
+/// before it is not believed; within it, the wait reads 0.
+const CLOCK_SKEW_MS: f64 = 60_000.0;
+/// An `oLongest*` older than this (a year) is not a conversation still waiting.
+const MAX_LONGEST_MS: f64 = 366.0 * 86_400_000.0;
 
 #[derive(Debug, Serialize)]
 struct Query<'a> {
@@ -60,43 +68,45 @@ pub fn query_body(chunk: &[Arc<Queue>]) -> serde_json::Value {
 
 #[derive(Debug, Default, Deserialize)]
 struct Response<'a> {
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "lenient::list")]
     results: Vec<Group<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
 struct Group<'a> {
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "lenient::object")]
     group: GroupKey<'a>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "lenient::list")]
     data: Vec<Datum<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct GroupKey<'a> {
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "lenient::text")]
     queue_id: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "lenient::text")]
     media_type: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Deserialize)]
 struct Datum<'a> {
-    #[serde(default, borrow)]
-    metric: Cow<'a, str>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "lenient::text")]
+    metric: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "lenient::text")]
     qualifier: Option<Cow<'a, str>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::object")]
     stats: DatumStats,
 }
 
+/// `count` is optional in the official SDKs' `StatisticalSummary`: the `oLongest*`
+/// metrics may come with a `calculatedMetricValue` only.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct DatumStats {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::number")]
     count: Option<f64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::number")]
     calculated_metric_value: Option<f64>,
 }
 
@@ -134,7 +144,7 @@ pub fn parse(body: &str, chunk: &[Arc<Queue>], now_ms: u64) -> Result<ChunkResul
 }
 
 fn decode(body: &str, chunk: &[Arc<Queue>], now_ms: u64) -> Result<ChunkResult, String> {
-    let response: Response = serde_json::from_str(body)
+    let response: Response = lenient::answer(body)
         .map_err(|e| format!("observations answer is not the expected JSON: {e}"))?;
     Ok(to_observations(response, chunk, now_ms))
 }
@@ -148,6 +158,7 @@ fn to_observations(response: Response, chunk: &[Arc<Queue>], now_ms: u64) -> Chu
         .map(|(i, q)| (q.id.as_str(), i))
         .collect();
     let mut found: Vec<Option<QueueObservation>> = vec![None; chunk.len()];
+    let mut agents_seen = vec![false; chunk.len()];
     for group in response.results {
         let Some(id) = group.group.queue_id.as_deref() else {
             continue;
@@ -163,24 +174,33 @@ fn to_observations(response: Response, chunk: &[Arc<Queue>], now_ms: u64) -> Chu
             agents: [0.0; 8],
             media: Vec::with_capacity(5),
         });
-        match group.group.media_type.as_deref() {
+        let media_type = group.group.media_type.as_deref();
+        let seen = match media_type {
+            None => std::mem::replace(&mut agents_seen[position], true),
+            Some(media_type) => observation
+                .media
+                .iter()
+                .any(|m| m.media_type.eq_ignore_ascii_case(media_type)),
+        };
+        if seen {
+            lenient::note_once(
+                "duplicate observation group",
+                format_args!(
+                    "queue {id} (media {}) twice in one observations answer; the first is used",
+                    media_type.unwrap_or("none")
+                ),
+            );
+            continue;
+        }
+        match media_type {
             None => add_agent_metrics(&mut observation.agents, &group.data),
             Some(media_type) => {
-                let index = match observation
-                    .media
-                    .iter()
-                    .position(|m| m.media_type.eq_ignore_ascii_case(media_type))
-                {
-                    Some(i) => i,
-                    None => {
-                        observation.media.push(MediaObservation {
-                            media_type: intern(media_type),
-                            values: [0.0; 5],
-                        });
-                        observation.media.len() - 1
-                    }
-                };
-                add_media_metrics(&mut observation.media[index].values, &group.data, now_ms);
+                observation.media.push(MediaObservation {
+                    media_type: intern(media_type),
+                    values: [0.0; 5],
+                });
+                let last = observation.media.len() - 1;
+                add_media_metrics(&mut observation.media[last].values, &group.data, now_ms);
             }
         }
     }
@@ -201,17 +221,13 @@ fn to_observations(response: Response, chunk: &[Arc<Queue>], now_ms: u64) -> Chu
 }
 
 fn count(datum: &Datum) -> f64 {
-    datum
-        .stats
-        .count
-        .filter(|c| c.is_finite() && *c > 0.0)
-        .unwrap_or(0.0)
+    lenient::count(datum.stats.count)
 }
 
 fn add_agent_metrics(agents: &mut [f64; 8], data: &[Datum]) {
     for datum in data {
         let n = count(datum);
-        match &*datum.metric {
+        match datum.metric.as_deref().unwrap_or_default() {
             "oOnQueueUsers" => {
                 agents[agent::ON_QUEUE] += n;
                 let slot = match datum.qualifier.as_deref() {
@@ -235,7 +251,7 @@ fn add_agent_metrics(agents: &mut [f64; 8], data: &[Datum]) {
 
 fn add_media_metrics(values: &mut [f64; 5], data: &[Datum], now_ms: u64) {
     for datum in data {
-        match &*datum.metric {
+        match datum.metric.as_deref().unwrap_or_default() {
             "oWaiting" => values[media::WAITING] += count(datum),
             "oInteracting" => values[media::INTERACTING] += count(datum),
             "oAlerting" => values[media::ALERTING] += count(datum),
@@ -255,22 +271,38 @@ fn add_media_metrics(values: &mut [f64; 5], data: &[Datum], now_ms: u64) {
 }
 
 /// Seconds the oldest interaction has been waiting/interacting at `now_ms`; 0 when none.
-pub fn longest_seconds(datum_count: f64, calculated: Option<f64>, now_ms: u64) -> f64 {
-    match calculated {
-        Some(value) if datum_count > 0.0 && value.is_finite() && value >= 0.0 => {
-            let ms = if value < EPOCH_MS_FLOOR {
-                value
-            } else {
-                now_ms as f64 - value
-            };
-            (ms / 1000.0).max(0.0)
-        }
-        _ => 0.0,
+/// `calculated` counts whenever it is plausible, even without a `count` (optional in the
+/// official SDKs); only an explicit count of 0 says nobody is there.
+pub fn longest_seconds(count: Option<f64>, calculated: Option<f64>, now_ms: u64) -> f64 {
+    if count.is_some_and(|c| lenient::count(Some(c)) == 0.0) {
+        return 0.0;
     }
+    let Some(value) = calculated else {
+        return 0.0;
+    };
+    let ms = if value < EPOCH_MS_FLOOR {
+        value
+    } else {
+        now_ms as f64 - value
+    };
+    if !(-CLOCK_SKEW_MS..=MAX_LONGEST_MS).contains(&ms) {
+        lenient::note_once(
+            "implausible longest",
+            format_args!(
+                "an oLongest* calculatedMetricValue of {value} (now {now_ms} ms since 1970); read as 0"
+            ),
+        );
+        return 0.0;
+    }
+    (ms / 1000.0).max(0.0)
 }
 
 fn longest_seconds_of(datum: &Datum, now_ms: u64) -> f64 {
-    longest_seconds(count(datum), datum.stats.calculated_metric_value, now_ms)
+    longest_seconds(
+        datum.stats.count,
+        datum.stats.calculated_metric_value,
+        now_ms,
+    )
 }
 
 /// The shared lower-case `Arc<str>` for a media type (matched in any case), so thousands
@@ -424,20 +456,126 @@ mod tests {
         assert_eq!(parse("{}", &chunk(), SERVED_MS).unwrap().missing.len(), 3);
     }
 
+    /// The fixture answer with one edit applied to its JSON.
+    fn edited(edit: impl FnOnce(&mut serde_json::Value)) -> String {
+        let body = include_str!("../../tests/fixtures/genesys/observations-response.json");
+        let mut value: serde_json::Value = serde_json::from_str(body).unwrap();
+        edit(&mut value);
+        value.to_string()
+    }
+
+    #[test]
+    fn a_null_or_a_wrong_type_in_one_datum_loses_nothing_else() {
+        let expected = parse(
+            include_str!("../../tests/fixtures/genesys/observations-response.json"),
+            &chunk(),
+            SERVED_MS,
+        )
+        .unwrap();
+        for odd in [
+            serde_json::Value::Null,
+            serde_json::json!("x"),
+            serde_json::json!([1]),
+        ] {
+            // results[0] is Support's agent group; its first datum is oOnQueueUsers IDLE (3).
+            let body = edited(|v| v["results"][0]["data"][0]["stats"] = odd.clone());
+            let result = parse(&body, &chunk(), SERVED_MS).unwrap();
+            assert_eq!(result.observations[1..], expected.observations[1..]);
+            assert_eq!(result.observations[0].agents[agent::IDLE], 0.0);
+            assert_eq!(result.observations[0].media, expected.observations[0].media);
+        }
+        let body = edited(|v| {
+            v["results"][1]["data"] = serde_json::Value::Null;
+            v["results"][2]["group"] = serde_json::Value::Null;
+        });
+        let result = parse(&body, &chunk(), SERVED_MS).unwrap();
+        assert_eq!(result.observations[1..], expected.observations[1..]);
+    }
+
+    #[test]
+    fn longest_without_a_count_uses_the_calculated_value() {
+        let body = r#"{"results":[{"group":{"queueId":"118fd762-9005-45cf-9fad-a87f37eacbc3","mediaType":"voice"},
+            "data":[{"metric":"oLongestWaiting","stats":{"calculatedMetricValue":1748874600000}},
+                    {"metric":"oLongestInteracting","stats":{"count":null,"calculatedMetricValue":1748874550000}}]}]}"#;
+        let result = parse(body, &chunk()[..1], SERVED_MS).unwrap();
+        let voice = media(&result.observations[0], "voice");
+        assert_eq!(voice[media::LONGEST_WAITING_SECONDS], 10.0);
+        assert_eq!(voice[media::LONGEST_INTERACTING_SECONDS], 60.0);
+    }
+
+    #[test]
+    fn a_duplicate_group_is_counted_once() {
+        let expected = parse(
+            include_str!("../../tests/fixtures/genesys/observations-response.json"),
+            &chunk(),
+            SERVED_MS,
+        )
+        .unwrap();
+        let body = edited(|v| {
+            let results = v["results"].as_array_mut().unwrap();
+            let doubled: Vec<_> = results.iter().take(3).cloned().collect();
+            results.extend(doubled);
+        });
+        assert_eq!(parse(&body, &chunk(), SERVED_MS).unwrap(), expected);
+    }
+
     #[test]
     fn longest_is_never_negative_and_zero_without_a_value() {
         assert_eq!(
-            longest_seconds(1.0, Some(SERVED_MS as f64 + 5000.0), SERVED_MS),
+            longest_seconds(Some(1.0), Some(SERVED_MS as f64 + 5000.0), SERVED_MS),
             0.0
         );
         assert_eq!(
-            longest_seconds(0.0, Some(1_748_874_297_588.0), SERVED_MS),
+            longest_seconds(Some(0.0), Some(1_748_874_297_588.0), SERVED_MS),
             0.0
         );
-        assert_eq!(longest_seconds(3.0, None, SERVED_MS), 0.0);
+        assert_eq!(longest_seconds(Some(3.0), None, SERVED_MS), 0.0);
         assert_eq!(
-            longest_seconds(3.0, Some(1_748_874_600_000.0), SERVED_MS),
+            longest_seconds(Some(3.0), Some(1_748_874_600_000.0), SERVED_MS),
             10.0
         );
+        // implausible: far in the future, absurdly old, not a number
+        let future = SERVED_MS as f64 + 3_600_000.0;
+        assert_eq!(longest_seconds(Some(1.0), Some(future), SERVED_MS), 0.0);
+        assert_eq!(longest_seconds(None, Some(1e12), SERVED_MS), 0.0);
+        assert_eq!(longest_seconds(None, Some(f64::NAN), SERVED_MS), 0.0);
+    }
+
+    mod mutated {
+        use super::*;
+        use crate::genesys::lenient::mutation;
+        use proptest::prelude::*;
+
+        const BODY: &str = include_str!("../../tests/fixtures/genesys/observations-response.json");
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Whatever is damaged, nothing panics, and every queue none of whose result
+            /// groups was touched keeps exactly the readings of the intact answer.
+            #[test]
+            fn answers_never_panic_and_untouched_queues_keep_their_readings(
+                mutations in mutation::mutations()
+            ) {
+                let original: serde_json::Value = serde_json::from_str(BODY).unwrap();
+                let expected = parse(BODY, &chunk(), SERVED_MS).unwrap();
+                let mut doc = original.clone();
+                let touched = mutation::apply(&mut doc, &mutations);
+                let result = parse(&doc.to_string(), &chunk(), SERVED_MS);
+                let hit: Option<Vec<&str>> = touched
+                    .iter()
+                    .map(|p| {
+                        mutation::entry_of(p, "results")
+                            .map(|i| original["results"][i]["group"]["queueId"].as_str().unwrap_or(""))
+                    })
+                    .collect();
+                let Some(hit) = hit else { return Ok(()) };
+                let result = result.unwrap();
+                for kept in expected.observations.iter().filter(|o| !hit.contains(&o.queue.id.as_str())) {
+                    let found = result.observations.iter().find(|o| o.queue.id == kept.queue.id);
+                    prop_assert_eq!(found, Some(kept));
+                }
+            }
+        }
     }
 }

@@ -18,6 +18,7 @@ use crate::config::{QueueSelector, Shard};
 use crate::model::Queue;
 
 use super::client::{ApiError, GenesysClient};
+use super::lenient;
 
 /// Queues per page; the largest page size known to be honoured (API.md §3.1).
 pub const PAGE_SIZE: u32 = 100;
@@ -28,19 +29,21 @@ pub const MAX_PAGES: u32 = 1000;
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Listing {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::list")]
     entities: Vec<Entity>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     next_uri: Option<String>,
-    #[serde(default)]
-    page_count: Option<u32>,
+    #[serde(default, deserialize_with = "lenient::number")]
+    page_count: Option<f64>,
 }
 
+/// A queue without an id cannot be polled and is left out.
 #[derive(Debug, Deserialize)]
 struct Entity {
-    id: String,
-    #[serde(default)]
-    name: String,
+    #[serde(default, deserialize_with = "lenient::text")]
+    id: Option<String>,
+    #[serde(default, deserialize_with = "lenient::text")]
+    name: Option<String>,
 }
 
 /// Every queue the OAuth client can see, in listing order, each id once.
@@ -52,11 +55,18 @@ pub fn list_all(client: &GenesysClient, deadline: Instant) -> Result<Vec<Queue>,
         let listing: Listing = client.get(&path, deadline)?;
         let more = has_more(&listing, page);
         for entity in listing.entities {
-            let id = entity.id.to_ascii_lowercase();
+            let Some(id) = entity.id.filter(|id| !id.is_empty()) else {
+                lenient::note_once(
+                    "queue without id",
+                    format_args!("a queue without an id in the queue listing; left out"),
+                );
+                continue;
+            };
+            let id = id.to_ascii_lowercase();
             if seen.insert(id.clone()) {
                 queues.push(Queue {
                     id,
-                    name: entity.name,
+                    name: entity.name.unwrap_or_default(),
                 });
             }
         }
@@ -75,7 +85,7 @@ pub fn list_all(client: &GenesysClient, deadline: Instant) -> Result<Vec<Queue>,
 /// count says so (API.md §3.2: neither alone is to be trusted).
 fn has_more(listing: &Listing, page: u32) -> bool {
     !listing.entities.is_empty()
-        && (listing.next_uri.is_some() || listing.page_count.is_some_and(|n| page < n))
+        && (listing.next_uri.is_some() || listing.page_count.is_some_and(|n| f64::from(page) < n))
 }
 
 /// The queues a set of selectors picks, and the selectors that picked nothing.
@@ -198,8 +208,8 @@ mod tests {
         ] {
             let listing: Listing = serde_json::from_str(page).unwrap();
             all.extend(listing.entities.into_iter().map(|e| Queue {
-                id: e.id,
-                name: e.name,
+                id: e.id.unwrap(),
+                name: e.name.unwrap(),
             }));
         }
         all
@@ -402,5 +412,57 @@ mod tests {
         assert!(!has_more(&listing, 5));
         let listing: Listing = serde_json::from_str(&page(&["x"], false, None)).unwrap();
         assert!(!has_more(&listing, 1));
+    }
+
+    #[test]
+    fn an_entity_without_an_id_or_null_fields_loses_only_itself() {
+        let body = r#"{"entities":[null,{"id":null,"name":"x"},{"id":"A1","name":null},
+            {"id":"b2","name":"B"},7],"nextUri":null,"pageCount":"3"}"#;
+        let listing: Listing = serde_json::from_str(body).unwrap();
+        let ids: Vec<_> = listing.entities.iter().map(|e| e.id.as_deref()).collect();
+        assert_eq!(ids, [None, Some("A1"), Some("b2")]);
+        assert!(has_more(&listing, 2));
+        let server = Server::start(vec![
+            token(86_399, "t"),
+            reply(200, body.replace("\"3\"", "1").as_str()),
+        ]);
+        let (client, _, _) = client_for(&server.url);
+        let queues = list_all(&client, Instant::now() + Duration::from_secs(30)).unwrap();
+        let ids: Vec<&str> = queues.iter().map(|q| q.id.as_str()).collect();
+        assert_eq!(ids, ["a1", "b2"]);
+    }
+
+    mod mutated {
+        use super::*;
+        use crate::genesys::lenient::mutation;
+        use proptest::prelude::*;
+
+        const BODY: &str = include_str!("../../tests/fixtures/genesys/queues-page-1.json");
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Whatever is damaged, nothing panics, and every queue entity not touched is
+            /// still listed.
+            #[test]
+            fn pages_never_panic_and_untouched_queues_are_still_listed(
+                mutations in mutation::mutations()
+            ) {
+                let original: serde_json::Value = serde_json::from_str(BODY).unwrap();
+                let mut doc = original.clone();
+                let touched = mutation::apply(&mut doc, &mutations);
+                let listing = lenient::answer::<Listing>(&doc.to_string());
+                let hit: Option<Vec<usize>> =
+                    touched.iter().map(|p| mutation::entry_of(p, "entities")).collect();
+                let Some(hit) = hit else { return Ok(()) };
+                let listing = listing.unwrap();
+                let ids: Vec<_> = listing.entities.iter().filter_map(|e| e.id.as_deref()).collect();
+                for (i, entity) in original["entities"].as_array().unwrap().iter().enumerate() {
+                    if !hit.contains(&i) {
+                        prop_assert!(ids.contains(&entity["id"].as_str().unwrap()));
+                    }
+                }
+            }
+        }
     }
 }

@@ -43,6 +43,19 @@ impl Region {
     }
 }
 
+/// The login base for an API base, derived as the official SDKs do (`//api.` →
+/// `//login.`), so `GENESYS_API_URL` alone does not send the login to the default region.
+/// `None` when the API base has no `api.` host (a loopback simulator, a gateway): the
+/// login base then comes from `GENESYS_LOGIN_URL` or the region, as before.
+pub fn login_url_for(api_url: &str) -> Option<String> {
+    let at = api_url.to_ascii_lowercase().find("//api.")?;
+    Some(format!(
+        "{}//login.{}",
+        &api_url[..at],
+        &api_url[at + "//api.".len()..]
+    ))
+}
+
 /// Accepts a region name or domain, case-insensitively, with an optional `api.`/`login.`
 /// prefix pasted from a URL. `Err` lists every accepted value.
 pub fn resolve(value: &str) -> Result<Region, String> {
@@ -85,6 +98,20 @@ mod tests {
         let region = resolve("eu-central-1").unwrap();
         assert_eq!(region.api_url(), "https://api.mypurecloud.de");
         assert_eq!(region.login_url(), "https://login.mypurecloud.de");
+    }
+
+    #[test]
+    fn the_login_base_is_derived_from_an_api_host() {
+        assert_eq!(
+            login_url_for("https://api.mypurecloud.ie").as_deref(),
+            Some("https://login.mypurecloud.ie")
+        );
+        assert_eq!(
+            login_url_for("https://API.example.net:8443/prefix").as_deref(),
+            Some("https://login.example.net:8443/prefix")
+        );
+        assert_eq!(login_url_for("http://127.0.0.1:9000"), None);
+        assert_eq!(login_url_for("https://gateway.example/api.v2"), None);
     }
 
     #[test]

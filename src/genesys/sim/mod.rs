@@ -152,6 +152,10 @@ pub enum Fault {
     DropConnection,
     /// 200 with a truncated JSON body.
     MalformedJson,
+    /// The normal answer, plus `null`s where objects and lists are expected: one more
+    /// `oWaiting` datum with `"stats": null` and one more result group with `"data": null`
+    /// in the first group's queue. Nothing is lost by reading them as absent.
+    Nulls,
     /// Answer normally after this long.
     Delay(Duration),
 }
@@ -162,7 +166,7 @@ impl Fault {
         match self {
             Fault::Status(s) | Fault::GatewayHtml(s) => *s == 429 || (*s >= 500 && *s != 501),
             Fault::RateLimited { .. } | Fault::DropConnection => true,
-            Fault::MalformedJson | Fault::Delay(_) => false,
+            Fault::MalformedJson | Fault::Nulls | Fault::Delay(_) => false,
         }
     }
 }

@@ -423,10 +423,27 @@ fn observations_have_the_fixture_shape_and_the_predicted_values() {
         reference["systemToOrganizationMappings"]
     );
     let results = answer.body["results"].as_array().unwrap();
+    let groups_of = |id: &str| {
+        let observation = sim.observation_at(id, slot);
+        let omitted = observation
+            .media
+            .iter()
+            .enumerate()
+            .filter(|(i, m)| {
+                api::sparse_shape(id) && api::omits_empty_media(*i, slot) && m.is_empty()
+            })
+            .count();
+        6 - omitted
+    };
     assert_eq!(
         results.len(),
-        3 * 6,
-        "a user group and five media groups per queue"
+        queue_ids.iter().map(|id| groups_of(id)).sum::<usize>(),
+        "a user group and five media groups per queue; sparse ones without empty media"
+    );
+    assert!(
+        queue_ids.iter().any(|id| api::sparse_shape(id))
+            && queue_ids.iter().any(|id| !api::sparse_shape(id)),
+        "both shapes are served"
     );
     let group_shape = |g: &Value| {
         let mut keys: Vec<String> = g["group"].as_object().unwrap().keys().cloned().collect();
@@ -437,7 +454,11 @@ fn observations_have_the_fixture_shape_and_the_predicted_values() {
         .iter()
         .map(group_shape)
         .collect();
-    let shapes: Vec<_> = results[..6].iter().map(group_shape).collect();
+    let full = results
+        .iter()
+        .position(|g| !api::sparse_shape(g["group"]["queueId"].as_str().unwrap()))
+        .unwrap();
+    let shapes: Vec<_> = results[full..full + 6].iter().map(group_shape).collect();
     assert_eq!(shapes, reference_shapes);
 
     for id in &queue_ids {
@@ -455,7 +476,7 @@ fn observations_have_the_fixture_shape_and_the_predicted_values() {
         let sum = |data: &[Value], metric: &str, qualifier: Option<&str>| -> u64 {
             data.iter()
                 .filter(|e| e["metric"] == metric && qualifier.is_none_or(|q| e["qualifier"] == q))
-                .map(|e| e["stats"]["count"].as_u64().unwrap())
+                .map(|e| e["stats"]["count"].as_u64().unwrap_or(0))
                 .sum()
         };
         let user = entries(None);
@@ -489,11 +510,22 @@ fn observations_have_the_fixture_shape_and_the_predicted_values() {
             assert_eq!(sum(&data, "oWaiting", None), media.waiting);
             assert_eq!(sum(&data, "oInteracting", None), media.interacting);
             assert_eq!(sum(&data, "oAlerting", None), media.alerting);
-            assert_eq!(sum(&data, "oLongestWaiting", None), media.waiting);
-            assert_eq!(sum(&data, "oLongestInteracting", None), media.interacting);
+            let sparse = api::sparse_shape(id);
+            if sparse {
+                // oLongest* without a count, as the official SDKs allow.
+                assert!(data.iter().all(|e| !e["metric"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("oLongest")
+                    || e["stats"].get("count").is_none()));
+            } else {
+                assert_eq!(sum(&data, "oLongestWaiting", None), media.waiting);
+                assert_eq!(sum(&data, "oLongestInteracting", None), media.interacting);
+            }
             let calculated = |metric: &str| {
-                data.iter().find(|e| e["metric"] == metric).unwrap()["stats"]
-                    .get("calculatedMetricValue")
+                data.iter()
+                    .find(|e| e["metric"] == metric)
+                    .and_then(|e| e["stats"].get("calculatedMetricValue"))
                     .and_then(Value::as_u64)
             };
             let start = |age: u64, count: u64| (count > 0).then(|| record.time_ms - age);
@@ -575,7 +607,19 @@ fn more_than_100_predicates_are_rejected() {
         &observation_query(&many[..100], &["oWaiting"]),
     );
     assert_eq!(accepted.status, 200);
-    assert_eq!(accepted.body["results"].as_array().unwrap().len(), 100 * 5);
+    // Five media groups per queue; sparse-shaped queues leave out the empty ones.
+    let results = accepted.body["results"].as_array().unwrap();
+    for id in &many[..100] {
+        let groups = results
+            .iter()
+            .filter(|g| g["group"]["queueId"] == *id.as_str())
+            .count();
+        if api::sparse_shape(id) {
+            assert!(groups <= 5, "{id}: {groups}");
+        } else {
+            assert_eq!(groups, 5, "{id}");
+        }
+    }
 }
 
 #[test]
@@ -1155,4 +1199,57 @@ fn posts_need_json_and_paths_must_exist() {
 fn the_sim_can_be_shared_between_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Sim>();
+}
+
+/// The sparse shapes (no `count` on `oLongest*`, empty media groups left out) and the full
+/// ones read as the same values.
+#[test]
+fn sparse_and_full_shapes_read_the_same() {
+    let media = |media_type: &str, waiting, interacting| values::ExpectedMedia {
+        media_type: media_type.into(),
+        waiting,
+        interacting,
+        alerting: 0,
+        longest_waiting_ms: if waiting > 0 { 42_000 } else { 0 },
+        longest_interacting_ms: if interacting > 0 { 7_000 } else { 0 },
+    };
+    let observation = values::ExpectedObservation {
+        media: vec![
+            media("voice", 0, 0),
+            media("chat", 0, 0),
+            media("email", 3, 0),
+        ],
+        ..values::empty_observation(&[])
+    };
+    let metrics: Vec<&str> = crate::genesys::observations::METRICS.to_vec();
+    let now = 1_748_874_610_000;
+    let read = |id: &str, slot: u64| {
+        let groups = api::observation_groups(id, &observation, &metrics, &[], now, slot);
+        let queue = std::sync::Arc::new(crate::model::Queue {
+            id: id.into(),
+            name: "q".into(),
+        });
+        let body = json!({ "results": groups }).to_string();
+        let parsed = crate::genesys::observations::parse(&body, &[queue], now).unwrap();
+        let mut media: Vec<_> = parsed.observations[0]
+            .media
+            .iter()
+            .filter(|m| m.values != [0.0; 5])
+            .map(|m| (m.media_type.to_string(), m.values))
+            .collect();
+        media.sort_by(|a, b| a.0.cmp(&b.0));
+        (groups.len(), media)
+    };
+    let (sparse, full) = ("0000000000000001", "0000000000000002");
+    assert!(api::sparse_shape(sparse) && !api::sparse_shape(full));
+    let (full_groups, full_values) = read(full, 2);
+    let (sparse_groups, sparse_values) = read(sparse, 2);
+    assert_eq!(
+        (full_groups, sparse_groups),
+        (4, 3),
+        "chat left out on an even slot"
+    );
+    assert_eq!(read(sparse, 3).0, 4, "kept on an odd slot");
+    assert_eq!(sparse_values, full_values);
+    assert_eq!(full_values[0].1[3], 42.0, "email longest waiting");
 }

@@ -334,6 +334,13 @@ fn media_observation(rng: &mut Rng, media: &str) -> ExpectedMedia {
     }
 }
 
+impl ExpectedMedia {
+    /// Nothing waiting, interacting or alerting.
+    pub fn is_empty(&self) -> bool {
+        self.waiting + self.interacting + self.alerting == 0
+    }
+}
+
 /// An observation of an unknown or empty queue: all zero.
 pub fn empty_observation(media_types: &[String]) -> ExpectedObservation {
     ExpectedObservation {
