@@ -14,13 +14,18 @@
 //! re-sends at most one record twice, which InfluxDB overwrites rather than duplicates).
 //! Past `SPOOL_MAX_BYTES` the oldest segment is deleted and its lines are counted as
 //! dropped.
+//!
+//! Whatever else lies in the directory under a segment's name (a FIFO, a link, a
+//! directory, a file larger than a segment can grow) is skipped and named in one warning
+//! per kind of problem; the readable segments are still replayed.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::state_file::{self, FileError};
 use crate::stats::Stats;
 
 const MAGIC: [u8; 4] = *b"G2i\x01";
@@ -32,6 +37,15 @@ const MIN_SEGMENT_BYTES: u64 = 64 * 1024;
 const MAX_SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
 const SEGMENT_SUFFIX: &str = ".seg";
 const ACK_SUFFIX: &str = ".ack";
+/// An ack holds one decimal offset.
+const MAX_ACK_BYTES: u64 = 32;
+/// Bytes of CRC checks allowed per byte of a segment: the valid records need one, random
+/// damage a tiny fraction more. Only a segment crafted with a record header at nearly every
+/// offset needs more, and would otherwise cost time quadratic in its size; the scan stops
+/// there and skips the rest.
+const CRC_WORK_PER_BYTE: usize = 3;
+/// How many names one warning about skipped directory entries lists.
+const NAMES_PER_WARNING: usize = 10;
 
 /// One decoded record of a segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,17 +89,15 @@ pub struct Spool {
 impl Spool {
     /// Opens (creating it if needed) the spool in `dir` and reads what earlier runs left.
     /// Segments whose records are all acknowledged or unreadable are deleted.
+    /// Entries that cannot be read are skipped and logged, never opened again.
     pub fn open(dir: &Path, max_bytes: u64, stats: Arc<Stats>) -> io::Result<Spool> {
         fs::create_dir_all(dir)?;
+        let mut skipped = Skipped::default();
         let mut seqs: Vec<u64> = Vec::new();
         for entry in fs::read_dir(dir)? {
-            let name = entry?.file_name();
-            let name = name.to_string_lossy();
-            if let Some(seq) = name
-                .strip_suffix(SEGMENT_SUFFIX)
-                .and_then(|s| s.parse::<u64>().ok())
-            {
-                seqs.push(seq);
+            match entry {
+                Ok(entry) => seqs.extend(segment_seq(&entry.file_name().to_string_lossy())),
+                Err(e) => skipped.add(e.to_string(), "(an entry)".to_string()),
             }
         }
         seqs.sort_unstable();
@@ -100,14 +112,17 @@ impl Spool {
             stats,
         };
         for seq in seqs {
-            let (records, bytes) = spool.read_segment(seq)?;
-            let lines: u64 = records.iter().map(|r| r.line_count as u64).sum();
-            if records.is_empty() {
-                spool.remove_files(seq);
-            } else {
-                spool.segments.push_back(Segment { seq, bytes, lines });
+            spool.check_ack(seq, &mut skipped);
+            match spool.read_segment(seq) {
+                Ok((records, _)) if records.is_empty() => spool.remove_files(seq),
+                Ok((records, bytes)) => {
+                    let lines = records.iter().map(|r| r.line_count as u64).sum();
+                    spool.segments.push_back(Segment { seq, bytes, lines });
+                }
+                Err(e) => skipped.add(e.to_string(), spool.file_name(seq, SEGMENT_SUFFIX)),
             }
         }
+        skipped.log(dir);
         spool.update_gauge();
         Ok(spool)
     }
@@ -169,11 +184,15 @@ impl Spool {
                 // Replay caught up with the segment being written: seal it.
                 self.active = None;
             }
-            let (records, _) = self.read_segment(seq)?;
-            self.head = Some(Head {
-                seq,
-                records: records.into(),
-            });
+            match self.read_segment(seq) {
+                Ok((records, _)) => {
+                    self.head = Some(Head {
+                        seq,
+                        records: records.into(),
+                    })
+                }
+                Err(e) => self.abandon_unreadable(e),
+            }
         }
         let record = &self.head.as_ref().expect("head loaded").records[0];
         Ok(Some((record.lines.as_str(), record.line_count)))
@@ -196,7 +215,10 @@ impl Spool {
             self.remove_files(seq);
             self.segments.pop_front();
             self.update_gauge();
-        } else if let Err(e) = fs::write(self.path(seq, ACK_SUFFIX), record.end.to_string()) {
+        } else if let Err(e) = state_file::overwrite(
+            &self.path(seq, ACK_SUFFIX),
+            record.end.to_string().as_bytes(),
+        ) {
             // Harmless: after a restart the acknowledged records are sent again.
             log::debug!("spool: cannot record progress: {e}");
         }
@@ -230,6 +252,20 @@ impl Spool {
             self.bytes(),
             self.max_bytes
         )
+    }
+
+    /// The oldest segment became unreadable after the start-up scan: its lines are lost.
+    fn abandon_unreadable(&mut self, error: FileError) {
+        let Some(segment) = self.segments.pop_front() else {
+            return;
+        };
+        Stats::add(&self.stats.lines_dropped, segment.lines);
+        log::warn!(
+            "spool: skipping {} ({error}); its {} lines are lost",
+            self.path(segment.seq, SEGMENT_SUFFIX).display(),
+            segment.lines
+        );
+        self.update_gauge();
     }
 
     fn evict_oldest(&mut self) {
@@ -272,12 +308,14 @@ impl Spool {
     }
 
     /// Reads a segment's valid records past its acknowledged offset, and its size.
-    fn read_segment(&self, seq: u64) -> io::Result<(Vec<Record>, u64)> {
+    fn read_segment(&self, seq: u64) -> Result<(Vec<Record>, u64), FileError> {
         let path = self.path(seq, SEGMENT_SUFFIX);
-        let buf = fs::read(&path)?;
-        let acked: u64 = fs::read_to_string(self.path(seq, ACK_SUFFIX))
+        // A segment grows to `segment_bytes` plus one record, and no record is larger
+        // than the cap.
+        let buf = state_file::read(&path, self.segment_bytes + self.max_bytes)?;
+        let acked: u64 = state_file::read(&self.path(seq, ACK_SUFFIX), MAX_ACK_BYTES)
             .ok()
-            .and_then(|s| s.trim().parse().ok())
+            .and_then(|bytes| std::str::from_utf8(&bytes).ok()?.trim().parse().ok())
             .unwrap_or(0);
         let (records, skipped) = decode_records(&buf);
         if skipped > 0 {
@@ -290,6 +328,19 @@ impl Spool {
         Ok((records, buf.len() as u64))
     }
 
+    /// A progress mark that is not a small regular file is named and removed (its segment
+    /// is then replayed from the start).
+    fn check_ack(&self, seq: u64, skipped: &mut Skipped) {
+        let path = self.path(seq, ACK_SUFFIX);
+        match state_file::read(&path, MAX_ACK_BYTES) {
+            Err(e) if !e.is_not_found() => {
+                skipped.add(e.to_string(), self.file_name(seq, ACK_SUFFIX));
+                let _ = fs::remove_file(&path);
+            }
+            _ => {}
+        }
+    }
+
     fn remove_files(&self, seq: u64) {
         let _ = fs::remove_file(self.path(seq, ACK_SUFFIX));
         if let Err(e) = fs::remove_file(self.path(seq, SEGMENT_SUFFIX)) {
@@ -300,11 +351,48 @@ impl Spool {
     }
 
     fn path(&self, seq: u64, suffix: &str) -> PathBuf {
-        self.dir.join(format!("{seq:020}{suffix}"))
+        self.dir.join(self.file_name(seq, suffix))
+    }
+
+    fn file_name(&self, seq: u64, suffix: &str) -> String {
+        format!("{seq:020}{suffix}")
     }
 
     fn update_gauge(&self) {
         Stats::set(&self.stats.spool_bytes, self.bytes());
+    }
+}
+
+/// The sequence number of a segment's file name (`<seq>.seg`).
+fn segment_seq(name: &str) -> Option<u64> {
+    name.strip_suffix(SEGMENT_SUFFIX)?.parse().ok()
+}
+
+/// Directory entries skipped at start-up, by what is wrong with them.
+#[derive(Default)]
+struct Skipped(BTreeMap<String, Vec<String>>);
+
+impl Skipped {
+    fn add(&mut self, problem: String, name: String) {
+        self.0.entry(problem).or_default().push(name);
+    }
+
+    /// One warning per kind of problem, naming the entries.
+    fn log(&self, dir: &Path) {
+        for (problem, names) in &self.0 {
+            let listed = names[..names.len().min(NAMES_PER_WARNING)].join(", ");
+            let more = names.len().saturating_sub(NAMES_PER_WARNING);
+            let more = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
+            log::warn!(
+                "spool {}: skipping {} entries ({problem}): {listed}{more}; the other segments are kept",
+                dir.display(),
+                names.len()
+            );
+        }
     }
 }
 
@@ -315,81 +403,75 @@ pub fn encode_record(lines: &str, line_count: usize) -> Vec<u8> {
     record.extend_from_slice(&MAGIC);
     record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     record.extend_from_slice(&(line_count.min(u32::MAX as usize) as u32).to_le_bytes());
-    record.extend_from_slice(&crc32(payload).to_le_bytes());
+    record.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
     record.extend_from_slice(payload);
     record
 }
 
 /// Every valid record in `buf`, and how many bytes were skipped as corrupt: after a bad
-/// record the scan resumes at the next offset where a whole valid record starts.
+/// record the scan resumes at the next offset where a whole valid record starts. Linear
+/// in `buf.len()`: past [`CRC_WORK_PER_BYTE`] the rest is skipped.
 pub fn decode_records(buf: &[u8]) -> (Vec<Record>, usize) {
     let mut records = Vec::new();
     let mut skipped = 0;
     let mut at = 0;
+    let mut crc_budget = buf.len().saturating_mul(CRC_WORK_PER_BYTE);
     while at < buf.len() {
-        match record_at(buf, at) {
-            Some(record) => {
+        match record_at(buf, at, &mut crc_budget) {
+            Scan::Record(record) => {
                 at = record.end as usize;
                 records.push(record);
             }
-            None => {
+            Scan::NoRecord => {
                 skipped += 1;
                 at += 1;
+            }
+            Scan::OutOfBudget => {
+                skipped += buf.len() - at;
+                break;
             }
         }
     }
     (records, skipped)
 }
 
-fn record_at(buf: &[u8], at: usize) -> Option<Record> {
-    let header = buf.get(at..at + HEADER_LEN)?;
+enum Scan {
+    Record(Record),
+    NoRecord,
+    OutOfBudget,
+}
+
+fn record_at(buf: &[u8], at: usize, crc_budget: &mut usize) -> Scan {
+    let Some(header) = buf.get(at..at + HEADER_LEN) else {
+        return Scan::NoRecord;
+    };
     if header[0..4] != MAGIC {
-        return None;
+        return Scan::NoRecord;
     }
     let word =
         |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
     let len = word(4) as usize;
     if len > MAX_RECORD_BYTES {
-        return None;
+        return Scan::NoRecord;
     }
-    let payload = buf.get(at + HEADER_LEN..at + HEADER_LEN + len)?;
-    if crc32(payload) != word(12) {
-        return None;
+    let Some(payload) = buf.get(at + HEADER_LEN..at + HEADER_LEN + len) else {
+        return Scan::NoRecord;
+    };
+    let Some(left) = crc_budget.checked_sub(len) else {
+        return Scan::OutOfBudget;
+    };
+    *crc_budget = left;
+    if crc32fast::hash(payload) != word(12) {
+        return Scan::NoRecord;
     }
-    let lines = std::str::from_utf8(payload).ok()?;
-    Some(Record {
+    let Ok(lines) = std::str::from_utf8(payload) else {
+        return Scan::NoRecord;
+    };
+    Scan::Record(Record {
         lines: lines.to_string(),
         line_count: word(8) as usize,
         end: (at + HEADER_LEN + len) as u64,
     })
-}
-
-/// CRC-32 (IEEE 802.3, as in gzip and zlib).
-pub fn crc32(data: &[u8]) -> u32 {
-    const TABLE: [u32; 256] = {
-        let mut table = [0u32; 256];
-        let mut i = 0;
-        while i < 256 {
-            let mut c = i as u32;
-            let mut k = 0;
-            while k < 8 {
-                c = if c & 1 != 0 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-                k += 1;
-            }
-            table[i] = c;
-            i += 1;
-        }
-        table
-    };
-    let mut crc = !0u32;
-    for &b in data {
-        crc = TABLE[((crc ^ u32::from(b)) & 0xFF) as usize] ^ (crc >> 8);
-    }
-    !crc
 }
 
 #[cfg(test)]
@@ -434,10 +516,34 @@ mod tests {
         out
     }
 
+    /// Two records exactly as the spool wrote them before it used `crc32fast` (the
+    /// hand-written table): the on-disk format must not change.
+    const SEGMENT_OF_THE_OLD_CODE: &str = "47326901090000000100000054fc7b266d20663d316920310a\
+        473269011a0000000200000019f8c064712c743d6120763d322e3520320a712c743d6220763d3320320a";
+
+    fn unhex(hex: &str) -> Vec<u8> {
+        let digits: Vec<u8> = hex.bytes().filter(u8::is_ascii_hexdigit).collect();
+        digits
+            .chunks(2)
+            .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
+            .collect()
+    }
+
     #[test]
-    fn crc32_check_value() {
-        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
-        assert_eq!(crc32(b""), 0);
+    fn segments_written_by_the_old_crc_code_read_and_encode_the_same() {
+        let old = unhex(SEGMENT_OF_THE_OLD_CODE);
+        let first = "m f=1i 1\n";
+        let second = "q,t=a v=2.5 2\nq,t=b v=3 2\n";
+        let (records, skipped) = decode_records(&old);
+        assert_eq!(skipped, 0);
+        let lines: Vec<(&str, usize)> = records
+            .iter()
+            .map(|r| (r.lines.as_str(), r.line_count))
+            .collect();
+        assert_eq!(lines, [(first, 1), (second, 2)]);
+        let mut encoded = encode_record(first, 1);
+        encoded.extend(encode_record(second, 2));
+        assert_eq!(encoded, old);
     }
 
     #[test]
