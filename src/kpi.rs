@@ -790,6 +790,21 @@ mod tests {
         let error = load_state(&path).unwrap_err();
         assert!(matches!(error, StateError::Unreadable(..)));
         assert!(error.to_string().contains("look-back only"));
+        // A FIFO or a link to /dev/zero is refused without blocking or reading forever.
+        std::fs::remove_file(&path).unwrap();
+        let status = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let error = load_state(&path).unwrap_err();
+        assert!(error.to_string().contains("a FIFO"), "{error}");
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+        let error = load_state(&path).unwrap_err();
+        assert!(error.to_string().contains("symbolic link"), "{error}");
+        save_state(&path, NOW).unwrap();
+        assert_eq!(load_state(&path).unwrap(), Some(NOW), "the link replaced");
         let missing_dir = dir.join("absent").join(STATE_FILE);
         assert!(matches!(
             save_state(&missing_dir, NOW),

@@ -257,4 +257,40 @@ mod tests {
         assert_eq!(std::fs::read(&target).unwrap(), b"keep");
         assert_eq!(read(&path, 10).unwrap(), b"new");
     }
+
+    mod properties {
+        use super::*;
+        use crate::aggregate::OpenWindow;
+        use crate::kpi::{self, StateError};
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            /// Whatever bytes lie in either state file, it is read without panic and is
+            /// either used or ignored with a reason.
+            #[test]
+            fn arbitrary_state_files_fall_back_cleanly(
+                bytes in proptest::collection::vec(any::<u8>(), 0..512),
+                json_prefix in any::<bool>(),
+            ) {
+                let dir = TempDir::new("prop");
+                let mut bytes = bytes;
+                if json_prefix {
+                    bytes.splice(0..0, b"{\"resume_from_ms\":".iter().copied());
+                }
+                let kpi_state = dir.0.join(kpi::STATE_FILE);
+                std::fs::write(&kpi_state, &bytes).unwrap();
+                match kpi::load_state(&kpi_state) {
+                    Ok(Some(_)) => {}
+                    Err(StateError::Unreadable(..)) => {}
+                    other => prop_assert!(false, "{other:?}"),
+                }
+                let open_window = dir.0.join("open-window.json");
+                std::fs::write(&open_window, &bytes).unwrap();
+                let read = read(&open_window, 1024).unwrap();
+                let _ = serde_json::from_slice::<OpenWindow>(&read);
+            }
+        }
+    }
 }
