@@ -363,9 +363,12 @@ impl Spool {
     }
 }
 
-/// The sequence number of a segment's file name (`<seq>.seg`).
+/// The sequence number of a segment's file name (`<seq>.seg`, as [`Spool::file_name`]
+/// spells it: `1.seg` or `+1.seg` are not segments, else two entries would be one).
 fn segment_seq(name: &str) -> Option<u64> {
-    name.strip_suffix(SEGMENT_SUFFIX)?.parse().ok()
+    let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
+    let seq: u64 = digits.parse().ok()?;
+    (format!("{seq:020}") == digits).then_some(seq)
 }
 
 /// Directory entries skipped at start-up, by what is wrong with them.
@@ -677,6 +680,8 @@ mod tests {
         symlink("/dev/zero", name(4)).unwrap();
         fs::write(name(5), encode_record(&batch(5), 1)).unwrap();
         fs::write(name(6), b"garbage, not a record").unwrap();
+        // Not in the spool's spelling: would read segment 5 twice.
+        fs::write(dir.0.join("5.seg"), encode_record(&batch(50), 1)).unwrap();
         // A progress mark that is a FIFO must not block either.
         mkfifo(&dir.0.join(format!("{:020}.ack", 5)));
         let mut spool = Spool::open(&dir.0, 1 << 20, Arc::new(Stats::default())).unwrap();
@@ -803,7 +808,7 @@ mod tests {
                     .collect();
                 let got: Vec<String> = records.into_iter().map(|r| r.lines).collect();
                 prop_assert_eq!(&got, &expected);
-                let kept = ends.iter().filter(|e| **e <= cut).last().copied().unwrap_or(0);
+                let kept = ends.iter().rev().find(|e| **e <= cut).copied().unwrap_or(0);
                 prop_assert_eq!(skipped, cut - kept);
             }
 
