@@ -51,7 +51,7 @@ impl From<io::Error> for FileError {
     fn from(e: io::Error) -> FileError {
         if e.raw_os_error() == Some(libc::ELOOP) {
             // O_NOFOLLOW refused the last component.
-            FileError::NotRegular("a symbolic link (not followed)")
+            FileError::NotRegular("a symbolic link")
         } else {
             FileError::Io(e)
         }

@@ -65,6 +65,15 @@ struct Segment {
     lines: u64,
 }
 
+/// What [`Spool::read_segment`] found in a segment file.
+struct SegmentRead {
+    /// Valid records not acknowledged yet.
+    records: Vec<Record>,
+    /// Size of the file.
+    bytes: u64,
+    corrupt_bytes: usize,
+}
+
 /// The segment being replayed, read into memory once.
 #[derive(Debug)]
 struct Head {
@@ -114,10 +123,15 @@ impl Spool {
         for seq in seqs {
             spool.check_ack(seq, &mut skipped);
             match spool.read_segment(seq) {
-                Ok((records, _)) if records.is_empty() => spool.remove_files(seq),
-                Ok((records, bytes)) => {
-                    let lines = records.iter().map(|r| r.line_count as u64).sum();
-                    spool.segments.push_back(Segment { seq, bytes, lines });
+                Ok(read) => {
+                    if read.corrupt_bytes > 0 {
+                        log::warn!(
+                            "spool: skipped {} corrupt or incomplete bytes in {}",
+                            read.corrupt_bytes,
+                            spool.path(seq, SEGMENT_SUFFIX).display()
+                        );
+                    }
+                    spool.keep_or_remove(seq, read);
                 }
                 Err(e) => skipped.add(e.to_string(), spool.file_name(seq, SEGMENT_SUFFIX)),
             }
@@ -185,10 +199,10 @@ impl Spool {
                 self.active = None;
             }
             match self.read_segment(seq) {
-                Ok((records, _)) => {
+                Ok(read) => {
                     self.head = Some(Head {
                         seq,
-                        records: records.into(),
+                        records: read.records.into(),
                     })
                 }
                 Err(e) => self.abandon_unreadable(e),
@@ -307,8 +321,23 @@ impl Spool {
         Ok(())
     }
 
-    /// Reads a segment's valid records past its acknowledged offset, and its size.
-    fn read_segment(&self, seq: u64) -> Result<(Vec<Record>, u64), FileError> {
+    /// A segment found at start-up is listed, or deleted when nothing in it is left to send.
+    fn keep_or_remove(&mut self, seq: u64, read: SegmentRead) {
+        if read.records.is_empty() {
+            self.remove_files(seq);
+        } else {
+            let lines = read.records.iter().map(|r| r.line_count as u64).sum();
+            self.segments.push_back(Segment {
+                seq,
+                bytes: read.bytes,
+                lines,
+            });
+        }
+    }
+
+    /// Reads a segment's valid records past its acknowledged offset (the damage is
+    /// counted, logged only by the start-up scan so that it is logged once).
+    fn read_segment(&self, seq: u64) -> Result<SegmentRead, FileError> {
         let path = self.path(seq, SEGMENT_SUFFIX);
         // A segment grows to `segment_bytes` plus one record, and no record is larger
         // than the cap.
@@ -317,15 +346,12 @@ impl Spool {
             .ok()
             .and_then(|bytes| std::str::from_utf8(&bytes).ok()?.trim().parse().ok())
             .unwrap_or(0);
-        let (records, skipped) = decode_records(&buf);
-        if skipped > 0 {
-            log::warn!(
-                "spool: skipped {skipped} corrupt or incomplete bytes in {}",
-                path.display()
-            );
-        }
-        let records = records.into_iter().filter(|r| r.end > acked).collect();
-        Ok((records, buf.len() as u64))
+        let (records, corrupt_bytes) = decode_records(&buf);
+        Ok(SegmentRead {
+            records: records.into_iter().filter(|r| r.end > acked).collect(),
+            bytes: buf.len() as u64,
+            corrupt_bytes,
+        })
     }
 
     /// A progress mark that is not a small regular file is named and removed (its segment
@@ -384,16 +410,13 @@ impl Skipped {
     fn log(&self, dir: &Path) {
         for (problem, names) in &self.0 {
             let listed = names[..names.len().min(NAMES_PER_WARNING)].join(", ");
-            let more = names.len().saturating_sub(NAMES_PER_WARNING);
-            let more = if more > 0 {
-                format!(" and {more} more")
-            } else {
-                String::new()
+            let more = match names.len().saturating_sub(NAMES_PER_WARNING) {
+                0 => String::new(),
+                more => format!(" and {more} more"),
             };
             log::warn!(
-                "spool {}: skipping {} entries ({problem}): {listed}{more}; the other segments are kept",
-                dir.display(),
-                names.len()
+                "spool {}: skipping {listed}{more} ({problem}); the other segments are kept",
+                dir.display()
             );
         }
     }
