@@ -65,10 +65,13 @@ use crate::genesys::budget::{self, requests_per_minute};
 use crate::genesys::client::{ApiError, GenesysClient};
 use crate::influx::writer::Batch;
 use crate::model::{Queue, SharedQueues};
+use crate::state_file::{self, FileError};
 use crate::stats::Stats;
 
 /// Where the resume point is kept, inside the state directory.
 pub const STATE_FILE: &str = "kpi-state.json";
+/// The most `kpi-state.json` is read of: it holds one instant, in well under 100 bytes.
+const STATE_FILE_MAX_BYTES: u64 = 4096;
 /// Polls fire this long after their aligned tick, so the observation polls of the same
 /// instant go first and the second boundary has passed on Genesys' clock too.
 pub const TICK_DELAY: Duration = Duration::from_secs(5);
@@ -189,9 +192,9 @@ pub fn plan(now_ms: u64, resume_from_ms: Option<u64>, timing: Timing) -> Plan {
 /// Why the resume point could not be read or saved.
 #[derive(Debug)]
 pub enum StateError {
-    Read(PathBuf, std::io::Error),
+    Read(PathBuf, FileError),
     Unreadable(PathBuf, String),
-    Write(PathBuf, std::io::Error),
+    Write(PathBuf, FileError),
 }
 
 impl fmt::Display for StateError {
@@ -230,9 +233,9 @@ struct StateFile {
 
 /// Reads the resume point; `Ok(None)` when no file exists yet.
 pub fn load_state(path: &Path) -> Result<Option<u64>, StateError> {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+    let bytes = match state_file::read_if_present(path, STATE_FILE_MAX_BYTES) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Ok(None),
         Err(e) => return Err(StateError::Read(path.to_path_buf(), e)),
     };
     serde_json::from_slice::<StateFile>(&bytes)
@@ -247,12 +250,8 @@ pub fn save_state(path: &Path, resume_from_ms: u64) -> Result<(), StateError> {
         resume_from: format_utc(resume_from_ms),
     };
     let json = serde_json::to_vec_pretty(&state)
-        .map_err(|e| StateError::Write(path.to_path_buf(), std::io::Error::other(e)))?;
-    let temporary = path.with_extension("json.tmp");
-    std::fs::write(&temporary, json)
-        .and_then(|()| std::fs::File::open(&temporary)?.sync_all())
-        .and_then(|()| std::fs::rename(&temporary, path))
-        .map_err(|e| StateError::Write(path.to_path_buf(), e))
+        .map_err(|e| StateError::Write(path.to_path_buf(), FileError::Io(e.into())))?;
+    state_file::write_atomically(path, &json).map_err(|e| StateError::Write(path.to_path_buf(), e))
 }
 
 // ---- one poll --------------------------------------------------------------------------
@@ -791,6 +790,21 @@ mod tests {
         let error = load_state(&path).unwrap_err();
         assert!(matches!(error, StateError::Unreadable(..)));
         assert!(error.to_string().contains("look-back only"));
+        // A FIFO or a link to /dev/zero is refused without blocking or reading forever.
+        std::fs::remove_file(&path).unwrap();
+        let status = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let error = load_state(&path).unwrap_err();
+        assert!(error.to_string().contains("a FIFO"), "{error}");
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+        let error = load_state(&path).unwrap_err();
+        assert!(error.to_string().contains("symbolic link"), "{error}");
+        save_state(&path, NOW).unwrap();
+        assert_eq!(load_state(&path).unwrap(), Some(NOW), "the link replaced");
         let missing_dir = dir.join("absent").join(STATE_FILE);
         assert!(matches!(
             save_state(&missing_dir, NOW),

@@ -21,4 +21,5 @@ pub mod logging;
 pub mod model;
 pub mod notify;
 pub mod pipeline;
+pub mod state_file;
 pub mod stats;

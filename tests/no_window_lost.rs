@@ -999,3 +999,104 @@ fn measure_an_outage_of_110_windows_at_1000_queues() {
     let checked = assert_every_window(&windows, &sim.queues(), timing, &BTreeSet::new(), &log);
     println!("MEASURE windows_checked={}", checked.len());
 }
+
+// ---- A hostile SPOOL_DIR (issue 12: spool and state files) ------------------------------
+
+fn mkfifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+/// window start (s) → queue ids of every `genesys_queue` line in the records of `files`.
+fn spooled_windows(files: &[std::path::PathBuf]) -> BTreeMap<u64, BTreeSet<String>> {
+    let mut windows: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
+    for file in files {
+        let (records, _) = spool::decode_records(&std::fs::read(file).unwrap());
+        for record in records {
+            for line in record.lines.lines() {
+                if let Some(rest) = line.strip_prefix("genesys_queue,queue_id=") {
+                    let id = rest.split(',').next().unwrap().to_string();
+                    let time: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+                    windows.entry(time).or_default().insert(id);
+                }
+            }
+        }
+    }
+    windows
+}
+
+/// A FIFO, a dangling link and a directory named like segments, and `open-window.json`
+/// linked to /dev/zero, beside the good segments of an earlier run: the service starts,
+/// stays small, replays the good segments, names every bad entry, and exits 0 promptly on
+/// SIGTERM. (It used to block on the FIFO, ignore SIGTERM and grow to gigabytes reading
+/// /dev/zero.)
+#[test]
+fn a_hostile_spool_dir_is_skipped_named_and_the_good_segments_replayed() {
+    const MAX_RSS_KB: u64 = 50 * 1024;
+    let timing = Timing { poll: 1, window: 1 };
+    let sim = sim_with(QUEUES);
+    let mut influx = Influxd::start_default();
+    influx.create_database(DB);
+    let spool_dir = TempDir::new("spool");
+    let dir = spool_dir.path();
+    let run_env = env(&sim, &influx.url(), timing, Some(dir), None);
+    let service = Service::start(&["run"], &run_env);
+    let before_outage = first_complete_window(&influx, &service, timing);
+    influx.stop();
+    std::thread::sleep(Duration::from_secs(4));
+    stop(service);
+    let good = segments(dir);
+    let expected = spooled_windows(&good);
+    assert!(
+        expected.keys().any(|w| *w > before_outage),
+        "the outage was spooled: {good:?}"
+    );
+
+    let fifo = "00000000000000000000.seg";
+    let dangling = "00000000000000009991.seg";
+    let directory = "00000000000000009992.seg";
+    mkfifo(&dir.join(fifo));
+    std::os::unix::fs::symlink(dir.join("absent"), dir.join(dangling)).unwrap();
+    std::fs::create_dir(dir.join(directory)).unwrap();
+    let open_window = dir.join("open-window.json");
+    let _ = std::fs::remove_file(&open_window);
+    std::os::unix::fs::symlink("/dev/zero", &open_window).unwrap();
+
+    influx.start();
+    let service = Service::start(&["run"], &run_env);
+    let mut max_rss_kb = 0;
+    wait_until(
+        "the good segments replayed",
+        Duration::from_secs(75),
+        &service,
+        || {
+            max_rss_kb = max_rss_kb.max(proc_kb(service.pid(), "VmRSS"));
+            let windows = samples_by_window(&influx, "genesys_queue");
+            good.iter().all(|f| !f.exists())
+                && expected.iter().all(|(w, ids)| {
+                    windows
+                        .get(w)
+                        .is_some_and(|q| ids.iter().all(|id| q.contains_key(id)))
+                })
+        },
+    );
+    max_rss_kb = max_rss_kb.max(proc_kb(service.pid(), "VmRSS"));
+    let stopping = Instant::now();
+    let log = stop(service);
+    let took = stopping.elapsed();
+    assert!(took < Duration::from_secs(10), "SIGTERM took {took:?}");
+    assert!(
+        max_rss_kb > 0 && max_rss_kb < MAX_RSS_KB,
+        "VmRSS {max_rss_kb} kB; log:\n{log}"
+    );
+    for name in [fifo, dangling, directory, "open-window.json"] {
+        assert!(log.contains(name), "{name} not named in the log:\n{log}");
+    }
+    println!(
+        "{} windows replayed past the bad entries; VmRSS at most {max_rss_kb} kB; SIGTERM took {took:?}",
+        expected.len()
+    );
+}
