@@ -595,14 +595,18 @@ fn chunks(lines: &str, max_lines: usize) -> Vec<(usize, usize)> {
     ranges
 }
 
-/// Where to cut `piece` in two halves of whole lines; `None` for a single line.
+/// Where to cut `piece` in two halves of whole lines; `None` for a single line. Works on
+/// bytes and cuts only just after a `\n`, so the cut is always a char boundary whatever
+/// the text holds.
 fn split_point(piece: &str) -> Option<usize> {
-    let body = piece.strip_suffix('\n').unwrap_or(piece);
+    let bytes = piece.as_bytes();
+    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
     let mid = body.len() / 2;
     body[mid..]
-        .find('\n')
+        .iter()
+        .position(|&b| b == b'\n')
         .map(|i| mid + i + 1)
-        .or_else(|| body[..mid].rfind('\n').map(|i| i + 1))
+        .or_else(|| body[..mid].iter().rposition(|&b| b == b'\n').map(|i| i + 1))
 }
 
 /// Data InfluxDB has not accepted yet: the spool when `SPOOL_DIR` is set (falling back
@@ -1378,6 +1382,28 @@ mod tests {
         assert_eq!(chunks("a\nb\n", 2), vec![(0, 4)]);
         assert_eq!(count_lines("a\nb"), 2);
         assert_eq!(count_lines(""), 0);
+    }
+
+    #[test]
+    fn split_points_never_cut_inside_a_character() {
+        // The middle byte (19) is inside "セ": the cut goes to the nearest line end.
+        let body = "a\n東京センター東京センター\n";
+        assert_eq!(split_point(body), Some(2));
+        let stats = Stats::default();
+        let mut t = fake(|b| {
+            if b.matches('\n').count() > 1 {
+                status(413, r#"{"error":"Request Entity Too Large"}"#)
+            } else {
+                status(204, "")
+            }
+        });
+        let body: String = (0..9)
+            .map(|i| format!("m,site=東京センター f={i}i {i}\n"))
+            .collect();
+        let result = deliver(&mut t, &body, 5000, &stats, &mut RejectionLog::default());
+        assert_eq!(result, Delivery::Done);
+        assert_eq!(stats.points_written.load(Relaxed), 9);
+        assert_eq!(stats.lines_dropped.load(Relaxed), 0);
     }
 
     #[test]
