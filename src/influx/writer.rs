@@ -26,11 +26,11 @@
 //! (`InfluxDB unreachable for 5m, 30 batches (1200 lines) spooled`), and once on recovery.
 
 use std::collections::VecDeque;
-use std::io::{self, Write as _};
-use std::sync::Arc;
+use std::io::{self, Read as _, Write as _};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
+use crossbeam_channel::{select, Receiver, RecvTimeoutError, TryRecvError};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
@@ -62,6 +62,11 @@ const SUMMARY_INTERVAL: Duration = Duration::from_secs(300);
 const REJECTION_LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// Longest blocking wait on the input channel, so the loop re-checks its timers.
 const IDLE_WAIT: Duration = Duration::from_secs(1);
+/// After the shutdown deadline, how long the last parts of the closing window may still
+/// take to arrive (they are spooled, not sent).
+const FINAL_PARTS_GRACE: Duration = Duration::from_millis(200);
+/// InfluxDB's answers are small; a huge or endless body is read only this far.
+const ANSWER_BODY_MAX_BYTES: u64 = 64 * 1024;
 
 /// Complete, `\n`-terminated lines of line protocol.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -78,13 +83,16 @@ pub struct WriterSettings {
     pub max_lines_per_request: usize,
 }
 
-/// Writes every batch from `input` until it disconnects and everything is delivered, or
-/// until `shutdown_timeout` after the disconnect; what is left then is spooled (with a
-/// `SPOOL_DIR`) or counted as dropped.
+/// Writes every batch from `input` until it disconnects and everything is delivered.
+/// Shutdown starts when `stop` disconnects (SIGTERM) or `input` does, and ends
+/// `shutdown_timeout` later whatever the network does: a request still unanswered then
+/// is abandoned, and what is unsent is spooled (with a `SPOOL_DIR`) or counted and
+/// logged as lost.
 pub fn run(
     settings: WriterSettings,
     agent: ureq::Agent,
     input: Receiver<Batch>,
+    stop: Receiver<()>,
     stats: Arc<Stats>,
 ) {
     let Some(endpoint) = Endpoint::new(&settings.target) else {
@@ -92,10 +100,15 @@ pub fn run(
         return;
     };
     let description = endpoint.description.clone();
-    let transport = HttpTransport { agent, endpoint };
-    let backlog = Backlog::open(&settings.spool, stats.clone());
+    let clock = ShutdownClock::new(stop, settings.shutdown_timeout);
+    let transport = HttpTransport {
+        agent,
+        endpoint: Arc::new(endpoint),
+        clock: clock.clone(),
+    };
+    let backlog = Backlog::new(&settings.spool, MEMORY_BACKLOG_MAX_BYTES, stats.clone());
     log::info!("writer: sending to {description}; {}", backlog.summary());
-    Writer::new(transport, backlog, &settings, stats).run(&input, settings.shutdown_timeout);
+    Writer::new(transport, backlog, &settings, stats, clock).run(&input);
 }
 
 /// Why `genesys2influx check` could not confirm InfluxDB is writable.
@@ -157,15 +170,12 @@ pub fn check(target: &InfluxTarget, agent: &ureq::Agent) -> Result<String, Check
         .and_then(|v| v.to_str().ok())
         .map(|v| format!("InfluxDB {v}"))
         .unwrap_or_else(|| "InfluxDB".to_string());
-    let mut request = agent.post(&endpoint.write_url);
-    if let Some(auth) = &endpoint.authorization {
-        request = request.header("Authorization", auth);
-    }
-    let mut response = request
+    let mut response = write_request(agent, &endpoint, None)
         .send_empty()
         .map_err(|e| CheckError::Unreachable(e.to_string()))?;
     let status = response.status().as_u16();
-    let message = error_message(&response.body_mut().read_to_string().unwrap_or_default());
+    let location = header(&response, "location");
+    let message = error_message(&read_bounded(response.body_mut()));
     match status {
         200..=299 => Ok(format!(
             "{version} at {}, {} writable",
@@ -177,6 +187,10 @@ pub fn check(target: &InfluxTarget, agent: &ureq::Agent) -> Result<String, Check
             "{version} at {}, {} writable (empty probe answered: {message})",
             endpoint.base, endpoint.destination
         )),
+        300..=399 => Err(CheckError::Rejected(redirect_message(
+            status,
+            location.as_deref(),
+        ))),
         401 | 403 => Err(CheckError::Refused(format!("{status} {message}"))),
         404 => Err(CheckError::NotFound(format!(
             "{} ({message})",
@@ -268,55 +282,172 @@ enum Answer {
     Status {
         code: u16,
         retry_after: Option<Duration>,
+        /// The `Location` of a 3xx.
+        location: Option<String>,
         body: String,
     },
-    /// No HTTP answer: refused connection, timeout, reset, DNS, TLS.
+    /// No HTTP answer: refused connection, timeout, reset, DNS, TLS, or none before the
+    /// shutdown deadline.
     NoAnswer(String),
 }
 
-/// Sends one body of line protocol. The HTTP one gzips; tests use a scripted fake.
+/// Sends one body of line protocol and says what came back: the seam between the
+/// response policy and HTTP. The HTTP one gzips; tests use a scripted fake.
 trait Transport {
     fn post(&mut self, lines: &str) -> Answer;
 }
 
+/// When the shutdown flush must end: `SHUTDOWN_TIMEOUT` after `stop` disconnects
+/// (SIGTERM) or the input closes, whichever comes first. Shared by the writer loop and
+/// the transport, so a request in flight at SIGTERM is waited for only that long.
+#[derive(Debug, Clone)]
+struct ShutdownClock {
+    stop: Receiver<()>,
+    timeout: Duration,
+    started: Arc<OnceLock<Instant>>,
+}
+
+impl ShutdownClock {
+    fn new(stop: Receiver<()>, timeout: Duration) -> ShutdownClock {
+        ShutdownClock {
+            stop,
+            timeout,
+            started: Arc::default(),
+        }
+    }
+
+    /// Starts the shutdown now, unless it already started.
+    fn start(&self) {
+        self.started.get_or_init(Instant::now);
+    }
+
+    /// The deadline, once the shutdown has started.
+    fn deadline(&self) -> Option<Instant> {
+        if self.started.get().is_none()
+            && matches!(self.stop.try_recv(), Err(TryRecvError::Disconnected))
+        {
+            self.start();
+        }
+        self.started.get().map(|at| *at + self.timeout)
+    }
+
+    /// Waits for `answer`; once the shutdown has started, no later than its deadline.
+    fn wait_for<T>(&self, answer: &Receiver<T>) -> Option<T> {
+        if self.deadline().is_none() {
+            select! {
+                recv(answer) -> got => return got.ok(),
+                recv(self.stop) -> _ => {}
+            }
+        }
+        // `stop` is never sent on: its arm fired because it disconnected.
+        match self.deadline() {
+            Some(deadline) => answer.recv_deadline(deadline).ok(),
+            None => answer.recv().ok(),
+        }
+    }
+}
+
 struct HttpTransport {
     agent: ureq::Agent,
-    endpoint: Endpoint,
+    endpoint: Arc<Endpoint>,
+    clock: ShutdownClock,
 }
 
 impl Transport for HttpTransport {
+    /// The request runs on a short-lived thread so that a server that never answers
+    /// cannot hold the writer past the shutdown deadline; once shutting down, requests
+    /// also carry a timeout no longer than the time left.
     fn post(&mut self, lines: &str) -> Answer {
         let body = match gzip(lines.as_bytes()) {
             Ok(body) => body,
             Err(e) => return Answer::NoAnswer(format!("gzip: {e}")),
         };
-        let mut request = self
-            .agent
-            .post(&self.endpoint.write_url)
-            .header("Content-Type", "text/plain; charset=utf-8")
-            .header("Content-Encoding", "gzip");
-        if let Some(auth) = &self.endpoint.authorization {
-            request = request.header("Authorization", auth);
+        let timeout = match self.clock.deadline() {
+            None => None,
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Answer::NoAnswer(SHUTDOWN_OVER.to_string());
+                }
+                let configured = self.agent.config().timeouts().global;
+                Some(configured.map_or(left, |t| t.min(left)))
+            }
+        };
+        let (done, answer) = crossbeam_channel::bounded(1);
+        let (agent, endpoint) = (self.agent.clone(), self.endpoint.clone());
+        let started = std::thread::Builder::new()
+            .name("influx-write".into())
+            .spawn(move || {
+                let _ = done.send(post_once(&agent, &endpoint, &body, timeout));
+            });
+        if let Err(e) = started {
+            return Answer::NoAnswer(format!("cannot start the request thread: {e}"));
         }
-        match request.send(&body[..]) {
-            Ok(mut response) => Answer::Status {
-                code: response.status().as_u16(),
-                retry_after: response
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs),
-                body: response
-                    .body_mut()
-                    .with_config()
-                    .limit(64 * 1024)
-                    .read_to_string()
-                    .unwrap_or_default(),
-            },
-            Err(e) => Answer::NoAnswer(e.to_string()),
-        }
+        self.clock
+            .wait_for(&answer)
+            .unwrap_or_else(|| Answer::NoAnswer(SHUTDOWN_OVER.to_string()))
     }
+}
+
+const SHUTDOWN_OVER: &str = "no answer within SHUTDOWN_TIMEOUT";
+
+fn post_once(
+    agent: &ureq::Agent,
+    endpoint: &Endpoint,
+    body: &[u8],
+    timeout: Option<Duration>,
+) -> Answer {
+    let request = write_request(agent, endpoint, timeout)
+        .header("Content-Type", "text/plain; charset=utf-8")
+        .header("Content-Encoding", "gzip");
+    match request.send(body) {
+        Ok(mut response) => Answer::Status {
+            code: response.status().as_u16(),
+            retry_after: header(&response, "retry-after")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs),
+            location: header(&response, "location"),
+            body: read_bounded(response.body_mut()),
+        },
+        Err(e) => Answer::NoAnswer(e.to_string()),
+    }
+}
+
+/// A POST to the write endpoint, with its credentials, that never follows a redirect:
+/// a client follows 301/302 with a GET without the body, so the data would be gone.
+fn write_request(
+    agent: &ureq::Agent,
+    endpoint: &Endpoint,
+    timeout: Option<Duration>,
+) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
+    let mut config = agent.post(&endpoint.write_url).config().max_redirects(0);
+    if timeout.is_some() {
+        config = config.timeout_global(timeout);
+    }
+    let request = config.build();
+    match &endpoint.authorization {
+        Some(auth) => request.header("Authorization", auth),
+        None => request,
+    }
+}
+
+fn header(response: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// The answer's body, at most [`ANSWER_BODY_MAX_BYTES`]; a body cut short (timeout,
+/// reset) still says what it said so far.
+fn read_bounded(body: &mut ureq::Body) -> String {
+    let mut bytes = Vec::new();
+    let _ = body
+        .as_reader()
+        .take(ANSWER_BODY_MAX_BYTES)
+        .read_to_end(&mut bytes);
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// Deflate level of the request bodies. Measured on demo windows (miniz_oxide, one core):
@@ -339,6 +470,7 @@ enum FailureClass {
     Busy,
     Refused,
     NotFound,
+    Redirected,
 }
 
 impl FailureClass {
@@ -349,6 +481,7 @@ impl FailureClass {
             FailureClass::Busy => "busy (429/503)",
             FailureClass::Refused => "refusing the credentials",
             FailureClass::NotFound => "answering 404 (database/bucket not found)",
+            FailureClass::Redirected => "redirecting the writes (3xx)",
         }
     }
 }
@@ -384,9 +517,21 @@ fn classify(answer: &Answer) -> Verdict {
             }
         }
         Answer::Status {
+            code: code @ 300..=399,
+            location,
+            ..
+        } => {
+            return Verdict::Retry {
+                class: FailureClass::Redirected,
+                hint: None,
+                message: redirect_message(*code, location.as_deref()),
+            }
+        }
+        Answer::Status {
             code,
             retry_after,
             body,
+            ..
         } => (*code, *retry_after, body),
     };
     let message = error_message(body);
@@ -409,6 +554,48 @@ fn classify(answer: &Answer) -> Verdict {
         },
         _ => retry(FailureClass::ServerError),
     }
+}
+
+/// What to say about a 3xx: where it points (no credentials, no query) and what to set.
+fn redirect_message(code: u16, location: Option<&str>) -> String {
+    let Some(location) = location.map(shown_url) else {
+        return format!(
+            "{code} without a Location; writes never follow a redirect: check INFLUXDB_URL"
+        );
+    };
+    let advice = match influx_base(&location) {
+        Some(base) => format!("set INFLUXDB_URL={base}"),
+        None => "set INFLUXDB_URL to the address InfluxDB answers on itself".to_string(),
+    };
+    format!(
+        "{code} to {location}; writes never follow a redirect (the body would be lost): {advice}"
+    )
+}
+
+/// `url` without credentials, query or fragment, at most 300 bytes, for a log line.
+fn shown_url(url: &str) -> String {
+    let bare = url.split(['?', '#']).next().unwrap_or_default();
+    let without_user = match bare.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+            match authority.rfind('@') {
+                Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+                None => bare.to_string(),
+            }
+        }
+        None => bare.to_string(),
+    };
+    truncate(&without_user, 300)
+}
+
+/// The `INFLUXDB_URL` an absolute redirect to `…/write` or `…/api/v2/write` implies.
+fn influx_base(location: &str) -> Option<&str> {
+    if !(location.starts_with("http://") || location.starts_with("https://")) {
+        return None;
+    }
+    location
+        .strip_suffix("/api/v2/write")
+        .or_else(|| location.strip_suffix("/write"))
 }
 
 /// InfluxDB's `{"error": …}` (1.x) or `{"message": …}` (2.x), else the body itself.
@@ -609,49 +796,90 @@ fn split_point(piece: &str) -> Option<usize> {
         .or_else(|| body[..mid].iter().rposition(|&b| b == b'\n').map(|i| i + 1))
 }
 
-/// Data InfluxDB has not accepted yet: the spool when `SPOOL_DIR` is set (falling back
-/// to memory if the disk fails), else a byte-capped queue in memory.
+/// Data InfluxDB has not accepted yet: the spool when `SPOOL_DIR` is set, else a
+/// byte-capped queue in memory. While the spool cannot be opened or written (read-only,
+/// full, removed) batches wait in memory and every later batch tries the spool again;
+/// once it works, what waited in memory moves there first, so the order is kept.
 struct Backlog {
+    spool_config: SpoolConfig,
     spool: Option<Spool>,
+    /// The spool's last error while it fails; its start and end are logged once.
+    spool_error: Option<String>,
     memory: VecDeque<Batch>,
     memory_bytes: usize,
     memory_max_bytes: usize,
-    spool_failed: bool,
+    /// Lines the memory cap dropped since it started dropping; logged when the episode
+    /// starts and, with the total, when the memory backlog is empty again.
+    dropping: Option<u64>,
     stats: Arc<Stats>,
 }
 
 impl Backlog {
-    fn open(config: &SpoolConfig, stats: Arc<Stats>) -> Backlog {
-        let spool = config.dir.as_ref().and_then(|dir| {
-            Spool::open(dir, config.max_bytes, stats.clone())
-                .map_err(|e| {
-                    log::error!(
-                        "spool {}: cannot open ({e}); keeping unsent data in memory only",
-                        dir.display()
-                    )
-                })
-                .ok()
-        });
-        Backlog::new(spool, MEMORY_BACKLOG_MAX_BYTES, stats)
-    }
-
-    fn new(spool: Option<Spool>, memory_max_bytes: usize, stats: Arc<Stats>) -> Backlog {
-        Backlog {
-            spool,
+    fn new(config: &SpoolConfig, memory_max_bytes: usize, stats: Arc<Stats>) -> Backlog {
+        let mut backlog = Backlog {
+            spool_config: config.clone(),
+            spool: None,
+            spool_error: None,
             memory: VecDeque::new(),
             memory_bytes: 0,
             memory_max_bytes,
-            spool_failed: false,
+            dropping: None,
             stats,
+        };
+        backlog.open_spool();
+        backlog
+    }
+
+    /// Opens the spool if `SPOOL_DIR` is set and it is not open yet; false when there is
+    /// no usable spool.
+    fn open_spool(&mut self) -> bool {
+        if self.spool.is_some() {
+            return true;
+        }
+        let Some(dir) = &self.spool_config.dir else {
+            return false;
+        };
+        match Spool::open(dir, self.spool_config.max_bytes, self.stats.clone()) {
+            Ok(spool) => {
+                self.spool = Some(spool);
+                true
+            }
+            Err(e) => {
+                self.spool_failed(format!("cannot be opened ({e})"));
+                false
+            }
         }
     }
 
-    fn has_spool(&self) -> bool {
-        self.spool.is_some()
+    fn spool_failed(&mut self, error: String) {
+        if self.spool_error.is_none() {
+            log::error!(
+                "spool {}: {error}; unsent data waits in memory (up to {} bytes) and the spool is tried again with every batch",
+                self.spool_dir_shown(),
+                self.memory_max_bytes
+            );
+        }
+        self.spool_error = Some(error);
+    }
+
+    fn spool_dir_shown(&self) -> String {
+        self.spool_config
+            .dir
+            .as_deref()
+            .map_or_else(String::new, |d| d.display().to_string())
+    }
+
+    fn spool_configured(&self) -> bool {
+        self.spool_config.dir.is_some()
     }
 
     fn is_empty(&self) -> bool {
         self.memory.is_empty() && self.spool.as_ref().is_none_or(Spool::is_empty)
+    }
+
+    /// Nothing waits in memory: everything not delivered is on disk.
+    fn memory_is_empty(&self) -> bool {
+        self.memory.is_empty()
     }
 
     fn lines(&self) -> u64 {
@@ -660,9 +888,14 @@ impl Backlog {
     }
 
     fn summary(&self) -> String {
-        match &self.spool {
-            Some(spool) => spool.summary(),
-            None => format!(
+        match (&self.spool, &self.spool_error) {
+            (Some(spool), None) => spool.summary(),
+            (_, Some(error)) => format!(
+                "spool {}: {error}, {} lines wait in memory",
+                self.spool_dir_shown(),
+                self.memory.iter().map(|b| b.line_count).sum::<usize>()
+            ),
+            (None, None) => format!(
                 "no SPOOL_DIR: up to {} bytes kept in memory while InfluxDB is down",
                 self.memory_max_bytes
             ),
@@ -673,20 +906,50 @@ impl Backlog {
         if batch.line_count == 0 {
             return;
         }
-        if let Some(spool) = &mut self.spool {
-            match spool.push(&batch.lines, batch.line_count) {
-                Ok(()) => return,
-                Err(e) => {
-                    if !self.spool_failed {
-                        log::error!(
-                            "spool {}: cannot write ({e}); keeping unsent data in memory",
-                            spool.dir().display()
-                        );
-                        self.spool_failed = true;
-                    }
-                }
-            }
+        if self.spool_configured() && self.move_to_spool(Some(&batch)) {
+            return;
         }
+        self.push_memory(batch);
+    }
+
+    /// Moves what waits in memory to the spool (oldest first), then `batch`; true when
+    /// all of it is spooled.
+    fn move_to_spool(&mut self, batch: Option<&Batch>) -> bool {
+        if !self.open_spool() {
+            return false;
+        }
+        let Some(spool) = self.spool.as_mut() else {
+            return false;
+        };
+        let mut moved = 0;
+        let mut result = Ok(());
+        while let Some(old) = self.memory.front() {
+            result = spool.push(&old.lines, old.line_count);
+            if result.is_err() {
+                break;
+            }
+            moved += old.line_count;
+            self.memory_bytes -= old.lines.len();
+            self.memory.pop_front();
+        }
+        if let (Ok(()), Some(batch)) = (&result, batch) {
+            result = spool.push(&batch.lines, batch.line_count);
+        }
+        if let Err(e) = result {
+            self.spool_failed(format!("cannot be written ({e})"));
+            return false;
+        }
+        if self.spool_error.take().is_some() {
+            log::info!(
+                "spool {}: writable again; {moved} lines that waited in memory are spooled",
+                self.spool_dir_shown()
+            );
+        }
+        self.memory_drained();
+        true
+    }
+
+    fn push_memory(&mut self, batch: Batch) {
         self.memory_bytes += batch.lines.len();
         self.memory.push_back(batch);
         let mut dropped = 0;
@@ -696,10 +959,35 @@ impl Backlog {
                 dropped += old.line_count as u64;
             }
         }
-        if dropped > 0 {
-            Stats::add(&self.stats.lines_dropped, dropped);
+        if dropped == 0 {
+            return;
+        }
+        Stats::add(&self.stats.lines_dropped, dropped);
+        match &mut self.dropping {
+            Some(total) => *total += dropped,
+            None => {
+                let why = if self.spool_configured() {
+                    "the spool cannot be written"
+                } else {
+                    "set SPOOL_DIR to keep more"
+                };
+                log::warn!(
+                    "backlog in memory over {} bytes ({why}): dropping the oldest lines, {dropped} so far; the total follows when the backlog has drained",
+                    self.memory_max_bytes
+                );
+                self.dropping = Some(dropped);
+            }
+        }
+    }
+
+    /// Ends a dropping episode once memory is empty, with its total.
+    fn memory_drained(&mut self) {
+        if !self.memory.is_empty() {
+            return;
+        }
+        if let Some(total) = self.dropping.take() {
             log::warn!(
-                "backlog in memory over {} bytes: dropped the oldest {dropped} lines (set SPOOL_DIR to keep more)",
+                "backlog in memory: {total} lines in all were dropped while it was over {} bytes",
                 self.memory_max_bytes
             );
         }
@@ -728,25 +1016,29 @@ impl Backlog {
         }
         if let Some(batch) = self.memory.pop_front() {
             self.memory_bytes -= batch.lines.len();
+            self.memory_drained();
         }
     }
 
-    /// Moves what is in memory to the spool (shutdown); without a spool it is dropped.
-    fn persist_memory(&mut self) -> u64 {
-        let batches: Vec<Batch> = self.memory.drain(..).collect();
-        self.memory_bytes = 0;
-        let mut lost = 0;
-        for batch in batches {
-            match &mut self.spool {
-                Some(spool) if !self.spool_failed => {
-                    if spool.push(&batch.lines, batch.line_count).is_err() {
-                        lost += batch.line_count as u64;
-                    }
-                }
-                _ => lost += batch.line_count as u64,
-            }
+    /// At exit: what waits in memory goes to the spool if it can; the rest is counted as
+    /// dropped. Returns those lost lines.
+    fn abandon_memory(&mut self) -> u64 {
+        if self.spool_configured() {
+            self.move_to_spool(None);
         }
+        let lost: u64 = self.memory.drain(..).map(|b| b.line_count as u64).sum();
+        self.memory_bytes = 0;
+        Stats::add(&self.stats.lines_dropped, lost);
+        self.memory_drained();
         lost
+    }
+
+    /// Why data is in memory rather than in the spool, for the loss message at exit.
+    fn why_not_spooled(&self) -> String {
+        match &self.spool_error {
+            Some(error) => format!("spool {}: {error}", self.spool_dir_shown()),
+            None => "no SPOOL_DIR is set".to_string(),
+        }
     }
 }
 
@@ -779,16 +1071,23 @@ struct Writer<T: Transport> {
     /// instead of going first, so a partial window spooled at that run's shutdown can never
     /// overwrite the complete point of the same window written after the restart.
     behind_old_backlog: bool,
+    clock: ShutdownClock,
 }
 
 impl<T: Transport> Writer<T> {
-    fn new(transport: T, backlog: Backlog, settings: &WriterSettings, stats: Arc<Stats>) -> Self {
+    fn new(
+        transport: T,
+        backlog: Backlog,
+        settings: &WriterSettings,
+        stats: Arc<Stats>,
+        clock: ShutdownClock,
+    ) -> Self {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0x9E37_79B9_7F4A_7C15);
         let behind_old_backlog = !backlog.is_empty();
-        let destination = if backlog.has_spool() {
+        let destination = if backlog.spool_configured() {
             "spooled"
         } else {
             "kept in memory"
@@ -807,75 +1106,84 @@ impl<T: Transport> Writer<T> {
             rng: seed | 1,
             destination,
             behind_old_backlog,
+            clock,
         }
     }
 
-    fn run(mut self, input: &Receiver<Batch>, shutdown_timeout: Duration) {
-        let mut deadline: Option<Instant> = None;
-        // Bounded: each pass either receives, sends, or waits at most IDLE_WAIT; after
-        // the disconnect the deadline ends it.
+    fn run(mut self, input: &Receiver<Batch>) {
+        let mut open = true;
+        // Bounded: each pass receives, sends one request, or waits at most IDLE_WAIT;
+        // once the shutdown has started, its deadline ends the loop.
         loop {
             let now = Instant::now();
+            let deadline = self.clock.deadline();
+            if deadline.is_some_and(|d| now >= d) {
+                break;
+            }
             // Take no more than one request's worth from the channel: the bounded channel
             // is what slows the aggregator down when InfluxDB is slow, and memory stays flat.
-            if deadline.is_none() && !self.fresh_is_full() {
-                let wait = self.wait_time(now);
-                let first = if wait.is_zero() {
-                    input.try_recv().map_err(|e| match e {
-                        TryRecvError::Empty => RecvTimeoutError::Timeout,
-                        TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
-                    })
-                } else {
-                    input.recv_timeout(wait)
-                };
-                match first {
-                    Ok(batch) => self.fresh.push_back(batch),
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => {
-                        deadline = Some(Instant::now() + shutdown_timeout)
-                    }
+            if open && !self.fresh_is_full() {
+                open = self.receive(input, self.wait_time(now), deadline);
+                if !open {
+                    self.clock.start();
                 }
-                while deadline.is_none() && !self.fresh_is_full() {
-                    match input.try_recv() {
-                        Ok(batch) => self.fresh.push_back(batch),
-                        Err(TryRecvError::Empty) => break,
-                        Err(TryRecvError::Disconnected) => {
-                            deadline = Some(Instant::now() + shutdown_timeout)
-                        }
-                    }
-                }
+            } else if let (false, Some(deadline)) = (open, deadline) {
+                let wait = self.wait_time(now).min(deadline - now);
+                std::thread::sleep(wait);
             }
             let now = Instant::now();
             if self.behind_old_backlog && self.backlog.is_empty() {
                 self.behind_old_backlog = false;
             }
+            let shutting_down = self.clock.deadline().is_some();
             let failing = self.retry_at.is_some_and(|at| now < at);
-            if failing || self.behind_old_backlog {
-                // SIGKILL must not lose what was already polled.
+            // SIGKILL must not lose what was already polled; at shutdown, data InfluxDB
+            // is failing to take goes to the spool at once.
+            if failing || self.behind_old_backlog || (shutting_down && self.retry_at.is_some()) {
                 while let Some(batch) = self.fresh.pop_front() {
                     self.keep(batch);
                 }
             }
-            if let Some(deadline) = deadline {
-                // The spool keeps across restarts what is not flushed: only fresh batches
-                // are worth the shutdown time, and not while InfluxDB is failing.
-                if self.fresh.is_empty() && (self.backlog.is_empty() || self.backlog.has_spool()) {
-                    break;
-                }
-                if now >= deadline || (self.backlog.has_spool() && self.retry_at.is_some()) {
-                    self.give_up_at_shutdown();
-                    break;
-                }
-                let wait = self.wait_time(now).min(deadline - now);
-                if !wait.is_zero() {
-                    std::thread::sleep(wait.min(Duration::from_millis(100)));
-                }
-                self.step(Instant::now());
-                continue;
+            // The spool keeps what is not flushed across restarts: at shutdown only
+            // what is in memory is worth the time.
+            if shutting_down && !open && self.fresh.is_empty() && self.backlog.memory_is_empty() {
+                break;
             }
             self.step(now);
         }
+        self.settle_at_exit(input);
         self.log_summary_at_exit();
+    }
+
+    /// Waits up to `wait` (never past `deadline`, and no longer than until SIGTERM) for
+    /// input, taking at most one request's worth; false once the input is closed.
+    fn receive(
+        &mut self,
+        input: &Receiver<Batch>,
+        wait: Duration,
+        deadline: Option<Instant>,
+    ) -> bool {
+        let first = match deadline {
+            Some(deadline) => input.recv_deadline(deadline.min(Instant::now() + wait)),
+            None => select! {
+                recv(input) -> got => got.map_err(|_| RecvTimeoutError::Disconnected),
+                recv(self.clock.stop) -> _ => Err(RecvTimeoutError::Timeout),
+                default(wait) => Err(RecvTimeoutError::Timeout),
+            },
+        };
+        match first {
+            Ok(batch) => self.fresh.push_back(batch),
+            Err(RecvTimeoutError::Timeout) => return true,
+            Err(RecvTimeoutError::Disconnected) => return false,
+        }
+        while !self.fresh_is_full() {
+            match input.try_recv() {
+                Ok(batch) => self.fresh.push_back(batch),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return false,
+            }
+        }
+        true
     }
 
     /// Whether the fresh batches already make a full request.
@@ -1030,7 +1338,9 @@ impl<T: Transport> Writer<T> {
                     duration::format(Duration::from_secs(delay.as_secs().max(1)))
                 );
                 match class {
-                    FailureClass::Refused | FailureClass::NotFound => log::error!("{line}"),
+                    FailureClass::Refused | FailureClass::NotFound | FailureClass::Redirected => {
+                        log::error!("{line}")
+                    }
                     _ => log::warn!("{line}"),
                 }
                 let (batches_kept, lines_kept) = self
@@ -1082,20 +1392,22 @@ impl<T: Transport> Writer<T> {
         }
     }
 
-    fn give_up_at_shutdown(&mut self) {
-        let fresh: Vec<Batch> = self.fresh.drain(..).collect();
-        let mut lost = 0;
-        for batch in fresh {
-            if self.backlog.has_spool() {
-                self.backlog.push(batch);
-            } else {
-                lost += batch.line_count as u64;
-            }
+    /// At exit: the parts of the closing window still arriving, the fresh batches and
+    /// the memory backlog go to the spool; what cannot is counted and logged as lost.
+    fn settle_at_exit(&mut self, input: &Receiver<Batch>) {
+        let until = Instant::now() + FINAL_PARTS_GRACE;
+        while let Ok(batch) = input.recv_deadline(until) {
+            self.fresh.push_back(batch);
         }
-        lost += self.backlog.persist_memory();
+        while let Some(batch) = self.fresh.pop_front() {
+            self.backlog.push(batch);
+        }
+        let lost = self.backlog.abandon_memory();
         if lost > 0 {
-            Stats::add(&self.stats.lines_dropped, lost);
-            log::error!("shutdown: InfluxDB did not take {lost} lines in time and no SPOOL_DIR is set; they are lost");
+            log::error!(
+                "shutdown: {lost} lines were neither delivered to InfluxDB nor spooled ({}); they are lost",
+                self.backlog.why_not_spooled()
+            );
         }
     }
 
@@ -1114,7 +1426,7 @@ impl<T: Transport> Writer<T> {
 /// `[0, 1)` spreads retries of many instances.
 fn retry_delay(class: FailureClass, hint: Option<Duration>, attempt: u32, random: f64) -> Duration {
     match class {
-        FailureClass::Refused | FailureClass::NotFound => SLOW_RETRY,
+        FailureClass::Refused | FailureClass::NotFound | FailureClass::Redirected => SLOW_RETRY,
         FailureClass::Busy if hint.is_some() => hint.unwrap_or(MAX_BACKOFF).min(MAX_RETRY_AFTER),
         _ => {
             let exp = FIRST_BACKOFF
@@ -1205,6 +1517,7 @@ mod tests {
         Answer::Status {
             code,
             retry_after: None,
+            location: None,
             body: body.to_string(),
         }
     }
@@ -1265,6 +1578,7 @@ mod tests {
             classify(&Answer::Status {
                 code: 429,
                 retry_after: Some(Duration::from_secs(7)),
+                location: None,
                 body: r#"{"code":"too many requests","message":"slow down"}"#.into()
             }),
             Verdict::Retry {
@@ -1483,13 +1797,22 @@ mod tests {
         assert!(Endpoint::new(&InfluxTarget::Stdout).is_none());
     }
 
+    fn no_spool() -> SpoolConfig {
+        SpoolConfig {
+            dir: None,
+            max_bytes: 0,
+        }
+    }
+
+    /// A shutdown clock no signal starts.
+    fn clock() -> ShutdownClock {
+        ShutdownClock::new(crossbeam_channel::never(), Duration::from_secs(1))
+    }
+
     fn settings(max_lines: usize) -> WriterSettings {
         WriterSettings {
             target: InfluxTarget::Stdout,
-            spool: SpoolConfig {
-                dir: None,
-                max_bytes: 0,
-            },
+            spool: no_spool(),
             shutdown_timeout: Duration::from_secs(1),
             max_lines_per_request: max_lines,
         }
@@ -1514,8 +1837,8 @@ mod tests {
                 Answer::NoAnswer("connection refused".into())
             }
         });
-        let backlog = Backlog::new(None, 1 << 20, stats.clone());
-        let mut w = Writer::new(t, backlog, &settings(100), stats.clone());
+        let backlog = Backlog::new(&no_spool(), 1 << 20, stats.clone());
+        let mut w = Writer::new(t, backlog, &settings(100), stats.clone(), clock());
         w.fresh.push_back(batch(0..3));
         w.fresh.push_back(batch(3..5));
         w.step(Instant::now());
@@ -1547,7 +1870,7 @@ mod tests {
     #[test]
     fn memory_backlog_drops_the_oldest_past_its_cap() {
         let stats = Arc::new(Stats::default());
-        let mut backlog = Backlog::new(None, 100, stats.clone());
+        let mut backlog = Backlog::new(&no_spool(), 100, stats.clone());
         for i in 0..10 {
             backlog.push(batch(i * 2..i * 2 + 2));
         }
