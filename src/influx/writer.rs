@@ -1020,6 +1020,19 @@ impl Backlog {
         }
     }
 
+    /// After the front batch was delivered in part: only `rest` (its suffix) is unsent.
+    /// A spool record stays whole on disk, so a crash cannot lose the rest; the part
+    /// InfluxDB already has is overwritten, not duplicated, when it comes again.
+    fn front_partly_delivered(&mut self, rest: Batch) {
+        if self.spool.as_ref().is_some_and(|spool| !spool.is_empty()) {
+            return;
+        }
+        if let Some(front) = self.memory.front_mut() {
+            self.memory_bytes -= front.lines.len().saturating_sub(rest.lines.len());
+            *front = rest;
+        }
+    }
+
     /// At exit: what waits in memory goes to the spool if it can; the rest is counted as
     /// dropped. Returns those lost lines.
     fn abandon_memory(&mut self) -> u64 {
@@ -1301,14 +1314,17 @@ impl<T: Transport> Writer<T> {
                 self.backlog.ack_front();
                 true
             }
-            // The record stays whole: the parts already stored are overwritten, not
-            // duplicated, when it is sent again.
             Delivery::Retry {
                 class,
                 hint,
                 message,
-                ..
+                rest,
+                rest_lines,
             } => {
+                self.backlog.front_partly_delivered(Batch {
+                    lines: rest,
+                    line_count: rest_lines,
+                });
                 self.failed(class, hint, &message);
                 false
             }
@@ -1879,6 +1895,293 @@ mod tests {
         assert!(dropped > 0);
         assert_eq!(backlog.lines() + dropped, 20);
         assert_eq!(backlog.front().map(|f| f.1), Some(2));
+    }
+
+    #[test]
+    fn redirects_keep_the_data_and_name_the_url_to_configure() {
+        for code in [301, 302, 307, 308] {
+            let answer = Answer::Status {
+                code,
+                retry_after: None,
+                location: Some(
+                    "https://user:pw@influx.example:8086/write?db=genesys&p=secret".into(),
+                ),
+                body: String::new(),
+            };
+            match classify(&answer) {
+                Verdict::Retry {
+                    class: FailureClass::Redirected,
+                    message,
+                    ..
+                } => {
+                    assert!(
+                        message.contains("to https://influx.example:8086/write;")
+                            && message.contains("set INFLUXDB_URL=https://influx.example:8086"),
+                        "{message}"
+                    );
+                    assert!(!message.contains("pw") && !message.contains("secret"));
+                }
+                other => panic!("{code}: {other:?}"),
+            }
+        }
+        let stats = Stats::default();
+        let mut t = fake(|_| Answer::Status {
+            code: 302,
+            retry_after: None,
+            location: Some("/login".into()),
+            body: String::new(),
+        });
+        let body = lines(0..3);
+        match deliver(&mut t, &body, 5000, &stats, &mut RejectionLog::default()) {
+            Delivery::Retry {
+                class: FailureClass::Redirected,
+                rest,
+                message,
+                ..
+            } => {
+                assert_eq!(rest, body, "nothing dropped");
+                assert!(message.contains("302 to /login;"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(stats.lines_dropped.load(Relaxed), 0);
+        assert_eq!(
+            retry_delay(FailureClass::Redirected, None, 3, 0.5),
+            SLOW_RETRY
+        );
+    }
+
+    /// Makes `dir` unusable for the spool even for root: a plain file in its place.
+    fn block_dir(dir: &std::path::Path) {
+        std::fs::remove_dir_all(dir).unwrap();
+        std::fs::write(dir, "not a directory").unwrap();
+    }
+
+    fn unblock_dir(dir: &std::path::Path) {
+        std::fs::remove_file(dir).unwrap();
+        std::fs::create_dir(dir).unwrap();
+    }
+
+    #[test]
+    fn an_unwritable_spool_is_tried_again_and_what_waited_in_memory_moves_there_in_order() {
+        let dir = std::env::temp_dir().join(format!("g2i-writer-spool-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let config = SpoolConfig {
+            dir: Some(dir.clone()),
+            max_bytes: 1 << 20,
+        };
+        let stats = Arc::new(Stats::default());
+        let mut backlog = Backlog::new(&config, 1 << 20, stats.clone());
+        block_dir(&dir);
+        backlog.push(batch(0..2));
+        backlog.push(batch(2..3));
+        assert!(!backlog.memory_is_empty());
+        assert_eq!(backlog.lines(), 3);
+        unblock_dir(&dir);
+        backlog.push(batch(3..4));
+        assert!(backlog.memory_is_empty(), "memory moved to the spool");
+        assert_eq!(stats.lines_spooled.load(Relaxed), 4);
+        for expected in [lines(0..2), lines(2..3), lines(3..4)] {
+            assert_eq!(backlog.front().map(|f| f.0.to_string()), Some(expected));
+            backlog.ack_front();
+        }
+        // Broken again at exit: what cannot be spooled is counted as lost, exactly.
+        block_dir(&dir);
+        backlog.push(batch(4..6));
+        assert_eq!(backlog.abandon_memory(), 2);
+        assert_eq!(stats.lines_dropped.load(Relaxed), 2);
+        assert!(backlog.why_not_spooled().contains("cannot be written"));
+        assert_eq!(backlog.lines(), 0);
+        std::fs::remove_file(&dir).unwrap();
+    }
+
+    #[test]
+    fn at_exit_without_a_spool_every_unsent_line_is_counted_as_lost() {
+        let stats = Arc::new(Stats::default());
+        let t = fake(|_| Answer::NoAnswer("connection refused".into()));
+        let backlog = Backlog::new(&no_spool(), 1 << 20, stats.clone());
+        let mut w = Writer::new(t, backlog, &settings(100), stats.clone(), clock());
+        w.fresh.push_back(batch(0..3));
+        w.step(Instant::now());
+        w.fresh.push_back(batch(3..5));
+        let (tx, input) = crossbeam_channel::bounded(1);
+        tx.send(batch(5..6)).unwrap();
+        drop(tx);
+        w.settle_at_exit(&input);
+        assert_eq!(stats.lines_dropped.load(Relaxed), 6);
+        assert_eq!(w.backlog.lines(), 0);
+    }
+
+    #[test]
+    fn the_shutdown_clock_starts_when_stop_disconnects() {
+        let (stop_tx, stop) = crossbeam_channel::bounded::<()>(0);
+        let clock = ShutdownClock::new(stop, Duration::ZERO);
+        assert_eq!(clock.deadline(), None);
+        drop(stop_tx);
+        let deadline = clock.deadline().expect("started");
+        assert_eq!(clock.deadline(), Some(deadline), "started once");
+        let (_answer_tx, answer) = crossbeam_channel::bounded::<Answer>(1);
+        assert_eq!(
+            clock.wait_for(&answer),
+            None,
+            "no waiting past the deadline"
+        );
+    }
+
+    fn arbitrary_answer() -> impl Strategy<Value = Answer> {
+        let fixed = |code: u16, body: &'static str| Just(status(code, body));
+        prop_oneof![
+            fixed(204, ""),
+            fixed(200, "{}"),
+            (0usize..12).prop_map(|n| status_owned(
+                400,
+                format!(r#"{{"error":"partial write: unable to parse 'x': bad dropped={n}"}}"#)
+            )),
+            fixed(400, r#"{"error":"field type conflict"}"#),
+            fixed(401, r#"{"error":"authorization failed"}"#),
+            fixed(403, ""),
+            fixed(404, r#"{"error":"database not found"}"#),
+            fixed(413, r#"{"error":"Request Entity Too Large"}"#),
+            proptest::option::of(any::<u64>()).prop_map(|secs| Answer::Status {
+                code: 429,
+                retry_after: secs.map(Duration::from_secs),
+                location: None,
+                body: String::new(),
+            }),
+            (500u16..600).prop_map(|code| status_owned(code, String::new())),
+            (300u16..400, proptest::option::of("[^\r\n]{0,40}")).prop_map(|(code, location)| {
+                Answer::Status {
+                    code,
+                    retry_after: None,
+                    location,
+                    body: String::new(),
+                }
+            }),
+            (100u16..1000, ".{0,300}").prop_map(|(code, body)| status_owned(code, body)),
+            (400u16..500, "x{0,3}").prop_map(|(code, tail)| status_owned(
+                code,
+                format!("partial write{}", "ü".repeat(70_000 + tail.len()))
+            )),
+            Just(Answer::NoAnswer("connection reset".into())),
+            Just(Answer::NoAnswer(SHUTDOWN_OVER.into())),
+        ]
+    }
+
+    fn status_owned(code: u16, body: String) -> Answer {
+        Answer::Status {
+            code,
+            retry_after: None,
+            location: None,
+            body,
+        }
+    }
+
+    /// Lines of any text but a newline, multi-byte characters included.
+    fn arbitrary_lines() -> impl Strategy<Value = Vec<String>> {
+        proptest::collection::vec("[^\n]{0,24}", 1..30)
+    }
+
+    /// A transport answering from `script`, then 204 for ever.
+    fn scripted(script: Vec<Answer>) -> Fake<impl FnMut(&str) -> Answer> {
+        let mut next = 0;
+        fake(move |_| {
+            next += 1;
+            script
+                .get(next - 1)
+                .cloned()
+                .unwrap_or_else(|| status(204, ""))
+        })
+    }
+
+    fn joined(lines: &[String]) -> Batch {
+        Batch {
+            lines: lines.iter().map(|l| format!("{l}\n")).collect(),
+            line_count: lines.len(),
+        }
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Splitting any body at any point never panics and always cuts just after a
+        /// line end, inside the body.
+        #[test]
+        fn any_body_splits_at_a_line_end(body in ".{0,200}") {
+            if let Some(cut) = split_point(&body) {
+                prop_assert!(cut > 0 && cut < body.len());
+                prop_assert_eq!(body.as_bytes()[cut - 1], b'\n');
+            }
+        }
+
+        /// Any answers over any lines: no panic, and every line is stored, dropped
+        /// (counted) or handed back unsent, exactly once and in order.
+        #[test]
+        fn deliver_accounts_for_every_line_once(
+            lines in arbitrary_lines(),
+            answers in proptest::collection::vec(arbitrary_answer(), 0..40),
+            max_lines in 1usize..8,
+        ) {
+            let stats = Stats::default();
+            let body = joined(&lines);
+            let mut t = scripted(answers);
+            let result = deliver(&mut t, &body.lines, max_lines, &stats, &mut RejectionLog::default());
+            let unsent = match &result {
+                Delivery::Done => 0,
+                Delivery::Retry { rest, rest_lines, .. } => {
+                    prop_assert!(body.lines.ends_with(rest.as_str()));
+                    prop_assert_eq!(count_lines(rest), *rest_lines);
+                    *rest_lines as u64
+                }
+            };
+            let written = stats.points_written.load(Relaxed);
+            let dropped = stats.lines_dropped.load(Relaxed);
+            prop_assert_eq!(written + dropped + unsent, lines.len() as u64);
+            prop_assert!(t.sent.iter().all(|b| count_lines(b) <= max_lines));
+        }
+
+        /// The writer over many batches, answers and a small memory cap, then the exit:
+        /// every line produced is acknowledged or counted as dropped, exactly once.
+        #[test]
+        fn the_writer_accounts_for_every_line_once(
+            batches in proptest::collection::vec(arbitrary_lines(), 1..10),
+            answers in proptest::collection::vec(arbitrary_answer(), 0..40),
+            cap in 64usize..2048,
+        ) {
+            let stats = Arc::new(Stats::default());
+            let backlog = Backlog::new(&no_spool(), cap, stats.clone());
+            let mut w = Writer::new(scripted(answers), backlog, &settings(3), stats.clone(), clock());
+            let mut produced = 0u64;
+            for lines in &batches {
+                produced += lines.len() as u64;
+                w.fresh.push_back(joined(lines));
+                for _ in 0..3 {
+                    let now = Instant::now();
+                    if w.retry_at.is_some() {
+                        // The retry is due (time is not waited for here).
+                        w.retry_at = Some(now);
+                        while let Some(batch) = w.fresh.pop_front() {
+                            w.keep(batch);
+                        }
+                    }
+                    w.next_replay = now;
+                    w.step(now);
+                }
+                let fresh: usize = w.fresh.iter().map(|b| b.line_count).sum();
+                let accounted = stats.points_written.load(Relaxed)
+                    + stats.lines_dropped.load(Relaxed)
+                    + w.backlog.lines()
+                    + fresh as u64;
+                prop_assert_eq!(accounted, produced);
+            }
+            let (_, closed) = crossbeam_channel::bounded::<Batch>(0);
+            w.settle_at_exit(&closed);
+            prop_assert_eq!(
+                stats.points_written.load(Relaxed) + stats.lines_dropped.load(Relaxed),
+                produced
+            );
+        }
     }
 
     #[test]
