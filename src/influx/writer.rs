@@ -19,11 +19,17 @@
 //! | 400 `field type conflict` within one body (nothing stored), other 400/4xx, 413 too large | split the body in halves and send them again, down to the single line InfluxDB refuses, which is dropped, counted and logged |
 //! | 401 / 403 credentials refused | keep the data, retry every 30 s, log loudly once |
 //! | 404 database / bucket not found | keep the data, retry every 30 s, log once |
+//! | 3xx redirect | never followed (a client would resend a write as a GET without its body): keep the data, retry every 30 s, log the `Location` once with the `INFLUXDB_URL` to set |
 //! | 429 / 503 | keep the data, retry after `Retry-After` (else backoff) |
 //! | other 5xx, timeout, connection refused | keep the data, exponential backoff with jitter, 1 s doubling up to 30 s |
 //!
 //! Every failure class is logged once when it starts, then as a summary every 5 minutes
 //! (`InfluxDB unreachable for 5m, 30 batches (1200 lines) spooled`), and once on recovery.
+//!
+//! Shutdown ends within `SHUTDOWN_TIMEOUT` of SIGTERM whatever the network does: each
+//! request runs on a helper thread the writer stops waiting for at the deadline. What is
+//! not delivered then is spooled; what cannot be spooled (no `SPOOL_DIR`, or the spool
+//! unwritable) is counted in `lines_dropped` and logged as lost, with the number.
 
 use std::collections::VecDeque;
 use std::io::{self, Read as _, Write as _};
