@@ -970,10 +970,10 @@ fn sigterm_ends_within_shutdown_timeout_when_influxdb_never_answers() {
     service.wait_for_log("writer: sending to", Duration::from_secs(30));
     let started = now_s() as u64;
     wait_until(
-        "three windows polled",
+        "five windows polled",
         Duration::from_secs(30),
         &service,
-        || now_s() as u64 >= started + 3 * timing.window,
+        || now_s() as u64 >= started + 5 * timing.window,
     );
     let signalled = Instant::now();
     service.signal("TERM");

@@ -1901,6 +1901,12 @@ mod tests {
         assert!(dropped > 0);
         assert_eq!(backlog.lines() + dropped, 20);
         assert_eq!(backlog.front().map(|f| f.1), Some(2));
+        // One episode (logged at its start and end), not one message per batch.
+        assert_eq!(backlog.dropping, Some(dropped));
+        while !backlog.is_empty() {
+            backlog.ack_front();
+        }
+        assert_eq!(backlog.dropping, None, "the episode ended with the backlog");
     }
 
     #[test]
@@ -2187,6 +2193,56 @@ mod tests {
                 stats.points_written.load(Relaxed) + stats.lines_dropped.load(Relaxed),
                 produced
             );
+        }
+    }
+
+    /// A loopback server answering 400 with a body that goes on for 16 MB.
+    fn endless_answer_server() -> String {
+        use std::io::{BufRead, BufReader};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let Ok((stream, _)) = listener.accept() else {
+                return;
+            };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let mut out = stream;
+            let chunk = format!("10000\r\n{}\r\n", "x".repeat(0x10000));
+            let _ =
+                out.write_all(b"HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\n\r\n");
+            for _ in 0..256 {
+                if out.write_all(chunk.as_bytes()).is_err() {
+                    break;
+                }
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn an_endless_answer_is_read_bounded() {
+        let endpoint = Endpoint::new(&InfluxTarget::V1 {
+            url: endless_answer_server(),
+            database: "db".into(),
+            retention_policy: None,
+            auth: V1Auth::None,
+        })
+        .unwrap();
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        let body = gzip(b"m f=1i 1\n").unwrap();
+        match post_once(&agent, &endpoint, &body, Some(Duration::from_secs(10))) {
+            Answer::Status { code, body, .. } => {
+                assert_eq!(code, 400);
+                assert_eq!(body.len() as u64, ANSWER_BODY_MAX_BYTES);
+            }
+            other => panic!("{other:?}"),
         }
     }
 
