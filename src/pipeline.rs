@@ -8,7 +8,9 @@
 //! a poll stuck in a slow request cannot hold the final flush back. The aggregator then
 //! closes the open window with the samples it has (and saves its state so a restart in
 //! the same window completes it), the batch channel closes, and the writer flushes
-//! within `SHUTDOWN_TIMEOUT`, spooling the rest. The poller thread is not waited for.
+//! within `SHUTDOWN_TIMEOUT` of the signal (it watches the stop channel too, so a write
+//! InfluxDB never answers cannot hold it), spooling the rest. The poller thread is not
+//! waited for, and the writer only that long.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -40,6 +42,10 @@ const EVENT_QUEUE: usize = 64;
 const BATCH_QUEUE: usize = 4;
 /// How often the aggregator logs what was written meanwhile (info level).
 pub const SUMMARY_PERIOD: Duration = Duration::from_secs(300);
+/// The writer ends by itself within `SHUTDOWN_TIMEOUT` of SIGTERM (its requests are
+/// abandoned then); this much more is allowed for spooling what is left before the
+/// process exits without it.
+const WRITER_EXIT_MARGIN: Duration = Duration::from_secs(2);
 /// Where the open window is saved at shutdown, inside `SPOOL_DIR`.
 const OPEN_WINDOW_FILE: &str = "open-window.json";
 /// The most `open-window.json` is read of: it takes about 2 KB a queue (1.2 MB measured
@@ -77,7 +83,13 @@ pub fn run(config: &Config, stop_after: Option<Duration>) -> u8 {
 
     let (event_tx, event_rx) = bounded(EVENT_QUEUE);
     let (batch_tx, batch_rx) = bounded(BATCH_QUEUE);
-    let writer = spawn_writer(config, agent, batch_rx, stats.clone());
+    let writer = spawn_writer(
+        config,
+        agent,
+        batch_rx,
+        shutdown.stop.clone(),
+        stats.clone(),
+    );
     spawn_kpis(
         config,
         client,
@@ -108,7 +120,13 @@ pub fn run(config: &Config, stop_after: Option<Duration>) -> u8 {
     };
     let aggregated = aggregator.join();
     notifier.stopping();
-    let written = writer.join();
+    let Some(written) = join_within(writer, config.shutdown_timeout + WRITER_EXIT_MARGIN) else {
+        log::error!(
+            "the writer did not finish within SHUTDOWN_TIMEOUT={}; exiting without it (what it held in memory is lost)",
+            duration::format(config.shutdown_timeout)
+        );
+        return exit::FAILURE;
+    };
     if aggregated.is_err() || written.is_err() {
         log::error!("a worker thread failed; see the messages above");
         return exit::FAILURE;
@@ -117,10 +135,24 @@ pub fn run(config: &Config, stop_after: Option<Duration>) -> u8 {
     exit::OK
 }
 
+/// Waits for `handle` at most `limit`; `None` if the thread is still running then.
+fn join_within<T>(handle: thread::JoinHandle<T>, limit: Duration) -> Option<thread::Result<T>> {
+    let deadline = Instant::now() + limit;
+    // Bounded by the deadline.
+    while !handle.is_finished() {
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    Some(handle.join())
+}
+
 fn spawn_writer(
     config: &Config,
     agent: ureq::Agent,
     batches: Receiver<Batch>,
+    stop: Receiver<()>,
     stats: Arc<Stats>,
 ) -> std::io::Result<thread::JoinHandle<()>> {
     let settings = WriterSettings {
@@ -131,7 +163,7 @@ fn spawn_writer(
     };
     thread::Builder::new()
         .name("writer".into())
-        .spawn(move || writer::run(settings, agent, batches, stats))
+        .spawn(move || writer::run(settings, agent, batches, stop, stats))
 }
 
 fn poller_settings(config: &Config, published: SharedQueues) -> PollerSettings {

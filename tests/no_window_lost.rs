@@ -19,6 +19,7 @@ use genesys2influx::influx::spool;
 use serde_json::Value;
 
 use crate::core_pipeline::sim_with;
+use crate::util::gate::{Gate, Silent};
 use crate::util::influxd::{self, Influxd, Options};
 use crate::util::process::Service;
 use crate::util::victoria::Victoria;
@@ -821,22 +822,240 @@ fn refused_credentials_keep_the_data_until_a_restart_fixes_them() {
         !log.contains(influxd::ADMIN_PASSWORD),
         "no secret in the log"
     );
-    let windows = samples_by_window(&influx, "genesys_queue");
-    // The windows of the first run: first (partial) .. the one SIGTERM cut (partial).
+    let logs = format!("{first_log}\n--- restart ---\n{log}");
+    assert_first_run_delivered(&sim, &influx, timing, restarted, &logs);
+}
+
+/// The windows of a first run that wrote nothing itself, as delivered from the spool by
+/// the run started at `restarted`: first (partial) .. the one SIGTERM cut (partial), all
+/// complete in between, with the simulator's values.
+fn assert_first_run_delivered(
+    sim: &Sim,
+    influx: &Influxd,
+    timing: Timing,
+    restarted: u64,
+    logs: &str,
+) {
+    let windows = samples_by_window(influx, "genesys_queue");
     let first_run: BTreeMap<_, _> = windows
         .iter()
         .filter(|(w, _)| **w < restarted - restarted % timing.window)
         .map(|(w, q)| (*w, q.clone()))
         .collect();
-    let logs = format!("{first_log}\n--- restart ---\n{log}");
-    let checked = assert_every_window(&first_run, &sim.queues(), timing, &BTreeSet::new(), &logs);
+    let checked = assert_every_window(&first_run, &sim.queues(), timing, &BTreeSet::new(), logs);
     assert!(
         checked.len() >= 2,
-        "first-run windows delivered: {checked:?}"
+        "first-run windows delivered: {checked:?}\n{logs}"
     );
     for window in &checked {
-        assert_values(&sim, &influx, timing, &sim.queues()[0].0, *window);
+        assert_values(sim, influx, timing, &sim.queues()[0].0, *window);
     }
+}
+
+/// Restarts against `url` on the same spool, waits until the spool is replayed, stops;
+/// returns when the restart happened and its log.
+fn restart_and_drain(
+    sim: &Sim,
+    influx: &Influxd,
+    url: &str,
+    timing: Timing,
+    spool_dir: &Path,
+) -> (u64, String) {
+    let service = Service::start(&["run"], &env(sim, url, timing, Some(spool_dir), None));
+    let restarted = now_s() as u64;
+    wait_drained(influx, &service, spool_dir, restarted + timing.window);
+    (restarted, stop(service))
+}
+
+const TOKYO: &str = "東京センター東京センター東京センター";
+
+/// 413 to every body of more than one line, and a static tag in Japanese on every line:
+/// the writer splits down to single lines, never inside a character, and every window
+/// lands (before: "byte index … is not a char boundary", abort, exit 134).
+#[test]
+fn a_non_ascii_tag_with_413_for_every_multi_line_body_loses_nothing() {
+    let timing = Timing::FAST;
+    let sim = sim_with(QUEUES);
+    let influx = Influxd::start_default();
+    influx.create_database(DB);
+    let gate = Gate::start(&influx.url());
+    gate.set_single_lines_only(true);
+    let mut env = env(&sim, &gate.url(), timing, None, None);
+    env.push(("INFLUXDB_TAGS", format!("site={TOKYO}")));
+    let service = Service::start(&["run"], &env);
+    let first = first_complete_window(&influx, &service, timing);
+    wait_until("three windows", Duration::from_secs(30), &service, || {
+        samples_by_window(&influx, "genesys_queue")
+            .keys()
+            .any(|w| *w >= first + 3 * timing.window)
+    });
+    let log = stop(service);
+    let windows = samples_where(
+        &influx,
+        "genesys_queue",
+        &format!("WHERE \"site\" = '{TOKYO}'"),
+    );
+    let checked = assert_every_window(&windows, &sim.queues(), timing, &BTreeSet::new(), &log);
+    assert!(checked.len() >= 2, "{checked:?}");
+    assert!(
+        gate.exchanges().iter().any(|e| e.status == 413),
+        "the 413s happened"
+    );
+    assert_eq!(self_metric_sum(&influx, "lines_dropped"), 0);
+}
+
+/// 301 (to the real write URL) and 302 (to a URL answering GET with 204) for every write:
+/// no write follows a redirect, so nothing is lost or dropped: the windows wait in the
+/// spool, the log names the Location and the INFLUXDB_URL to set (once), and a restart
+/// with the right INFLUXDB_URL delivers all of them.
+#[test]
+fn redirected_writes_wait_in_the_spool_until_influxdb_url_is_right() {
+    let timing = Timing::FAST;
+    let sim = sim_with(QUEUES);
+    let influx = Influxd::start_default();
+    influx.create_database(DB);
+    let gate = Gate::start(&influx.url());
+    gate.set_redirects(vec![
+        (301, format!("{}/write?db={DB}&precision=s", influx.url())),
+        (302, format!("{}/ping", influx.url())),
+    ]);
+    let spool_dir = TempDir::new("spool");
+    let service = Service::start(
+        &["run"],
+        &env(&sim, &gate.url(), timing, Some(spool_dir.path()), None),
+    );
+    let started = now_s() as u64;
+    wait_until(
+        "four windows spooled",
+        Duration::from_secs(30),
+        &service,
+        || now_s() as u64 >= started + 4 * timing.window,
+    );
+    let first_log = stop(service);
+    assert!(samples_by_window(&influx, "genesys_queue").is_empty());
+    assert!(!segments(spool_dir.path()).is_empty(), "kept in the spool");
+    assert_eq!(
+        first_log.matches("redirecting the writes").count(),
+        1,
+        "logged once:\n{first_log}"
+    );
+    assert!(
+        first_log.contains(&format!("set INFLUXDB_URL={}", influx.url())),
+        "{first_log}"
+    );
+    assert!(!first_log.contains("they are lost"), "{first_log}");
+    let (restarted, log) =
+        restart_and_drain(&sim, &influx, &influx.url(), timing, spool_dir.path());
+    let logs = format!("{first_log}\n--- restart ---\n{log}");
+    assert_first_run_delivered(&sim, &influx, timing, restarted, &logs);
+    assert_eq!(self_metric_sum(&influx, "lines_dropped"), 0, "{logs}");
+}
+
+/// InfluxDB accepts the connection and never answers, HTTP_TIMEOUT=60s,
+/// SHUTDOWN_TIMEOUT=3s: SIGTERM ends the process within the shutdown timeout plus a
+/// small margin, exit 0, with the windows in the spool; a restart against a real influxd
+/// delivers them.
+#[test]
+fn sigterm_ends_within_shutdown_timeout_when_influxdb_never_answers() {
+    let timing = Timing::FAST;
+    let sim = sim_with(QUEUES);
+    let influx = Influxd::start_default();
+    influx.create_database(DB);
+    let silent = Silent::start();
+    let spool_dir = TempDir::new("spool");
+    let mut env = env(&sim, &silent.url(), timing, Some(spool_dir.path()), None);
+    env.push(("HTTP_TIMEOUT", "60s".to_string()));
+    env.push(("SHUTDOWN_TIMEOUT", "3s".to_string()));
+    let mut service = Service::start(&["run"], &env);
+    service.wait_for_log("writer: sending to", Duration::from_secs(30));
+    let started = now_s() as u64;
+    wait_until(
+        "five windows polled",
+        Duration::from_secs(30),
+        &service,
+        || now_s() as u64 >= started + 5 * timing.window,
+    );
+    let signalled = Instant::now();
+    service.signal("TERM");
+    let status = service.wait(Duration::from_secs(20));
+    let took = signalled.elapsed();
+    let first_log = service.stderr();
+    assert_eq!(status.code(), Some(0), "{first_log}");
+    assert!(
+        took < Duration::from_millis(4500),
+        "SIGTERM took {took:?} with SHUTDOWN_TIMEOUT=3s:\n{first_log}"
+    );
+    assert!(
+        !segments(spool_dir.path()).is_empty(),
+        "spooled:\n{first_log}"
+    );
+    assert!(!first_log.contains("they are lost"), "{first_log}");
+    let (restarted, log) =
+        restart_and_drain(&sim, &influx, &influx.url(), timing, spool_dir.path());
+    let logs = format!("{first_log}\n--- restart ---\n{log}");
+    assert_first_run_delivered(&sim, &influx, timing, restarted, &logs);
+}
+
+/// SPOOL_DIR unusable (a file in its place) while InfluxDB is unreachable: the windows
+/// wait in memory; once the directory is back they move to the spool and a restart
+/// delivers every one. Unusable again at SIGTERM: the exit log counts the lost lines
+/// instead of saying they wait in the spool.
+#[test]
+fn a_spool_that_comes_back_is_used_again_and_loss_at_exit_is_counted() {
+    let timing = Timing::FAST;
+    let sim = sim_with(QUEUES);
+    let influx = Influxd::start_default();
+    influx.create_database(DB);
+    let gate = Gate::start(&influx.url());
+    gate.set_dropping(true);
+    let spool_root = TempDir::new("spool");
+    let spool_dir = spool_root.join("spool");
+    let block = || {
+        std::fs::remove_dir_all(&spool_dir).unwrap();
+        std::fs::write(&spool_dir, "not a directory").unwrap();
+    };
+    let unblock = || {
+        std::fs::remove_file(&spool_dir).unwrap();
+        std::fs::create_dir(&spool_dir).unwrap();
+    };
+    let service = Service::start(
+        &["run"],
+        &env(&sim, &gate.url(), timing, Some(&spool_dir), None),
+    );
+    service.wait_for_log("writer: sending to", Duration::from_secs(30));
+    block();
+    service.wait_for_log("cannot be written", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(2 * timing.window));
+    unblock();
+    service.wait_for_log("writable again", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(timing.window));
+    let first_log = stop(service);
+    assert!(!first_log.contains("they are lost"), "{first_log}");
+    gate.set_dropping(false);
+    let (restarted, log) = restart_and_drain(&sim, &influx, &gate.url(), timing, &spool_dir);
+    let logs = format!("{first_log}\n--- restart ---\n{log}");
+    assert_first_run_delivered(&sim, &influx, timing, restarted, &logs);
+
+    gate.set_dropping(true);
+    let service = Service::start(
+        &["run"],
+        &env(&sim, &gate.url(), timing, Some(&spool_dir), None),
+    );
+    service.wait_for_log("writer: sending to", Duration::from_secs(30));
+    block();
+    service.wait_for_log("cannot be written", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(timing.window));
+    let log = stop(service);
+    let lost = log
+        .lines()
+        .find_map(|l| {
+            let (_, after) = l.split_once("shutdown: ")?;
+            after.split(' ').next()?.parse::<u64>().ok()
+        })
+        .unwrap_or_else(|| panic!("no loss counted at exit:\n{log}"));
+    assert!(lost > 0, "{log}");
+    assert!(!log.contains("wait in the spool"), "{log}");
+    std::fs::remove_file(&spool_dir).unwrap();
 }
 
 /// VictoriaMetrics' v1 `/write`: the same windows, read back through `/api/v1/export`.

@@ -74,7 +74,15 @@ impl Running {
             max_lines_per_request: writer::DEFAULT_MAX_LINES_PER_REQUEST,
         };
         let thread_stats = stats.clone();
-        let handle = thread::spawn(move || writer::run(settings, agent(), rx, thread_stats));
+        let handle = thread::spawn(move || {
+            writer::run(
+                settings,
+                agent(),
+                rx,
+                crossbeam_channel::never(),
+                thread_stats,
+            )
+        });
         Running {
             tx: Some(tx),
             handle: Some(handle),

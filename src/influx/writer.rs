@@ -19,18 +19,24 @@
 //! | 400 `field type conflict` within one body (nothing stored), other 400/4xx, 413 too large | split the body in halves and send them again, down to the single line InfluxDB refuses, which is dropped, counted and logged |
 //! | 401 / 403 credentials refused | keep the data, retry every 30 s, log loudly once |
 //! | 404 database / bucket not found | keep the data, retry every 30 s, log once |
+//! | 3xx redirect | never followed (a client would resend a write as a GET without its body): keep the data, retry every 30 s, log the `Location` once with the `INFLUXDB_URL` to set |
 //! | 429 / 503 | keep the data, retry after `Retry-After` (else backoff) |
 //! | other 5xx, timeout, connection refused | keep the data, exponential backoff with jitter, 1 s doubling up to 30 s |
 //!
 //! Every failure class is logged once when it starts, then as a summary every 5 minutes
 //! (`InfluxDB unreachable for 5m, 30 batches (1200 lines) spooled`), and once on recovery.
+//!
+//! Shutdown ends within `SHUTDOWN_TIMEOUT` of SIGTERM whatever the network does: each
+//! request runs on a helper thread the writer stops waiting for at the deadline. What is
+//! not delivered then is spooled; what cannot be spooled (no `SPOOL_DIR`, or the spool
+//! unwritable) is counted in `lines_dropped` and logged as lost, with the number.
 
 use std::collections::VecDeque;
-use std::io::{self, Write as _};
-use std::sync::Arc;
+use std::io::{self, Read as _, Write as _};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
+use crossbeam_channel::{select, Receiver, RecvTimeoutError, TryRecvError};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
@@ -62,6 +68,11 @@ const SUMMARY_INTERVAL: Duration = Duration::from_secs(300);
 const REJECTION_LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// Longest blocking wait on the input channel, so the loop re-checks its timers.
 const IDLE_WAIT: Duration = Duration::from_secs(1);
+/// After the shutdown deadline, how long the last parts of the closing window may still
+/// take to arrive (they are spooled, not sent).
+const FINAL_PARTS_GRACE: Duration = Duration::from_millis(200);
+/// InfluxDB's answers are small; a huge or endless body is read only this far.
+const ANSWER_BODY_MAX_BYTES: u64 = 64 * 1024;
 
 /// Complete, `\n`-terminated lines of line protocol.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -78,13 +89,16 @@ pub struct WriterSettings {
     pub max_lines_per_request: usize,
 }
 
-/// Writes every batch from `input` until it disconnects and everything is delivered, or
-/// until `shutdown_timeout` after the disconnect; what is left then is spooled (with a
-/// `SPOOL_DIR`) or counted as dropped.
+/// Writes every batch from `input` until it disconnects and everything is delivered.
+/// Shutdown starts when `stop` disconnects (SIGTERM) or `input` does, and ends
+/// `shutdown_timeout` later whatever the network does: a request still unanswered then
+/// is abandoned, and what is unsent is spooled (with a `SPOOL_DIR`) or counted and
+/// logged as lost.
 pub fn run(
     settings: WriterSettings,
     agent: ureq::Agent,
     input: Receiver<Batch>,
+    stop: Receiver<()>,
     stats: Arc<Stats>,
 ) {
     let Some(endpoint) = Endpoint::new(&settings.target) else {
@@ -92,10 +106,15 @@ pub fn run(
         return;
     };
     let description = endpoint.description.clone();
-    let transport = HttpTransport { agent, endpoint };
-    let backlog = Backlog::open(&settings.spool, stats.clone());
+    let clock = ShutdownClock::new(stop, settings.shutdown_timeout);
+    let transport = HttpTransport {
+        agent,
+        endpoint: Arc::new(endpoint),
+        clock: clock.clone(),
+    };
+    let backlog = Backlog::new(&settings.spool, MEMORY_BACKLOG_MAX_BYTES, stats.clone());
     log::info!("writer: sending to {description}; {}", backlog.summary());
-    Writer::new(transport, backlog, &settings, stats).run(&input, settings.shutdown_timeout);
+    Writer::new(transport, backlog, &settings, stats, clock).run(&input);
 }
 
 /// Why `genesys2influx check` could not confirm InfluxDB is writable.
@@ -157,15 +176,12 @@ pub fn check(target: &InfluxTarget, agent: &ureq::Agent) -> Result<String, Check
         .and_then(|v| v.to_str().ok())
         .map(|v| format!("InfluxDB {v}"))
         .unwrap_or_else(|| "InfluxDB".to_string());
-    let mut request = agent.post(&endpoint.write_url);
-    if let Some(auth) = &endpoint.authorization {
-        request = request.header("Authorization", auth);
-    }
-    let mut response = request
+    let mut response = write_request(agent, &endpoint, None)
         .send_empty()
         .map_err(|e| CheckError::Unreachable(e.to_string()))?;
     let status = response.status().as_u16();
-    let message = error_message(&response.body_mut().read_to_string().unwrap_or_default());
+    let location = header(&response, "location");
+    let message = error_message(&read_bounded(response.body_mut()));
     match status {
         200..=299 => Ok(format!(
             "{version} at {}, {} writable",
@@ -177,6 +193,10 @@ pub fn check(target: &InfluxTarget, agent: &ureq::Agent) -> Result<String, Check
             "{version} at {}, {} writable (empty probe answered: {message})",
             endpoint.base, endpoint.destination
         )),
+        300..=399 => Err(CheckError::Rejected(redirect_message(
+            status,
+            location.as_deref(),
+        ))),
         401 | 403 => Err(CheckError::Refused(format!("{status} {message}"))),
         404 => Err(CheckError::NotFound(format!(
             "{} ({message})",
@@ -268,55 +288,172 @@ enum Answer {
     Status {
         code: u16,
         retry_after: Option<Duration>,
+        /// The `Location` of a 3xx.
+        location: Option<String>,
         body: String,
     },
-    /// No HTTP answer: refused connection, timeout, reset, DNS, TLS.
+    /// No HTTP answer: refused connection, timeout, reset, DNS, TLS, or none before the
+    /// shutdown deadline.
     NoAnswer(String),
 }
 
-/// Sends one body of line protocol. The HTTP one gzips; tests use a scripted fake.
+/// Sends one body of line protocol and says what came back: the seam between the
+/// response policy and HTTP. The HTTP one gzips; tests use a scripted fake.
 trait Transport {
     fn post(&mut self, lines: &str) -> Answer;
 }
 
+/// When the shutdown flush must end: `SHUTDOWN_TIMEOUT` after `stop` disconnects
+/// (SIGTERM) or the input closes, whichever comes first. Shared by the writer loop and
+/// the transport, so a request in flight at SIGTERM is waited for only that long.
+#[derive(Debug, Clone)]
+struct ShutdownClock {
+    stop: Receiver<()>,
+    timeout: Duration,
+    started: Arc<OnceLock<Instant>>,
+}
+
+impl ShutdownClock {
+    fn new(stop: Receiver<()>, timeout: Duration) -> ShutdownClock {
+        ShutdownClock {
+            stop,
+            timeout,
+            started: Arc::default(),
+        }
+    }
+
+    /// Starts the shutdown now, unless it already started.
+    fn start(&self) {
+        self.started.get_or_init(Instant::now);
+    }
+
+    /// The deadline, once the shutdown has started.
+    fn deadline(&self) -> Option<Instant> {
+        if self.started.get().is_none()
+            && matches!(self.stop.try_recv(), Err(TryRecvError::Disconnected))
+        {
+            self.start();
+        }
+        self.started.get().map(|at| *at + self.timeout)
+    }
+
+    /// Waits for `answer`; once the shutdown has started, no later than its deadline.
+    fn wait_for<T>(&self, answer: &Receiver<T>) -> Option<T> {
+        if self.deadline().is_none() {
+            select! {
+                recv(answer) -> got => return got.ok(),
+                recv(self.stop) -> _ => {}
+            }
+        }
+        // `stop` is never sent on: its arm fired because it disconnected.
+        match self.deadline() {
+            Some(deadline) => answer.recv_deadline(deadline).ok(),
+            None => answer.recv().ok(),
+        }
+    }
+}
+
 struct HttpTransport {
     agent: ureq::Agent,
-    endpoint: Endpoint,
+    endpoint: Arc<Endpoint>,
+    clock: ShutdownClock,
 }
 
 impl Transport for HttpTransport {
+    /// The request runs on a short-lived thread so that a server that never answers
+    /// cannot hold the writer past the shutdown deadline; once shutting down, requests
+    /// also carry a timeout no longer than the time left.
     fn post(&mut self, lines: &str) -> Answer {
         let body = match gzip(lines.as_bytes()) {
             Ok(body) => body,
             Err(e) => return Answer::NoAnswer(format!("gzip: {e}")),
         };
-        let mut request = self
-            .agent
-            .post(&self.endpoint.write_url)
-            .header("Content-Type", "text/plain; charset=utf-8")
-            .header("Content-Encoding", "gzip");
-        if let Some(auth) = &self.endpoint.authorization {
-            request = request.header("Authorization", auth);
+        let timeout = match self.clock.deadline() {
+            None => None,
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Answer::NoAnswer(SHUTDOWN_OVER.to_string());
+                }
+                let configured = self.agent.config().timeouts().global;
+                Some(configured.map_or(left, |t| t.min(left)))
+            }
+        };
+        let (done, answer) = crossbeam_channel::bounded(1);
+        let (agent, endpoint) = (self.agent.clone(), self.endpoint.clone());
+        let started = std::thread::Builder::new()
+            .name("influx-write".into())
+            .spawn(move || {
+                let _ = done.send(post_once(&agent, &endpoint, &body, timeout));
+            });
+        if let Err(e) = started {
+            return Answer::NoAnswer(format!("cannot start the request thread: {e}"));
         }
-        match request.send(&body[..]) {
-            Ok(mut response) => Answer::Status {
-                code: response.status().as_u16(),
-                retry_after: response
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs),
-                body: response
-                    .body_mut()
-                    .with_config()
-                    .limit(64 * 1024)
-                    .read_to_string()
-                    .unwrap_or_default(),
-            },
-            Err(e) => Answer::NoAnswer(e.to_string()),
-        }
+        self.clock
+            .wait_for(&answer)
+            .unwrap_or_else(|| Answer::NoAnswer(SHUTDOWN_OVER.to_string()))
     }
+}
+
+const SHUTDOWN_OVER: &str = "no answer within SHUTDOWN_TIMEOUT";
+
+fn post_once(
+    agent: &ureq::Agent,
+    endpoint: &Endpoint,
+    body: &[u8],
+    timeout: Option<Duration>,
+) -> Answer {
+    let request = write_request(agent, endpoint, timeout)
+        .header("Content-Type", "text/plain; charset=utf-8")
+        .header("Content-Encoding", "gzip");
+    match request.send(body) {
+        Ok(mut response) => Answer::Status {
+            code: response.status().as_u16(),
+            retry_after: header(&response, "retry-after")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs),
+            location: header(&response, "location"),
+            body: read_bounded(response.body_mut()),
+        },
+        Err(e) => Answer::NoAnswer(e.to_string()),
+    }
+}
+
+/// A POST to the write endpoint, with its credentials, that never follows a redirect:
+/// a client follows 301/302 with a GET without the body, so the data would be gone.
+fn write_request(
+    agent: &ureq::Agent,
+    endpoint: &Endpoint,
+    timeout: Option<Duration>,
+) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
+    let mut config = agent.post(&endpoint.write_url).config().max_redirects(0);
+    if timeout.is_some() {
+        config = config.timeout_global(timeout);
+    }
+    let request = config.build();
+    match &endpoint.authorization {
+        Some(auth) => request.header("Authorization", auth),
+        None => request,
+    }
+}
+
+fn header(response: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// The answer's body, at most [`ANSWER_BODY_MAX_BYTES`]; a body cut short (timeout,
+/// reset) still says what it said so far.
+fn read_bounded(body: &mut ureq::Body) -> String {
+    let mut bytes = Vec::new();
+    let _ = body
+        .as_reader()
+        .take(ANSWER_BODY_MAX_BYTES)
+        .read_to_end(&mut bytes);
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// Deflate level of the request bodies. Measured on demo windows (miniz_oxide, one core):
@@ -339,6 +476,7 @@ enum FailureClass {
     Busy,
     Refused,
     NotFound,
+    Redirected,
 }
 
 impl FailureClass {
@@ -349,6 +487,7 @@ impl FailureClass {
             FailureClass::Busy => "busy (429/503)",
             FailureClass::Refused => "refusing the credentials",
             FailureClass::NotFound => "answering 404 (database/bucket not found)",
+            FailureClass::Redirected => "redirecting the writes (3xx)",
         }
     }
 }
@@ -384,9 +523,21 @@ fn classify(answer: &Answer) -> Verdict {
             }
         }
         Answer::Status {
+            code: code @ 300..=399,
+            location,
+            ..
+        } => {
+            return Verdict::Retry {
+                class: FailureClass::Redirected,
+                hint: None,
+                message: redirect_message(*code, location.as_deref()),
+            }
+        }
+        Answer::Status {
             code,
             retry_after,
             body,
+            ..
         } => (*code, *retry_after, body),
     };
     let message = error_message(body);
@@ -409,6 +560,48 @@ fn classify(answer: &Answer) -> Verdict {
         },
         _ => retry(FailureClass::ServerError),
     }
+}
+
+/// What to say about a 3xx: where it points (no credentials, no query) and what to set.
+fn redirect_message(code: u16, location: Option<&str>) -> String {
+    let Some(location) = location.map(shown_url) else {
+        return format!(
+            "{code} without a Location; writes never follow a redirect: check INFLUXDB_URL"
+        );
+    };
+    let advice = match influx_base(&location) {
+        Some(base) => format!("set INFLUXDB_URL={base}"),
+        None => "set INFLUXDB_URL to the address InfluxDB answers on itself".to_string(),
+    };
+    format!(
+        "{code} to {location}; writes never follow a redirect (the body would be lost): {advice}"
+    )
+}
+
+/// `url` without credentials, query or fragment, at most 300 bytes, for a log line.
+fn shown_url(url: &str) -> String {
+    let bare = url.split(['?', '#']).next().unwrap_or_default();
+    let without_user = match bare.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+            match authority.rfind('@') {
+                Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+                None => bare.to_string(),
+            }
+        }
+        None => bare.to_string(),
+    };
+    truncate(&without_user, 300)
+}
+
+/// The `INFLUXDB_URL` an absolute redirect to `…/write` or `…/api/v2/write` implies.
+fn influx_base(location: &str) -> Option<&str> {
+    if !(location.starts_with("http://") || location.starts_with("https://")) {
+        return None;
+    }
+    location
+        .strip_suffix("/api/v2/write")
+        .or_else(|| location.strip_suffix("/write"))
 }
 
 /// InfluxDB's `{"error": …}` (1.x) or `{"message": …}` (2.x), else the body itself.
@@ -595,59 +788,104 @@ fn chunks(lines: &str, max_lines: usize) -> Vec<(usize, usize)> {
     ranges
 }
 
-/// Where to cut `piece` in two halves of whole lines; `None` for a single line.
+/// Where to cut `piece` in two halves of whole lines; `None` for a single line. Works on
+/// bytes and cuts only just after a `\n`, so the cut is always a char boundary whatever
+/// the text holds.
 fn split_point(piece: &str) -> Option<usize> {
-    let body = piece.strip_suffix('\n').unwrap_or(piece);
+    let bytes = piece.as_bytes();
+    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
     let mid = body.len() / 2;
     body[mid..]
-        .find('\n')
+        .iter()
+        .position(|&b| b == b'\n')
         .map(|i| mid + i + 1)
-        .or_else(|| body[..mid].rfind('\n').map(|i| i + 1))
+        .or_else(|| body[..mid].iter().rposition(|&b| b == b'\n').map(|i| i + 1))
 }
 
-/// Data InfluxDB has not accepted yet: the spool when `SPOOL_DIR` is set (falling back
-/// to memory if the disk fails), else a byte-capped queue in memory.
+/// Data InfluxDB has not accepted yet: the spool when `SPOOL_DIR` is set, else a
+/// byte-capped queue in memory. While the spool cannot be opened or written (read-only,
+/// full, removed) batches wait in memory and every later batch tries the spool again;
+/// once it works, what waited in memory moves there first, so the order is kept.
 struct Backlog {
+    spool_config: SpoolConfig,
     spool: Option<Spool>,
+    /// The spool's last error while it fails; its start and end are logged once.
+    spool_error: Option<String>,
     memory: VecDeque<Batch>,
     memory_bytes: usize,
     memory_max_bytes: usize,
-    spool_failed: bool,
+    /// Lines the memory cap dropped since it started dropping; logged when the episode
+    /// starts and, with the total, when the memory backlog is empty again.
+    dropping: Option<u64>,
     stats: Arc<Stats>,
 }
 
 impl Backlog {
-    fn open(config: &SpoolConfig, stats: Arc<Stats>) -> Backlog {
-        let spool = config.dir.as_ref().and_then(|dir| {
-            Spool::open(dir, config.max_bytes, stats.clone())
-                .map_err(|e| {
-                    log::error!(
-                        "spool {}: cannot open ({e}); keeping unsent data in memory only",
-                        dir.display()
-                    )
-                })
-                .ok()
-        });
-        Backlog::new(spool, MEMORY_BACKLOG_MAX_BYTES, stats)
-    }
-
-    fn new(spool: Option<Spool>, memory_max_bytes: usize, stats: Arc<Stats>) -> Backlog {
-        Backlog {
-            spool,
+    fn new(config: &SpoolConfig, memory_max_bytes: usize, stats: Arc<Stats>) -> Backlog {
+        let mut backlog = Backlog {
+            spool_config: config.clone(),
+            spool: None,
+            spool_error: None,
             memory: VecDeque::new(),
             memory_bytes: 0,
             memory_max_bytes,
-            spool_failed: false,
+            dropping: None,
             stats,
+        };
+        backlog.open_spool();
+        backlog
+    }
+
+    /// Opens the spool if `SPOOL_DIR` is set and it is not open yet; false when there is
+    /// no usable spool.
+    fn open_spool(&mut self) -> bool {
+        if self.spool.is_some() {
+            return true;
+        }
+        let Some(dir) = &self.spool_config.dir else {
+            return false;
+        };
+        match Spool::open(dir, self.spool_config.max_bytes, self.stats.clone()) {
+            Ok(spool) => {
+                self.spool = Some(spool);
+                true
+            }
+            Err(e) => {
+                self.spool_failed(format!("cannot be opened ({e})"));
+                false
+            }
         }
     }
 
-    fn has_spool(&self) -> bool {
-        self.spool.is_some()
+    fn spool_failed(&mut self, error: String) {
+        if self.spool_error.is_none() {
+            log::error!(
+                "spool {}: {error}; unsent data waits in memory (up to {} bytes) and the spool is tried again with every batch",
+                self.spool_dir_shown(),
+                self.memory_max_bytes
+            );
+        }
+        self.spool_error = Some(error);
+    }
+
+    fn spool_dir_shown(&self) -> String {
+        self.spool_config
+            .dir
+            .as_deref()
+            .map_or_else(String::new, |d| d.display().to_string())
+    }
+
+    fn spool_configured(&self) -> bool {
+        self.spool_config.dir.is_some()
     }
 
     fn is_empty(&self) -> bool {
         self.memory.is_empty() && self.spool.as_ref().is_none_or(Spool::is_empty)
+    }
+
+    /// Nothing waits in memory: everything not delivered is on disk.
+    fn memory_is_empty(&self) -> bool {
+        self.memory.is_empty()
     }
 
     fn lines(&self) -> u64 {
@@ -656,9 +894,14 @@ impl Backlog {
     }
 
     fn summary(&self) -> String {
-        match &self.spool {
-            Some(spool) => spool.summary(),
-            None => format!(
+        match (&self.spool, &self.spool_error) {
+            (Some(spool), None) => spool.summary(),
+            (_, Some(error)) => format!(
+                "spool {}: {error}, {} lines wait in memory",
+                self.spool_dir_shown(),
+                self.memory.iter().map(|b| b.line_count).sum::<usize>()
+            ),
+            (None, None) => format!(
                 "no SPOOL_DIR: up to {} bytes kept in memory while InfluxDB is down",
                 self.memory_max_bytes
             ),
@@ -669,20 +912,50 @@ impl Backlog {
         if batch.line_count == 0 {
             return;
         }
-        if let Some(spool) = &mut self.spool {
-            match spool.push(&batch.lines, batch.line_count) {
-                Ok(()) => return,
-                Err(e) => {
-                    if !self.spool_failed {
-                        log::error!(
-                            "spool {}: cannot write ({e}); keeping unsent data in memory",
-                            spool.dir().display()
-                        );
-                        self.spool_failed = true;
-                    }
-                }
-            }
+        if self.spool_configured() && self.move_to_spool(Some(&batch)) {
+            return;
         }
+        self.push_memory(batch);
+    }
+
+    /// Moves what waits in memory to the spool (oldest first), then `batch`; true when
+    /// all of it is spooled.
+    fn move_to_spool(&mut self, batch: Option<&Batch>) -> bool {
+        if !self.open_spool() {
+            return false;
+        }
+        let Some(spool) = self.spool.as_mut() else {
+            return false;
+        };
+        let mut moved = 0;
+        let mut result = Ok(());
+        while let Some(old) = self.memory.front() {
+            result = spool.push(&old.lines, old.line_count);
+            if result.is_err() {
+                break;
+            }
+            moved += old.line_count;
+            self.memory_bytes -= old.lines.len();
+            self.memory.pop_front();
+        }
+        if let (Ok(()), Some(batch)) = (&result, batch) {
+            result = spool.push(&batch.lines, batch.line_count);
+        }
+        if let Err(e) = result {
+            self.spool_failed(format!("cannot be written ({e})"));
+            return false;
+        }
+        if self.spool_error.take().is_some() {
+            log::info!(
+                "spool {}: writable again; {moved} lines that waited in memory are spooled",
+                self.spool_dir_shown()
+            );
+        }
+        self.memory_drained();
+        true
+    }
+
+    fn push_memory(&mut self, batch: Batch) {
         self.memory_bytes += batch.lines.len();
         self.memory.push_back(batch);
         let mut dropped = 0;
@@ -692,10 +965,35 @@ impl Backlog {
                 dropped += old.line_count as u64;
             }
         }
-        if dropped > 0 {
-            Stats::add(&self.stats.lines_dropped, dropped);
+        if dropped == 0 {
+            return;
+        }
+        Stats::add(&self.stats.lines_dropped, dropped);
+        match &mut self.dropping {
+            Some(total) => *total += dropped,
+            None => {
+                let why = if self.spool_configured() {
+                    "the spool cannot be written"
+                } else {
+                    "set SPOOL_DIR to keep more"
+                };
+                log::warn!(
+                    "backlog in memory over {} bytes ({why}): dropping the oldest lines, {dropped} so far; the total follows when the backlog has drained",
+                    self.memory_max_bytes
+                );
+                self.dropping = Some(dropped);
+            }
+        }
+    }
+
+    /// Ends a dropping episode once memory is empty, with its total.
+    fn memory_drained(&mut self) {
+        if !self.memory.is_empty() {
+            return;
+        }
+        if let Some(total) = self.dropping.take() {
             log::warn!(
-                "backlog in memory over {} bytes: dropped the oldest {dropped} lines (set SPOOL_DIR to keep more)",
+                "backlog in memory: {total} lines in all were dropped while it was over {} bytes",
                 self.memory_max_bytes
             );
         }
@@ -724,25 +1022,42 @@ impl Backlog {
         }
         if let Some(batch) = self.memory.pop_front() {
             self.memory_bytes -= batch.lines.len();
+            self.memory_drained();
         }
     }
 
-    /// Moves what is in memory to the spool (shutdown); without a spool it is dropped.
-    fn persist_memory(&mut self) -> u64 {
-        let batches: Vec<Batch> = self.memory.drain(..).collect();
-        self.memory_bytes = 0;
-        let mut lost = 0;
-        for batch in batches {
-            match &mut self.spool {
-                Some(spool) if !self.spool_failed => {
-                    if spool.push(&batch.lines, batch.line_count).is_err() {
-                        lost += batch.line_count as u64;
-                    }
-                }
-                _ => lost += batch.line_count as u64,
-            }
+    /// After the front batch was delivered in part: only `rest` (its suffix) is unsent.
+    /// A spool record stays whole on disk, so a crash cannot lose the rest; the part
+    /// InfluxDB already has is overwritten, not duplicated, when it comes again.
+    fn front_partly_delivered(&mut self, rest: Batch) {
+        if self.spool.as_ref().is_some_and(|spool| !spool.is_empty()) {
+            return;
         }
+        if let Some(front) = self.memory.front_mut() {
+            self.memory_bytes -= front.lines.len().saturating_sub(rest.lines.len());
+            *front = rest;
+        }
+    }
+
+    /// At exit: what waits in memory goes to the spool if it can; the rest is counted as
+    /// dropped. Returns those lost lines.
+    fn abandon_memory(&mut self) -> u64 {
+        if self.spool_configured() {
+            self.move_to_spool(None);
+        }
+        let lost: u64 = self.memory.drain(..).map(|b| b.line_count as u64).sum();
+        self.memory_bytes = 0;
+        Stats::add(&self.stats.lines_dropped, lost);
+        self.memory_drained();
         lost
+    }
+
+    /// Why data is in memory rather than in the spool, for the loss message at exit.
+    fn why_not_spooled(&self) -> String {
+        match &self.spool_error {
+            Some(error) => format!("spool {}: {error}", self.spool_dir_shown()),
+            None => "no SPOOL_DIR is set".to_string(),
+        }
     }
 }
 
@@ -775,16 +1090,23 @@ struct Writer<T: Transport> {
     /// instead of going first, so a partial window spooled at that run's shutdown can never
     /// overwrite the complete point of the same window written after the restart.
     behind_old_backlog: bool,
+    clock: ShutdownClock,
 }
 
 impl<T: Transport> Writer<T> {
-    fn new(transport: T, backlog: Backlog, settings: &WriterSettings, stats: Arc<Stats>) -> Self {
+    fn new(
+        transport: T,
+        backlog: Backlog,
+        settings: &WriterSettings,
+        stats: Arc<Stats>,
+        clock: ShutdownClock,
+    ) -> Self {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0x9E37_79B9_7F4A_7C15);
         let behind_old_backlog = !backlog.is_empty();
-        let destination = if backlog.has_spool() {
+        let destination = if backlog.spool_configured() {
             "spooled"
         } else {
             "kept in memory"
@@ -803,75 +1125,84 @@ impl<T: Transport> Writer<T> {
             rng: seed | 1,
             destination,
             behind_old_backlog,
+            clock,
         }
     }
 
-    fn run(mut self, input: &Receiver<Batch>, shutdown_timeout: Duration) {
-        let mut deadline: Option<Instant> = None;
-        // Bounded: each pass either receives, sends, or waits at most IDLE_WAIT; after
-        // the disconnect the deadline ends it.
+    fn run(mut self, input: &Receiver<Batch>) {
+        let mut open = true;
+        // Bounded: each pass receives, sends one request, or waits at most IDLE_WAIT;
+        // once the shutdown has started, its deadline ends the loop.
         loop {
             let now = Instant::now();
+            let deadline = self.clock.deadline();
+            if deadline.is_some_and(|d| now >= d) {
+                break;
+            }
             // Take no more than one request's worth from the channel: the bounded channel
             // is what slows the aggregator down when InfluxDB is slow, and memory stays flat.
-            if deadline.is_none() && !self.fresh_is_full() {
-                let wait = self.wait_time(now);
-                let first = if wait.is_zero() {
-                    input.try_recv().map_err(|e| match e {
-                        TryRecvError::Empty => RecvTimeoutError::Timeout,
-                        TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
-                    })
-                } else {
-                    input.recv_timeout(wait)
-                };
-                match first {
-                    Ok(batch) => self.fresh.push_back(batch),
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => {
-                        deadline = Some(Instant::now() + shutdown_timeout)
-                    }
+            if open && !self.fresh_is_full() {
+                open = self.receive(input, self.wait_time(now), deadline);
+                if !open {
+                    self.clock.start();
                 }
-                while deadline.is_none() && !self.fresh_is_full() {
-                    match input.try_recv() {
-                        Ok(batch) => self.fresh.push_back(batch),
-                        Err(TryRecvError::Empty) => break,
-                        Err(TryRecvError::Disconnected) => {
-                            deadline = Some(Instant::now() + shutdown_timeout)
-                        }
-                    }
-                }
+            } else if let (false, Some(deadline)) = (open, deadline) {
+                let wait = self.wait_time(now).min(deadline - now);
+                std::thread::sleep(wait);
             }
             let now = Instant::now();
             if self.behind_old_backlog && self.backlog.is_empty() {
                 self.behind_old_backlog = false;
             }
+            let shutting_down = self.clock.deadline().is_some();
             let failing = self.retry_at.is_some_and(|at| now < at);
-            if failing || self.behind_old_backlog {
-                // SIGKILL must not lose what was already polled.
+            // SIGKILL must not lose what was already polled; at shutdown, data InfluxDB
+            // is failing to take goes to the spool at once.
+            if failing || self.behind_old_backlog || (shutting_down && self.retry_at.is_some()) {
                 while let Some(batch) = self.fresh.pop_front() {
                     self.keep(batch);
                 }
             }
-            if let Some(deadline) = deadline {
-                // The spool keeps across restarts what is not flushed: only fresh batches
-                // are worth the shutdown time, and not while InfluxDB is failing.
-                if self.fresh.is_empty() && (self.backlog.is_empty() || self.backlog.has_spool()) {
-                    break;
-                }
-                if now >= deadline || (self.backlog.has_spool() && self.retry_at.is_some()) {
-                    self.give_up_at_shutdown();
-                    break;
-                }
-                let wait = self.wait_time(now).min(deadline - now);
-                if !wait.is_zero() {
-                    std::thread::sleep(wait.min(Duration::from_millis(100)));
-                }
-                self.step(Instant::now());
-                continue;
+            // The spool keeps what is not flushed across restarts: at shutdown only
+            // what is in memory is worth the time.
+            if shutting_down && !open && self.fresh.is_empty() && self.backlog.memory_is_empty() {
+                break;
             }
             self.step(now);
         }
+        self.settle_at_exit(input);
         self.log_summary_at_exit();
+    }
+
+    /// Waits up to `wait` (never past `deadline`, and no longer than until SIGTERM) for
+    /// input, taking at most one request's worth; false once the input is closed.
+    fn receive(
+        &mut self,
+        input: &Receiver<Batch>,
+        wait: Duration,
+        deadline: Option<Instant>,
+    ) -> bool {
+        let first = match deadline {
+            Some(deadline) => input.recv_deadline(deadline.min(Instant::now() + wait)),
+            None => select! {
+                recv(input) -> got => got.map_err(|_| RecvTimeoutError::Disconnected),
+                recv(self.clock.stop) -> _ => Err(RecvTimeoutError::Timeout),
+                default(wait) => Err(RecvTimeoutError::Timeout),
+            },
+        };
+        match first {
+            Ok(batch) => self.fresh.push_back(batch),
+            Err(RecvTimeoutError::Timeout) => return true,
+            Err(RecvTimeoutError::Disconnected) => return false,
+        }
+        while !self.fresh_is_full() {
+            match input.try_recv() {
+                Ok(batch) => self.fresh.push_back(batch),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return false,
+            }
+        }
+        true
     }
 
     /// Whether the fresh batches already make a full request.
@@ -989,14 +1320,17 @@ impl<T: Transport> Writer<T> {
                 self.backlog.ack_front();
                 true
             }
-            // The record stays whole: the parts already stored are overwritten, not
-            // duplicated, when it is sent again.
             Delivery::Retry {
                 class,
                 hint,
                 message,
-                ..
+                rest,
+                rest_lines,
             } => {
+                self.backlog.front_partly_delivered(Batch {
+                    lines: rest,
+                    line_count: rest_lines,
+                });
                 self.failed(class, hint, &message);
                 false
             }
@@ -1026,7 +1360,9 @@ impl<T: Transport> Writer<T> {
                     duration::format(Duration::from_secs(delay.as_secs().max(1)))
                 );
                 match class {
-                    FailureClass::Refused | FailureClass::NotFound => log::error!("{line}"),
+                    FailureClass::Refused | FailureClass::NotFound | FailureClass::Redirected => {
+                        log::error!("{line}")
+                    }
                     _ => log::warn!("{line}"),
                 }
                 let (batches_kept, lines_kept) = self
@@ -1078,20 +1414,22 @@ impl<T: Transport> Writer<T> {
         }
     }
 
-    fn give_up_at_shutdown(&mut self) {
-        let fresh: Vec<Batch> = self.fresh.drain(..).collect();
-        let mut lost = 0;
-        for batch in fresh {
-            if self.backlog.has_spool() {
-                self.backlog.push(batch);
-            } else {
-                lost += batch.line_count as u64;
-            }
+    /// At exit: the parts of the closing window still arriving, the fresh batches and
+    /// the memory backlog go to the spool; what cannot is counted and logged as lost.
+    fn settle_at_exit(&mut self, input: &Receiver<Batch>) {
+        let until = Instant::now() + FINAL_PARTS_GRACE;
+        while let Ok(batch) = input.recv_deadline(until) {
+            self.fresh.push_back(batch);
         }
-        lost += self.backlog.persist_memory();
+        while let Some(batch) = self.fresh.pop_front() {
+            self.backlog.push(batch);
+        }
+        let lost = self.backlog.abandon_memory();
         if lost > 0 {
-            Stats::add(&self.stats.lines_dropped, lost);
-            log::error!("shutdown: InfluxDB did not take {lost} lines in time and no SPOOL_DIR is set; they are lost");
+            log::error!(
+                "shutdown: {lost} lines were neither delivered to InfluxDB nor spooled ({}); they are lost",
+                self.backlog.why_not_spooled()
+            );
         }
     }
 
@@ -1110,7 +1448,7 @@ impl<T: Transport> Writer<T> {
 /// `[0, 1)` spreads retries of many instances.
 fn retry_delay(class: FailureClass, hint: Option<Duration>, attempt: u32, random: f64) -> Duration {
     match class {
-        FailureClass::Refused | FailureClass::NotFound => SLOW_RETRY,
+        FailureClass::Refused | FailureClass::NotFound | FailureClass::Redirected => SLOW_RETRY,
         FailureClass::Busy if hint.is_some() => hint.unwrap_or(MAX_BACKOFF).min(MAX_RETRY_AFTER),
         _ => {
             let exp = FIRST_BACKOFF
@@ -1201,6 +1539,7 @@ mod tests {
         Answer::Status {
             code,
             retry_after: None,
+            location: None,
             body: body.to_string(),
         }
     }
@@ -1261,6 +1600,7 @@ mod tests {
             classify(&Answer::Status {
                 code: 429,
                 retry_after: Some(Duration::from_secs(7)),
+                location: None,
                 body: r#"{"code":"too many requests","message":"slow down"}"#.into()
             }),
             Verdict::Retry {
@@ -1381,6 +1721,28 @@ mod tests {
     }
 
     #[test]
+    fn split_points_never_cut_inside_a_character() {
+        // The middle byte (19) is inside "セ": the cut goes to the nearest line end.
+        let body = "a\n東京センター東京センター\n";
+        assert_eq!(split_point(body), Some(2));
+        let stats = Stats::default();
+        let mut t = fake(|b| {
+            if b.matches('\n').count() > 1 {
+                status(413, r#"{"error":"Request Entity Too Large"}"#)
+            } else {
+                status(204, "")
+            }
+        });
+        let body: String = (0..9)
+            .map(|i| format!("m,site=東京センター f={i}i {i}\n"))
+            .collect();
+        let result = deliver(&mut t, &body, 5000, &stats, &mut RejectionLog::default());
+        assert_eq!(result, Delivery::Done);
+        assert_eq!(stats.points_written.load(Relaxed), 9);
+        assert_eq!(stats.lines_dropped.load(Relaxed), 0);
+    }
+
+    #[test]
     fn retry_delays() {
         for attempt in 1..40 {
             for random in [0.0, 0.5, 0.999] {
@@ -1457,13 +1819,22 @@ mod tests {
         assert!(Endpoint::new(&InfluxTarget::Stdout).is_none());
     }
 
+    fn no_spool() -> SpoolConfig {
+        SpoolConfig {
+            dir: None,
+            max_bytes: 0,
+        }
+    }
+
+    /// A shutdown clock no signal starts.
+    fn clock() -> ShutdownClock {
+        ShutdownClock::new(crossbeam_channel::never(), Duration::from_secs(1))
+    }
+
     fn settings(max_lines: usize) -> WriterSettings {
         WriterSettings {
             target: InfluxTarget::Stdout,
-            spool: SpoolConfig {
-                dir: None,
-                max_bytes: 0,
-            },
+            spool: no_spool(),
             shutdown_timeout: Duration::from_secs(1),
             max_lines_per_request: max_lines,
         }
@@ -1488,8 +1859,8 @@ mod tests {
                 Answer::NoAnswer("connection refused".into())
             }
         });
-        let backlog = Backlog::new(None, 1 << 20, stats.clone());
-        let mut w = Writer::new(t, backlog, &settings(100), stats.clone());
+        let backlog = Backlog::new(&no_spool(), 1 << 20, stats.clone());
+        let mut w = Writer::new(t, backlog, &settings(100), stats.clone(), clock());
         w.fresh.push_back(batch(0..3));
         w.fresh.push_back(batch(3..5));
         w.step(Instant::now());
@@ -1521,7 +1892,7 @@ mod tests {
     #[test]
     fn memory_backlog_drops_the_oldest_past_its_cap() {
         let stats = Arc::new(Stats::default());
-        let mut backlog = Backlog::new(None, 100, stats.clone());
+        let mut backlog = Backlog::new(&no_spool(), 100, stats.clone());
         for i in 0..10 {
             backlog.push(batch(i * 2..i * 2 + 2));
         }
@@ -1530,6 +1901,349 @@ mod tests {
         assert!(dropped > 0);
         assert_eq!(backlog.lines() + dropped, 20);
         assert_eq!(backlog.front().map(|f| f.1), Some(2));
+        // One episode (logged at its start and end), not one message per batch.
+        assert_eq!(backlog.dropping, Some(dropped));
+        while !backlog.is_empty() {
+            backlog.ack_front();
+        }
+        assert_eq!(backlog.dropping, None, "the episode ended with the backlog");
+    }
+
+    #[test]
+    fn redirects_keep_the_data_and_name_the_url_to_configure() {
+        for code in [301, 302, 307, 308] {
+            let answer = Answer::Status {
+                code,
+                retry_after: None,
+                location: Some(
+                    "https://user:pw@influx.example:8086/write?db=genesys&p=secret".into(),
+                ),
+                body: String::new(),
+            };
+            match classify(&answer) {
+                Verdict::Retry {
+                    class: FailureClass::Redirected,
+                    message,
+                    ..
+                } => {
+                    assert!(
+                        message.contains("to https://influx.example:8086/write;")
+                            && message.contains("set INFLUXDB_URL=https://influx.example:8086"),
+                        "{message}"
+                    );
+                    assert!(!message.contains("pw") && !message.contains("secret"));
+                }
+                other => panic!("{code}: {other:?}"),
+            }
+        }
+        let stats = Stats::default();
+        let mut t = fake(|_| Answer::Status {
+            code: 302,
+            retry_after: None,
+            location: Some("/login".into()),
+            body: String::new(),
+        });
+        let body = lines(0..3);
+        match deliver(&mut t, &body, 5000, &stats, &mut RejectionLog::default()) {
+            Delivery::Retry {
+                class: FailureClass::Redirected,
+                rest,
+                message,
+                ..
+            } => {
+                assert_eq!(rest, body, "nothing dropped");
+                assert!(message.contains("302 to /login;"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(stats.lines_dropped.load(Relaxed), 0);
+        assert_eq!(
+            retry_delay(FailureClass::Redirected, None, 3, 0.5),
+            SLOW_RETRY
+        );
+    }
+
+    /// Makes `dir` unusable for the spool even for root: a plain file in its place.
+    fn block_dir(dir: &std::path::Path) {
+        std::fs::remove_dir_all(dir).unwrap();
+        std::fs::write(dir, "not a directory").unwrap();
+    }
+
+    fn unblock_dir(dir: &std::path::Path) {
+        std::fs::remove_file(dir).unwrap();
+        std::fs::create_dir(dir).unwrap();
+    }
+
+    #[test]
+    fn an_unwritable_spool_is_tried_again_and_what_waited_in_memory_moves_there_in_order() {
+        let dir = std::env::temp_dir().join(format!("g2i-writer-spool-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let config = SpoolConfig {
+            dir: Some(dir.clone()),
+            max_bytes: 1 << 20,
+        };
+        let stats = Arc::new(Stats::default());
+        let mut backlog = Backlog::new(&config, 1 << 20, stats.clone());
+        block_dir(&dir);
+        backlog.push(batch(0..2));
+        backlog.push(batch(2..3));
+        assert!(!backlog.memory_is_empty());
+        assert_eq!(backlog.lines(), 3);
+        unblock_dir(&dir);
+        backlog.push(batch(3..4));
+        assert!(backlog.memory_is_empty(), "memory moved to the spool");
+        assert_eq!(stats.lines_spooled.load(Relaxed), 4);
+        for expected in [lines(0..2), lines(2..3), lines(3..4)] {
+            assert_eq!(backlog.front().map(|f| f.0.to_string()), Some(expected));
+            backlog.ack_front();
+        }
+        // Broken again at exit: what cannot be spooled is counted as lost, exactly.
+        block_dir(&dir);
+        backlog.push(batch(4..6));
+        assert_eq!(backlog.abandon_memory(), 2);
+        assert_eq!(stats.lines_dropped.load(Relaxed), 2);
+        assert!(backlog.why_not_spooled().contains("cannot be written"));
+        assert_eq!(backlog.lines(), 0);
+        std::fs::remove_file(&dir).unwrap();
+    }
+
+    #[test]
+    fn at_exit_without_a_spool_every_unsent_line_is_counted_as_lost() {
+        let stats = Arc::new(Stats::default());
+        let t = fake(|_| Answer::NoAnswer("connection refused".into()));
+        let backlog = Backlog::new(&no_spool(), 1 << 20, stats.clone());
+        let mut w = Writer::new(t, backlog, &settings(100), stats.clone(), clock());
+        w.fresh.push_back(batch(0..3));
+        w.step(Instant::now());
+        w.fresh.push_back(batch(3..5));
+        let (tx, input) = crossbeam_channel::bounded(1);
+        tx.send(batch(5..6)).unwrap();
+        drop(tx);
+        w.settle_at_exit(&input);
+        assert_eq!(stats.lines_dropped.load(Relaxed), 6);
+        assert_eq!(w.backlog.lines(), 0);
+    }
+
+    #[test]
+    fn the_shutdown_clock_starts_when_stop_disconnects() {
+        let (stop_tx, stop) = crossbeam_channel::bounded::<()>(0);
+        let clock = ShutdownClock::new(stop, Duration::ZERO);
+        assert_eq!(clock.deadline(), None);
+        drop(stop_tx);
+        let deadline = clock.deadline().expect("started");
+        assert_eq!(clock.deadline(), Some(deadline), "started once");
+        let (_answer_tx, answer) = crossbeam_channel::bounded::<Answer>(1);
+        assert_eq!(
+            clock.wait_for(&answer),
+            None,
+            "no waiting past the deadline"
+        );
+    }
+
+    fn arbitrary_answer() -> impl Strategy<Value = Answer> {
+        let fixed = |code: u16, body: &'static str| Just(status(code, body));
+        prop_oneof![
+            fixed(204, ""),
+            fixed(200, "{}"),
+            (0usize..12).prop_map(|n| status_owned(
+                400,
+                format!(r#"{{"error":"partial write: unable to parse 'x': bad dropped={n}"}}"#)
+            )),
+            fixed(400, r#"{"error":"field type conflict"}"#),
+            fixed(401, r#"{"error":"authorization failed"}"#),
+            fixed(403, ""),
+            fixed(404, r#"{"error":"database not found"}"#),
+            fixed(413, r#"{"error":"Request Entity Too Large"}"#),
+            proptest::option::of(any::<u64>()).prop_map(|secs| Answer::Status {
+                code: 429,
+                retry_after: secs.map(Duration::from_secs),
+                location: None,
+                body: String::new(),
+            }),
+            (500u16..600).prop_map(|code| status_owned(code, String::new())),
+            (300u16..400, proptest::option::of("[^\r\n]{0,40}")).prop_map(|(code, location)| {
+                Answer::Status {
+                    code,
+                    retry_after: None,
+                    location,
+                    body: String::new(),
+                }
+            }),
+            (100u16..1000, ".{0,300}").prop_map(|(code, body)| status_owned(code, body)),
+            (400u16..500, "x{0,3}").prop_map(|(code, tail)| status_owned(
+                code,
+                format!("partial write{}", "ü".repeat(70_000 + tail.len()))
+            )),
+            Just(Answer::NoAnswer("connection reset".into())),
+            Just(Answer::NoAnswer(SHUTDOWN_OVER.into())),
+        ]
+    }
+
+    fn status_owned(code: u16, body: String) -> Answer {
+        Answer::Status {
+            code,
+            retry_after: None,
+            location: None,
+            body,
+        }
+    }
+
+    /// Lines of any text but a newline, multi-byte characters included.
+    fn arbitrary_lines() -> impl Strategy<Value = Vec<String>> {
+        proptest::collection::vec("[^\n]{0,24}", 1..30)
+    }
+
+    /// A transport answering from `script`, then 204 for ever.
+    fn scripted(script: Vec<Answer>) -> Fake<impl FnMut(&str) -> Answer> {
+        let mut next = 0;
+        fake(move |_| {
+            next += 1;
+            script
+                .get(next - 1)
+                .cloned()
+                .unwrap_or_else(|| status(204, ""))
+        })
+    }
+
+    fn joined(lines: &[String]) -> Batch {
+        Batch {
+            lines: lines.iter().map(|l| format!("{l}\n")).collect(),
+            line_count: lines.len(),
+        }
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Splitting any body at any point never panics and always cuts just after a
+        /// line end, inside the body.
+        #[test]
+        fn any_body_splits_at_a_line_end(body in ".{0,200}") {
+            if let Some(cut) = split_point(&body) {
+                prop_assert!(cut > 0 && cut < body.len());
+                prop_assert_eq!(body.as_bytes()[cut - 1], b'\n');
+            }
+        }
+
+        /// Any answers over any lines: no panic, and every line is stored, dropped
+        /// (counted) or handed back unsent, exactly once and in order.
+        #[test]
+        fn deliver_accounts_for_every_line_once(
+            lines in arbitrary_lines(),
+            answers in proptest::collection::vec(arbitrary_answer(), 0..40),
+            max_lines in 1usize..8,
+        ) {
+            let stats = Stats::default();
+            let body = joined(&lines);
+            let mut t = scripted(answers);
+            let result = deliver(&mut t, &body.lines, max_lines, &stats, &mut RejectionLog::default());
+            let unsent = match &result {
+                Delivery::Done => 0,
+                Delivery::Retry { rest, rest_lines, .. } => {
+                    prop_assert!(body.lines.ends_with(rest.as_str()));
+                    prop_assert_eq!(count_lines(rest), *rest_lines);
+                    *rest_lines as u64
+                }
+            };
+            let written = stats.points_written.load(Relaxed);
+            let dropped = stats.lines_dropped.load(Relaxed);
+            prop_assert_eq!(written + dropped + unsent, lines.len() as u64);
+            prop_assert!(t.sent.iter().all(|b| count_lines(b) <= max_lines));
+        }
+
+        /// The writer over many batches, answers and a small memory cap, then the exit:
+        /// every line produced is acknowledged or counted as dropped, exactly once.
+        #[test]
+        fn the_writer_accounts_for_every_line_once(
+            batches in proptest::collection::vec(arbitrary_lines(), 1..10),
+            answers in proptest::collection::vec(arbitrary_answer(), 0..40),
+            cap in 64usize..2048,
+        ) {
+            let stats = Arc::new(Stats::default());
+            let backlog = Backlog::new(&no_spool(), cap, stats.clone());
+            let mut w = Writer::new(scripted(answers), backlog, &settings(3), stats.clone(), clock());
+            let mut produced = 0u64;
+            for lines in &batches {
+                produced += lines.len() as u64;
+                w.fresh.push_back(joined(lines));
+                for _ in 0..3 {
+                    let now = Instant::now();
+                    if w.retry_at.is_some() {
+                        // The retry is due (time is not waited for here).
+                        w.retry_at = Some(now);
+                        while let Some(batch) = w.fresh.pop_front() {
+                            w.keep(batch);
+                        }
+                    }
+                    w.next_replay = now;
+                    w.step(now);
+                }
+                let fresh: usize = w.fresh.iter().map(|b| b.line_count).sum();
+                let accounted = stats.points_written.load(Relaxed)
+                    + stats.lines_dropped.load(Relaxed)
+                    + w.backlog.lines()
+                    + fresh as u64;
+                prop_assert_eq!(accounted, produced);
+            }
+            let (_, closed) = crossbeam_channel::bounded::<Batch>(0);
+            w.settle_at_exit(&closed);
+            prop_assert_eq!(
+                stats.points_written.load(Relaxed) + stats.lines_dropped.load(Relaxed),
+                produced
+            );
+        }
+    }
+
+    /// A loopback server answering 400 with a body that goes on for 16 MB.
+    fn endless_answer_server() -> String {
+        use std::io::{BufRead, BufReader};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let Ok((stream, _)) = listener.accept() else {
+                return;
+            };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let mut out = stream;
+            let chunk = format!("10000\r\n{}\r\n", "x".repeat(0x10000));
+            let _ =
+                out.write_all(b"HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\n\r\n");
+            for _ in 0..256 {
+                if out.write_all(chunk.as_bytes()).is_err() {
+                    break;
+                }
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn an_endless_answer_is_read_bounded() {
+        let endpoint = Endpoint::new(&InfluxTarget::V1 {
+            url: endless_answer_server(),
+            database: "db".into(),
+            retention_policy: None,
+            auth: V1Auth::None,
+        })
+        .unwrap();
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        let body = gzip(b"m f=1i 1\n").unwrap();
+        match post_once(&agent, &endpoint, &body, Some(Duration::from_secs(10))) {
+            Answer::Status { code, body, .. } => {
+                assert_eq!(code, 400);
+                assert_eq!(body.len() as u64, ANSWER_BODY_MAX_BYTES);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

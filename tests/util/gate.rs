@@ -1,7 +1,9 @@
 //! A loopback HTTP gate in front of a real `influxd`: it forwards every write, records
 //! what it saw (decompressed lines, sizes, the status it answered, when) and can be told
-//! to fail: answer 500 the next `n` times, delay the next forward, or drop connections
-//! without answering (InfluxDB "unreachable" without stopping it).
+//! to fail: answer 500 the next `n` times, delay the next forward, drop connections
+//! without answering (InfluxDB "unreachable" without stopping it), answer 413 to every
+//! body of more than one line, or redirect. [`Silent`] accepts connections and never
+//! answers.
 //!
 //! Used by the self-metrics test (to compare the service's counters with what InfluxDB
 //! really acknowledged) and by the end-to-end benchmark (to count bytes on the wire).
@@ -45,6 +47,10 @@ struct Plan {
     fail_500: u32,
     delay_next: Option<Duration>,
     dropping: bool,
+    single_lines_only: bool,
+    /// Answered in turn instead of forwarding: (status, Location).
+    redirects: Vec<(u16, String)>,
+    answered: usize,
 }
 
 pub struct Gate {
@@ -99,6 +105,16 @@ impl Gate {
         self.plan.lock().unwrap().dropping = on;
     }
 
+    /// While on, a body of more than one line is answered 413 (single lines are forwarded).
+    pub fn set_single_lines_only(&self, on: bool) {
+        self.plan.lock().unwrap().single_lines_only = on;
+    }
+
+    /// Every request is answered with these redirects in turn (empty: forward again).
+    pub fn set_redirects(&self, redirects: Vec<(u16, String)>) {
+        self.plan.lock().unwrap().redirects = redirects;
+    }
+
     pub fn exchanges(&self) -> Vec<Exchange> {
         self.log.lock().unwrap().clone()
     }
@@ -120,6 +136,8 @@ pub fn now_ms() -> u64 {
 enum Action {
     Fail500,
     Drop,
+    TooLarge,
+    Redirect(u16, String),
     Forward(Option<Duration>),
 }
 
@@ -133,17 +151,6 @@ fn serve(stream: TcpStream, upstream: &str, plan: &Mutex<Plan>, log: &Mutex<Vec<
     // Bounded by the client: each pass reads one request or ends the connection.
     while let Some((method, path, headers, body)) = read_request(&mut reader) {
         let received_ms = now_ms();
-        let action = {
-            let mut plan = plan.lock().unwrap();
-            if plan.dropping {
-                Action::Drop
-            } else if plan.fail_500 > 0 {
-                plan.fail_500 -= 1;
-                Action::Fail500
-            } else {
-                Action::Forward(plan.delay_next.take())
-            }
-        };
         let header = |name: &str| {
             headers
                 .iter()
@@ -167,6 +174,25 @@ fn serve(stream: TcpStream, upstream: &str, plan: &Mutex<Plan>, log: &Mutex<Vec<
             path: path.clone(),
             headers: headers.clone(),
         };
+        let action = {
+            let mut plan = plan.lock().unwrap();
+            plan.answered += 1;
+            if plan.dropping {
+                Action::Drop
+            } else if !plan.redirects.is_empty() {
+                let turn = (plan.answered - 1) % plan.redirects.len();
+                let (status, location) = plan.redirects[turn].clone();
+                Action::Redirect(status, location)
+            } else if plan.fail_500 > 0 {
+                plan.fail_500 -= 1;
+                Action::Fail500
+            } else if plan.single_lines_only && exchange.lines.len() > 1 {
+                Action::TooLarge
+            } else {
+                Action::Forward(plan.delay_next.take())
+            }
+        };
+        let mut extra_header = String::new();
         let (status, answer) = match action {
             Action::Drop => {
                 exchange.answered_ms = now_ms();
@@ -175,6 +201,11 @@ fn serve(stream: TcpStream, upstream: &str, plan: &Mutex<Plan>, log: &Mutex<Vec<
                 return;
             }
             Action::Fail500 => (500, r#"{"error":"engine: injected failure"}"#.to_string()),
+            Action::TooLarge => (413, r#"{"error":"Request Entity Too Large"}"#.to_string()),
+            Action::Redirect(status, location) => {
+                extra_header = format!("Location: {location}\r\n");
+                (status, String::new())
+            }
             Action::Forward(delay) => {
                 if let Some(delay) = delay {
                     thread::sleep(delay);
@@ -183,7 +214,7 @@ fn serve(stream: TcpStream, upstream: &str, plan: &Mutex<Plan>, log: &Mutex<Vec<
             }
         };
         let reply = format!(
-            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{answer}",
+            "HTTP/1.1 {status} X\r\n{extra_header}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{answer}",
             answer.len()
         );
         if writer.write_all(reply.as_bytes()).is_err() {
@@ -192,6 +223,43 @@ fn serve(stream: TcpStream, upstream: &str, plan: &Mutex<Plan>, log: &Mutex<Vec<
         exchange.status = status;
         exchange.answered_ms = now_ms();
         log.lock().unwrap().push(exchange);
+    }
+}
+
+/// A server that accepts connections, reads nothing and never answers: InfluxDB hung.
+/// Connections are held until it is dropped.
+pub struct Silent {
+    port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl Silent {
+    pub fn start() -> Silent {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("silent server binds");
+        let port = listener.local_addr().expect("silent server address").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming() {
+                if stopped.load(Ordering::Relaxed) {
+                    break;
+                }
+                held.extend(stream.ok());
+            }
+        });
+        Silent { port, stop }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Silent {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
     }
 }
 
