@@ -493,7 +493,6 @@ fn v2_mode_writes_the_windows_to_victoriametrics() {
 /// falls inside a two-byte `é`: the halving must cut at a line, not panic (a panic
 /// aborts the release binary).
 #[test]
-#[ignore = "fails until src/influx/writer.rs split_point cuts at a char boundary (issue 12 report)"]
 fn a_rejected_body_is_halved_even_when_its_middle_byte_is_inside_a_character() {
     let server = Influxd::start_default();
     server.create_database(DB);
