@@ -521,12 +521,17 @@ fn credentials_hint(variable: &str) -> &'static str {
 
 /// `value` with anything before an `@` in its authority replaced by `***`.
 fn without_userinfo(value: &str) -> String {
-    let start = value.find("://").map_or(0, |at| at + 3);
-    let end = value[start..]
-        .find(['/', '?', '#'])
-        .map_or(value.len(), |at| start + at);
-    match value[start..end].rfind('@') {
-        Some(at) => format!("{}***{}", &value[..start], &value[start + at..]),
+    let (scheme, rest) = match value.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), value),
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    match authority.rsplit_once('@') {
+        // `rest` starts with `authority`, so it starts with `userinfo@` too.
+        Some((userinfo, _)) => match rest.strip_prefix(userinfo) {
+            Some(from_at) => format!("{scheme}***{from_at}"),
+            None => value.to_string(),
+        },
         None => value.to_string(),
     }
 }
@@ -534,14 +539,15 @@ fn without_userinfo(value: &str) -> String {
 /// `host:port`, `[v6]:port`, or either without a port.
 fn split_host_port(authority: &str) -> (&str, Option<&str>) {
     if authority.starts_with('[') {
-        return match authority.find(']') {
-            Some(end) => match &authority[end + 1..] {
-                "" => (&authority[..=end], None),
-                rest => (
-                    &authority[..=end],
-                    Some(rest.strip_prefix(':').unwrap_or(rest)),
-                ),
-            },
+        return match authority.split_once(']') {
+            Some((host, rest)) => {
+                // The host keeps its `]`: `host` and the bracket are a prefix of `authority`.
+                let host = authority.get(..=host.len()).unwrap_or(authority);
+                match rest {
+                    "" => (host, None),
+                    rest => (host, Some(rest.strip_prefix(':').unwrap_or(rest))),
+                }
+            }
             None => (authority, None),
         };
     }
