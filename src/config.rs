@@ -525,13 +525,10 @@ fn without_userinfo(value: &str) -> String {
         Some((scheme, rest)) => (format!("{scheme}://"), rest),
         None => (String::new(), value),
     };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    // `find` gives a char boundary, so the split cannot panic.
+    let (authority, after) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
     match authority.rsplit_once('@') {
-        // `rest` starts with `authority`, so it starts with `userinfo@` too.
-        Some((userinfo, _)) => match rest.strip_prefix(userinfo) {
-            Some(from_at) => format!("{scheme}***{from_at}"),
-            None => value.to_string(),
-        },
+        Some((_, host)) => format!("{scheme}***@{host}{after}"),
         None => value.to_string(),
     }
 }
@@ -539,15 +536,13 @@ fn without_userinfo(value: &str) -> String {
 /// `host:port`, `[v6]:port`, or either without a port.
 fn split_host_port(authority: &str) -> (&str, Option<&str>) {
     if authority.starts_with('[') {
-        return match authority.split_once(']') {
-            Some((host, rest)) => {
-                // The host keeps its `]`: `host` and the bracket are a prefix of `authority`.
-                let host = authority.get(..=host.len()).unwrap_or(authority);
-                match rest {
-                    "" => (host, None),
-                    rest => (host, Some(rest.strip_prefix(':').unwrap_or(rest))),
-                }
-            }
+        // The host keeps its `]`.
+        return match authority
+            .find(']')
+            .and_then(|end| authority.split_at_checked(end + 1))
+        {
+            Some((host, "")) => (host, None),
+            Some((host, rest)) => (host, Some(rest.strip_prefix(':').unwrap_or(rest))),
             None => (authority, None),
         };
     }
