@@ -521,12 +521,14 @@ fn credentials_hint(variable: &str) -> &'static str {
 
 /// `value` with anything before an `@` in its authority replaced by `***`.
 fn without_userinfo(value: &str) -> String {
-    let start = value.find("://").map_or(0, |at| at + 3);
-    let end = value[start..]
-        .find(['/', '?', '#'])
-        .map_or(value.len(), |at| start + at);
-    match value[start..end].rfind('@') {
-        Some(at) => format!("{}***{}", &value[..start], &value[start + at..]),
+    let (scheme, rest) = match value.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), value),
+    };
+    // `find` gives a char boundary, so the split cannot panic.
+    let (authority, after) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}***@{host}{after}"),
         None => value.to_string(),
     }
 }
@@ -534,14 +536,13 @@ fn without_userinfo(value: &str) -> String {
 /// `host:port`, `[v6]:port`, or either without a port.
 fn split_host_port(authority: &str) -> (&str, Option<&str>) {
     if authority.starts_with('[') {
-        return match authority.find(']') {
-            Some(end) => match &authority[end + 1..] {
-                "" => (&authority[..=end], None),
-                rest => (
-                    &authority[..=end],
-                    Some(rest.strip_prefix(':').unwrap_or(rest)),
-                ),
-            },
+        // The host keeps its `]`.
+        return match authority
+            .find(']')
+            .and_then(|end| authority.split_at_checked(end + 1))
+        {
+            Some((host, "")) => (host, None),
+            Some((host, rest)) => (host, Some(rest.strip_prefix(':').unwrap_or(rest))),
             None => (authority, None),
         };
     }

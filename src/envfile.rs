@@ -38,10 +38,12 @@ fn unquote(value: &str) -> Result<String, String> {
         Some(q @ ('"' | '\'')) => q,
         _ => return Ok(value.to_string()),
     };
-    if value.len() < 2 || !value.ends_with(quote) {
+    let Some(inner) = value
+        .strip_prefix(quote)
+        .and_then(|rest| rest.strip_suffix(quote))
+    else {
         return Err(format!("unterminated {quote} quote"));
-    }
-    let inner = &value[1..value.len() - 1];
+    };
     if quote == '\'' {
         return Ok(inner.to_string());
     }

@@ -160,7 +160,7 @@ pub fn parse_utc(text: &str) -> Option<u64> {
     if !fraction.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let millis: i64 = format!("{fraction:0<3}")[..3].parse().ok()?;
+    let millis: i64 = format!("{fraction:0<3}").get(..3)?.parse().ok()?;
     let secs =
         days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset_s;
     u64::try_from(secs * 1000 + millis).ok()
@@ -179,8 +179,11 @@ fn split_offset(time: &str) -> Option<(&str, i64)> {
     }
     let at = time.rfind(['+', '-'])?;
     let (clock, offset) = time.split_at(at);
-    let sign = if offset.starts_with('-') { -1 } else { 1 };
-    let (hours, minutes) = offset[1..].split_once(':')?;
+    let (sign, hh_mm) = match offset.strip_prefix('-') {
+        Some(hh_mm) => (-1, hh_mm),
+        None => (1, offset.strip_prefix('+')?),
+    };
+    let (hours, minutes) = hh_mm.split_once(':')?;
     Some((
         clock,
         sign * (parse_digits(hours, 2)? * 3600 + parse_digits(minutes, 2)? * 60),

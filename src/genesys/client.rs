@@ -238,10 +238,8 @@ pub fn permission_for(path: &str) -> Option<&'static str> {
 /// The number in `Retry the request in [17] seconds` (API.md §7), if any.
 pub fn seconds_in_message(message: &str) -> Option<u64> {
     let mut rest = message;
-    while let Some(open) = rest.find('[') {
-        let after = &rest[open + 1..];
-        let close = after.find(']')?;
-        let (number, tail) = (&after[..close], &after[close + 1..]);
+    while let Some((_, after)) = rest.split_once('[') {
+        let (number, tail) = after.split_once(']')?;
         if tail.trim_start().starts_with("second") {
             if let Ok(n) = number.trim().parse() {
                 return Some(n);

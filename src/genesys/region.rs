@@ -48,12 +48,11 @@ impl Region {
 /// `None` when the API base has no `api.` host (a loopback simulator, a gateway): the
 /// login base then comes from `GENESYS_LOGIN_URL` or the region, as before.
 pub fn login_url_for(api_url: &str) -> Option<String> {
+    // ASCII lowercasing keeps every byte offset, so `at` is an offset in `api_url` too.
     let at = api_url.to_ascii_lowercase().find("//api.")?;
-    Some(format!(
-        "{}//login.{}",
-        &api_url[..at],
-        &api_url[at + "//api.".len()..]
-    ))
+    let scheme = api_url.get(..at)?;
+    let host = api_url.get(at + "//api.".len()..)?;
+    Some(format!("{scheme}//login.{host}"))
 }
 
 /// Accepts a region name or domain, case-insensitively, with an optional `api.`/`login.`

@@ -583,9 +583,10 @@ fn shown_url(url: &str) -> String {
     let bare = url.split(['?', '#']).next().unwrap_or_default();
     let without_user = match bare.split_once("://") {
         Some((scheme, rest)) => {
-            let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
-            match authority.rfind('@') {
-                Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+            // `find` gives a char boundary, so the split cannot panic.
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            match authority.rsplit_once('@') {
+                Some((_, host)) => format!("{scheme}://{host}{path}"),
                 None => bare.to_string(),
             }
         }
@@ -620,27 +621,33 @@ fn error_message(body: &str) -> String {
 fn rejected_lines(message: &str) -> usize {
     let unparsable = message.matches("unable to parse").count();
     let dropped = message
-        .rfind("dropped=")
-        .and_then(|at| {
-            let digits: String = message[at + "dropped=".len()..]
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect();
+        .rsplit_once("dropped=")
+        .and_then(|(_, after)| {
+            let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
             digits.parse::<usize>().ok()
         })
         .unwrap_or(0);
     (unparsable + dropped).max(1)
 }
 
+/// `text`, cut to at most `max` bytes on a char boundary and marked with `…` if cut.
 fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
+    let kept = prefix_within(text, max);
+    if kept.len() == text.len() {
         return text.to_string();
     }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
+    format!("{kept}…")
+}
+
+/// The longest start of `text` that is at most `max` bytes and ends on a char boundary.
+fn prefix_within(text: &str, max: usize) -> &str {
+    let end = text
+        .char_indices()
+        .map(|(at, c)| at + c.len_utf8())
+        .take_while(|&end| end <= max)
+        .last()
+        .unwrap_or(0);
+    text.get(..end).unwrap_or_default()
 }
 
 /// What became of one body.
@@ -693,11 +700,10 @@ fn deliver(
     stats: &Stats,
     rejections: &mut RejectionLog,
 ) -> Delivery {
-    // Pieces still to send, as byte ranges; the next one is at the end.
-    let mut stack: Vec<(usize, usize)> = chunks(lines, max_lines.max(1));
+    // Pieces still to send; the next one is at the end.
+    let mut stack: Vec<&str> = chunks(lines, max_lines.max(1));
     stack.reverse();
-    while let Some((start, end)) = stack.pop() {
-        let piece = &lines[start..end];
+    while let Some(piece) = stack.pop() {
         let count = count_lines(piece);
         let started = Instant::now();
         let answer = transport.post(piece);
@@ -721,10 +727,10 @@ fn deliver(
             }
             Verdict::Rejected { message } => {
                 Stats::incr(&stats.write_errors);
-                match split_point(piece) {
-                    Some(mid) => {
-                        stack.push((start + mid, end));
-                        stack.push((start, start + mid));
+                match split_point(piece).and_then(|mid| piece.split_at_checked(mid)) {
+                    Some((head, tail)) => {
+                        stack.push(tail);
+                        stack.push(head);
                     }
                     None => {
                         Stats::add(&stats.lines_dropped, count as u64);
@@ -743,10 +749,12 @@ fn deliver(
                 message,
             } => {
                 Stats::incr(&stats.write_errors);
-                let mut rest = String::with_capacity(lines.len() - start);
+                let mut rest = String::with_capacity(
+                    piece.len() + stack.iter().map(|p| p.len()).sum::<usize>(),
+                );
                 rest.push_str(piece);
-                for &(s, e) in stack.iter().rev() {
-                    rest.push_str(&lines[s..e]);
+                for later in stack.iter().rev() {
+                    rest.push_str(later);
                 }
                 let rest_lines = count_lines(&rest);
                 return Delivery::Retry {
@@ -767,25 +775,22 @@ fn count_lines(lines: &str) -> usize {
         + usize::from(!lines.is_empty() && !lines.ends_with('\n'))
 }
 
-/// Byte ranges of consecutive groups of at most `max_lines` lines.
-fn chunks(lines: &str, max_lines: usize) -> Vec<(usize, usize)> {
-    let mut ranges = Vec::new();
-    let mut start = 0;
-    let mut seen = 0;
-    for (i, b) in lines.bytes().enumerate() {
-        if b == b'\n' {
-            seen += 1;
-            if seen == max_lines {
-                ranges.push((start, i + 1));
-                start = i + 1;
-                seen = 0;
-            }
-        }
+/// Consecutive groups of at most `max_lines` (at least 1) whole lines.
+fn chunks(lines: &str, max_lines: usize) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    let mut rest = lines;
+    // Each round takes at least one byte: the loop ends.
+    while !rest.is_empty() {
+        let end = rest
+            .match_indices('\n')
+            .nth(max_lines.max(1) - 1)
+            .map_or(rest.len(), |(at, _)| at + 1);
+        // Just after a `\n` (or the end) is a char boundary: the split cannot panic.
+        let (piece, tail) = rest.split_at(end);
+        pieces.push(piece);
+        rest = tail;
     }
-    if start < lines.len() {
-        ranges.push((start, lines.len()));
-    }
-    ranges
+    pieces
 }
 
 /// Where to cut `piece` in two halves of whole lines; `None` for a single line. Works on
@@ -1714,8 +1719,9 @@ mod tests {
         assert_eq!(split_point("a\nb\n"), Some(2));
         assert_eq!(split_point("aaaaaaaa\nb\n"), Some(9));
         assert_eq!(split_point("a\nbbbbbbbbb\n"), Some(2));
-        assert_eq!(chunks("a\nb\nc\n", 2), vec![(0, 4), (4, 6)]);
-        assert_eq!(chunks("a\nb\n", 2), vec![(0, 4)]);
+        assert_eq!(chunks("a\nb\nc\n", 2), vec!["a\nb\n", "c\n"]);
+        assert_eq!(chunks("a\nb\n", 2), vec!["a\nb\n"]);
+        assert_eq!(chunks("a\nb", 1), vec!["a\n", "b"]);
         assert_eq!(count_lines("a\nb"), 2);
         assert_eq!(count_lines(""), 0);
     }
@@ -2113,6 +2119,38 @@ mod tests {
     }
 
     use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any Unicode text cut at any byte count: no panic, a prefix on a char boundary
+        /// within the limit, and the longest such prefix (the next character would not fit).
+        #[test]
+        fn any_text_cuts_to_the_longest_prefix_within(text in "\\PC{0,40}", max in 0usize..200) {
+            let kept = prefix_within(&text, max);
+            prop_assert!(text.starts_with(kept) && text.is_char_boundary(kept.len()));
+            prop_assert!(kept.len() <= max);
+            if let Some(next) = text.strip_prefix(kept).and_then(|rest| rest.chars().next()) {
+                prop_assert!(kept.len() + next.len_utf8() > max);
+            }
+            let shown = truncate(&text, max);
+            prop_assert_eq!(shown == text, text.len() <= max);
+        }
+
+        /// Any text in chunks of any size: every line once, in order, whole, at most
+        /// `max_lines` per chunk.
+        #[test]
+        fn any_text_chunks_into_whole_lines(text in "(\\PC{0,8}\n?){0,20}", max_lines in 1usize..5) {
+            let pieces = chunks(&text, max_lines);
+            prop_assert_eq!(pieces.concat(), text.clone());
+            for (i, piece) in pieces.iter().enumerate() {
+                prop_assert!(!piece.is_empty() && count_lines(piece) <= max_lines);
+                if i + 1 < pieces.len() {
+                    prop_assert!(piece.ends_with('\n') && count_lines(piece) == max_lines);
+                }
+            }
+        }
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]

@@ -115,42 +115,46 @@ impl Redactor {
     }
 
     /// Where a message was cut (its end, or a `…`), the start of a secret may remain.
+    /// Checks each piece of `text` that ends at a `…` or at the end (a piece starts at
+    /// the previous `…`, included).
     fn blank_cut_secrets(&self, text: String) -> String {
-        let cuts: Vec<usize> = text
-            .match_indices('…')
-            .map(|(at, _)| at)
-            .chain(std::iter::once(text.len()))
-            .collect();
         let mut out = String::with_capacity(text.len());
-        let mut from = 0;
-        for cut in cuts {
-            let piece = &text[from..cut];
-            let kept = piece.len() - self.cut_secret_len(piece);
-            out.push_str(&piece[..kept]);
-            if kept < piece.len() {
-                out.push_str(MASK);
+        let mut rest = text.as_str();
+        // Each round takes at least one character: the loop ends.
+        while !rest.is_empty() {
+            let cut = rest
+                .char_indices()
+                .skip(1)
+                .find(|&(_, c)| c == '…')
+                .map_or(rest.len(), |(at, _)| at);
+            // `cut` comes from `char_indices`: a char boundary, the split cannot panic.
+            let (piece, tail) = rest.split_at(cut);
+            match piece.strip_suffix(self.cut_secret(piece)) {
+                Some(kept) if kept.len() < piece.len() => {
+                    out.push_str(kept);
+                    out.push_str(MASK);
+                }
+                _ => out.push_str(piece),
             }
-            from = cut;
+            rest = tail;
         }
-        out.push_str(&text[from..]);
         out
     }
 
-    /// Length in bytes of the longest start of a needle that `piece` ends with.
-    fn cut_secret_len(&self, piece: &str) -> usize {
+    /// The longest start of a needle that `piece` ends with (`""` if none).
+    fn cut_secret<'n>(&'n self, piece: &str) -> &'n str {
         self.needles
             .iter()
             .flat_map(|needle| {
                 needle
                     .char_indices()
                     .skip(MIN_CUT_CHARS)
-                    .map(|(end, _)| &needle[..end])
+                    .filter_map(|(end, _)| needle.get(..end))
                     .filter(|start| piece.ends_with(start))
-                    .map(str::len)
-                    .max()
+                    .max_by_key(|start| start.len())
             })
-            .max()
-            .unwrap_or(0)
+            .max_by_key(|start| start.len())
+            .unwrap_or_default()
     }
 }
 
@@ -166,7 +170,8 @@ fn forms(secret: &str) -> Vec<String> {
         upper.replace("%20", "+"),
         percent_encode(secret, false),
         serde_json::to_string(secret)
-            .map(|quoted| quoted[1..quoted.len() - 1].to_string())
+            .ok()
+            .and_then(|quoted| Some(quoted.strip_prefix('"')?.strip_suffix('"')?.to_string()))
             .unwrap_or_default(),
         secret.escape_debug().to_string(),
         crate::http::base64(secret.as_bytes()),

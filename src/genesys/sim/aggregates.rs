@@ -302,7 +302,7 @@ pub fn parse_iso(s: &str) -> Option<u64> {
     if !fraction.chars().all(|c| c.is_ascii_digit()) {
         return None;
     }
-    let ms: u64 = format!("{fraction:0<3}")[..3].parse().ok()?;
+    let ms: u64 = format!("{fraction:0<3}").get(..3)?.parse().ok()?;
     let days = days_from_civil(y, mo, da);
     let secs = days * 86_400 + (h * 3600 + mi * 60 + se) as i64 - offset_secs;
     u64::try_from(secs).ok().map(|s| s * 1000 + ms)
@@ -315,8 +315,11 @@ fn split_offset(time: &str) -> Option<(&str, i64)> {
     }
     let pos = time.rfind(['+', '-'])?;
     let (clock, offset) = time.split_at(pos);
-    let sign = if offset.starts_with('-') { -1 } else { 1 };
-    let (oh, om) = offset[1..].split_once(':').unwrap_or((&offset[1..], "0"));
+    let (sign, hh_mm) = match offset.strip_prefix('-') {
+        Some(hh_mm) => (-1, hh_mm),
+        None => (1, offset.strip_prefix('+')?),
+    };
+    let (oh, om) = hh_mm.split_once(':').unwrap_or((hh_mm, "0"));
     let (oh, om): (i64, i64) = (oh.parse().ok()?, om.parse().ok()?);
     Some((clock, sign * (oh * 3600 + om * 60)))
 }
