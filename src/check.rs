@@ -250,7 +250,7 @@ fn check_observations(
 /// KPI permission is separate from the observation one and easily forgotten.
 fn check_kpis(client: &GenesysClient, chunk: &[Arc<Queue>], kpi: KpiConfig, report: &mut Report) {
     let bucket_ms = u64::try_from(kpi.bucket.as_millis()).unwrap_or(u64::MAX);
-    let interval = Interval::recent(observations::now_ms(), bucket_ms, 0);
+    let interval = Interval::recent(crate::time::now_ms(), bucket_ms, 0);
     match aggregates::query(client, chunk, interval, kpi.bucket, Instant::now() + STEP_DEADLINE) {
         Ok(parsed) => report.ok(&format!(
             "KPIs: conversation aggregates answered ({} queue/media buckets in {})",

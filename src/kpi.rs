@@ -49,7 +49,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, select, Receiver, RecvTimeoutError, Sender};
 use serde::{Deserialize, Serialize};
@@ -58,8 +58,7 @@ use crate::aggregate::PART_BYTES;
 use crate::config::KpiConfig;
 use crate::duration;
 use crate::genesys::aggregates::{
-    self, bucket_floor, format_utc, granularity, Interval, DAY_MS, MAX_QUEUES_PER_REQUEST,
-    PERMISSION,
+    self, bucket_floor, granularity, Interval, DAY_MS, MAX_QUEUES_PER_REQUEST, PERMISSION,
 };
 use crate::genesys::budget::{self, requests_per_minute};
 use crate::genesys::client::{ApiError, GenesysClient};
@@ -67,6 +66,7 @@ use crate::influx::writer::Batch;
 use crate::model::{Queue, SharedQueues};
 use crate::state_file::{self, FileError};
 use crate::stats::Stats;
+use crate::time::{self, now_ms};
 
 /// Where the resume point is kept, inside the state directory.
 pub const STATE_FILE: &str = "kpi-state.json";
@@ -247,7 +247,7 @@ pub fn load_state(path: &Path) -> Result<Option<u64>, StateError> {
 pub fn save_state(path: &Path, resume_from_ms: u64) -> Result<(), StateError> {
     let state = StateFile {
         resume_from_ms,
-        resume_from: format_utc(resume_from_ms),
+        resume_from: time::format_utc_ms(resume_from_ms),
     };
     let json = serde_json::to_vec_pretty(&state)
         .map_err(|e| StateError::Write(path.to_path_buf(), FileError::Io(e.into())))?;
@@ -295,7 +295,7 @@ impl Poller {
         if let Some(before) = plan.gave_up_before_ms {
             log::warn!(
                 "KPI buckets before {} are older than {} days and are not backfilled",
-                format_utc(before),
+                time::format_utc_ms(before),
                 MAX_BACKFILL_MS / DAY_MS
             );
         }
@@ -442,7 +442,10 @@ pub fn run(
             }
         });
     if let Some(resume) = resume_from_ms {
-        log::info!("KPIs resume from {} ({STATE_FILE})", format_utc(resume));
+        log::info!(
+            "KPIs resume from {} ({STATE_FILE})",
+            time::format_utc_ms(resume)
+        );
     }
     if settings.config.bucket < SMALLEST_VERIFIED_BUCKET {
         log::warn!(
@@ -556,18 +559,13 @@ fn poll_loop(mut poller: Poller, queues: SharedQueues, done: Sender<Report>, sto
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{GenesysConfig, Secret};
-    use crate::genesys::aggregates::{parse_utc, KpiBucket};
+    use crate::genesys::aggregates::KpiBucket;
     use crate::genesys::sim::{Endpoint, Fault, KpiValues, RequestRecord, Sim, SimOptions};
+    use crate::time::parse_utc;
 
     const MINUTE: u64 = 60_000;
     const HOUR: u64 = 60 * MINUTE;
@@ -618,7 +616,7 @@ mod tests {
         for minute in 0..40 {
             let now = NOW + minute * MINUTE;
             let p = plan(now, resume, quarter_hours());
-            assert_eq!(p.backfill, None, "at {}", format_utc(now));
+            assert_eq!(p.backfill, None, "at {}", time::format_utc_ms(now));
             assert_eq!(
                 p.pieces,
                 vec![Interval::recent(now, 15 * MINUTE, 10 * MINUTE)]
@@ -628,7 +626,10 @@ mod tests {
             }
             resume = Some(p.resume_from_ms);
         }
-        assert_eq!(format_utc(last_asked_1415), "2025-06-02T14:39:05.000Z");
+        assert_eq!(
+            time::format_utc_ms(last_asked_1415),
+            "2025-06-02T14:39:05.000Z"
+        );
     }
 
     #[test]
@@ -724,20 +725,20 @@ mod tests {
             let last = bucket_floor(now - timing.lookback_ms, timing.bucket_ms) - timing.bucket_ms;
             for b in (first..=last).step_by(timing.bucket_ms as usize) {
                 let Some(&asked) = last_asked.get(&b) else {
-                    panic!("{timing:?}: bucket {} never asked", format_utc(b));
+                    panic!("{timing:?}: bucket {} never asked", time::format_utc_ms(b));
                 };
                 let end = b + timing.bucket_ms;
                 assert!(
                     asked + timing.poll_ms >= end + timing.lookback_ms,
                     "{timing:?}: bucket {} last asked at {}, before its look-back ended",
-                    format_utc(b),
-                    format_utc(asked)
+                    time::format_utc_ms(b),
+                    time::format_utc_ms(asked)
                 );
                 if end + timing.lookback_ms > stop.0 && b < stop.1 {
                     assert!(
                         asked >= stop.1,
                         "{timing:?}: bucket {} not re-asked after the restart",
-                        format_utc(b)
+                        time::format_utc_ms(b)
                     );
                 }
             }
@@ -760,10 +761,7 @@ mod tests {
     }
 
     fn temp_dir(name: &str) -> PathBuf {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
+        let nanos = now_ms();
         let dir =
             std::env::temp_dir().join(format!("g2i-kpi-{name}-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

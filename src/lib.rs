@@ -23,3 +23,4 @@ pub mod notify;
 pub mod pipeline;
 pub mod state_file;
 pub mod stats;
+pub mod time;

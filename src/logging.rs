@@ -12,7 +12,7 @@
 //! record has the registered secrets blanked out ([`redact`]) before it is written.
 
 use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use log::Level;
 
@@ -97,7 +97,10 @@ pub fn format_line(
         }
         line
     } else {
-        format!("{} {level} {target}: {message}\n", utc_timestamp(now))
+        format!(
+            "{} {level} {target}: {message}\n",
+            crate::time::format_utc_s(now)
+        )
     }
 }
 
@@ -141,41 +144,10 @@ fn stderr_identity() -> Option<(u64, u64)> {
     Some((meta.dev(), meta.ino()))
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ`, whole seconds, UTC. Times before 1970 print as the epoch.
-pub fn utc_timestamp(time: SystemTime) -> String {
-    let secs = time
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
-}
-
-/// Days since 1970-01-01 → proleptic Gregorian (year, month, day), after Howard
-/// Hinnant's `civil_from_days`, restricted to dates on or after the epoch.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     fn at(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs)
@@ -235,18 +207,5 @@ mod tests {
         assert!(!journald_owns_stderr(Some("1:3"), Some((1, 2))));
         assert!(journald_owns_stderr(Some("1:2"), None));
         assert!(journald_owns_stderr(Some("garbage"), Some((1, 2))));
-    }
-
-    #[test]
-    fn utc_timestamps_across_calendar_edges() {
-        assert_eq!(utc_timestamp(at(0)), "1970-01-01T00:00:00Z");
-        assert_eq!(utc_timestamp(at(951_782_400)), "2000-02-29T00:00:00Z");
-        assert_eq!(utc_timestamp(at(1_709_251_199)), "2024-02-29T23:59:59Z");
-        assert_eq!(utc_timestamp(at(1_798_761_599)), "2026-12-31T23:59:59Z");
-        assert_eq!(utc_timestamp(at(4_102_444_800)), "2100-01-01T00:00:00Z");
-        assert_eq!(
-            utc_timestamp(UNIX_EPOCH - Duration::from_secs(1)),
-            "1970-01-01T00:00:00Z"
-        );
     }
 }

@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, select, Receiver, Sender};
 
@@ -31,6 +31,7 @@ use crate::model::{PollEvent, SharedQueues};
 use crate::notify::Notifier;
 use crate::state_file;
 use crate::stats::{Stats, StatsSnapshot};
+use crate::time::{millis, now_ms};
 
 /// Poll events in flight between poller and aggregator (chunks of ≤ 100 queues each):
 /// enough for a few polls of a large org; beyond it the poller waits rather than memory
@@ -504,16 +505,6 @@ fn take_saved_window(path: &Path) -> Option<Vec<u8>> {
     };
     let _ = std::fs::remove_file(path);
     json
-}
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, millis)
 }
 
 #[cfg(test)]

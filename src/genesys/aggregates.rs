@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::influx::line_protocol::LineBuilder;
 use crate::model::Queue;
+use crate::time;
 
 use super::client::{ApiError, GenesysClient};
 use super::filter::{self, QueueFilter};
@@ -95,7 +96,11 @@ impl Interval {
 
     /// `2025-06-02T14:15:00.000Z/2025-06-02T14:45:00.000Z`, as the API wants it.
     pub fn to_iso(&self) -> String {
-        format!("{}/{}", format_utc(self.start_ms), format_utc(self.end_ms))
+        format!(
+            "{}/{}",
+            time::format_utc_ms(self.start_ms),
+            time::format_utc_ms(self.end_ms)
+        )
     }
 }
 
@@ -120,98 +125,6 @@ pub fn granularity(bucket: Duration) -> String {
         text.push_str("0S");
     }
     text
-}
-
-/// Epoch ms → `2025-06-02T14:15:00.000Z`.
-pub fn format_utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX);
-    let (year, month, day) = civil_from_days(days);
-    let rem = secs % 86_400;
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        ms % 1000
-    )
-}
-
-/// `2025-06-02T14:15:00.000Z` (fraction optional, `Z` or `±HH:MM`) → epoch ms. `None`
-/// for anything else, or a time before 1970.
-pub fn parse_utc(text: &str) -> Option<u64> {
-    let (date, time) = text.trim().split_once('T')?;
-    let mut parts = date.split('-');
-    let year: i64 = parse_digits(parts.next()?, 4)?;
-    let month: i64 = parse_digits(parts.next()?, 2)?;
-    let day: i64 = parse_digits(parts.next()?, 2)?;
-    if parts.next().is_some() || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
-        return None;
-    }
-    let (clock, offset_s) = split_offset(time)?;
-    let (hms, fraction) = clock.split_once('.').unwrap_or((clock, ""));
-    let mut parts = hms.split(':');
-    let hour: i64 = parse_digits(parts.next()?, 2)?;
-    let minute: i64 = parse_digits(parts.next()?, 2)?;
-    let second: i64 = parse_digits(parts.next()?, 2)?;
-    if parts.next().is_some() || hour > 23 || minute > 59 || second > 60 {
-        return None;
-    }
-    if !fraction.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let millis: i64 = format!("{fraction:0<3}").get(..3)?.parse().ok()?;
-    let secs =
-        days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset_s;
-    u64::try_from(secs * 1000 + millis).ok()
-}
-
-fn parse_digits(text: &str, width: usize) -> Option<i64> {
-    (text.len() == width && text.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| text.parse().ok())
-        .flatten()
-}
-
-/// Splits `HH:MM:SS(.fff)` from its `Z` / `±HH:MM` suffix; the offset in seconds.
-fn split_offset(time: &str) -> Option<(&str, i64)> {
-    if let Some(clock) = time.strip_suffix('Z') {
-        return Some((clock, 0));
-    }
-    let at = time.rfind(['+', '-'])?;
-    let (clock, offset) = time.split_at(at);
-    let (sign, hh_mm) = match offset.strip_prefix('-') {
-        Some(hh_mm) => (-1, hh_mm),
-        None => (1, offset.strip_prefix('+')?),
-    };
-    let (hours, minutes) = hh_mm.split_once(':')?;
-    Some((
-        clock,
-        sign * (parse_digits(hours, 2)? * 3600 + parse_digits(minutes, 2)? * 60),
-    ))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-/// `(year, month, day)` of a count of days since 1970-01-01 (H. Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (year_of_era + era * 400 + i64::from(month <= 2), month, day)
 }
 
 // ---- request ---------------------------------------------------------------------------
@@ -379,7 +292,7 @@ fn to_buckets(response: Response) -> Parsed {
             .unwrap_or_default();
         for data in group.data {
             let interval = data.interval.as_deref().unwrap_or_default();
-            let Some(bucket_start_ms) = interval.split('/').next().and_then(parse_utc) else {
+            let Some(bucket_start_ms) = interval.split('/').next().and_then(time::parse_utc) else {
                 parsed.unreadable_intervals += 1;
                 continue;
             };
@@ -617,37 +530,6 @@ mod tests {
         assert_eq!(granularity(m(720)), "PT12H");
         assert_eq!(granularity(m(1440)), "P1D");
         assert_eq!(granularity(Duration::from_secs(30)), "PT30S");
-    }
-
-    #[test]
-    fn utc_formatting_and_parsing_round_trip() {
-        assert_eq!(format_utc(T1415), "2025-06-02T14:15:00.000Z");
-        assert_eq!(format_utc(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(format_utc(951_782_400_123), "2000-02-29T00:00:00.123Z");
-        assert_eq!(format_utc(4_107_542_399_999), "2100-02-28T23:59:59.999Z");
-        for ms in [
-            0,
-            T1415,
-            951_782_400_123,
-            4_107_542_399_999,
-            1_709_164_800_000,
-        ] {
-            assert_eq!(parse_utc(&format_utc(ms)), Some(ms));
-        }
-        assert_eq!(parse_utc("2025-06-02T16:15:00.000+02:00"), Some(T1415));
-        assert_eq!(parse_utc("2025-06-02T14:15:00Z"), Some(T1415));
-        assert_eq!(parse_utc("2025-06-02T14:15:00.5Z"), Some(T1415 + 500));
-        for bad in [
-            "",
-            "2025-06-02",
-            "2025-13-02T14:15:00Z",
-            "2025-06-02T14:15Z",
-            "1969-12-31T23:59:59Z",
-            "2025-06-02T14:15:00.x1Z",
-            "2025-06-02 14:15:00Z",
-        ] {
-            assert_eq!(parse_utc(bad), None, "{bad}");
-        }
     }
 
     #[test]

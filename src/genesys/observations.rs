@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -126,16 +126,8 @@ pub fn observe(
     deadline: Instant,
 ) -> Result<ChunkResult, ApiError> {
     client.post_decoded(PATH, &query_body(chunk), deadline, &|body| {
-        decode(body, chunk, now_ms())
+        decode(body, chunk, crate::time::now_ms())
     })
-}
-
-/// Milliseconds since the epoch on the local (NTP-synchronised) clock.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Parses a response body received at `now_ms`.

@@ -22,8 +22,9 @@ use crate::stats::Stats;
 
 use super::budget::{self, Plan};
 use super::client::{ApiError, GenesysClient};
-use super::observations::{self, now_ms, ChunkResult, MAX_QUEUES_PER_REQUEST};
+use super::observations::{self, ChunkResult, MAX_QUEUES_PER_REQUEST};
 use super::queues;
+use crate::time::now_ms;
 
 /// Time kept free at the end of each tick, so a poll's last retry ends before the next.
 pub const MAX_TICK_MARGIN: Duration = Duration::from_secs(1);

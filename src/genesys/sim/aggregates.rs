@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 use super::api::{bad_request, error, filter_values, Snapshot};
 use super::server::Response;
 use super::values::{self, KpiScope, KpiValues, Timer};
+use crate::time;
 
 /// The ten KPI metrics of API.md §9.1.
 const KPI_METRICS: [&str; 10] = [
@@ -210,7 +211,7 @@ fn render(groups: &[Group], buckets: &[(u64, u64)], metrics: &[&str]) -> Value {
             .filter_map(|(v, &(s, e))| {
                 let entries: Vec<Value> = metrics.iter().filter_map(|m| metric_entry(m, v)).collect();
                 (!entries.is_empty()).then(|| {
-                    json!({"interval": format!("{}/{}", format_iso(s), format_iso(e)), "metrics": entries})
+                    json!({"interval": format!("{}/{}", time::format_utc_ms(s), time::format_utc_ms(e)), "metrics": entries})
                 })
             })
             .collect();
@@ -272,56 +273,8 @@ fn metric_entry(metric: &str, v: &KpiValues) -> Option<Value> {
 /// `start/end` → epoch ms, end after start.
 fn parse_interval(s: &str) -> Option<(u64, u64)> {
     let (a, b) = s.split_once('/')?;
-    let (start, end) = (parse_iso(a.trim())?, parse_iso(b.trim())?);
+    let (start, end) = (time::parse_utc(a.trim())?, time::parse_utc(b.trim())?);
     (end > start).then_some((start, end))
-}
-
-/// `2025-06-02T14:15:00.000Z` or with an offset `+02:00`; fraction optional.
-pub fn parse_iso(s: &str) -> Option<u64> {
-    let (date, time) = s.split_once('T')?;
-    let mut d = date.split('-');
-    let (y, mo, da): (i64, u32, u32) = (
-        d.next()?.parse().ok()?,
-        d.next()?.parse().ok()?,
-        d.next()?.parse().ok()?,
-    );
-    if d.next().is_some() || !(1..=12).contains(&mo) || !(1..=31).contains(&da) || y < 1970 {
-        return None;
-    }
-    let (clock, offset_secs) = split_offset(time)?;
-    let (hms, fraction) = clock.split_once('.').unwrap_or((clock, ""));
-    let mut t = hms.split(':');
-    let (h, mi, se): (u64, u64, u64) = (
-        t.next()?.parse().ok()?,
-        t.next()?.parse().ok()?,
-        t.next()?.parse().ok()?,
-    );
-    if t.next().is_some() || h > 23 || mi > 59 || se > 60 {
-        return None;
-    }
-    if !fraction.chars().all(|c| c.is_ascii_digit()) {
-        return None;
-    }
-    let ms: u64 = format!("{fraction:0<3}").get(..3)?.parse().ok()?;
-    let days = days_from_civil(y, mo, da);
-    let secs = days * 86_400 + (h * 3600 + mi * 60 + se) as i64 - offset_secs;
-    u64::try_from(secs).ok().map(|s| s * 1000 + ms)
-}
-
-/// Splits `HH:MM:SS(.fff)` from its `Z` / `±HH:MM` suffix; returns the offset in seconds.
-fn split_offset(time: &str) -> Option<(&str, i64)> {
-    if let Some(clock) = time.strip_suffix('Z') {
-        return Some((clock, 0));
-    }
-    let pos = time.rfind(['+', '-'])?;
-    let (clock, offset) = time.split_at(pos);
-    let (sign, hh_mm) = match offset.strip_prefix('-') {
-        Some(hh_mm) => (-1, hh_mm),
-        None => (1, offset.strip_prefix('+')?),
-    };
-    let (oh, om) = hh_mm.split_once(':').unwrap_or((hh_mm, "0"));
-    let (oh, om): (i64, i64) = (oh.parse().ok()?, om.parse().ok()?);
-    Some((clock, sign * (oh * 3600 + om * 60)))
 }
 
 /// `PT15M`, `PT1H`, `PT30S`, `P1D`, `P1W` → ms (no months or years: not fixed lengths).
@@ -348,43 +301,4 @@ pub fn parse_period(s: &str) -> Option<u64> {
         }
     }
     (total > 0).then_some(total)
-}
-
-/// Epoch ms → `2025-06-02T14:15:00.000Z`.
-pub fn format_iso(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
-    let rem = secs % 86_400;
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        ms % 1000
-    )
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Inverse of [`days_from_civil`]: `(year, month, day)`.
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }

@@ -11,9 +11,8 @@ use serde_json::{json, Map, Value};
 
 use super::server::{Reply, Request, Response};
 use super::values::{self, Rng};
-use super::{
-    aggregates, now_ms, period_ms, Endpoint, Fault, RequestRecord, Shared, State, UnknownQueues,
-};
+use super::{aggregates, period_ms, Endpoint, Fault, RequestRecord, Shared, State, UnknownQueues};
+use crate::time::now_ms;
 use std::sync::atomic::Ordering;
 
 /// The eleven observation metrics (API.md §4.3): user metrics, then conversation metrics.
@@ -229,7 +228,9 @@ fn decorate(
     rate: Rate,
     now: u64,
 ) -> Response {
-    response.headers.push(("Date".into(), http_date(now)));
+    response
+        .headers
+        .push(("Date".into(), crate::time::format_http_date(now)));
     if endpoint != Some(Endpoint::Token) {
         response
             .headers
@@ -656,7 +657,7 @@ fn queue_entity(q: &super::SimQueue, seed: u64, slot: u64) -> Value {
             "selfUri": "/api/v2/authorization/divisions/4f1a7c2e-9b3d-4e8f-a6c5-2d7e9f1b3a80",
         },
         "dateCreated": "2024-01-15T08:00:00.000Z",
-        "dateModified": aggregates::format_iso(q.modified_ms),
+        "dateModified": crate::time::format_utc_ms(q.modified_ms),
         "memberCount": members,
         "userMemberCount": members,
         "joinedMemberCount": members,
@@ -1046,26 +1047,4 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
         }
     }
     Some(out)
-}
-
-/// RFC 7231 `Date` header value.
-fn http_date(ms: u64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let secs = ms / 1000;
-    let days = secs / 86_400;
-    let (y, m, d) = aggregates::civil_from_days(days as i64);
-    let rem = secs % 86_400;
-    format!(
-        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
-        DAYS[(days % 7) as usize],
-        d,
-        MONTHS[(m - 1) as usize],
-        y,
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
 }

@@ -24,7 +24,9 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use crate::time::now_ms;
 
 pub use values::{
     ExpectedMedia, ExpectedObservation, KpiValues, Timer, ODD_NAMES, SHORT_ABANDON_MS,
@@ -251,13 +253,6 @@ impl Shared {
 }
 
 /// Milliseconds since the Unix epoch.
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// A running simulated Genesys Cloud. Dropping it stops the server.
 #[derive(Debug)]
 pub struct Sim {

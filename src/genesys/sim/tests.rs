@@ -871,8 +871,8 @@ fn settled_aggregates_match_expected_kpis_and_the_fixture_shape() {
     let start = (now_ms() / 3_600_000 - 3) * 3_600_000;
     let interval = format!(
         "{}/{}",
-        aggregates::format_iso(start),
-        aggregates::format_iso(start + 3_600_000)
+        crate::time::format_utc_ms(start),
+        crate::time::format_utc_ms(start + 3_600_000)
     );
     let answer = post(
         &sim,
@@ -908,8 +908,8 @@ fn settled_aggregates_match_expected_kpis_and_the_fixture_shape() {
                 let expected = sim.expected_kpis(id, media, bucket_start, 900_000);
                 let label = format!(
                     "{}/{}",
-                    aggregates::format_iso(bucket_start),
-                    aggregates::format_iso(bucket_start + 900_000)
+                    crate::time::format_utc_ms(bucket_start),
+                    crate::time::format_utc_ms(bucket_start + 900_000)
                 );
                 let bucket = group.and_then(|g| {
                     g["data"]
@@ -997,8 +997,8 @@ fn aggregates_empty_answers_and_errors() {
     let future = now_ms() + 86_400_000;
     let interval = format!(
         "{}/{}",
-        aggregates::format_iso(future),
-        aggregates::format_iso(future + 900_000)
+        crate::time::format_utc_ms(future),
+        crate::time::format_utc_ms(future + 900_000)
     );
     let in_future = post(
         &sim,
@@ -1052,8 +1052,8 @@ fn aggregates_group_by_queue_only_sums_media_and_drops_the_target() {
     let start = (now_ms() / 3_600_000 - 2) * 3_600_000;
     let interval = format!(
         "{}/{}",
-        aggregates::format_iso(start),
-        aggregates::format_iso(start + 3_600_000)
+        crate::time::format_utc_ms(start),
+        crate::time::format_utc_ms(start + 3_600_000)
     );
     let mut body = aggregate_query(&interval, None, std::slice::from_ref(id));
     body["groupBy"] = json!(["queueId"]);
@@ -1078,31 +1078,6 @@ fn aggregates_group_by_queue_only_sums_media_and_drops_the_target() {
     };
     assert_eq!(entry("nOffered")["stats"]["count"], offered);
     assert!(entry("oServiceLevel")["stats"].get("target").is_none());
-}
-
-#[test]
-fn iso_times_round_trip() {
-    assert_eq!(
-        aggregates::parse_iso("2025-06-02T14:30:10.000Z"),
-        Some(1_748_874_610_000)
-    );
-    assert_eq!(
-        aggregates::parse_iso("2025-06-02T16:30:10+02:00"),
-        Some(1_748_874_610_000)
-    );
-    assert_eq!(
-        aggregates::parse_iso("2025-06-02T14:30:10.5Z"),
-        Some(1_748_874_610_500)
-    );
-    assert_eq!(
-        aggregates::format_iso(1_748_874_610_000),
-        "2025-06-02T14:30:10.000Z"
-    );
-    assert_eq!(aggregates::parse_iso("2025-06-02 14:30"), None);
-    assert_eq!(aggregates::parse_period("PT15M"), Some(900_000));
-    assert_eq!(aggregates::parse_period("PT1H"), Some(3_600_000));
-    assert_eq!(aggregates::parse_period("P1D"), Some(86_400_000));
-    assert_eq!(aggregates::parse_period("P1M"), None);
 }
 
 #[test]
