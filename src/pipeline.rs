@@ -248,7 +248,7 @@ fn listen_for_signals(senders: Senders) {
     thread::spawn(move || {
         for signal in signals.forever() {
             if signal == SIGHUP {
-                log::info!("SIGHUP: re-resolving the queue list");
+                // The poller logs the refresh: a burst of SIGHUPs is one refresh.
                 if let Ok(guard) = senders.lock() {
                     if let Some((_, control)) = guard.as_ref() {
                         let _ = control.try_send(PollerControl::RefreshQueues);
