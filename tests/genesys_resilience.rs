@@ -744,3 +744,67 @@ fn with_429_and_500_faults_99_percent_of_1200_queue_windows_are_complete() {
         complete as f64 * 100.0 / expected as f64
     );
 }
+
+/// A burst of 50 SIGHUPs is one queue-list refresh (two at most, when the burst spans the
+/// budget's gap between refreshes) with one log line each, not one listing and one line
+/// per signal: 300 queues polled every second leave 59 of the 240 planned requests per
+/// minute, so refreshes of 3 pages come at most every ~3 s.
+#[test]
+fn a_burst_of_sighups_is_coalesced_into_refreshes_within_the_budget() {
+    let timing = Timing { poll: 1, window: 2 };
+    let sim = sim(300, timing, 100);
+    let service = Service::start(&["run"], &env(&sim, None, timing, &[]));
+    let listings = |sim: &Sim| {
+        sim.requests()
+            .iter()
+            .filter(|r| r.endpoint == Some(Endpoint::Queues))
+            .count()
+    };
+    wait_until(&service, "polling", || {
+        !observation_requests(&sim).is_empty()
+    });
+    let at_start = listings(&sim);
+    assert_eq!(at_start, 3, "three pages at start-up");
+    for _ in 0..50 {
+        service.signal("HUP");
+    }
+    // Long enough for the refresh after the next poll, and for a second one.
+    std::thread::sleep(Duration::from_secs(5));
+    let log = stop(service);
+    let refreshes = log.matches("SIGHUP: re-resolving the queue list").count();
+    let listed = listings(&sim) - at_start;
+    assert!(
+        (1..=2).contains(&refreshes),
+        "{refreshes} refreshes; log:\n{log}"
+    );
+    assert_eq!(
+        listed,
+        3 * refreshes,
+        "three pages per refresh; log:\n{log}"
+    );
+    assert!(
+        log.lines().count() < 40,
+        "{} log lines:\n{log}",
+        log.lines().count()
+    );
+}
+
+/// SIGTERM while the login hangs (the token answer comes after 20 s): the service exits 0
+/// at once, not after the login request gives up.
+#[test]
+fn sigterm_during_a_slow_login_exits_0_at_once() {
+    let timing = Timing { poll: 1, window: 2 };
+    let sim = sim(3, timing, 100);
+    sim.inject(Endpoint::Token, Fault::Delay(Duration::from_secs(20)), 5);
+    let mut service = Service::start(&["run"], &env(&sim, None, timing, &[]));
+    // The Sim logs a request once answered: give the login a second to be under way.
+    std::thread::sleep(Duration::from_secs(1));
+    let signalled = Instant::now();
+    service.signal("TERM");
+    let status = service.wait(Duration::from_secs(5));
+    let took = signalled.elapsed();
+    let log = service.stderr();
+    assert_eq!(status.code(), Some(0), "log:\n{log}");
+    assert!(took < Duration::from_secs(2), "took {took:?}; log:\n{log}");
+    assert!(log.contains("stopped during start-up"), "log:\n{log}");
+}
