@@ -18,10 +18,11 @@ pub const PLANNED_SHARE: f64 = 0.8;
 /// Share of the poll interval over which a poll's requests are spread at most; the rest
 /// of the interval is left for retries of the last requests.
 pub const SPREAD_SHARE: f64 = 0.5;
-/// Time kept after the last request's start for its retries: two waits of `Retry-After:
-/// 1` (the usual 429; a retry may meet another one) and the three answers. Shorter
-/// intervals spread less, down to none.
-pub const RETRY_ROOM: Duration = Duration::from_secs(3);
+/// Time kept after the last request's start for its retries: a chunk may meet a 429
+/// (`Retry-After: 1`) twice, as every retry can meet another, and a 5xx (~0.6 s of
+/// backoff), plus the answers. Shorter intervals spread less, down to none: all requests
+/// are sent as soon as a request thread is free, and each has the whole poll for retries.
+pub const RETRY_ROOM: Duration = Duration::from_secs(4);
 /// Time kept free at the end of each poll interval, so a poll's last retry ends before
 /// the next poll starts.
 pub const MAX_TICK_MARGIN: Duration = Duration::from_secs(1);
@@ -293,25 +294,25 @@ mod tests {
 
     #[test]
     fn the_last_request_of_a_poll_leaves_room_for_a_retry() {
-        // 1,200 queues every 5 s: 12 requests over 1.5 s (not half the interval), so
-        // the deadline 4.5 s after the tick leaves 3 s.
+        // 1,200 queues every 5 s: 12 requests over 0.5 s (not half the interval), so
+        // the deadline 4.5 s after the tick leaves 4 s.
         let p = plan(1200, Duration::from_secs(5), 300, 0);
         let tick = 1_795_981_785_000;
-        assert_eq!(p.spacing, Duration::from_millis(125));
+        assert_eq!(p.spacing.as_micros(), 41_666);
         assert_eq!(p.start_ms(tick, 0), tick);
-        assert_eq!(p.start_ms(tick, 11), tick + 1375);
+        assert_eq!(p.start_ms(tick, 11), tick + 458);
         assert_eq!(p.deadline_ms(tick), tick + 4500);
-        // Two 429s (`Retry-After: 1`) in a row on the last request, each answer taking
-        // 0.3 s: its second retry is answered at +4.275 s.
-        let answered = p.start_ms(tick, 11) + 3 * 300 + 2 * 1000;
+        // Two 429s (`Retry-After: 1`) and a 500 (backoff ≤ 0.625 s) in a row on the last
+        // request, each answer taking 0.3 s: its third retry is answered at +4.283 s.
+        let answered = p.start_ms(tick, 11) + 4 * 300 + 2 * 1000 + 625;
         assert!(answered <= p.deadline_ms(tick));
     }
 
     #[test]
     fn short_intervals_spread_less_to_keep_the_retry_room() {
-        let four = plan(1200, Duration::from_secs(4), 1000, 0);
-        // 4 s − 0.4 s margin − 3 s retry room = 0.6 s of spread instead of 2 s.
-        assert_eq!(four.spacing * 12, Duration::from_millis(600));
+        let six = plan(1200, Duration::from_secs(6), 1000, 0);
+        // 6 s − 0.6 s margin − 4 s retry room = 1.4 s of spread instead of 3 s.
+        assert_eq!(six.spacing, Duration::from_millis(1400) / 12);
         let two = plan(1200, Duration::from_secs(2), 1000, 0);
         assert_eq!(two.spacing, Duration::ZERO);
         assert_eq!(two.start_ms(0, 11), 0);
