@@ -308,7 +308,9 @@ impl Poller {
                         "start-up: {transient}; trying again in {}s",
                         backoff.as_secs()
                     );
-                    if wait(control, backoff) == Wake::Stop {
+                    // A SIGHUP meanwhile does not cut the backoff short.
+                    let until = now_ms() + backoff.as_millis() as u64;
+                    if self.wait_until(until, control) == Wake::Stop {
                         return Err(StartError::Stopped);
                     }
                     backoff = (backoff * 2).min(MAX_START_BACKOFF);
