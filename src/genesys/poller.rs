@@ -527,7 +527,8 @@ impl Poller {
                     .name(format!("poll-request-{n}"))
                     .spawn_scoped(scope, move || {
                         for i in work {
-                            let result = observations::observe(client, &chunks[i], deadline);
+                            let Some(chunk) = chunks.get(i) else { continue };
+                            let result = observations::observe(client, chunk, deadline);
                             if done.send((i, result)).is_err() {
                                 return;
                             }
@@ -590,13 +591,7 @@ impl Poller {
         while next < answers.chunks.len() {
             let now = now_ms();
             if now >= deadline_ms {
-                let left = answers.chunks.len() - next;
-                log::warn!(
-                    "poll at {}: out of time, {left} of {} request(s) not sent (their queues miss this sample)",
-                    answers.tick,
-                    answers.chunks.len()
-                );
-                Stats::add(&self.stats.poll_errors, left as u64);
+                self.abandon(answers, next, "out of time");
                 break;
             }
             let start_ms = self.plan.start_ms(answers.tick, next);
@@ -615,8 +610,8 @@ impl Poller {
             match operation.index() {
                 i if Some(i) == hand_over => {
                     if operation.send(work, next).is_err() {
-                        // No request thread left: the deadline ends the round.
-                        continue;
+                        self.abandon(answers, next, "no request thread");
+                        break;
                     }
                     next += 1;
                 }
@@ -627,14 +622,7 @@ impl Poller {
                         }
                     }
                     Err(_) => {
-                        log::warn!(
-                            "poll at {}: no request thread; polling nothing",
-                            answers.tick
-                        );
-                        Stats::add(
-                            &self.stats.poll_errors,
-                            (answers.chunks.len() - next) as u64,
-                        );
+                        self.abandon(answers, next, "no request thread");
                         break;
                     }
                 },
@@ -645,6 +633,17 @@ impl Poller {
             }
         }
         outcome
+    }
+
+    /// Counts and logs the chunks from `next` on as not sent.
+    fn abandon(&self, answers: &Answers<'_>, next: usize, why: &str) {
+        let left = answers.chunks.len() - next;
+        log::warn!(
+            "poll at {}: {why}, {left} of {} request(s) not sent (their queues miss this sample)",
+            answers.tick,
+            answers.chunks.len()
+        );
+        Stats::add(&self.stats.poll_errors, left as u64);
     }
 
     /// Handles the answer to chunk `index` and passes its observations on; false when the
