@@ -25,7 +25,7 @@ use crate::model::{PollEvent, Queue, SharedQueues};
 use crate::stats::Stats;
 
 use super::budget::{self, Plan, REQUESTS_IN_FLIGHT};
-use super::client::{ApiError, GenesysClient};
+use super::client::{ApiError, GenesysClient, BACKOFF_BASE};
 use super::observations::{self, now_ms, ChunkResult, MAX_QUEUES_PER_REQUEST};
 use super::queues;
 
@@ -187,6 +187,30 @@ pub fn following_tick(done_tick: u64, now_ms: u64, interval_ms: u64) -> (u64, u6
     let next = done_tick + interval_ms;
     let reachable = tick_at_or_after(now_ms, interval_ms).max(next);
     (reachable, (reachable - next) / interval_ms)
+}
+
+/// One chunk's observations, asked again once after [`BACKOFF_BASE`] when the client
+/// gave up on a 5xx, a network error or a bad answer because its backoff, grown by the
+/// attempts before (429s included), no longer fit: a chunk that met two 429s and then a
+/// 500 would otherwise lose its sample with most of the poll still left. A 429 whose
+/// `Retry-After` does not fit is not asked again.
+fn observe_chunk(
+    client: &GenesysClient,
+    chunk: &[Arc<Queue>],
+    deadline: Instant,
+) -> Result<ChunkResult, ApiError> {
+    let result = observations::observe(client, chunk, deadline);
+    let worth_one_more = match &result {
+        Err(ApiError::Server { .. } | ApiError::Network(_) | ApiError::Malformed(_)) => {
+            Instant::now() + BACKOFF_BASE * 2 < deadline
+        }
+        _ => false,
+    };
+    if !worth_one_more {
+        return result;
+    }
+    thread::sleep(BACKOFF_BASE);
+    observations::observe(client, chunk, deadline)
 }
 
 /// What changed between two queue lists.
@@ -528,7 +552,7 @@ impl Poller {
                     .spawn_scoped(scope, move || {
                         for i in work {
                             let Some(chunk) = chunks.get(i) else { continue };
-                            let result = observations::observe(client, chunk, deadline);
+                            let result = observe_chunk(client, chunk, deadline);
                             if done.send((i, result)).is_err() {
                                 return;
                             }
