@@ -24,7 +24,7 @@ use crate::cli::exit;
 use crate::config::Config;
 use crate::duration;
 use crate::genesys::client::GenesysClient;
-use crate::genesys::poller::{Poller, PollerControl, PollerSettings, StartError};
+use crate::genesys::poller::{Poller, PollerControl, PollerSettings, StartError, StartInfo};
 use crate::influx::writer::{self, Batch, WriterSettings};
 use crate::kpi::{self, KpiSettings};
 use crate::model::{PollEvent, SharedQueues};
@@ -73,10 +73,10 @@ pub fn run(config: &Config, stop_after: Option<Duration>) -> u8 {
 
     let selected_queues = SharedQueues::default();
     let settings = poller_settings(config, selected_queues.clone());
-    let mut poller = Poller::new(client.clone(), settings, stats.clone());
-    let started = match poller.start(&shutdown.control) {
+    let poller = Poller::new(client.clone(), settings, stats.clone());
+    let (poller, started) = match start(poller, &shutdown) {
         Ok(started) => started,
-        Err(error) => return start_error_code(&error),
+        Err(code) => return code,
     };
     log_startup(config, started.queues, started.poll_interval);
     notifier.ready();
@@ -207,8 +207,33 @@ fn spawn_kpis(
     }
 }
 
+/// Login and the first queue resolution, on their own thread so that a stop ends the
+/// process at once even while a slow login or listing request is under way (that thread
+/// is then left behind; it holds nothing that needs flushing). `Err` is the exit code.
+fn start(mut poller: Poller, shutdown: &Shutdown) -> Result<(Poller, StartInfo), u8> {
+    let (done_tx, done_rx) = bounded(1);
+    let control = shutdown.control.clone();
+    let spawned = thread::Builder::new()
+        .name("start-up".into())
+        .spawn(move || {
+            let result = poller.start(&control);
+            let _ = done_tx.send(result.map(|info| (poller, info)));
+        });
+    if let Err(e) = spawned {
+        log::error!("could not start the start-up thread ({e})");
+        return Err(exit::FAILURE);
+    }
+    let result = select! {
+        recv(done_rx) -> done => done.unwrap_or(Err(StartError::Stopped)),
+        recv(shutdown.stop) -> _ => Err(StartError::Stopped),
+    };
+    result.map_err(|error| start_error_code(&error))
+}
+
 fn start_error_code(error: &StartError) -> u8 {
-    if !matches!(error, StartError::Stopped) {
+    if matches!(error, StartError::Stopped) {
+        log::info!("{error}");
+    } else {
         log::error!("{error}");
     }
     u8::try_from(error.exit_code()).unwrap_or(exit::FAILURE)
@@ -285,7 +310,7 @@ fn listen_for_signals(senders: Senders) {
     thread::spawn(move || {
         for signal in signals.forever() {
             if signal == SIGHUP {
-                log::info!("SIGHUP: re-resolving the queue list");
+                // The poller logs the refresh: a burst of SIGHUPs is one refresh.
                 if let Ok(guard) = senders.lock() {
                     if let Some((_, control)) = guard.as_ref() {
                         let _ = control.try_send(PollerControl::RefreshQueues);

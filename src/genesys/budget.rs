@@ -2,6 +2,11 @@
 //! how to spread them over the poll interval, and whether the poll interval has to be
 //! widened so the OAuth client's requests-per-minute budget is not exceeded.
 //!
+//! A poll's requests are spread, but never so far that a retry of the last one (a 429's
+//! `Retry-After: 1`, a 5xx backoff) no longer fits before the poll's deadline: a retry
+//! that does not fit loses that chunk's sample. Up to [`REQUESTS_IN_FLIGHT`] requests run
+//! at once, so one waiting out its retry does not hold the following ones back.
+//!
 //! Pure arithmetic, so the plan (and the sentence explaining it) can be tested exactly.
 
 use std::time::Duration;
@@ -10,9 +15,20 @@ use super::observations::MAX_QUEUES_PER_REQUEST;
 
 /// Share of the per-minute budget planned polls may use; the rest is for retries.
 pub const PLANNED_SHARE: f64 = 0.8;
-/// Share of the poll interval over which a poll's requests are spread; the rest of the
-/// interval is left for retries of the last requests.
+/// Share of the poll interval over which a poll's requests are spread at most; the rest
+/// of the interval is left for retries of the last requests.
 pub const SPREAD_SHARE: f64 = 0.5;
+/// Time kept after the last request's start for its retries: a chunk may meet a 429
+/// (`Retry-After: 1`) twice, as every retry can meet another, and a 5xx (~0.6 s of
+/// backoff), plus the answers. Shorter intervals spread less, down to none: all requests
+/// are sent as soon as a request thread is free, and each has the whole poll for retries.
+pub const RETRY_ROOM: Duration = Duration::from_secs(4);
+/// Time kept free at the end of each poll interval, so a poll's last retry ends before
+/// the next poll starts.
+pub const MAX_TICK_MARGIN: Duration = Duration::from_secs(1);
+/// Observation requests of one poll under way at once: up to three chunks may be waiting
+/// out a retry while the next one is sent on schedule.
+pub const REQUESTS_IN_FLIGHT: usize = 4;
 /// The poll interval is never widened beyond this multiple of `POLL_INTERVAL`.
 pub const MAX_WIDENING: u32 = 360;
 
@@ -28,6 +44,8 @@ pub struct Plan {
     pub poll_interval: Duration,
     /// Pause between the start of two requests of one poll.
     pub spacing: Duration,
+    /// From the tick to the end of the poll: no request starts or waits beyond it.
+    pub poll_time: Duration,
     /// Observation requests per minute with `poll_interval`.
     pub requests_per_minute: f64,
     pub budget_per_minute: u32,
@@ -37,6 +55,16 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// When request `index` of the poll at `tick_ms` may start (ms since the epoch).
+    pub fn start_ms(&self, tick_ms: u64, index: usize) -> u64 {
+        tick_ms.saturating_add((self.spacing * index as u32).as_millis() as u64)
+    }
+
+    /// When the poll at `tick_ms` must be over (ms since the epoch).
+    pub fn deadline_ms(&self, tick_ms: u64) -> u64 {
+        tick_ms.saturating_add(self.poll_time.as_millis() as u64)
+    }
+
     /// One line for the start-up log.
     pub fn summary(&self) -> String {
         let mut text = format!(
@@ -49,7 +77,9 @@ impl Plan {
             self.budget_per_minute,
             self.reserved_per_minute,
         );
-        if self.chunks > 1 {
+        if self.chunks > 1 && self.spacing.is_zero() {
+            text.push_str(", all at once");
+        } else if self.chunks > 1 {
             text.push_str(&format!(", {} ms apart", self.spacing.as_millis()));
         }
         if let Some(why) = &self.widened {
@@ -94,8 +124,12 @@ pub fn plan(
             effective.as_secs(),
         )
     });
+    let poll_time = effective - tick_margin(effective);
+    let spread = effective
+        .mul_f64(SPREAD_SHARE)
+        .min(poll_time.saturating_sub(RETRY_ROOM));
     let spacing = if chunks > 1 {
-        effective.mul_f64(SPREAD_SHARE) / chunks as u32
+        spread / chunks as u32
     } else {
         Duration::ZERO
     };
@@ -105,11 +139,37 @@ pub fn plan(
         configured_interval: poll_interval,
         poll_interval: effective,
         spacing,
+        poll_time,
         requests_per_minute: rate(factor),
         budget_per_minute,
         reserved_per_minute,
         widened,
     }
+}
+
+/// On-demand queue-list refreshes (SIGHUP) never wait longer than this.
+pub const MAX_ON_DEMAND_REFRESH_GAP: Duration = Duration::from_secs(300);
+
+/// Shortest time between two on-demand queue-list refreshes (SIGHUP) of
+/// `listing_requests` requests each: at least one poll interval, and long enough that
+/// they fit in what `plan` leaves of the planned share of the budget.
+pub fn on_demand_refresh_gap(plan: &Plan, listing_requests: usize) -> Duration {
+    let free = f64::from(plan.budget_per_minute) * PLANNED_SHARE
+        - f64::from(plan.reserved_per_minute)
+        - plan.requests_per_minute;
+    let gap = if free > 0.0 {
+        Duration::from_secs_f64(
+            (listing_requests as f64 * 60.0 / free).min(MAX_ON_DEMAND_REFRESH_GAP.as_secs_f64()),
+        )
+    } else {
+        MAX_ON_DEMAND_REFRESH_GAP
+    };
+    gap.max(plan.poll_interval)
+}
+
+/// The part of `interval` kept free at its end: a tenth, at most [`MAX_TICK_MARGIN`].
+fn tick_margin(interval: Duration) -> Duration {
+    MAX_TICK_MARGIN.min(interval / 10)
 }
 
 fn per_minute(rate: f64) -> String {
@@ -165,6 +225,7 @@ pub fn kpi_poll(queue_count: usize, configured: Duration, budget_per_minute: u32
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const TEN_S: Duration = Duration::from_secs(10);
 
@@ -229,6 +290,86 @@ mod tests {
         let p = plan(500, TEN_S, 300, 300);
         assert_eq!(p.poll_interval, TEN_S * MAX_WIDENING);
         assert!(p.widened.is_some());
+    }
+
+    #[test]
+    fn the_last_request_of_a_poll_leaves_room_for_a_retry() {
+        // 1,200 queues every 5 s: 12 requests over 0.5 s (not half the interval), so
+        // the deadline 4.5 s after the tick leaves 4 s.
+        let p = plan(1200, Duration::from_secs(5), 300, 0);
+        let tick = 1_795_981_785_000;
+        assert_eq!(p.spacing.as_micros(), 41_666);
+        assert_eq!(p.start_ms(tick, 0), tick);
+        assert_eq!(p.start_ms(tick, 11), tick + 458);
+        assert_eq!(p.deadline_ms(tick), tick + 4500);
+        // Two 429s (`Retry-After: 1`) and a 500 (backoff ≤ 0.625 s) in a row on the last
+        // request, each answer taking 0.3 s: its third retry is answered at +4.283 s.
+        let answered = p.start_ms(tick, 11) + 4 * 300 + 2 * 1000 + 625;
+        assert!(answered <= p.deadline_ms(tick));
+    }
+
+    #[test]
+    fn short_intervals_spread_less_to_keep_the_retry_room() {
+        let six = plan(1200, Duration::from_secs(6), 1000, 0);
+        // 6 s − 0.6 s margin − 4 s retry room = 1.4 s of spread instead of 3 s.
+        assert_eq!(six.spacing, Duration::from_millis(1400) / 12);
+        let two = plan(1200, Duration::from_secs(2), 1000, 0);
+        assert_eq!(two.spacing, Duration::ZERO);
+        assert_eq!(two.start_ms(0, 11), 0);
+        assert!(two.summary().ends_with("all at once"), "{}", two.summary());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whatever the queues, interval and budget: requests start in order, within the
+        /// spread share, before the deadline, and leave the retry room whenever the
+        /// interval has it.
+        #[test]
+        fn every_plan_keeps_its_requests_inside_the_poll(
+            queues in 0usize..20_000,
+            interval_s in 1u64..600,
+            budget in 1u32..5_000,
+            reserved in 0u32..500,
+        ) {
+            let p = plan(queues, Duration::from_secs(interval_s), budget, reserved);
+            let tick = 1_795_981_785_000;
+            let last = p.chunks.saturating_sub(1);
+            let interval_ms = p.poll_interval.as_millis() as u64;
+            prop_assert!(p.deadline_ms(tick) <= tick + interval_ms);
+            prop_assert!(p.deadline_ms(tick) >= tick + interval_ms * 9 / 10);
+            prop_assert!(p.start_ms(tick, last) <= tick + interval_ms / 2);
+            for i in 1..p.chunks {
+                prop_assert!(p.start_ms(tick, i - 1) <= p.start_ms(tick, i));
+            }
+            if p.poll_time >= RETRY_ROOM {
+                let room = p.deadline_ms(tick) - p.start_ms(tick, last);
+                prop_assert!(room >= RETRY_ROOM.as_millis() as u64, "room {room} ms");
+            }
+        }
+    }
+
+    #[test]
+    fn on_demand_refreshes_fit_in_what_the_polls_leave_of_the_budget() {
+        // 144/min of 240/min planned and 3/min reserved: 93/min for 12 listing pages.
+        let busy = plan(1200, Duration::from_secs(5), 300, 3);
+        let gap = on_demand_refresh_gap(&busy, 12);
+        assert_eq!(gap.as_millis(), 7741);
+        // A small org: at most once per poll.
+        let small = plan(3, Duration::from_secs(1), 300, 0);
+        assert_eq!(on_demand_refresh_gap(&small, 1), Duration::from_secs(1));
+        // Nothing left: the longest gap.
+        let full = plan(4000, Duration::from_secs(10), 300, 0);
+        assert_eq!(on_demand_refresh_gap(&full, 40), MAX_ON_DEMAND_REFRESH_GAP);
+    }
+
+    #[test]
+    fn the_tick_margin_is_small() {
+        assert_eq!(tick_margin(Duration::from_secs(10)), Duration::from_secs(1));
+        assert_eq!(
+            tick_margin(Duration::from_secs(2)),
+            Duration::from_millis(200)
+        );
     }
 
     #[test]

@@ -2,32 +2,34 @@
 //! Genesys for the current state of every selected queue, chunk by chunk, and sends what
 //! it learns to the aggregator as [`PollEvent`]s.
 //!
-//! Polls never overlap: a chunk not started before the tick's deadline is abandoned
-//! (those queues miss one sample) and ticks that are already past are skipped, not queued.
-//! The queue list is re-resolved every `QUEUE_REFRESH` and on SIGHUP
-//! ([`PollerControl::RefreshQueues`]); a failed refresh keeps the old list. Waiting is
-//! done on the control channel, so a stop (the channel disconnecting) or a SIGHUP wakes
-//! the thread at once.
+//! The chunks start as the budget plan says and run on a few short-lived request threads,
+//! so one chunk waiting out a 429 or a 5xx backoff does not push the others past the
+//! poll's deadline. Polls never overlap: a chunk not started before the tick's deadline
+//! is abandoned (those queues miss one sample) and ticks that are already past are
+//! skipped, not queued. The queue list is re-resolved every `QUEUE_REFRESH` and, after a
+//! poll and within the request budget, when a SIGHUP asked for it
+//! ([`PollerControl::RefreshQueues`]; a burst of them is one refresh); a failed refresh
+//! keeps the old list. Waiting is done on the control channel, so a stop (the channel
+//! disconnecting) wakes the thread at once.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Select, Sender};
 
 use crate::config::{QueueSelector, Shard};
 use crate::model::{PollEvent, Queue, SharedQueues};
 use crate::stats::Stats;
 
-use super::budget::{self, Plan};
-use super::client::{ApiError, GenesysClient};
+use super::budget::{self, Plan, REQUESTS_IN_FLIGHT};
+use super::client::{ApiError, GenesysClient, BACKOFF_BASE};
 use super::observations::{self, ChunkResult, MAX_QUEUES_PER_REQUEST};
 use super::queues;
 use crate::time::now_ms;
 
-/// Time kept free at the end of each tick, so a poll's last retry ends before the next.
-pub const MAX_TICK_MARGIN: Duration = Duration::from_secs(1);
 /// Deadline for resolving the queue list (it may take many pages).
 pub const QUEUE_LIST_DEADLINE: Duration = Duration::from_secs(60);
 /// After a failed queue refresh, the next attempt comes this much later.
@@ -37,6 +39,15 @@ pub const MIN_RECOVERY_REFRESH_GAP: Duration = Duration::from_secs(60);
 /// First wait between start-up attempts; doubles up to [`MAX_START_BACKOFF`].
 pub const START_BACKOFF: Duration = Duration::from_secs(1);
 pub const MAX_START_BACKOFF: Duration = Duration::from_secs(60);
+
+/// One poll's chunks and where their answers go.
+struct Answers<'a> {
+    tick: u64,
+    deadline: Instant,
+    events: &'a Sender<PollEvent>,
+    done: &'a Receiver<(usize, Result<ChunkResult, ApiError>)>,
+    chunks: &'a [Vec<Arc<Queue>>],
+}
 
 /// What the poller needs to know besides the client.
 #[derive(Debug, Clone)]
@@ -179,9 +190,28 @@ pub fn following_tick(done_tick: u64, now_ms: u64, interval_ms: u64) -> (u64, u6
     (reachable, (reachable - next) / interval_ms)
 }
 
-/// How much of a tick is left for its requests.
-fn tick_margin(interval: Duration) -> Duration {
-    MAX_TICK_MARGIN.min(interval / 10)
+/// One chunk's observations, asked again once after [`BACKOFF_BASE`] when the client
+/// gave up on a 5xx, a network error or a bad answer because its backoff, grown by the
+/// attempts before (429s included), no longer fit: a chunk that met two 429s and then a
+/// 500 would otherwise lose its sample with most of the poll still left. A 429 whose
+/// `Retry-After` does not fit is not asked again.
+fn observe_chunk(
+    client: &GenesysClient,
+    chunk: &[Arc<Queue>],
+    deadline: Instant,
+) -> Result<ChunkResult, ApiError> {
+    let result = observations::observe(client, chunk, deadline);
+    let worth_one_more = match &result {
+        Err(ApiError::Server { .. } | ApiError::Network(_) | ApiError::Malformed(_)) => {
+            Instant::now() + BACKOFF_BASE * 2 < deadline
+        }
+        _ => false,
+    };
+    if !worth_one_more {
+        return result;
+    }
+    thread::sleep(BACKOFF_BASE);
+    observations::observe(client, chunk, deadline)
 }
 
 /// What changed between two queue lists.
@@ -252,6 +282,10 @@ pub struct Poller {
     plan: Plan,
     last_refresh: Instant,
     next_refresh: Instant,
+    /// A SIGHUP asked for a refresh not yet done.
+    refresh_asked: bool,
+    /// Requests of the last queue listing (its pages).
+    listing_requests: usize,
     warned_unmatched: HashSet<String>,
     warned_missing: HashSet<String>,
     failures: FailureLog,
@@ -267,6 +301,8 @@ impl Poller {
             plan,
             last_refresh: Instant::now(),
             next_refresh: Instant::now() + settings.queue_refresh,
+            refresh_asked: false,
+            listing_requests: 1,
             warned_unmatched: HashSet::new(),
             warned_missing: HashSet::new(),
             failures: FailureLog::default(),
@@ -297,7 +333,9 @@ impl Poller {
                         "start-up: {transient}; trying again in {}s",
                         backoff.as_secs()
                     );
-                    if wait(control, backoff) == Wake::Stop {
+                    // A SIGHUP meanwhile does not cut the backoff short.
+                    let until = now_ms() + backoff.as_millis() as u64;
+                    if self.wait_until(until, control) == Wake::Stop {
                         return Err(StartError::Stopped);
                     }
                     backoff = (backoff * 2).min(MAX_START_BACKOFF);
@@ -338,6 +376,7 @@ impl Poller {
     /// Selection and sharding of a fresh listing; warns once about selectors that match
     /// nothing.
     fn resolve(&mut self, all: Vec<Queue>) -> (Vec<Arc<Queue>>, Vec<String>) {
+        self.listing_requests = all.len().div_ceil(queues::PAGE_SIZE as usize).max(1);
         let selection = queues::select(&all, &self.settings.selectors);
         let fresh: Vec<&String> = selection
             .unmatched
@@ -406,6 +445,7 @@ impl Poller {
 
     /// Re-resolves the queue list; a failure or an empty result keeps the old list.
     fn refresh(&mut self) {
+        self.refresh_asked = false;
         match queues::list_all(&self.client, Instant::now() + QUEUE_LIST_DEADLINE) {
             Ok(all) => {
                 let (selected, _) = self.resolve(all);
@@ -435,15 +475,12 @@ impl Poller {
             if self.wait_until(tick, &control) == Wake::Stop {
                 return;
             }
-            let mut refresh_requested = false;
             match self.poll_tick(tick, &events, &control) {
                 Wake::Stop => return,
-                Wake::Refresh => refresh_requested = true,
+                Wake::Refresh => self.refresh_asked = true,
                 Wake::Timeout => {}
             }
-            if refresh_requested || Instant::now() >= self.next_refresh {
-                self.refresh();
-            }
+            self.refresh_if_due();
             let (next, skipped) = following_tick(tick, now_ms(), self.interval_ms());
             if skipped > 0 {
                 log::warn!(
@@ -459,9 +496,22 @@ impl Poller {
         self.plan.poll_interval.as_millis().max(1) as u64
     }
 
-    /// Sleeps until `at_ms`, handling refresh requests meanwhile.
+    /// After a poll: the periodic refresh when due, or the one SIGHUP asked for once it
+    /// fits in the request budget (a burst of SIGHUPs is one refresh, one log line).
+    fn refresh_if_due(&mut self) {
+        let gap = budget::on_demand_refresh_gap(&self.plan, self.listing_requests);
+        let asked = self.refresh_asked && self.last_refresh.elapsed() >= gap;
+        if asked {
+            log::info!("SIGHUP: re-resolving the queue list");
+        }
+        if asked || Instant::now() >= self.next_refresh {
+            self.refresh();
+        }
+    }
+
+    /// Sleeps until `at_ms`, noting refresh requests meanwhile.
     fn wait_until(&mut self, at_ms: u64, control: &Receiver<PollerControl>) -> Wake {
-        // Each round either returns or sleeps; refreshes are bounded by the channel.
+        // Each round either returns or sleeps; messages are bounded by the channel.
         loop {
             let now = now_ms();
             if now >= at_ms {
@@ -469,7 +519,7 @@ impl Poller {
             }
             match wait(control, Duration::from_millis(at_ms - now)) {
                 Wake::Stop => return Wake::Stop,
-                Wake::Refresh => self.refresh(),
+                Wake::Refresh => self.refresh_asked = true,
                 Wake::Timeout => {}
             }
         }
@@ -484,51 +534,57 @@ impl Poller {
         control: &Receiver<PollerControl>,
     ) -> Wake {
         let started = Instant::now();
-        let interval = self.plan.poll_interval;
-        let deadline_ms = tick + (interval - tick_margin(interval)).as_millis() as u64;
-        let spacing_ms = self.plan.spacing.as_millis() as u64;
         let chunks: Vec<Vec<Arc<Queue>>> = self
             .queues
             .chunks(MAX_QUEUES_PER_REQUEST)
             .map(<[_]>::to_vec)
             .collect();
-        let mut outcome = Wake::Timeout;
-        for (i, chunk) in chunks.iter().enumerate() {
-            let start_ms = tick + i as u64 * spacing_ms;
-            while now_ms() < start_ms {
-                match wait(
-                    control,
-                    Duration::from_millis(start_ms.saturating_sub(now_ms())),
-                ) {
-                    Wake::Stop => return Wake::Stop,
-                    Wake::Refresh => outcome = Wake::Refresh,
-                    Wake::Timeout => {}
+        let deadline = Instant::now()
+            + Duration::from_millis(self.plan.deadline_ms(tick).saturating_sub(now_ms()));
+        let client = Arc::clone(&self.client);
+        let (work_tx, work_rx) = bounded::<usize>(0);
+        let (done_tx, done_rx) = unbounded();
+        let outcome = thread::scope(|scope| {
+            for n in 0..REQUESTS_IN_FLIGHT.min(chunks.len()) {
+                let (work, done, client, chunks) =
+                    (work_rx.clone(), done_tx.clone(), &client, &chunks);
+                let spawned = thread::Builder::new()
+                    .name(format!("poll-request-{n}"))
+                    .spawn_scoped(scope, move || {
+                        for i in work {
+                            let Some(chunk) = chunks.get(i) else { continue };
+                            let result = observe_chunk(client, chunk, deadline);
+                            if done.send((i, result)).is_err() {
+                                return;
+                            }
+                        }
+                    });
+                if let Err(e) = spawned {
+                    log::warn!("cannot start a request thread ({e}); polling with fewer");
                 }
             }
-            let now = now_ms();
-            if now >= deadline_ms {
-                let left = chunks.len() - i;
-                log::warn!(
-                    "poll at {tick}: out of time, {left} of {} request(s) not sent (their queues miss this sample)",
-                    chunks.len()
-                );
-                Stats::add(&self.stats.poll_errors, left as u64);
-                break;
+            drop((work_rx, done_tx));
+            let answers = Answers {
+                tick,
+                deadline,
+                events,
+                done: &done_rx,
+                chunks: &chunks,
+            };
+            let outcome = self.dispatch(&answers, &work_tx, control);
+            drop(work_tx);
+            if outcome == Wake::Stop {
+                return outcome;
             }
-            let deadline = Instant::now() + Duration::from_millis(deadline_ms - now);
-            let result = self.poll_chunk(chunk, deadline);
-            if let Some(result) = result {
-                if !result.observations.is_empty()
-                    && events
-                        .send(PollEvent::Observations {
-                            tick_ms: tick,
-                            observations: result.observations,
-                        })
-                        .is_err()
-                {
+            for (i, result) in done_rx.iter() {
+                if !self.take(&answers, i, result) {
                     return Wake::Stop;
                 }
             }
+            outcome
+        });
+        if outcome == Wake::Stop {
+            return outcome;
         }
         // Counted before `TickDone`: it may close the window, whose self-metrics must
         // include this poll.
@@ -543,9 +599,110 @@ impl Poller {
         outcome
     }
 
+    /// Hands the chunks in order to the request threads, none before its planned start,
+    /// none after the deadline (those queues miss this sample), taking in the answers
+    /// meanwhile.
+    fn dispatch(
+        &mut self,
+        answers: &Answers<'_>,
+        work: &Sender<usize>,
+        control: &Receiver<PollerControl>,
+    ) -> Wake {
+        let deadline_ms = self.plan.deadline_ms(answers.tick);
+        let mut outcome = Wake::Timeout;
+        let mut next = 0;
+        // Each round hands over a chunk, takes an answer or a control message, or waits
+        // at most until the next start; the deadline ends it.
+        while next < answers.chunks.len() {
+            let now = now_ms();
+            if now >= deadline_ms {
+                self.abandon(answers, next, "out of time");
+                break;
+            }
+            let start_ms = self.plan.start_ms(answers.tick, next);
+            let mut select = Select::new();
+            let answer = select.recv(answers.done);
+            select.recv(control);
+            let hand_over = (now >= start_ms).then(|| select.send(work));
+            let until = if now >= start_ms {
+                deadline_ms
+            } else {
+                start_ms
+            };
+            let Ok(operation) = select.select_timeout(Duration::from_millis(until - now)) else {
+                continue;
+            };
+            match operation.index() {
+                i if Some(i) == hand_over => {
+                    if operation.send(work, next).is_err() {
+                        self.abandon(answers, next, "no request thread");
+                        break;
+                    }
+                    next += 1;
+                }
+                i if i == answer => match operation.recv(answers.done) {
+                    Ok((chunk, result)) => {
+                        if !self.take(answers, chunk, result) {
+                            return Wake::Stop;
+                        }
+                    }
+                    Err(_) => {
+                        self.abandon(answers, next, "no request thread");
+                        break;
+                    }
+                },
+                _ => match operation.recv(control) {
+                    Ok(PollerControl::RefreshQueues) => outcome = Wake::Refresh,
+                    Err(_) => return Wake::Stop,
+                },
+            }
+        }
+        outcome
+    }
+
+    /// Counts and logs the chunks from `next` on as not sent.
+    fn abandon(&self, answers: &Answers<'_>, next: usize, why: &str) {
+        let left = answers.chunks.len() - next;
+        log::warn!(
+            "poll at {}: {why}, {left} of {} request(s) not sent (their queues miss this sample)",
+            answers.tick,
+            answers.chunks.len()
+        );
+        Stats::add(&self.stats.poll_errors, left as u64);
+    }
+
+    /// Handles the answer to chunk `index` and passes its observations on; false when the
+    /// aggregator is gone.
+    fn take(
+        &mut self,
+        answers: &Answers<'_>,
+        index: usize,
+        result: Result<ChunkResult, ApiError>,
+    ) -> bool {
+        let Some(chunk) = answers.chunks.get(index) else {
+            return true;
+        };
+        let Some(result) = self.chunk_result(chunk, result, answers.deadline) else {
+            return true;
+        };
+        result.observations.is_empty()
+            || answers
+                .events
+                .send(PollEvent::Observations {
+                    tick_ms: answers.tick,
+                    observations: result.observations,
+                })
+                .is_ok()
+    }
+
     /// One chunk's observations, or `None` (counted and logged) when it failed.
-    fn poll_chunk(&mut self, chunk: &[Arc<Queue>], deadline: Instant) -> Option<ChunkResult> {
-        match observations::observe(&self.client, chunk, deadline) {
+    fn chunk_result(
+        &mut self,
+        chunk: &[Arc<Queue>],
+        result: Result<ChunkResult, ApiError>,
+        deadline: Instant,
+    ) -> Option<ChunkResult> {
+        match result {
             Ok(result) => {
                 self.failures.succeeded();
                 self.note_missing(&result.missing);
@@ -653,15 +810,6 @@ mod tests {
         // ran 25 s: 110 and 120 are skipped, 130 is next
         assert_eq!(following_tick(100_000, 125_000, 10_000), (130_000, 2));
         assert_eq!(following_tick(100_000, 110_001, 10_000), (120_000, 1));
-    }
-
-    #[test]
-    fn the_tick_margin_is_small() {
-        assert_eq!(tick_margin(Duration::from_secs(10)), Duration::from_secs(1));
-        assert_eq!(
-            tick_margin(Duration::from_secs(2)),
-            Duration::from_millis(200)
-        );
     }
 
     #[test]
