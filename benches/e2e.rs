@@ -1,13 +1,17 @@
 //! End to end: the built binary polls an in-process simulated Genesys Cloud with N
-//! queues (poll 1 s, window 5 s) and writes through a counting gate to a private real
-//! influxd. Prints one `RESULT e2e …` line per size with the child's peak RSS (VmHWM),
-//! CPU time (utime+stime from /proc/<pid>/stat) per poll, bytes per window on the wire
-//! (gzip) and uncompressed, and window latency (last poll tick of a window → InfluxDB's
-//! acknowledgement of that window's body, as the gate saw it).
+//! queues (poll 1 s, window 5 s unless told otherwise) and writes through a counting gate
+//! to a private real influxd. Prints one `RESULT e2e …` line per size with the child's
+//! peak RSS (VmHWM), CPU time (utime+stime from /proc/<pid>/stat) and minor page faults
+//! per poll, bytes per window on the wire (gzip) and uncompressed, and window latency
+//! (last poll tick of a window → InfluxDB's acknowledgement of that window's body, as the
+//! gate saw it).
 //!
 //! `BENCH_E2E_QUEUES` (default `100,1000,5000`) and `BENCH_E2E_SECONDS` (default 30)
-//! choose the sizes and the length of each run. The CPU per poll is measured over the
-//! steady state only: from the first acknowledged window to the end.
+//! choose the sizes and the length of each run; `BENCH_E2E_POLL` and `BENCH_E2E_WINDOW`
+//! (whole seconds, default 1 and 5) the cadence, so that the production cadence (10 s,
+//! 60 s) can be measured too; `BENCH_E2E_KPIS` (default `off`) the service's `KPIS`. CPU
+//! and faults per poll are measured over the steady state only: from the first
+//! acknowledged window to the end.
 
 #[path = "../tests/util/mod.rs"]
 #[allow(unused_imports)]
@@ -23,8 +27,14 @@ use util::gate::{now_ms, Gate};
 use util::influxd::Influxd;
 use util::process::Service;
 
-const POLL_MS: u64 = 1000;
-const WINDOW_MS: u64 = 5000;
+/// What one run measures: how many queues, at which cadence, for how long.
+struct Setup {
+    queue_count: usize,
+    length: Duration,
+    poll_s: u64,
+    window_s: u64,
+    kpis: String,
+}
 
 fn main() {
     // `cargo bench --no-run` compiles; `cargo test --benches` would run it: skip then.
@@ -35,19 +45,37 @@ fn main() {
         .ok()
         .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![100, 1_000, 5_000]);
-    let seconds: u64 = std::env::var("BENCH_E2E_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(30);
-    for queues in sizes {
-        run(queues, Duration::from_secs(seconds));
+    for queue_count in sizes {
+        run(&Setup {
+            queue_count,
+            length: Duration::from_secs(env_number("BENCH_E2E_SECONDS", 30)),
+            poll_s: env_number("BENCH_E2E_POLL", 1),
+            window_s: env_number("BENCH_E2E_WINDOW", 5),
+            kpis: std::env::var("BENCH_E2E_KPIS").unwrap_or_else(|_| "off".to_string()),
+        });
     }
 }
 
-fn run(queue_count: usize, length: Duration) {
+/// A whole number from the environment variable `name`, or `default`.
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+fn run(setup: &Setup) {
+    let Setup {
+        queue_count,
+        length,
+        poll_s,
+        window_s,
+        ..
+    } = *setup;
+    let (poll_ms, window_ms) = (poll_s * 1000, window_s * 1000);
     let sim = Sim::start(SimOptions {
         queue_count,
-        value_period: Duration::from_millis(POLL_MS),
+        value_period: Duration::from_millis(poll_ms),
         rate_limit_per_minute: Some(1_000_000),
         max_connections: 64,
         ..SimOptions::default()
@@ -63,9 +91,9 @@ fn run(queue_count: usize, length: Duration) {
         ("GENESYS_API_URL", sim.base_url()),
         ("GENESYS_LOGIN_URL", sim.base_url()),
         ("GENESYS_REQUESTS_PER_MINUTE", "1000000".to_string()),
-        ("POLL_INTERVAL", "1s".to_string()),
-        ("WINDOW", "5s".to_string()),
-        ("KPIS", "off".to_string()),
+        ("POLL_INTERVAL", format!("{poll_s}s")),
+        ("WINDOW", format!("{window_s}s")),
+        ("KPIS", setup.kpis.clone()),
         ("INFLUXDB_URL", gate.url()),
         ("INFLUXDB_DATABASE", "genesys".to_string()),
         ("INSTANCE", "bench".to_string()),
@@ -73,19 +101,31 @@ fn run(queue_count: usize, length: Duration) {
     let mut service = Service::start(&["run"], &env);
     let pid = service.pid();
 
-    // Steady state starts once the first window is acknowledged.
+    // Steady state starts once the first window is acknowledged: at most two windows
+    // and a minute for the first answers.
     let started = Instant::now();
+    let first_window_limit = Duration::from_secs(2 * window_s + 60);
     while !gate.exchanges().iter().any(|e| e.acknowledged()) {
         assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no window written within 60 s:\n{}",
+            started.elapsed() < first_window_limit,
+            "no window written within {} s:\n{}",
+            first_window_limit.as_secs(),
             service.stderr()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let (cpu0, t0) = (common::cpu_seconds(&format!("/proc/{pid}/stat")), now_ms());
+    let stat = format!("/proc/{pid}/stat");
+    let (cpu0, faults0, t0) = (
+        common::cpu_seconds(&stat),
+        common::minor_faults(&stat),
+        now_ms(),
+    );
     std::thread::sleep(length);
-    let (cpu1, t1) = (common::cpu_seconds(&format!("/proc/{pid}/stat")), now_ms());
+    let (cpu1, faults1, t1) = (
+        common::cpu_seconds(&stat),
+        common::minor_faults(&stat),
+        now_ms(),
+    );
     let hwm_kb = status_kb(pid, "VmHWM:");
     let rss_kb = status_kb(pid, "VmRSS:");
     service.signal("TERM");
@@ -95,7 +135,7 @@ fn run(queue_count: usize, length: Duration) {
     let ticks: BTreeSet<u64> = requests
         .iter()
         .filter(|r| r.endpoint == Some(Endpoint::Observations) && (t0..t1).contains(&r.time_ms))
-        .map(|r| r.time_ms / POLL_MS)
+        .map(|r| r.time_ms / poll_ms)
         .collect();
     let exchanges: Vec<_> = gate
         .exchanges()
@@ -108,7 +148,7 @@ fn run(queue_count: usize, length: Duration) {
         for line in e.lines.iter().filter(|l| l.starts_with("genesys2influx,")) {
             if let Some(w) = line.rsplit(' ').next().and_then(|t| t.parse::<u64>().ok()) {
                 windows.insert(w);
-                let last_poll = w * 1000 + WINDOW_MS - POLL_MS;
+                let last_poll = w * 1000 + window_ms - poll_ms;
                 latencies.push(e.answered_ms as i64 - last_poll as i64);
             }
         }
@@ -121,6 +161,7 @@ fn run(queue_count: usize, length: Duration) {
     let cpu = cpu1 - cpu0;
     let polls = ticks.len().max(1) as f64;
     let cpu_ms_per_poll = cpu * 1000.0 / polls;
+    let faults_per_poll = (faults1 - faults0) / polls;
     let percentile = |p: f64| -> i64 {
         if latencies.is_empty() {
             return -1;
@@ -128,11 +169,14 @@ fn run(queue_count: usize, length: Duration) {
         latencies[((latencies.len() - 1) as f64 * p).round() as usize]
     };
     println!(
-        "RESULT e2e queues={queue_count} seconds={} exit={} polls={} windows={} peak_rss_kb={hwm_kb} rss_kb={rss_kb} \
+        "RESULT e2e queues={queue_count} seconds={} poll_s={poll_s} window_s={window_s} kpis={} exit={} polls={} \
+         windows={} peak_rss_kb={hwm_kb} rss_kb={rss_kb} \
          cpu_s={cpu:.2} cpu_ms_per_poll={cpu_ms_per_poll:.2} cpu_ms_per_poll_per_1000_queues={:.2} \
+         minor_faults_per_poll={faults_per_poll:.0} \
          lines_per_window={:.0} wire_bytes_per_window={:.0} raw_bytes_per_window={:.0} gzip_ratio={:.1} \
          latency_ms_p50={} latency_ms_max={}",
         length.as_secs(),
+        setup.kpis,
         status.code().unwrap_or(-1),
         ticks.len(),
         windows.len(),
