@@ -417,6 +417,34 @@ impl Poller {
 
 // ---- the thread ------------------------------------------------------------------------
 
+/// KPI settings that work but deserve a warning at start-up: the variables they come
+/// from, and the message. (`demo` leaves out those that only its own defaults cause.)
+pub fn setting_warnings(config: &KpiConfig) -> Vec<(&'static [&'static str], String)> {
+    let mut warnings = Vec::new();
+    if config.bucket < SMALLEST_VERIFIED_BUCKET {
+        warnings.push((
+            &["KPI_BUCKET"][..],
+            format!(
+                "KPI_BUCKET {} is below 15m; Genesys Cloud may reject the granularity {} (HTTP 400)",
+                duration::format(config.bucket),
+                granularity(config.bucket)
+            ),
+        ));
+    }
+    if config.lookback < config.poll {
+        warnings.push((
+            &["KPI_LOOKBACK", "KPI_POLL"][..],
+            format!(
+                "KPI_LOOKBACK {} is shorter than KPI_POLL {}: the last minutes of a bucket may \
+                 never be re-queried; set KPI_LOOKBACK to at least KPI_POLL + 2m",
+                duration::format(config.lookback),
+                duration::format(config.poll)
+            ),
+        ));
+    }
+    warnings
+}
+
 /// Runs the KPI polls until `stop` disconnects (or a 403 disables them), sending the
 /// points of each poll to the writer as one [`Batch`].
 ///
@@ -443,21 +471,6 @@ pub fn run(
         });
     if let Some(resume) = resume_from_ms {
         log::info!("KPIs resume from {} ({STATE_FILE})", format_utc(resume));
-    }
-    if settings.config.bucket < SMALLEST_VERIFIED_BUCKET {
-        log::warn!(
-            "KPI_BUCKET {} is below 15m; Genesys Cloud may reject the granularity {} (HTTP 400)",
-            duration::format(settings.config.bucket),
-            granularity(settings.config.bucket)
-        );
-    }
-    if settings.config.lookback < settings.config.poll {
-        log::warn!(
-            "KPI_LOOKBACK {} is shorter than KPI_POLL {}: the last minutes of a bucket may never \
-             be re-queried; set KPI_LOOKBACK to at least KPI_POLL + 2m",
-            duration::format(settings.config.lookback),
-            duration::format(settings.config.poll)
-        );
     }
     let poller = Poller {
         client,

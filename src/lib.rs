@@ -23,3 +23,5 @@ pub mod notify;
 pub mod pipeline;
 pub mod state_file;
 pub mod stats;
+pub mod top;
+pub mod wallboard;

@@ -1,0 +1,298 @@
+//! The wallboard table as plain lines: pure, so the exact layout is unit-tested.
+//!
+//! Everything that reaches the terminal passes through [`clean`]: queue names and log
+//! messages come from outside (Genesys, the network), and a name holding ESC must not be
+//! able to move the cursor or recolour the screen. Widths are counted in `char`s; a line
+//! never has more than the terminal's width, long texts end in `…`.
+
+/// One queue as the wallboard shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub name: String,
+    /// Callers waiting, all media types.
+    pub waiting: f64,
+    /// Longest current wait in seconds, any media type.
+    pub longest_wait_s: f64,
+    pub idle: f64,
+    pub interacting: f64,
+    pub on_queue: f64,
+}
+
+/// What one frame shows: a title, the queues (already in order), the self-metrics
+/// line and the latest warning.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Frame {
+    pub title: String,
+    pub rows: Vec<Row>,
+    pub status: String,
+    pub footer: Option<String>,
+}
+
+/// Numeric columns: heading and width (a leading space included).
+const COLUMNS: [(&str, usize); 5] = [
+    ("WAITING", 8),
+    ("LONGEST", 8),
+    ("IDLE", 6),
+    ("BUSY", 6),
+    ("ON Q", 6),
+];
+/// Lines around the queue rows: title, heading, status, footer.
+const FRAME_LINES: usize = 4;
+
+/// The frame as lines of at most `width` chars, at most `height` lines (never fewer than
+/// the title, heading, one row, status and footer): queues that do not fit are summed up
+/// in a last `… N more queues` row.
+pub fn render(frame: &Frame, width: usize, height: usize) -> Vec<String> {
+    let name_width = width.saturating_sub(COLUMNS.iter().map(|(_, w)| w).sum());
+    let mut lines = vec![fit(&frame.title, width), heading(name_width)];
+    let room = height.saturating_sub(FRAME_LINES).max(1);
+    let shown = if frame.rows.len() > room {
+        room - 1
+    } else {
+        frame.rows.len()
+    };
+    lines.extend(
+        frame.rows[..shown]
+            .iter()
+            .map(|row| row_line(row, name_width)),
+    );
+    if shown < frame.rows.len() {
+        lines.push(format!("… {} more queues", frame.rows.len() - shown));
+    }
+    lines.push(frame.status.clone());
+    lines.push(frame.footer.clone().unwrap_or_default());
+    lines.iter().map(|line| fit(line, width)).collect()
+}
+
+fn heading(name_width: usize) -> String {
+    let mut line = pad(&fit("QUEUE", name_width), name_width);
+    for (title, width) in COLUMNS {
+        line.push_str(&format!("{title:>width$}"));
+    }
+    line
+}
+
+fn row_line(row: &Row, name_width: usize) -> String {
+    let cells = [
+        count(row.waiting, COLUMNS[0].1 - 1),
+        wait_time(row.longest_wait_s),
+        count(row.idle, COLUMNS[2].1 - 1),
+        count(row.interacting, COLUMNS[3].1 - 1),
+        count(row.on_queue, COLUMNS[4].1 - 1),
+    ];
+    let mut line = pad(&fit(&row.name, name_width), name_width);
+    for (cell, (_, width)) in cells.iter().zip(COLUMNS) {
+        line.push_str(&format!("{cell:>width$}"));
+    }
+    line
+}
+
+/// `text` cleaned of control characters and cut to `width` chars, ending in `…` when cut.
+pub fn fit(text: &str, width: usize) -> String {
+    let cleaned = clean(text);
+    if cleaned.chars().count() <= width {
+        return cleaned;
+    }
+    let mut cut: String = cleaned.chars().take(width.saturating_sub(1)).collect();
+    if width > 0 {
+        cut.push('…');
+    }
+    cut
+}
+
+fn pad(text: &str, width: usize) -> String {
+    let missing = width.saturating_sub(text.chars().count());
+    format!("{text}{}", " ".repeat(missing))
+}
+
+/// Replaces what a terminal would act on rather than print (C0/C1 controls such as ESC,
+/// line and paragraph separators, bidirectional overrides) with `?`.
+pub fn clean(text: &str) -> String {
+    text.chars()
+        .map(|c| if is_unprintable(c) { '?' } else { c })
+        .collect()
+}
+
+fn is_unprintable(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// A count in at most `max_chars`: `1234`, or `12k`, `3M`, … when it would not fit.
+/// Anything not a finite non-negative number shows as `-`.
+fn count(value: f64, max_chars: usize) -> String {
+    if !value.is_finite() || value < 0.0 {
+        return "-".into();
+    }
+    let mut n = value.round().min(u64::MAX as f64) as u64;
+    let text = n.to_string();
+    if text.len() <= max_chars {
+        return text;
+    }
+    for suffix in ["k", "M", "G", "T", "P", "E"] {
+        n /= 1000;
+        let text = format!("{n}{suffix}");
+        if text.len() <= max_chars {
+            return text;
+        }
+    }
+    "+".into()
+}
+
+/// A wait as `m:ss` under an hour, `5h07m` under 100 hours, else `>99h`.
+fn wait_time(seconds: f64) -> String {
+    if !seconds.is_finite() || seconds < 0.0 {
+        return "-".into();
+    }
+    let s = seconds.round().min(u64::MAX as f64) as u64;
+    match s {
+        0..=3599 => format!("{}:{:02}", s / 60, s % 60),
+        3600..=359_999 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => ">99h".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn row(name: &str, waiting: f64, longest: f64) -> Row {
+        Row {
+            name: name.into(),
+            waiting,
+            longest_wait_s: longest,
+            idle: 3.0,
+            interacting: 12.0,
+            on_queue: 15.0,
+        }
+    }
+
+    fn frame() -> Frame {
+        Frame {
+            title: "genesys2influx demo: 3 queues of simulated Genesys Cloud, poll 1s".into(),
+            rows: vec![
+                row("Sales", 7.0, 95.0),
+                row(
+                    "Customer Service – Premium Accounts and Very Long Names Department",
+                    2.0,
+                    4000.0,
+                ),
+                row("Support\u{1b}[2J", 0.0, 0.0),
+            ],
+            status: "polls 5 · API requests 10 · errors 0 · points 60 · written 0".into(),
+            footer: Some("20:31:02 WARN queue list: 1 queue renamed".into()),
+        }
+    }
+
+    #[test]
+    fn a_fixed_frame_renders_exactly_at_80_columns() {
+        let lines = render(&frame(), 80, 24);
+        assert_eq!(
+            lines,
+            [
+                "genesys2influx demo: 3 queues of simulated Genesys Cloud, poll 1s",
+                "QUEUE                                          WAITING LONGEST  IDLE  BUSY  ON Q",
+                "Sales                                                7    1:35     3    12    15",
+                "Customer Service – Premium Accounts and Very …       2   1h06m     3    12    15",
+                "Support?[2J                                          0    0:00     3    12    15",
+                "polls 5 · API requests 10 · errors 0 · points 60 · written 0",
+                "20:31:02 WARN queue list: 1 queue renamed",
+            ]
+        );
+    }
+
+    #[test]
+    fn rows_that_do_not_fit_the_height_are_counted() {
+        let lines = render(&frame(), 80, 6);
+        assert_eq!(lines.len(), 6);
+        assert!(lines[2].starts_with("Sales "));
+        assert_eq!(lines[3], "… 2 more queues");
+    }
+
+    #[test]
+    fn numbers_that_do_not_fit_are_shortened() {
+        assert_eq!(count(1234.0, 5), "1234");
+        assert_eq!(count(123_456.0, 5), "123k");
+        assert_eq!(count(u64::MAX as f64, 5), "18E");
+        assert_eq!(count(f64::NAN, 5), "-");
+        assert_eq!(count(-1.0, 5), "-");
+        assert_eq!(wait_time(59.4), "0:59");
+        assert_eq!(wait_time(3600.0), "1h00m");
+        assert_eq!(wait_time(1e12), ">99h");
+        assert_eq!(wait_time(f64::INFINITY), "-");
+    }
+
+    fn any_number() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            0.0..1e4f64,
+            any::<f64>(),
+            Just(f64::NAN),
+            Just(f64::INFINITY),
+            Just(u64::MAX as f64)
+        ]
+    }
+
+    fn any_row() -> impl Strategy<Value = Row> {
+        (
+            prop_oneof![
+                ".*",
+                "[\\x00-\\x1f\\x7f-\\x9f\u{1b}\u{202e}a-z]{0,30}",
+                "[一-龥😀-🙏]{0,60}"
+            ],
+            any_number(),
+            any_number(),
+            any_number(),
+            any_number(),
+            any_number(),
+        )
+            .prop_map(
+                |(name, waiting, longest_wait_s, idle, interacting, on_queue)| Row {
+                    name,
+                    waiting,
+                    longest_wait_s,
+                    idle,
+                    interacting,
+                    on_queue,
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whatever the names and numbers: no line wider than the terminal, nothing a
+        /// terminal would act on, every queue shown or counted, cut names end in `…`.
+        #[test]
+        fn any_frame_fits_and_is_inert(
+            rows in proptest::collection::vec(any_row(), 0..40),
+            title in ".*",
+            footer in proptest::option::of(".*"),
+            width in 40usize..=200,
+            height in 5usize..60,
+        ) {
+            let frame = Frame { title, rows, status: "polls 1".into(), footer };
+            let lines = render(&frame, width, height);
+            prop_assert!(lines.len() <= height.max(FRAME_LINES + 1));
+            for line in &lines {
+                prop_assert!(line.chars().count() <= width, "{line:?} wider than {width}");
+                prop_assert!(!line.chars().any(is_unprintable), "{line:?} holds a control character");
+            }
+            let name_width = width - 34;
+            let body = &lines[2..lines.len() - 2];
+            let more = body.last().and_then(|l| l.strip_prefix("… ")).and_then(|l| l.strip_suffix(" more queues"));
+            let listed = body.len() - usize::from(more.is_some());
+            let counted: usize = more.map_or(0, |n| n.parse().unwrap_or(0));
+            prop_assert_eq!(listed + counted, frame.rows.len());
+            for (line, row) in body[..listed].iter().zip(&frame.rows) {
+                let name: String = line.chars().take(name_width).collect();
+                let cleaned = clean(&row.name);
+                if cleaned.chars().count() > name_width {
+                    prop_assert!(name.ends_with('…'), "{name:?} cut without …");
+                } else {
+                    prop_assert_eq!(name.trim_end(), cleaned.trim_end());
+                }
+            }
+        }
+    }
+}
