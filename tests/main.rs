@@ -16,4 +16,5 @@ mod no_window_lost;
 mod observability;
 mod sharding;
 mod systemd_notify;
+mod terminal_view;
 mod writer_influxd;

@@ -101,11 +101,15 @@ impl Wallboard {
             .set_status(snapshot, self.writes.map(|writes| (points, writes)));
     }
 
-    /// Gives the terminal and the log output back; the last frame stays on screen.
-    /// A warning shown only in the footer is repeated on stderr so that it outlives the
-    /// screen.
+    /// Draws the last frame (with the self-metrics of the window closed at shutdown)
+    /// and gives the terminal and the log output back; the frame stays on screen. A
+    /// warning shown only in the footer is repeated on stderr so that it outlives it.
     pub fn finish(&self) {
-        if self.finished.swap(true, Ordering::Relaxed) || !self.terminal {
+        if !self.terminal || self.finished.load(Ordering::Relaxed) {
+            return;
+        }
+        self.draw();
+        if self.finished.swap(true, Ordering::Relaxed) {
             return;
         }
         print_flushed(&format!("{RESET_AND_SHOW_CURSOR}\n"));

@@ -9,6 +9,9 @@ use crate::stats::StatsSnapshot;
 
 use super::table::{Frame, Row};
 
+/// The status line until the first window (or poll) has closed.
+const NO_STATUS_YET: &str = "self-metrics: after the first window";
+
 /// The latest poll of each queue, keyed by queue id (a rename replaces the row).
 #[derive(Debug, Default)]
 pub struct Board {
@@ -70,7 +73,11 @@ impl Board {
         Frame {
             title,
             rows: readings.into_iter().map(|r| r.row.clone()).collect(),
-            status: self.status.clone(),
+            status: if self.status.is_empty() {
+                NO_STATUS_YET.into()
+            } else {
+                self.status.clone()
+            },
             footer,
         }
     }
