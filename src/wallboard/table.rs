@@ -2,8 +2,9 @@
 //!
 //! Everything that reaches the terminal passes through [`clean`]: queue names and log
 //! messages come from outside (Genesys, the network), and a name holding ESC must not be
-//! able to move the cursor or recolour the screen. Widths are counted in `char`s; a line
-//! never has more than the terminal's width, long texts end in `…`.
+//! able to move the cursor or recolour the screen. Widths are counted in terminal cells
+//! ([`cells`]: CJK and emoji take two), never fewer than the `char`s; a line never takes
+//! more than the terminal's width, long texts end in `…`.
 
 /// One queue as the wallboard shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,13 +88,21 @@ fn row_line(row: &Row, name_width: usize) -> String {
     line
 }
 
-/// `text` cleaned of control characters and cut to `width` chars, ending in `…` when cut.
+/// `text` cleaned of control characters and cut to `width` cells, ending in `…` when cut.
 pub fn fit(text: &str, width: usize) -> String {
     let cleaned = clean(text);
-    if cleaned.chars().count() <= width {
+    if cells(&cleaned) <= width {
         return cleaned;
     }
-    let mut cut: String = cleaned.chars().take(width.saturating_sub(1)).collect();
+    let mut cut = String::new();
+    let mut used = 0;
+    for c in cleaned.chars() {
+        used += char_cells(c);
+        if used >= width {
+            break;
+        }
+        cut.push(c);
+    }
     if width > 0 {
         cut.push('…');
     }
@@ -101,8 +110,36 @@ pub fn fit(text: &str, width: usize) -> String {
 }
 
 fn pad(text: &str, width: usize) -> String {
-    let missing = width.saturating_sub(text.chars().count());
+    let missing = width.saturating_sub(cells(text));
     format!("{text}{}", " ".repeat(missing))
+}
+
+/// Terminal cells `text` takes, erring on the wide side: 2 for East Asian wide
+/// characters and emoji, 1 for anything else (combining marks included, which take
+/// none), so a line may come out narrower than counted but never wider.
+pub fn cells(text: &str) -> usize {
+    text.chars().map(char_cells).sum()
+}
+
+fn char_cells(c: char) -> usize {
+    match u32::from(c) {
+        0x1100..=0x115F
+        | 0x2E80..=0x303E
+        | 0x3041..=0x33FF
+        | 0x3400..=0x4DBF
+        | 0x4E00..=0x9FFF
+        | 0xA000..=0xA4CF
+        | 0xAC00..=0xD7A3
+        | 0xF900..=0xFAFF
+        | 0xFE30..=0xFE4F
+        | 0xFF00..=0xFF60
+        | 0xFFE0..=0xFFE6
+        | 0x1F300..=0x1F64F
+        | 0x1F680..=0x1F6FF
+        | 0x1F900..=0x1F9FF
+        | 0x20000..=0x3FFFD => 2,
+        _ => 1,
+    }
 }
 
 /// Replaces what a terminal would act on rather than print (C0/C1 controls such as ESC,
@@ -258,6 +295,25 @@ mod tests {
             )
     }
 
+    /// The first `width` cells of `line`.
+    fn name_cell(line: &str, width: usize) -> String {
+        let mut used = 0;
+        line.chars()
+            .take_while(|c| {
+                used += char_cells(*c);
+                used <= width
+            })
+            .collect()
+    }
+
+    #[test]
+    fn wide_characters_take_two_cells() {
+        assert_eq!(cells("🎧 VIP Line 📞"), 14);
+        assert_eq!(fit("東京サポート窓口", 9), "東京サポ…");
+        assert_eq!(fit("東京サポート窓口", 10), "東京サポ…");
+        assert_eq!(pad("📞", 4), "📞  ");
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -275,7 +331,8 @@ mod tests {
             let lines = render(&frame, width, height);
             prop_assert!(lines.len() <= height.max(FRAME_LINES + 1));
             for line in &lines {
-                prop_assert!(line.chars().count() <= width, "{line:?} wider than {width}");
+                prop_assert!(cells(line) <= width, "{line:?} wider than {width}");
+                prop_assert!(line.chars().count() <= cells(line));
                 prop_assert!(!line.chars().any(is_unprintable), "{line:?} holds a control character");
             }
             let name_width = width - 34;
@@ -285,10 +342,10 @@ mod tests {
             let counted: usize = more.map_or(0, |n| n.parse().unwrap_or(0));
             prop_assert_eq!(listed + counted, frame.rows.len());
             for (line, row) in body[..listed].iter().zip(&frame.rows) {
-                let name: String = line.chars().take(name_width).collect();
+                let name = name_cell(line, name_width);
                 let cleaned = clean(&row.name);
-                if cleaned.chars().count() > name_width {
-                    prop_assert!(name.ends_with('…'), "{name:?} cut without …");
+                if cells(&cleaned) > name_width {
+                    prop_assert!(name.trim_end().ends_with('…'), "{name:?} cut without …");
                 } else {
                     prop_assert_eq!(name.trim_end(), cleaned.trim_end());
                 }
