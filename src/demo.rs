@@ -91,5 +91,9 @@ fn start_view(config: &Config, queues: usize) -> Wallboard {
         crate::duration::format(config.poll_interval),
         crate::duration::format(config.window),
     );
-    Wallboard::start(title, Some(config.influx != InfluxTarget::Stdout))
+    Wallboard::start(
+        title,
+        Some(config.influx != InfluxTarget::Stdout),
+        config.kpi.is_some(),
+    )
 }

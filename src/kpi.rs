@@ -67,6 +67,7 @@ use crate::influx::writer::Batch;
 use crate::model::{Queue, SharedQueues};
 use crate::state_file::{self, FileError};
 use crate::stats::Stats;
+use crate::wallboard::Wallboard;
 
 /// Where the resume point is kept, inside the state directory.
 pub const STATE_FILE: &str = "kpi-state.json";
@@ -99,6 +100,8 @@ pub struct KpiSettings {
     /// The OAuth client's request budget: a KPI poll that would take more than its share
     /// is spread out (`budget::kpi_poll`).
     pub requests_per_minute: u32,
+    /// The terminal table (`demo`), shown each bucket as it is parsed.
+    pub view: Option<Arc<Wallboard>>,
 }
 
 // ---- planning (pure) -------------------------------------------------------------------
@@ -278,6 +281,7 @@ struct Poller {
     resume_from_ms: Option<u64>,
     /// Chunks and period last logged, so the request plan is logged when it changes.
     logged_plan: Option<(usize, u64)>,
+    view: Option<Arc<Wallboard>>,
 }
 
 impl Poller {
@@ -322,6 +326,9 @@ impl Poller {
                         }
                         for bucket in &parsed.buckets {
                             if let Some(name) = names.get(bucket.queue_id.as_str()) {
+                                if let Some(view) = &self.view {
+                                    view.observe_kpi(bucket);
+                                }
                                 bucket.encode(&mut lines, name, &self.static_tags);
                                 line_count += 1;
                             }
@@ -482,6 +489,7 @@ pub fn run(
         stats,
         resume_from_ms,
         logged_plan: None,
+        view: settings.view,
     };
     let (done_tx, done_rx) = bounded(1);
     let poll_stop = stop.clone();
@@ -867,6 +875,7 @@ mod tests {
             configured_poll: Duration::from_millis(timing.poll_ms),
             budget_per_minute: 300,
             logged_plan: None,
+            view: None,
         }
     }
 
@@ -1112,6 +1121,7 @@ mod tests {
             static_tags: Vec::new(),
             state_dir: None,
             requests_per_minute: 300,
+            view: None,
         };
         let (batch_tx, batch_rx) = bounded(1);
         let (stop_tx, stop_rx) = bounded::<()>(0);

@@ -106,6 +106,7 @@ pub fn run(config: &Config, stop_after: Option<Duration>, view: Option<Arc<Wallb
         batch_tx.clone(),
         shutdown.stop.clone(),
         stats.clone(),
+        view.clone(),
     );
     let aggregator_job = AggregatorJob::new(
         config,
@@ -204,6 +205,7 @@ fn spawn_kpis(
     batches: Sender<Batch>,
     stop: Receiver<()>,
     stats: Arc<Stats>,
+    view: Option<Arc<Wallboard>>,
 ) {
     let Some(kpi) = config.kpi else {
         log::info!("interval KPIs are off (KPIS=off)");
@@ -214,6 +216,7 @@ fn spawn_kpis(
         static_tags: config.static_tags.clone(),
         state_dir: config.spool.dir.clone(),
         requests_per_minute: config.genesys.requests_per_minute,
+        view,
     };
     let started = thread::Builder::new()
         .name("kpi".into())

@@ -61,7 +61,7 @@ pub fn run(config: &Config) -> u8 {
         log::error!("could not start the poller thread ({e})");
         return exit::FAILURE;
     }
-    let view = Wallboard::start(title, None);
+    let view = Wallboard::start(title, None, false);
     show(&view, &event_rx, &shutdown.stop, &stats);
     view.finish();
     exit::OK

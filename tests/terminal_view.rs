@@ -82,12 +82,12 @@ fn demo_in_a_terminal_draws_the_table_and_gives_the_terminal_back() {
     );
     let lines = visible_lines(&raw);
     let heading =
-        "QUEUE                                          WAITING LONGEST  IDLE  BUSY  ON Q";
+        "QUEUE                              WAITING LONGEST  IDLE  BUSY  ON Q  SL % ABAND";
     assert!(lines.iter().any(|l| l == heading), "{lines:#?}");
     assert!(lines
         .iter()
         .any(|l| l.starts_with("genesys2influx demo: 12 simulated queues, poll 1s")));
-    let long_name: String = ODD_NAMES[5].chars().take(45).chain(['…']).collect();
+    let long_name: String = ODD_NAMES[5].chars().take(33).chain(['…']).collect();
     assert!(
         lines.iter().any(|l| l.starts_with(&long_name)),
         "the long queue name is cut with …: {lines:#?}"

@@ -17,6 +17,7 @@ use std::sync::Mutex;
 
 use log::Level;
 
+use crate::genesys::aggregates::KpiBucket;
 use crate::model::PollEvent;
 use crate::stats::StatsSnapshot;
 use state::Board;
@@ -71,8 +72,9 @@ pub struct Wallboard {
 }
 
 impl Wallboard {
-    /// Takes over stdout (clears it when it is a terminal) and the log output.
-    pub fn start(title: String, writes: Option<bool>) -> Wallboard {
+    /// Takes over stdout (clears it when it is a terminal) and the log output. `kpis`
+    /// adds the columns of today's service level and abandons.
+    pub fn start(title: String, writes: Option<bool>, kpis: bool) -> Wallboard {
         let terminal = stdout_is_terminal();
         if terminal {
             print_flushed(HIDE_CURSOR_AND_CLEAR);
@@ -82,7 +84,7 @@ impl Wallboard {
             title,
             writes,
             terminal,
-            board: Mutex::new(Board::default()),
+            board: Mutex::new(Board::new(kpis)),
             finished: AtomicBool::new(false),
         }
     }
@@ -93,6 +95,11 @@ impl Wallboard {
         if matches!(event, PollEvent::TickDone { .. }) {
             self.draw();
         }
+    }
+
+    /// Takes one KPI bucket as the KPI thread parsed it.
+    pub fn observe_kpi(&self, bucket: &KpiBucket) {
+        self.board().observe_kpi(bucket);
     }
 
     /// The self-metrics of a closed window of `points` points (or of a poll, for `top`).

@@ -1,9 +1,11 @@
 //! What the wallboard knows: the latest reading of every queue, fed by the same
-//! [`PollEvent`]s the aggregator folds into windows, and the self-metrics.
+//! [`PollEvent`]s the aggregator folds into windows; today's service level and abandons
+//! from the KPI buckets the KPI thread parses; and the self-metrics.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::genesys::aggregates::KpiBucket;
 use crate::model::{agent, media, PollEvent, Queue, QueueObservation};
 use crate::stats::StatsSnapshot;
 
@@ -16,7 +18,57 @@ const NO_STATUS_YET: &str = "self-metrics: after the first window";
 #[derive(Debug, Default)]
 pub struct Board {
     latest: HashMap<String, Reading>,
+    /// By queue id; only when KPIs are on.
+    today: HashMap<String, DayKpis>,
+    kpis: bool,
     status: String,
+}
+
+const DAY_MS: u64 = 86_400_000;
+
+/// The KPI buckets of one queue for the newest UTC day seen: (bucket start, media type)
+/// → (service level numerator, denominator, abandoned). A bucket is re-queried until
+/// it settles; each answer has its full numbers, so the latest one replaces the others.
+#[derive(Debug, Default)]
+struct DayKpis {
+    day_start_ms: u64,
+    buckets: HashMap<(u64, String), [u64; 3]>,
+}
+
+impl DayKpis {
+    fn record(&mut self, bucket: &KpiBucket) {
+        let day = bucket.bucket_start_ms - bucket.bucket_start_ms % DAY_MS;
+        if day > self.day_start_ms {
+            *self = DayKpis {
+                day_start_ms: day,
+                buckets: HashMap::new(),
+            };
+        } else if day < self.day_start_ms {
+            return;
+        }
+        self.buckets.insert(
+            (bucket.bucket_start_ms, bucket.media_type.clone()),
+            [
+                bucket.service_level_numerator,
+                bucket.service_level_denominator,
+                bucket.abandoned,
+            ],
+        );
+    }
+
+    /// Service level in percent (NaN when nothing counted) and abandons, all media.
+    fn totals(&self) -> (f64, f64) {
+        let [numerator, denominator, abandoned] =
+            self.buckets.values().fold([0u64; 3], |sum, b| {
+                [0, 1, 2].map(|i| sum[i].saturating_add(b[i]))
+            });
+        let service_level = if denominator == 0 {
+            f64::NAN
+        } else {
+            100.0 * numerator as f64 / denominator as f64
+        };
+        (service_level, abandoned as f64)
+    }
 }
 
 #[derive(Debug)]
@@ -26,6 +78,24 @@ struct Reading {
 }
 
 impl Board {
+    /// An empty board; `kpis` shows the service level and abandon columns.
+    pub fn new(kpis: bool) -> Board {
+        Board {
+            kpis,
+            ..Board::default()
+        }
+    }
+
+    /// Takes one KPI bucket as parsed (ignored with KPIs off).
+    pub fn observe_kpi(&mut self, bucket: &KpiBucket) {
+        if self.kpis {
+            self.today
+                .entry(bucket.queue_id.clone())
+                .or_default()
+                .record(bucket);
+        }
+    }
+
     /// Takes the observations of a poll; other events change nothing.
     pub fn observe(&mut self, event: &PollEvent) {
         if let PollEvent::Observations { observations, .. } = event {
@@ -72,13 +142,26 @@ impl Board {
         });
         Frame {
             title,
-            rows: readings.into_iter().map(|r| r.row.clone()).collect(),
+            rows: readings.into_iter().map(|r| self.with_kpis(r)).collect(),
             status: if self.status.is_empty() {
                 NO_STATUS_YET.into()
             } else {
                 self.status.clone()
             },
             footer,
+            kpis: self.kpis,
+        }
+    }
+
+    fn with_kpis(&self, reading: &Reading) -> Row {
+        let (service_level_pct, abandoned) = self
+            .today
+            .get(&reading.queue.id)
+            .map_or((f64::NAN, f64::NAN), DayKpis::totals);
+        Row {
+            service_level_pct,
+            abandoned,
+            ..reading.row.clone()
         }
     }
 }
@@ -96,6 +179,8 @@ fn row_of(observation: &QueueObservation) -> Row {
         idle: observation.agents[agent::IDLE],
         interacting: observation.agents[agent::INTERACTING],
         on_queue: observation.agents[agent::ON_QUEUE],
+        service_level_pct: f64::NAN,
+        abandoned: f64::NAN,
     }
 }
 
@@ -177,6 +262,41 @@ mod tests {
             "polls 5 · requests 10 · 429s 1 · errors 2 · points 60 (not written)"
         );
         assert_eq!(status(None), "polls 5 · requests 10 · 429s 1 · errors 2");
+    }
+
+    fn bucket(start_ms: u64, media: &str, sl: [u64; 2], abandoned: u64) -> KpiBucket {
+        KpiBucket {
+            queue_id: "a".into(),
+            media_type: media.into(),
+            bucket_start_ms: start_ms,
+            abandoned,
+            service_level_numerator: sl[0],
+            service_level_denominator: sl[1],
+            ..KpiBucket::default()
+        }
+    }
+
+    fn kpis(board: &Board) -> (f64, f64) {
+        let row = &board.frame(String::new(), None).rows[0];
+        (row.service_level_pct, row.abandoned)
+    }
+
+    #[test]
+    fn today_adds_up_the_latest_answer_of_each_bucket_of_the_newest_day() {
+        let mut board = Board::new(true);
+        board.observe(&event(vec![observation("a", "A", [0.0; 2], [0.0; 2])]));
+        assert!(kpis(&board).0.is_nan(), "nothing offered yet");
+        let day = 20 * DAY_MS;
+        board.observe_kpi(&bucket(day - 900_000, "voice", [0, 10], 9));
+        board.observe_kpi(&bucket(day, "voice", [1, 2], 1));
+        board.observe_kpi(&bucket(day, "voice", [3, 4], 1));
+        board.observe_kpi(&bucket(day, "chat", [1, 4], 2));
+        board.observe_kpi(&bucket(day + 900_000, "voice", [2, 2], 0));
+        board.observe_kpi(&bucket(day - 900_000, "voice", [0, 10], 9));
+        assert_eq!(kpis(&board), (60.0, 3.0));
+        let frame = board.frame(String::new(), None);
+        assert!(frame.kpis);
+        assert!(!Board::new(false).frame(String::new(), None).kpis);
     }
 
     #[test]

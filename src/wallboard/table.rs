@@ -17,6 +17,10 @@ pub struct Row {
     pub idle: f64,
     pub interacting: f64,
     pub on_queue: f64,
+    /// Today's service level in percent, all media types; NaN when nothing was offered.
+    pub service_level_pct: f64,
+    /// Abandoned today, all media types.
+    pub abandoned: f64,
 }
 
 /// What one frame shows: a title, the queues (already in order), the self-metrics
@@ -27,16 +31,24 @@ pub struct Frame {
     pub rows: Vec<Row>,
     pub status: String,
     pub footer: Option<String>,
+    /// Whether the KPI columns (service level, abandons) are shown.
+    pub kpis: bool,
 }
 
-/// Numeric columns: heading and width (a leading space included).
-const COLUMNS: [(&str, usize); 5] = [
+/// Numeric columns: heading and width (a leading space included); the last two only
+/// when KPIs are on.
+const COLUMNS: [(&str, usize); 7] = [
     ("WAITING", 8),
     ("LONGEST", 8),
     ("IDLE", 6),
     ("BUSY", 6),
     ("ON Q", 6),
+    ("SL %", 6),
+    ("ABAND", 6),
 ];
+const KPI_COLUMNS: usize = 2;
+/// The KPI columns are left out when the queue names would get fewer cells than this.
+const MIN_NAME_WIDTH: usize = 12;
 /// Lines around the queue rows: title, heading, status, footer.
 const FRAME_LINES: usize = 4;
 
@@ -44,8 +56,9 @@ const FRAME_LINES: usize = 4;
 /// the title, heading, one row, status and footer): queues that do not fit are summed up
 /// in a last `… N more queues` row.
 pub fn render(frame: &Frame, width: usize, height: usize) -> Vec<String> {
-    let name_width = width.saturating_sub(COLUMNS.iter().map(|(_, w)| w).sum());
-    let mut lines = vec![fit(&frame.title, width), heading(name_width)];
+    let columns = columns(frame.kpis, width);
+    let name_width = width.saturating_sub(columns_width(columns));
+    let mut lines = vec![fit(&frame.title, width), heading(columns, name_width)];
     let room = height.saturating_sub(FRAME_LINES).max(1);
     let shown = if frame.rows.len() > room {
         room - 1
@@ -55,7 +68,7 @@ pub fn render(frame: &Frame, width: usize, height: usize) -> Vec<String> {
     lines.extend(
         frame.rows[..shown]
             .iter()
-            .map(|row| row_line(row, name_width)),
+            .map(|row| row_line(row, columns, name_width)),
     );
     if shown < frame.rows.len() {
         lines.push(format!("… {} more queues", frame.rows.len() - shown));
@@ -65,24 +78,46 @@ pub fn render(frame: &Frame, width: usize, height: usize) -> Vec<String> {
     lines.iter().map(|line| fit(line, width)).collect()
 }
 
-fn heading(name_width: usize) -> String {
+/// The numeric columns shown: the KPI ones only when asked for and when they leave the
+/// names [`MIN_NAME_WIDTH`].
+fn columns(kpis: bool, width: usize) -> &'static [(&'static str, usize)] {
+    if kpis && width >= columns_width(&COLUMNS) + MIN_NAME_WIDTH {
+        &COLUMNS
+    } else {
+        &COLUMNS[..COLUMNS.len() - KPI_COLUMNS]
+    }
+}
+
+fn columns_width(columns: &[(&str, usize)]) -> usize {
+    columns.iter().map(|(_, w)| w).sum()
+}
+
+fn heading(columns: &[(&str, usize)], name_width: usize) -> String {
     let mut line = pad(&fit("QUEUE", name_width), name_width);
-    for (title, width) in COLUMNS {
+    for (title, width) in columns {
         line.push_str(&format!("{title:>width$}"));
     }
     line
 }
 
-fn row_line(row: &Row, name_width: usize) -> String {
-    let cells = [
-        count(row.waiting, COLUMNS[0].1 - 1),
-        wait_time(row.longest_wait_s),
-        count(row.idle, COLUMNS[2].1 - 1),
-        count(row.interacting, COLUMNS[3].1 - 1),
-        count(row.on_queue, COLUMNS[4].1 - 1),
+/// The row in `columns` (a prefix of [`COLUMNS`]).
+fn row_line(row: &Row, columns: &[(&str, usize)], name_width: usize) -> String {
+    let values = [
+        row.waiting,
+        row.longest_wait_s,
+        row.idle,
+        row.interacting,
+        row.on_queue,
+        row.service_level_pct,
+        row.abandoned,
     ];
     let mut line = pad(&fit(&row.name, name_width), name_width);
-    for (cell, (_, width)) in cells.iter().zip(COLUMNS) {
+    for (i, ((_, width), value)) in columns.iter().zip(values).enumerate() {
+        let cell = if i == 1 {
+            wait_time(value)
+        } else {
+            count(value, width - 1)
+        };
         line.push_str(&format!("{cell:>width$}"));
     }
     line
@@ -202,6 +237,8 @@ mod tests {
             idle: 3.0,
             interacting: 12.0,
             on_queue: 15.0,
+            service_level_pct: 87.5,
+            abandoned: 4.0,
         }
     }
 
@@ -219,6 +256,7 @@ mod tests {
             ],
             status: "polls 5 · API requests 10 · errors 0 · points 60 · written 0".into(),
             footer: Some("20:31:02 WARN queue list: 1 queue renamed".into()),
+            kpis: false,
         }
     }
 
@@ -236,6 +274,28 @@ mod tests {
                 "polls 5 · API requests 10 · errors 0 · points 60 · written 0",
                 "20:31:02 WARN queue list: 1 queue renamed",
             ]
+        );
+    }
+
+    #[test]
+    fn with_kpis_on_service_level_and_abandons_are_shown() {
+        let mut frame = frame();
+        frame.kpis = true;
+        frame.rows[1].service_level_pct = f64::NAN;
+        let lines = render(&frame, 80, 24);
+        assert_eq!(
+            lines[1..5],
+            [
+                "QUEUE                              WAITING LONGEST  IDLE  BUSY  ON Q  SL % ABAND",
+                "Sales                                    7    1:35     3    12    15    88     4",
+                "Customer Service – Premium Accoun…       2   1h06m     3    12    15     -     4",
+                "Support?[2J                              0    0:00     3    12    15    88     4",
+            ]
+        );
+        let narrow = render(&frame, 50, 24);
+        assert_eq!(
+            narrow[1],
+            "QUEUE            WAITING LONGEST  IDLE  BUSY  ON Q"
         );
     }
 
@@ -282,15 +342,18 @@ mod tests {
             any_number(),
             any_number(),
             any_number(),
+            (any_number(), any_number()),
         )
             .prop_map(
-                |(name, waiting, longest_wait_s, idle, interacting, on_queue)| Row {
+                |(name, waiting, longest_wait_s, idle, interacting, on_queue, kpi)| Row {
                     name,
                     waiting,
                     longest_wait_s,
                     idle,
                     interacting,
                     on_queue,
+                    service_level_pct: kpi.0,
+                    abandoned: kpi.1,
                 },
             )
     }
@@ -315,7 +378,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(512))]
+        #![proptest_config(ProptestConfig::with_cases(256))]
 
         /// Whatever the names and numbers: no line wider than the terminal, nothing a
         /// terminal would act on, every queue shown or counted, cut names end in `…`.
@@ -326,8 +389,9 @@ mod tests {
             footer in proptest::option::of(".*"),
             width in 40usize..=200,
             height in 5usize..60,
+            kpis in any::<bool>(),
         ) {
-            let frame = Frame { title, rows, status: "polls 1".into(), footer };
+            let frame = Frame { title, rows, status: "polls 1".into(), footer, kpis };
             let lines = render(&frame, width, height);
             prop_assert!(lines.len() <= height.max(FRAME_LINES + 1));
             for line in &lines {
@@ -335,7 +399,7 @@ mod tests {
                 prop_assert!(line.chars().count() <= cells(line));
                 prop_assert!(!line.chars().any(is_unprintable), "{line:?} holds a control character");
             }
-            let name_width = width - 34;
+            let name_width = width - columns_width(columns(kpis, width));
             let body = &lines[2..lines.len() - 2];
             let more = body.last().and_then(|l| l.strip_prefix("… ")).and_then(|l| l.strip_suffix(" more queues"));
             let listed = body.len() - usize::from(more.is_some());
