@@ -113,6 +113,10 @@ fn demo_in_a_terminal_draws_the_table_and_gives_the_terminal_back() {
         !raw.contains("KPI_BUCKET"),
         "a warning about demo's own defaults: {raw}"
     );
+    assert!(
+        !raw.contains("--seconds elapsed"),
+        "log lines written over the table: {raw}"
+    );
 }
 
 #[test]

@@ -190,6 +190,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn while_diverting_warnings_go_to_the_footer_and_the_rest_is_dropped() {
+        assert!(!capture_log(Level::Warn, "to stderr"));
+        DIVERTING.store(true, Ordering::Relaxed);
+        let info = capture_log(Level::Info, "dropped");
+        let warn = capture_log(Level::Warn, "queue list refresh failed");
+        DIVERTING.store(false, Ordering::Relaxed);
+        assert!(info && warn);
+        let latest = LATEST_WARNING.lock().unwrap().take().unwrap();
+        assert!(
+            latest.ends_with(" WARN queue list refresh failed"),
+            "{latest}"
+        );
+        assert_eq!(
+            latest.len(),
+            "12:34:56 WARN queue list refresh failed".len()
+        );
+    }
+
+    #[test]
     fn the_size_comes_from_columns_and_lines_or_defaults() {
         let env = |pairs: &'static [(&'static str, &'static str)]| {
             move |name: &str| {
