@@ -72,12 +72,9 @@ impl fmt::Debug for Secret {
 /// Which command the configuration is for: they need different variables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    Run {
-        dry_run: bool,
-    },
+    Run { dry_run: bool },
     Check,
     Demo,
-    /// The terminal view of a real org: Genesys variables only, nothing is written.
     Top,
 }
 
@@ -784,23 +781,24 @@ fn ineffective_settings(vars: &Vars, influx: &InfluxTarget, kpis: bool, mode: Mo
             "INFLUXDB_ORG",
             "with INFLUXDB_DATABASE (v1 write API); it belongs to the v2 API (INFLUXDB_BUCKET)",
         )),
-        InfluxTarget::Stdout if !matches!(mode, Mode::Run { dry_run: true } | Mode::Top) => unused
-            .extend(
-                [
-                    "INFLUXDB_TOKEN",
-                    "INFLUXDB_ORG",
-                    "INFLUXDB_BUCKET",
-                    "INFLUXDB_DATABASE",
-                ]
-                .into_iter()
-                .chain(V1_ONLY)
-                .map(|name| {
-                    (
-                        name,
-                        "while line protocol goes to stdout (INFLUXDB_URL is - or unset)",
-                    )
-                }),
-            ),
+        // `top` writes nothing: the InfluxDB settings of a shared env file are not its business.
+        InfluxTarget::Stdout if mode == Mode::Top => {}
+        InfluxTarget::Stdout if mode != (Mode::Run { dry_run: true }) => unused.extend(
+            [
+                "INFLUXDB_TOKEN",
+                "INFLUXDB_ORG",
+                "INFLUXDB_BUCKET",
+                "INFLUXDB_DATABASE",
+            ]
+            .into_iter()
+            .chain(V1_ONLY)
+            .map(|name| {
+                (
+                    name,
+                    "while line protocol goes to stdout (INFLUXDB_URL is - or unset)",
+                )
+            }),
+        ),
         InfluxTarget::Stdout => {}
     }
     if !vars.is_set("SPOOL_DIR") {
