@@ -2,7 +2,7 @@
 //! [`PollEvent`]s the aggregator folds into windows; today's service level and abandons
 //! from the KPI buckets the KPI thread parses; and the self-metrics.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use crate::genesys::aggregates::KpiBucket;
@@ -18,6 +18,8 @@ const NO_STATUS_YET: &str = "self-metrics: after the first window";
 #[derive(Debug, Default)]
 pub struct Board {
     latest: HashMap<String, Reading>,
+    /// The last [`KEEP_POLLS`] completed poll ticks, oldest first.
+    recent_ticks: VecDeque<u64>,
     /// By queue id; only when KPIs are on.
     today: HashMap<String, DayKpis>,
     kpis: bool,
@@ -25,6 +27,9 @@ pub struct Board {
 }
 
 const DAY_MS: u64 = 86_400_000;
+/// A queue that none of this many polls answered for leaves the table (it was
+/// deselected, or its requests keep failing).
+const KEEP_POLLS: usize = 3;
 
 /// The KPI buckets of one queue for the newest UTC day seen: (bucket start, media type)
 /// → (service level numerator, denominator, abandoned). A bucket is re-queried until
@@ -74,6 +79,7 @@ impl DayKpis {
 #[derive(Debug)]
 struct Reading {
     queue: Arc<Queue>,
+    tick_ms: u64,
     row: Row,
 }
 
@@ -96,17 +102,36 @@ impl Board {
         }
     }
 
-    /// Takes the observations of a poll; other events change nothing.
+    /// Takes the observations of a poll; at the end of a poll, forgets the queues the
+    /// last [`KEEP_POLLS`] polls did not answer for.
     pub fn observe(&mut self, event: &PollEvent) {
-        if let PollEvent::Observations { observations, .. } = event {
-            for observation in observations {
-                self.latest.insert(
-                    observation.queue.id.clone(),
-                    Reading {
-                        queue: observation.queue.clone(),
-                        row: row_of(observation),
-                    },
-                );
+        match event {
+            PollEvent::Observations {
+                tick_ms,
+                observations,
+            } => {
+                for observation in observations {
+                    self.latest.insert(
+                        observation.queue.id.clone(),
+                        Reading {
+                            queue: observation.queue.clone(),
+                            tick_ms: *tick_ms,
+                            row: row_of(observation),
+                        },
+                    );
+                }
+            }
+            PollEvent::TickDone { tick_ms } => {
+                self.recent_ticks.push_back(*tick_ms);
+                if self.recent_ticks.len() > KEEP_POLLS {
+                    self.recent_ticks.pop_front();
+                }
+                if let (KEEP_POLLS, Some(&oldest)) =
+                    (self.recent_ticks.len(), self.recent_ticks.front())
+                {
+                    self.latest.retain(|_, reading| reading.tick_ms >= oldest);
+                    self.today.retain(|id, _| self.latest.contains_key(id));
+                }
             }
         }
     }
@@ -205,8 +230,12 @@ mod tests {
     }
 
     fn event(observations: Vec<QueueObservation>) -> PollEvent {
+        polled(0, observations)
+    }
+
+    fn polled(tick_ms: u64, observations: Vec<QueueObservation>) -> PollEvent {
         PollEvent::Observations {
-            tick_ms: 0,
+            tick_ms,
             observations,
         }
     }
@@ -297,6 +326,26 @@ mod tests {
         let frame = board.frame(String::new(), None);
         assert!(frame.kpis);
         assert!(!Board::new(false).frame(String::new(), None).kpis);
+    }
+
+    #[test]
+    fn a_queue_no_poll_answered_for_three_polls_leaves() {
+        let mut board = Board::new(true);
+        let a = || observation("a", "A", [0.0; 2], [0.0; 2]);
+        let b = || observation("b", "B", [0.0; 2], [0.0; 2]);
+        board.observe(&polled(10, vec![a(), b()]));
+        board.observe_kpi(&bucket(0, "voice", [1, 1], 0));
+        for tick in [10, 20, 30] {
+            if tick > 10 {
+                board.observe(&polled(tick, vec![b()]));
+            }
+            board.observe(&PollEvent::TickDone { tick_ms: tick });
+            assert_eq!(names(&board), ["A", "B"], "tick {tick}");
+        }
+        board.observe(&polled(40, vec![b()]));
+        board.observe(&PollEvent::TickDone { tick_ms: 40 });
+        assert_eq!(names(&board), ["B"]);
+        assert!(board.today.is_empty());
     }
 
     #[test]
