@@ -69,9 +69,10 @@ Commands:
   demo     the whole pipeline against a built-in simulated Genesys Cloud (no credentials)
              --queues N       simulated queues, 1 to 10000 (default 20)
              --seconds S      stop after S seconds (default: until Ctrl-C)
-             --output table|lp   a live table of the queues (the default in a terminal),
-                              or line protocol (the default otherwise); with INFLUXDB_URL
-                              set the points go to InfluxDB either way
+             --output table|lp
+                              a live table of the queues (the default in a terminal), or
+                              line protocol (the default otherwise); with INFLUXDB_URL set
+                              the points go to InfluxDB either way
   top      the same live table for the selected queues of a real org, every POLL_INTERVAL,
            until Ctrl-C; needs the Genesys variables only and writes nothing
   --env-file PATH   read KEY=VALUE lines (systemd EnvironmentFile syntax); the process
