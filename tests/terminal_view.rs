@@ -2,51 +2,134 @@
 //! the terminal back), piped it prints line protocol, and `top` shows the same table
 //! for a (simulated) real org until SIGINT.
 
-use std::process::Command;
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use genesys2influx::genesys::sim::{Sim, SimOptions, ODD_NAMES};
 
 use crate::util::process::{binary, run_to_end, Service};
+use crate::util::TempDir;
 
 const WIDTH: usize = 80;
 
-/// Runs `args` under `script(1)`, whose pseudo-terminal makes stdout (and stderr) a
-/// terminal: (exit code, everything the terminal received).
-fn in_terminal(args: &str, limit: Duration) -> (Option<i32>, String) {
-    let command = format!("'{}' {args}", binary());
-    let mut child = Command::new("script")
-        .args(["-qec", &command, "/dev/null"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env("RUST_LOG", "info")
-        .env("COLUMNS", WIDTH.to_string())
-        .env("LINES", "40")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("script(1) from util-linux runs");
-    let stdout = child.stdout.take().expect("stdout piped");
-    let reader = thread::spawn(move || {
-        let mut text = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut { stdout }, &mut text);
-        text
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
+/// The binary under `script(1)`, whose pseudo-terminal makes its stdout (and stderr) a
+/// terminal of [`WIDTH`] columns; everything the terminal receives is collected.
+struct Terminal {
+    script: Child,
+    output: Arc<Mutex<Vec<u8>>>,
+    /// Where the shell that `exec`s the binary wrote its pid, for signals.
+    pid_file: TempDir,
+}
+
+impl Terminal {
+    fn start(args: &str, env: &[(&str, String)]) -> Terminal {
+        let pid_file = TempDir::new("terminal-view");
+        let command = format!(
+            "echo $$ > '{}'; exec '{}' {args}",
+            pid_file.join("pid").display(),
+            binary()
+        );
+        let mut script = Command::new("script");
+        script
+            .args(["-qec", &command, "/dev/null"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .env("RUST_LOG", "info")
+            .env("COLUMNS", WIDTH.to_string())
+            .env("LINES", "40")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped());
+        for (key, value) in env {
+            script.env(key, value);
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the command under script did not end within {limit:?}");
+        let mut script = script.spawn().expect("script(1) from util-linux runs");
+        let mut stdout = script.stdout.take().expect("stdout piped");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let sink = output.clone();
+        thread::spawn(move || {
+            let mut chunk = [0u8; 8192];
+            while let Ok(n) = stdout.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+        });
+        Terminal {
+            script,
+            output,
+            pid_file,
         }
-        thread::sleep(Duration::from_millis(50));
-    };
-    let text = reader.join().expect("reader thread");
-    (status.code(), String::from_utf8_lossy(&text).into_owned())
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
+    }
+
+    /// Waits (bounded) until the terminal shows `needle`.
+    fn wait_for(&self, needle: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.text().contains(needle) {
+            assert!(Instant::now() < deadline, "no {needle:?} within {limit:?}");
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn interrupt(&self) {
+        let pid = std::fs::read_to_string(self.pid_file.join("pid")).expect("pid file");
+        let status = Command::new("kill")
+            .args(["-INT", pid.trim()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// The exit code (script's -e passes the binary's on) and the whole output.
+    fn wait(mut self, limit: Duration) -> (Option<i32>, String) {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.script.try_wait().expect("try_wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.script.kill();
+                panic!("the command under script did not end within {limit:?}");
+            }
+            thread::sleep(Duration::from_millis(50));
+        };
+        // Let the reader thread drain the pipe.
+        thread::sleep(Duration::from_millis(100));
+        (status.code(), self.text())
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = self.script.kill();
+        let _ = self.script.wait();
+    }
+}
+
+/// The simulated org `top` polls, and the variables that point it there.
+fn sim_org(queues: usize) -> (Sim, Vec<(&'static str, String)>) {
+    let sim = Sim::start(SimOptions {
+        queue_count: queues,
+        ..SimOptions::default()
+    })
+    .expect("simulated Genesys starts");
+    let options = SimOptions::default();
+    let env = vec![
+        ("GENESYS_CLIENT_ID", options.client_id.clone()),
+        ("GENESYS_CLIENT_SECRET", options.client_secret.clone()),
+        ("GENESYS_API_URL", sim.base_url()),
+        ("GENESYS_LOGIN_URL", sim.base_url()),
+        ("POLL_INTERVAL", "1s".to_string()),
+    ];
+    (sim, env)
 }
 
 /// The text as the terminal shows it, line by line: CSI sequences removed.
@@ -74,7 +157,8 @@ fn visible_lines(raw: &str) -> Vec<String> {
 
 #[test]
 fn demo_in_a_terminal_draws_the_table_and_gives_the_terminal_back() {
-    let (code, raw) = in_terminal("demo --seconds 4 --queues 12", Duration::from_secs(40));
+    let (code, raw) =
+        Terminal::start("demo --seconds 4 --queues 12", &[]).wait(Duration::from_secs(40));
     assert_eq!(code, Some(0), "{raw}");
     assert!(
         raw.trim_end().ends_with("\u{1b}[?25h"),
@@ -151,19 +235,7 @@ fn demo_piped_prints_line_protocol_and_warns_only_about_what_the_user_set() {
 
 #[test]
 fn top_shows_the_table_of_a_real_org_and_exits_0_on_sigint() {
-    let sim = Sim::start(SimOptions {
-        queue_count: 12,
-        ..SimOptions::default()
-    })
-    .expect("simulated Genesys starts");
-    let options = SimOptions::default();
-    let env = [
-        ("GENESYS_CLIENT_ID", options.client_id.clone()),
-        ("GENESYS_CLIENT_SECRET", options.client_secret.clone()),
-        ("GENESYS_API_URL", sim.base_url()),
-        ("GENESYS_LOGIN_URL", sim.base_url()),
-        ("POLL_INTERVAL", "1s".to_string()),
-    ];
+    let (_sim, env) = sim_org(12);
     let mut top = Service::start(&["top"], &env);
     let deadline = Instant::now() + Duration::from_secs(20);
     while !top.stdout().contains("\n\n") {
@@ -197,6 +269,20 @@ fn top_shows_the_table_of_a_real_org_and_exits_0_on_sigint() {
         "escape sequences in piped output"
     );
     assert!(!stderr_has_error(&top.stderr()), "{}", top.stderr());
+}
+
+/// Ctrl-C in a terminal: exit 0, the last frame stays, the cursor is shown again.
+#[test]
+fn top_in_a_terminal_gives_the_terminal_back_on_ctrl_c() {
+    let (_sim, env) = sim_org(3);
+    let top = Terminal::start("top", &env);
+    top.wait_for("polls ", Duration::from_secs(20));
+    top.interrupt();
+    let (code, raw) = top.wait(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{raw}");
+    assert!(raw.trim_end().ends_with("\u{1b}[0m\u{1b}[?25h"), "{raw:?}");
+    let lines = visible_lines(&raw);
+    assert!(lines.iter().any(|l| l.starts_with("QUEUE ")), "{lines:#?}");
 }
 
 fn stderr_has_error(stderr: &str) -> bool {
