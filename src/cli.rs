@@ -1,6 +1,6 @@
 //! The command line: which command, and the few flags the contract defines.
 //!
-//! Hand-written because there are three commands and five flags; everything else is
+//! Hand-written because there are four commands and six flags; everything else is
 //! configured through the environment (see `config`).
 
 use std::path::PathBuf;
@@ -22,11 +22,28 @@ pub const MAX_DEMO_QUEUES: u64 = 10_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Run { dry_run: bool },
+    Run {
+        dry_run: bool,
+    },
     Check,
-    Demo { queues: usize, seconds: Option<u64> },
+    Demo {
+        queues: usize,
+        seconds: Option<u64>,
+        /// `None`: the table when stdout is a terminal, else line protocol.
+        output: Option<Output>,
+    },
+    Top,
     Help,
     Version,
+}
+
+/// What `demo` shows on stdout (`--output`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// The live wallboard table.
+    Table,
+    /// Line protocol, as `run --dry-run` prints it.
+    LineProtocol,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +55,8 @@ pub struct Cli {
 pub const USAGE: &str = "\
 Usage: genesys2influx [run] [--env-file PATH] [--dry-run]
        genesys2influx check [--env-file PATH]
-       genesys2influx demo [--queues N] [--seconds S] [--env-file PATH]
+       genesys2influx demo [--queues N] [--seconds S] [--output table|lp] [--env-file PATH]
+       genesys2influx top [--env-file PATH]
        genesys2influx --help | --version";
 
 pub const HELP: &str = "\
@@ -51,6 +69,12 @@ Commands:
   demo     the whole pipeline against a built-in simulated Genesys Cloud (no credentials)
              --queues N       simulated queues, 1 to 10000 (default 20)
              --seconds S      stop after S seconds (default: until Ctrl-C)
+             --output table|lp
+                              a live table of the queues (the default in a terminal), or
+                              line protocol (the default otherwise); with INFLUXDB_URL set
+                              the points go to InfluxDB either way
+  top      the same live table for the selected queues of a real org, every POLL_INTERVAL,
+           until Ctrl-C; needs the Genesys variables only and writes nothing
   --env-file PATH   read KEY=VALUE lines (systemd EnvironmentFile syntax); the process
                     environment wins over the file
 
@@ -114,7 +138,9 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
                     env_file: None,
                 })
             }
-            "run" | "check" | "demo" if command.is_none() => command = Some(new_command(&arg)),
+            "run" | "check" | "demo" | "top" if command.is_none() => {
+                command = Some(new_command(&arg))
+            }
             "--env-file" => env_file = Some(PathBuf::from(value(&mut args, "--env-file")?)),
             "--dry-run" => match &mut command {
                 None => command = Some(Command::Run { dry_run: true }),
@@ -124,6 +150,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
             "--queues" | "--seconds" => {
                 set_demo_flag(&mut command, &arg, &value(&mut args, &arg)?)?
             }
+            "--output" => set_output(&mut command, &value(&mut args, &arg)?)?,
             other => return Err(format!("unexpected argument '{other}'")),
         }
     }
@@ -136,9 +163,11 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
 fn new_command(name: &str) -> Command {
     match name {
         "check" => Command::Check,
+        "top" => Command::Top,
         "demo" => Command::Demo {
             queues: DEFAULT_DEMO_QUEUES,
             seconds: None,
+            output: None,
         },
         _ => Command::Run { dry_run: false },
     }
@@ -149,7 +178,10 @@ fn value(args: &mut impl Iterator<Item = String>, flag: &str) -> Result<String, 
 }
 
 fn set_demo_flag(command: &mut Option<Command>, flag: &str, text: &str) -> Result<(), String> {
-    let Some(Command::Demo { queues, seconds }) = command else {
+    let Some(Command::Demo {
+        queues, seconds, ..
+    }) = command
+    else {
         return Err(format!("{flag} belongs to the demo command"));
     };
     let number: u64 = text
@@ -169,6 +201,18 @@ fn set_demo_flag(command: &mut Option<Command>, flag: &str, text: &str) -> Resul
     } else {
         *seconds = Some(number);
     }
+    Ok(())
+}
+
+fn set_output(command: &mut Option<Command>, text: &str) -> Result<(), String> {
+    let Some(Command::Demo { output, .. }) = command else {
+        return Err("--output belongs to the demo command".into());
+    };
+    *output = Some(match text {
+        "table" => Output::Table,
+        "lp" => Output::LineProtocol,
+        _ => return Err(format!("--output is table or lp, not '{text}'")),
+    });
     Ok(())
 }
 
@@ -201,14 +245,16 @@ mod tests {
             parse_str("demo").unwrap().command,
             Command::Demo {
                 queues: 20,
-                seconds: None
+                seconds: None,
+                output: None
             }
         );
         assert_eq!(
             parse_str("demo --queues 5 --seconds 8").unwrap().command,
             Command::Demo {
                 queues: 5,
-                seconds: Some(8)
+                seconds: Some(8),
+                output: None
             }
         );
         assert!(parse_str("demo --queues 0")
@@ -218,7 +264,8 @@ mod tests {
             parse_str("demo --queues 10000").unwrap().command,
             Command::Demo {
                 queues: 10_000,
-                seconds: None
+                seconds: None,
+                output: None
             }
         );
         assert_eq!(
@@ -229,6 +276,39 @@ mod tests {
             .unwrap_err()
             .contains("needs a value"));
         assert!(parse_str("run --queues 3")
+            .unwrap_err()
+            .contains("belongs to the demo command"));
+    }
+
+    #[test]
+    fn demo_output_and_top() {
+        assert_eq!(
+            parse_str("demo --output lp --queues 2").unwrap().command,
+            Command::Demo {
+                queues: 2,
+                seconds: None,
+                output: Some(Output::LineProtocol)
+            }
+        );
+        assert!(matches!(
+            parse_str("demo --output table").unwrap().command,
+            Command::Demo {
+                output: Some(Output::Table),
+                ..
+            }
+        ));
+        assert_eq!(
+            parse_str("demo --output html").unwrap_err(),
+            "--output is table or lp, not 'html'"
+        );
+        assert_eq!(
+            parse_str("top --output lp").unwrap_err(),
+            "--output belongs to the demo command"
+        );
+        let top = parse_str("top --env-file /etc/g.env").unwrap();
+        assert_eq!(top.command, Command::Top);
+        assert_eq!(top.env_file, Some(PathBuf::from("/etc/g.env")));
+        assert!(parse_str("top --queues 3")
             .unwrap_err()
             .contains("belongs to the demo command"));
     }

@@ -75,6 +75,7 @@ pub enum Mode {
     Run { dry_run: bool },
     Check,
     Demo,
+    Top,
 }
 
 #[derive(Debug, Clone)]
@@ -635,7 +636,7 @@ pub fn parse_shard(text: &str) -> Result<Shard> {
 fn influx_target(vars: &Vars, mode: Mode) -> Result<InfluxTarget> {
     let url =
         match (mode, vars.optional("INFLUXDB_URL")) {
-            (Mode::Run { dry_run: true }, _) => return Ok(InfluxTarget::Stdout),
+            (Mode::Run { dry_run: true } | Mode::Top, _) => return Ok(InfluxTarget::Stdout),
             (_, Some(url)) if url == "-" => return Ok(InfluxTarget::Stdout),
             (Mode::Demo, None) => return Ok(InfluxTarget::Stdout),
             (_, None) => return Err(ConfigError::new(
@@ -781,6 +782,8 @@ fn ineffective_settings(vars: &Vars, influx: &InfluxTarget, kpis: bool, mode: Mo
             "INFLUXDB_ORG",
             "with INFLUXDB_DATABASE (v1 write API); it belongs to the v2 API (INFLUXDB_BUCKET)",
         )),
+        // `top` writes nothing: the InfluxDB settings of a shared env file are not its business.
+        InfluxTarget::Stdout if mode == Mode::Top => {}
         InfluxTarget::Stdout if mode != (Mode::Run { dry_run: true }) => unused.extend(
             [
                 "INFLUXDB_TOKEN",
@@ -1317,6 +1320,25 @@ mod tests {
             .warnings
             .is_empty());
         assert!(run(&[]).unwrap().warnings.is_empty());
+    }
+
+    #[test]
+    fn top_needs_no_influxdb_and_does_not_warn_about_its_settings() {
+        let env: HashMap<&str, &str> = [
+            ("GENESYS_CLIENT_ID", "id"),
+            ("GENESYS_CLIENT_SECRET", "s3cret"),
+            ("INFLUXDB_BUCKET", "shared env file"),
+            (
+                "INFLUXDB_DATABASE",
+                "both set: an error for run, unread by top",
+            ),
+        ]
+        .into();
+        let top = from_lookup(&|name| env.get(name).map(|v| v.to_string()), Mode::Top).unwrap();
+        assert_eq!(top.influx, InfluxTarget::Stdout);
+        assert!(top.warnings.is_empty(), "{:?}", top.warnings);
+        let without_id = from_lookup(&|_| None, Mode::Top).unwrap_err();
+        assert!(without_id.to_string().contains("GENESYS_CLIENT_ID"));
     }
 
     /// Every variable `from_lookup` reads, with the `_FILE` forms.

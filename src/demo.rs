@@ -1,13 +1,16 @@
 //! `genesys2influx demo`: the real client, aggregator and writer against a simulated
-//! Genesys Cloud on 127.0.0.1, with a compressed clock, so a newcomer sees line protocol
-//! within seconds and without credentials.
+//! Genesys Cloud on 127.0.0.1, with a compressed clock, so a newcomer sees the queues
+//! move (the wallboard table in a terminal, line protocol otherwise) within seconds and
+//! without credentials.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cli::exit;
-use crate::config::{self, Mode};
+use crate::cli::{exit, Output};
+use crate::config::{self, Config, InfluxTarget, Mode};
 use crate::genesys::sim::{Sim, SimOptions};
 use crate::pipeline;
+use crate::wallboard::{self, Wallboard};
 
 /// Compressed clock of the demo, each unless the variable is set: poll, window, and
 /// one-minute KPI buckets re-queried every 5 s so KPI points show up within seconds.
@@ -19,8 +22,14 @@ const DEMO_DEFAULTS: [(&str, &str); 5] = [
     ("KPI_LOOKBACK", "2m"),
 ];
 
-/// Starts the simulator, points the configuration at it and runs the pipeline.
-pub fn run(lookup: &dyn Fn(&str) -> Option<String>, queues: usize, seconds: Option<u64>) -> u8 {
+/// Starts the simulator, points the configuration at it and runs the pipeline, showing
+/// `output` (by default the table when stdout is a terminal).
+pub fn run(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    queues: usize,
+    seconds: Option<u64>,
+    output: Option<Output>,
+) -> u8 {
     let options = SimOptions {
         queue_count: queues,
         value_period: Duration::from_secs(1),
@@ -59,9 +68,32 @@ pub fn run(lookup: &dyn Fn(&str) -> Option<String>, queues: usize, seconds: Opti
         }
     };
     crate::logging::register_secrets(&config);
-    crate::logging::log_warnings(&config);
+    // The compressed clock is ours: only what the user set is worth a warning.
+    crate::logging::log_warnings_except(&config, &|name| lookup(name).is_none());
     log::info!("demo: simulated Genesys Cloud with {queues} queues at {base_url}");
-    let code = pipeline::run(&config, seconds.map(Duration::from_secs));
+    let table = output.unwrap_or(if wallboard::stdout_is_terminal() {
+        Output::Table
+    } else {
+        Output::LineProtocol
+    }) == Output::Table;
+    let view = table.then(|| Arc::new(start_view(&config, queues)));
+    let code = pipeline::run(&config, seconds.map(Duration::from_secs), view.clone());
+    if let Some(view) = view {
+        view.finish();
+    }
     drop(sim);
     code
+}
+
+fn start_view(config: &Config, queues: usize) -> Wallboard {
+    let title = format!(
+        "genesys2influx demo: {queues} simulated queues, poll {}, window {}, Ctrl-C ends",
+        crate::duration::format(config.poll_interval),
+        crate::duration::format(config.window),
+    );
+    Wallboard::start(
+        title,
+        Some(config.influx != InfluxTarget::Stdout),
+        config.kpi.is_some(),
+    )
 }

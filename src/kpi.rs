@@ -67,6 +67,7 @@ use crate::model::{Queue, SharedQueues};
 use crate::state_file::{self, FileError};
 use crate::stats::Stats;
 use crate::time::{self, now_ms};
+use crate::wallboard::Wallboard;
 
 /// Where the resume point is kept, inside the state directory.
 pub const STATE_FILE: &str = "kpi-state.json";
@@ -99,6 +100,8 @@ pub struct KpiSettings {
     /// The OAuth client's request budget: a KPI poll that would take more than its share
     /// is spread out (`budget::kpi_poll`).
     pub requests_per_minute: u32,
+    /// The terminal table (`demo`), shown each bucket as it is parsed.
+    pub view: Option<Arc<Wallboard>>,
 }
 
 // ---- planning (pure) -------------------------------------------------------------------
@@ -278,6 +281,7 @@ struct Poller {
     resume_from_ms: Option<u64>,
     /// Chunks and period last logged, so the request plan is logged when it changes.
     logged_plan: Option<(usize, u64)>,
+    view: Option<Arc<Wallboard>>,
 }
 
 impl Poller {
@@ -322,6 +326,9 @@ impl Poller {
                         }
                         for bucket in &parsed.buckets {
                             if let Some(name) = names.get(bucket.queue_id.as_str()) {
+                                if let Some(view) = &self.view {
+                                    view.observe_kpi(bucket);
+                                }
                                 bucket.encode(&mut lines, name, &self.static_tags);
                                 line_count += 1;
                             }
@@ -417,6 +424,34 @@ impl Poller {
 
 // ---- the thread ------------------------------------------------------------------------
 
+/// KPI settings that work but deserve a warning at start-up: the variables they come
+/// from, and the message. (`demo` leaves out those that only its own defaults cause.)
+pub fn setting_warnings(config: &KpiConfig) -> Vec<(&'static [&'static str], String)> {
+    let mut warnings = Vec::new();
+    if config.bucket < SMALLEST_VERIFIED_BUCKET {
+        warnings.push((
+            &["KPI_BUCKET"][..],
+            format!(
+                "KPI_BUCKET {} is below 15m; Genesys Cloud may reject the granularity {} (HTTP 400)",
+                duration::format(config.bucket),
+                granularity(config.bucket)
+            ),
+        ));
+    }
+    if config.lookback < config.poll {
+        warnings.push((
+            &["KPI_LOOKBACK", "KPI_POLL"][..],
+            format!(
+                "KPI_LOOKBACK {} is shorter than KPI_POLL {}: the last minutes of a bucket may \
+                 never be re-queried; set KPI_LOOKBACK to at least KPI_POLL + 2m",
+                duration::format(config.lookback),
+                duration::format(config.poll)
+            ),
+        ));
+    }
+    warnings
+}
+
 /// Runs the KPI polls until `stop` disconnects (or a 403 disables them), sending the
 /// points of each poll to the writer as one [`Batch`].
 ///
@@ -447,21 +482,6 @@ pub fn run(
             time::format_utc_ms(resume)
         );
     }
-    if settings.config.bucket < SMALLEST_VERIFIED_BUCKET {
-        log::warn!(
-            "KPI_BUCKET {} is below 15m; Genesys Cloud may reject the granularity {} (HTTP 400)",
-            duration::format(settings.config.bucket),
-            granularity(settings.config.bucket)
-        );
-    }
-    if settings.config.lookback < settings.config.poll {
-        log::warn!(
-            "KPI_LOOKBACK {} is shorter than KPI_POLL {}: the last minutes of a bucket may never \
-             be re-queried; set KPI_LOOKBACK to at least KPI_POLL + 2m",
-            duration::format(settings.config.lookback),
-            duration::format(settings.config.poll)
-        );
-    }
     let poller = Poller {
         client,
         timing: Timing::of(&settings.config),
@@ -472,6 +492,7 @@ pub fn run(
         stats,
         resume_from_ms,
         logged_plan: None,
+        view: settings.view,
     };
     let (done_tx, done_rx) = bounded(1);
     let poll_stop = stop.clone();
@@ -852,6 +873,7 @@ mod tests {
             configured_poll: Duration::from_millis(timing.poll_ms),
             budget_per_minute: 300,
             logged_plan: None,
+            view: None,
         }
     }
 
@@ -1097,6 +1119,7 @@ mod tests {
             static_tags: Vec::new(),
             state_dir: None,
             requests_per_minute: 300,
+            view: None,
         };
         let (batch_tx, batch_rx) = bounded(1);
         let (stop_tx, stop_rx) = bounded::<()>(0);

@@ -24,3 +24,5 @@ pub mod pipeline;
 pub mod state_file;
 pub mod stats;
 pub mod time;
+pub mod top;
+pub mod wallboard;

@@ -41,10 +41,23 @@ pub fn register_secrets(config: &crate::config::Config) {
     }
 }
 
-/// Logs the settings that have no effect (`check` prints them instead).
+/// Logs the settings that have no effect (`check` prints them instead), and the KPI
+/// settings that may not work as meant.
 pub fn log_warnings(config: &crate::config::Config) {
+    log_warnings_except(config, &|_| false);
+}
+
+/// [`log_warnings`] without the KPI warnings that come only from variables `defaulted`
+/// says were not set by the user (`demo` sets them itself).
+pub fn log_warnings_except(config: &crate::config::Config, defaulted: &dyn Fn(&str) -> bool) {
     for warning in &config.warnings {
         log::warn!("configuration: {warning}");
+    }
+    let kpi_warnings = config.kpi.as_ref().map(crate::kpi::setting_warnings);
+    for (variables, warning) in kpi_warnings.into_iter().flatten() {
+        if !variables.iter().all(|name| defaulted(name)) {
+            log::warn!("{warning}");
+        }
     }
 }
 
@@ -62,11 +75,15 @@ pub fn init() {
             if is_wire_dump(record.target(), record.level()) {
                 return Ok(());
             }
+            let message = redact::apply(&record.args().to_string());
+            if crate::wallboard::capture_log(record.level(), &message) {
+                return Ok(());
+            }
             let line = format_line(
                 journald,
                 record.level(),
                 record.target(),
-                &redact::apply(&record.args().to_string()),
+                &message,
                 SystemTime::now(),
             );
             out.write_all(line.as_bytes())

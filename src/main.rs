@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use genesys2influx::cli::{self, exit, Command};
 use genesys2influx::config::{self, Mode};
-use genesys2influx::{check, demo, envfile, logging, pipeline};
+use genesys2influx::{check, demo, envfile, logging, pipeline, top};
 
 fn main() -> ExitCode {
     let cli = match cli::parse(std::env::args().skip(1)) {
@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         Command::Run { dry_run } => Mode::Run { dry_run },
         Command::Check => Mode::Check,
         Command::Demo { .. } => Mode::Demo,
+        Command::Top => Mode::Top,
     };
     logging::init();
     let file_vars = match load_env_file(cli.env_file.as_deref()) {
@@ -42,8 +43,13 @@ fn main() -> ExitCode {
             .filter(|v| !v.is_empty())
             .or_else(|| file_vars.get(name).cloned())
     };
-    if let Command::Demo { queues, seconds } = cli.command {
-        return ExitCode::from(demo::run(&lookup, queues, seconds));
+    if let Command::Demo {
+        queues,
+        seconds,
+        output,
+    } = cli.command
+    {
+        return ExitCode::from(demo::run(&lookup, queues, seconds, output));
     }
     let config = match config::from_lookup(&lookup, mode) {
         Ok(config) => config,
@@ -55,9 +61,14 @@ fn main() -> ExitCode {
     logging::register_secrets(&config);
     ExitCode::from(match mode {
         Mode::Check => u8::try_from(check::run(&config)).unwrap_or(exit::FAILURE),
+        Mode::Top => {
+            // Every KPI setting is moot: top polls no KPIs.
+            logging::log_warnings_except(&config, &|_| true);
+            top::run(&config)
+        }
         _ => {
             logging::log_warnings(&config);
-            pipeline::run(&config, None)
+            pipeline::run(&config, None, None)
         }
     })
 }

@@ -21,7 +21,7 @@ use crossbeam_channel::{bounded, select, Receiver, Sender};
 
 use crate::aggregate::{Aggregator, ClosedWindow, OpenWindow};
 use crate::cli::exit;
-use crate::config::Config;
+use crate::config::{Config, InfluxTarget};
 use crate::duration;
 use crate::genesys::client::GenesysClient;
 use crate::genesys::poller::{Poller, PollerControl, PollerSettings, StartError, StartInfo};
@@ -32,6 +32,7 @@ use crate::notify::Notifier;
 use crate::state_file;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::time::{millis, now_ms};
+use crate::wallboard::Wallboard;
 
 /// Poll events in flight between poller and aggregator (chunks of ≤ 100 queues each):
 /// enough for a few polls of a large org; beyond it the poller waits rather than memory
@@ -54,7 +55,11 @@ const OPEN_WINDOW_FILE: &str = "open-window.json";
 const OPEN_WINDOW_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Runs the service until SIGTERM/SIGINT (or `stop_after`, for `demo`). Returns the exit code.
-pub fn run(config: &Config, stop_after: Option<Duration>) -> u8 {
+///
+/// `view` (the terminal table of `demo`) sees every poll event and each window's
+/// self-metrics; with it, line protocol meant for stdout is discarded instead, since
+/// the table owns the terminal.
+pub fn run(config: &Config, stop_after: Option<Duration>, view: Option<Arc<Wallboard>>) -> u8 {
     let notifier = Arc::new(Notifier::from_env());
     let agent = match crate::http::agent(&config.http) {
         Ok(agent) => agent,
@@ -84,13 +89,17 @@ pub fn run(config: &Config, stop_after: Option<Duration>) -> u8 {
 
     let (event_tx, event_rx) = bounded(EVENT_QUEUE);
     let (batch_tx, batch_rx) = bounded(BATCH_QUEUE);
-    let writer = spawn_writer(
-        config,
-        agent,
-        batch_rx,
-        shutdown.stop.clone(),
-        stats.clone(),
-    );
+    let writer = if view.is_some() && config.influx == InfluxTarget::Stdout {
+        spawn_discard(batch_rx)
+    } else {
+        spawn_writer(
+            config,
+            agent,
+            batch_rx,
+            shutdown.stop.clone(),
+            stats.clone(),
+        )
+    };
     spawn_kpis(
         config,
         client,
@@ -98,6 +107,7 @@ pub fn run(config: &Config, stop_after: Option<Duration>) -> u8 {
         batch_tx.clone(),
         shutdown.stop.clone(),
         stats.clone(),
+        view.clone(),
     );
     let aggregator_job = AggregatorJob::new(
         config,
@@ -105,6 +115,7 @@ pub fn run(config: &Config, stop_after: Option<Duration>) -> u8 {
         batch_tx,
         stats,
         notifier.clone(),
+        view,
     );
     let stop = shutdown.stop.clone();
     let aggregator = thread::Builder::new()
@@ -167,7 +178,14 @@ fn spawn_writer(
         .spawn(move || writer::run(settings, agent, batches, stop, stats))
 }
 
-fn poller_settings(config: &Config, published: SharedQueues) -> PollerSettings {
+/// Takes the batches and drops them: the writer of a `demo` whose stdout shows the table.
+fn spawn_discard(batches: Receiver<Batch>) -> std::io::Result<thread::JoinHandle<()>> {
+    thread::Builder::new()
+        .name("discard".into())
+        .spawn(move || batches.iter().for_each(drop))
+}
+
+pub(crate) fn poller_settings(config: &Config, published: SharedQueues) -> PollerSettings {
     PollerSettings {
         poll_interval: config.poll_interval,
         queue_refresh: config.queue_refresh,
@@ -188,6 +206,7 @@ fn spawn_kpis(
     batches: Sender<Batch>,
     stop: Receiver<()>,
     stats: Arc<Stats>,
+    view: Option<Arc<Wallboard>>,
 ) {
     let Some(kpi) = config.kpi else {
         log::info!("interval KPIs are off (KPIS=off)");
@@ -198,6 +217,7 @@ fn spawn_kpis(
         static_tags: config.static_tags.clone(),
         state_dir: config.spool.dir.clone(),
         requests_per_minute: config.genesys.requests_per_minute,
+        view,
     };
     let started = thread::Builder::new()
         .name("kpi".into())
@@ -259,9 +279,9 @@ fn log_startup(config: &Config, queues: usize, poll_interval: Duration) {
 
 /// The stop and refresh switches. Dropping every `stop` sender and every `control`
 /// sender is the shutdown signal; the signal thread and the `stop_after` timer hold them.
-struct Shutdown {
-    stop: Receiver<()>,
-    control: Receiver<PollerControl>,
+pub(crate) struct Shutdown {
+    pub(crate) stop: Receiver<()>,
+    pub(crate) control: Receiver<PollerControl>,
     /// Kept so that shutdown never happens merely because no other holder is left.
     _senders: Senders,
 }
@@ -269,7 +289,7 @@ struct Shutdown {
 type Senders = Arc<Mutex<Option<(Sender<()>, Sender<PollerControl>)>>>;
 
 impl Shutdown {
-    fn install(stop_after: Option<Duration>) -> Shutdown {
+    pub(crate) fn install(stop_after: Option<Duration>) -> Shutdown {
         let (stop_tx, stop_rx) = bounded(0);
         let (control_tx, control_rx) = bounded(4);
         let senders: Senders = Arc::new(Mutex::new(Some((stop_tx, control_tx))));
@@ -336,6 +356,7 @@ struct AggregatorJob {
     notifier: Arc<Notifier>,
     watchdog_every: Option<Duration>,
     summary: Summary,
+    view: Option<Arc<Wallboard>>,
 }
 
 /// What the windows' self-metrics added up to since the last periodic summary line.
@@ -398,6 +419,7 @@ impl AggregatorJob {
         batches: Sender<Batch>,
         stats: Arc<Stats>,
         notifier: Arc<Notifier>,
+        view: Option<Arc<Wallboard>>,
     ) -> AggregatorJob {
         AggregatorJob {
             aggregator: Aggregator::new(
@@ -417,6 +439,7 @@ impl AggregatorJob {
             watchdog_every: notifier.watchdog_interval().map(|d| d / 2),
             notifier,
             summary: Summary::new(Instant::now()),
+            view,
         }
     }
 
@@ -428,6 +451,9 @@ impl AggregatorJob {
                 recv(events) -> event => match event {
                     Ok(event) => {
                         self.notifier.watchdog();
+                        if let Some(view) = &self.view {
+                            view.observe(&event);
+                        }
                         for window in self.aggregator.handle(&event) {
                             self.send(window);
                         }
@@ -475,6 +501,9 @@ impl AggregatorJob {
                 log::error!("the writer has stopped; window {timestamp_s} is lost");
                 return;
             }
+        }
+        if let Some(view) = &self.view {
+            view.status(&snapshot, line_count as u64);
         }
         if let Some(summary) = self.summary.add(line_count, &snapshot, Instant::now()) {
             log::info!("{summary}");

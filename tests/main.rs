@@ -19,4 +19,5 @@ mod no_window_lost;
 mod observability;
 mod sharding;
 mod systemd_notify;
+mod terminal_view;
 mod writer_influxd;

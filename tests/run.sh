@@ -14,6 +14,7 @@ command -v musl-gcc >/dev/null || need_packages+=(musl-tools)
 command -v lintian >/dev/null || need_packages+=(lintian)
 command -v systemd-analyze >/dev/null || need_packages+=(systemd)
 command -v file >/dev/null || need_packages+=(file)
+command -v script >/dev/null || need_packages+=(bsdutils)
 if [ ${#need_packages[@]} -gt 0 ]; then
     echo "==> installing ${need_packages[*]}"
     sudo_cmd=()

@@ -1,0 +1,87 @@
+//! `genesys2influx top`: the wallboard table for the selected queues of a real org, so an
+//! operator can hold what the service sees next to Genesys Cloud's own screens.
+//!
+//! Read-only: the real client and poller, and nothing behind them (no aggregator, no
+//! writer, no spool, no KPI state). It stops on SIGINT/SIGTERM with exit 0.
+
+use std::sync::Arc;
+use std::thread;
+
+use crossbeam_channel::{bounded, select, Receiver};
+
+use crate::cli::exit;
+use crate::config::Config;
+use crate::duration;
+use crate::genesys::client::GenesysClient;
+use crate::genesys::poller::{Poller, StartError};
+use crate::model::{PollEvent, SharedQueues};
+use crate::pipeline::{poller_settings, Shutdown};
+use crate::stats::Stats;
+use crate::wallboard::Wallboard;
+
+/// Poll events in flight: a few polls of a large org (chunks of ≤ 100 queues each).
+const EVENT_QUEUE: usize = 64;
+
+/// Polls and shows the table until a signal; returns the exit code.
+pub fn run(config: &Config) -> u8 {
+    let agent = match crate::http::agent(&config.http) {
+        Ok(agent) => agent,
+        Err(message) => {
+            log::error!("{message}");
+            return exit::CONFIG;
+        }
+    };
+    let stats = Arc::new(Stats::default());
+    let client = Arc::new(GenesysClient::new(&config.genesys, agent, stats.clone()));
+    let shutdown = Shutdown::install(None);
+    let mut settings = poller_settings(config, SharedQueues::default());
+    // No KPI polls share the request budget.
+    settings.kpi_poll = None;
+    let mut poller = Poller::new(client, settings, stats.clone());
+    let started = match poller.start(&shutdown.control) {
+        Ok(started) => started,
+        Err(StartError::Stopped) => return exit::OK,
+        Err(error) => {
+            log::error!("{error}");
+            return u8::try_from(error.exit_code()).unwrap_or(exit::FAILURE);
+        }
+    };
+    let title = format!(
+        "genesys2influx top: {} queues of {}, poll {}, Ctrl-C ends",
+        started.queues,
+        config.genesys.region_label,
+        duration::format(started.poll_interval),
+    );
+    let (event_tx, event_rx) = bounded(EVENT_QUEUE);
+    let control = shutdown.control.clone();
+    let spawned = thread::Builder::new()
+        .name("poller".into())
+        .spawn(move || poller.run(event_tx, control));
+    if let Err(e) = spawned {
+        log::error!("could not start the poller thread ({e})");
+        return exit::FAILURE;
+    }
+    let view = Wallboard::start(title, None, false);
+    show(&view, &event_rx, &shutdown.stop, &stats);
+    view.finish();
+    exit::OK
+}
+
+/// Feeds the table until `stop` disconnects (a signal) or the poller ends. Each
+/// complete poll also refreshes the self-metrics of that poll.
+fn show(view: &Wallboard, events: &Receiver<PollEvent>, stop: &Receiver<()>, stats: &Stats) {
+    loop {
+        select! {
+            recv(events) -> event => match event {
+                Ok(event) => {
+                    if matches!(event, PollEvent::TickDone { .. }) {
+                        view.status(&stats.take_window(), 0);
+                    }
+                    view.observe(&event);
+                }
+                Err(_) => return,
+            },
+            recv(stop) -> _ => return,
+        }
+    }
+}
