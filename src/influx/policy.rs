@@ -2,7 +2,8 @@
 //! docs/influxdb-outages.md#response-policy) as one pure function: what InfluxDB answered,
 //! how many attempts in a row have failed, the time and a random fraction in; what to do
 //! with the body out. No I/O and no clock, so every row of the table is tested with time
-//! passed in.
+//! passed in. How InfluxDB words its answers (`partial write`, `dropped=N`, type
+//! conflicts) is recorded in docs/line-protocol.md#write-answers.
 //!
 //! | InfluxDB answers | the writer |
 //! |---|---|

@@ -10,6 +10,10 @@
 //! fresh batches queue behind it until it is replayed, because it may hold the partial
 //! point of the window the restart is completing, which must not land last.
 //!
+//! What each answer means is decided by the response policy (`policy.rs`); the requests
+//! are cut and halved by `delivery.rs` and sent by `transport.rs`; unsent data waits in
+//! the backlog (`backlog.rs`).
+//!
 //! Every failure class is logged once when it starts, then as a summary every 5 minutes
 //! (`InfluxDB unreachable for 5m, 30 batches (1200 lines) spooled`), and once on recovery.
 //!
@@ -508,7 +512,7 @@ fn write_stdout(input: &Receiver<Batch>, stats: &Stats) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::influx::policy::Answer;
+    use crate::influx::policy::{Answer, MAX_BACKOFF, MAX_RETRY_AFTER};
     use crate::influx::testing::{
         arbitrary_answer, arbitrary_lines, batch, fake, joined, lines, no_spool, scripted, status,
     };
@@ -556,13 +560,12 @@ mod tests {
         assert_eq!(w.transport.sent.len(), 1);
         // Time for the retry, InfluxDB is back: oldest first, then the rest by replay.
         up.set(true);
-        w.retry_at = Some(Instant::now());
-        w.step(Instant::now());
+        let due = Instant::now() + MAX_BACKOFF;
+        w.step(due);
         assert!(w.retry_at.is_none() && w.outage.is_none());
         w.fresh.push_back(batch(6..7));
-        w.step(Instant::now()); // fresh first
-        w.next_replay = Instant::now();
-        w.step(Instant::now()); // then the replay
+        w.step(due); // fresh first
+        w.step(due + REPLAY_INTERVAL); // then the replay
         assert_eq!(
             &w.transport.sent[1..],
             &[lines(0..5), lines(6..7), lines(5..6)]
@@ -603,19 +606,19 @@ mod tests {
             let backlog = Backlog::new(&no_spool(), cap, stats.clone());
             let mut w = Writer::new(scripted(answers), backlog, &settings(3), stats.clone(), clock());
             let mut produced = 0u64;
+            // Time passed in: each step comes later than any retry or replay due.
+            let mut now = Instant::now();
             for lines in &batches {
                 produced += lines.len() as u64;
                 w.fresh.push_back(joined(lines));
                 for _ in 0..3 {
-                    let now = Instant::now();
+                    now += MAX_RETRY_AFTER + REPLAY_INTERVAL;
                     if w.retry_at.is_some() {
-                        // The retry is due (time is not waited for here).
-                        w.retry_at = Some(now);
+                        // Failing: fresh data is kept, as the run loop does.
                         while let Some(batch) = w.fresh.pop_front() {
                             w.keep(batch);
                         }
                     }
-                    w.next_replay = now;
                     w.step(now);
                 }
                 let fresh: usize = w.fresh.iter().map(|b| b.line_count).sum();
