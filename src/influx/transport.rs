@@ -19,6 +19,7 @@ pub(crate) trait Transport {
     fn post(&mut self, lines: &str) -> Answer;
 }
 
+/// The transport of the running service: gzipped POSTs to the write endpoint.
 pub(crate) struct HttpTransport {
     pub(crate) agent: ureq::Agent,
     pub(crate) endpoint: Arc<Endpoint>,
