@@ -7,6 +7,7 @@ use std::io::Read as _;
 use std::time::Duration;
 
 use crate::config::{InfluxTarget, V1Auth};
+use crate::http::url_encode;
 use crate::influx::policy::{error_message, redirect_message};
 
 /// InfluxDB's answers are small; a huge or endless body is read only this far.
@@ -124,10 +125,10 @@ impl Endpoint {
                 retention_policy,
                 auth,
             } => {
-                let mut write_url = format!("{url}/write?db={}", crate::http::url_encode(database));
+                let mut write_url = format!("{url}/write?db={}", url_encode(database));
                 if let Some(rp) = retention_policy {
                     write_url.push_str("&rp=");
-                    write_url.push_str(&crate::http::url_encode(rp));
+                    write_url.push_str(&url_encode(rp));
                 }
                 write_url.push_str("&precision=s");
                 let authorization = match auth {
@@ -153,11 +154,11 @@ impl Endpoint {
                 let mut write_url = format!("{url}/api/v2/write?");
                 if let Some(org) = org {
                     write_url.push_str("org=");
-                    write_url.push_str(&crate::http::url_encode(org));
+                    write_url.push_str(&url_encode(org));
                     write_url.push('&');
                 }
                 write_url.push_str("bucket=");
-                write_url.push_str(&crate::http::url_encode(bucket));
+                write_url.push_str(&url_encode(bucket));
                 write_url.push_str("&precision=s");
                 (
                     url,
