@@ -274,7 +274,7 @@ fn check_kpis(client: &GenesysClient, chunk: &[Arc<Queue>], kpi: KpiConfig, repo
 /// database/bucket is missing or the probe is rejected.
 fn check_influx(config: &Config, agent: &ureq::Agent, report: &mut Report) {
     let mode = config.influx.mode_name();
-    match crate::influx::writer::check(&config.influx, agent) {
+    match crate::influx::endpoint::check(&config.influx, agent) {
         Ok(verified) => report.ok(&format!("InfluxDB ({mode}): {verified}")),
         Err(error) => report.fail(
             i32::from(error.exit_code()),

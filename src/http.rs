@@ -87,6 +87,22 @@ pub fn base64(bytes: &[u8]) -> String {
     out
 }
 
+/// Percent-encodes a query value (everything but RFC 3986 unreserved characters).
+pub(crate) fn url_encode(value: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(value.len());
+    for &b in value.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +155,11 @@ mod tests {
             basic_auth("Aladdin", "open sesame"),
             "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
         );
+    }
+
+    #[test]
+    fn url_encoding() {
+        assert_eq!(url_encode("abc-._~XYZ09"), "abc-._~XYZ09");
+        assert_eq!(url_encode("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
     }
 }

@@ -16,6 +16,7 @@ pub mod envfile;
 pub mod genesys;
 pub mod http;
 pub mod influx;
+mod jitter;
 pub mod kpi;
 pub mod logging;
 pub mod model;

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use genesys2influx::config::{InfluxTarget, Secret, SpoolConfig, V1Auth};
 use genesys2influx::genesys::sim::SimOptions;
+use genesys2influx::influx::endpoint::{self, CheckError};
 use genesys2influx::influx::spool::Spool;
-use genesys2influx::influx::writer::{self, Batch, CheckError, WriterSettings};
+use genesys2influx::influx::writer::{self, Batch, WriterSettings};
 use genesys2influx::stats::Stats;
 
 use crate::core_pipeline::sim_with;
@@ -148,7 +149,7 @@ fn auth_right_and_wrong_password() {
     });
     server.create_database(DB);
     let good = v1(&server, admin());
-    let message = writer::check(&good, &agent()).expect("check with the right password");
+    let message = endpoint::check(&good, &agent()).expect("check with the right password");
     assert!(message.contains("InfluxDB 1.6.7"), "{message}");
     assert!(
         message.contains("database \"genesys\" writable"),
@@ -166,7 +167,7 @@ fn auth_right_and_wrong_password() {
             password: Secret::new("wrong"),
         },
     );
-    let err = writer::check(&wrong, &agent()).unwrap_err();
+    let err = endpoint::check(&wrong, &agent()).unwrap_err();
     assert!(matches!(err, CheckError::Refused(_)), "{err:?}");
     assert_eq!(err.exit_code(), 77);
     assert!(!err.to_string().contains("wrong"), "no password in {err}");
@@ -286,7 +287,7 @@ fn an_outage_is_spooled_and_replayed() {
 #[test]
 fn check_reports_missing_database_and_unreachable_server() {
     let server = Influxd::start_default();
-    let err = writer::check(&v1(&server, V1Auth::None), &agent()).unwrap_err();
+    let err = endpoint::check(&v1(&server, V1Auth::None), &agent()).unwrap_err();
     assert!(matches!(err, CheckError::NotFound(_)), "{err:?}");
     assert_eq!(err.exit_code(), 78);
     let closed = InfluxTarget::V1 {
@@ -295,11 +296,11 @@ fn check_reports_missing_database_and_unreachable_server() {
         retention_policy: None,
         auth: V1Auth::None,
     };
-    let err = writer::check(&closed, &agent()).unwrap_err();
+    let err = endpoint::check(&closed, &agent()).unwrap_err();
     assert!(matches!(err, CheckError::Unreachable(_)), "{err:?}");
     assert_eq!(err.exit_code(), 69);
     server.create_database(DB);
-    writer::check(&v1(&server, V1Auth::None), &agent()).expect("writable");
+    endpoint::check(&v1(&server, V1Auth::None), &agent()).expect("writable");
     assert_eq!(count(&server), 0, "check writes no points");
 }
 

@@ -13,9 +13,8 @@
 //! caller decides how loud to be (the poller warns once per failure class).
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -260,16 +259,7 @@ pub fn backoff(base: Duration, attempt: u32, jitter: f64) -> Duration {
 
 /// A number in [0, 1) that differs between calls; good enough to de-synchronise retries.
 fn jitter() -> f64 {
-    static STATE: AtomicU64 = AtomicU64::new(0);
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(1);
-    let mut x = STATE.fetch_add(0x9E37_79B9_7F4A_7C15, Relaxed) ^ seed;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    (x >> 11) as f64 / (1u64 << 53) as f64
+    crate::jitter::shared()
 }
 
 /// What the `inin-ratelimit-*` headers of the last answer said.
@@ -855,6 +845,7 @@ pub(crate) mod test_server {
 pub(crate) mod tests {
     use super::test_server::{fixture, reply, reply_with, token, Canned, Server};
     use super::*;
+    use std::sync::atomic::Ordering::Relaxed;
 
     /// A client for `server` whose waits are recorded, not slept.
     pub(crate) fn client_for(url: &str) -> (GenesysClient, Arc<Mutex<Vec<Duration>>>, Arc<Stats>) {

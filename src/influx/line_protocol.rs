@@ -1,7 +1,7 @@
 //! InfluxDB line protocol encoding, appended to a caller's `String` without allocating.
 //!
 //! The escaping follows what a real influxd 1.6 accepts, byte by byte
-//! (`shared/influx/LINE_PROTOCOL_FINDINGS.md`): only `\ `, `\,` and `\=` exist as escapes,
+//! (docs/line-protocol.md#tag-values): only `\ `, `\,` and `\=` exist as escapes,
 //! every other character (quotes, inner backslashes, tabs, unicode, emoji) is written raw
 //! and comes back unchanged. What line protocol cannot carry at all is replaced by a space,
 //! as the contract says: a newline, a carriage return, a backslash at the very end of a
@@ -116,7 +116,8 @@ impl<'a> LineBuilder<'a> {
     }
 
     /// Adds a float field in Rust's shortest round-trip form. A whole number is written
-    /// without a decimal point (`1`), which InfluxDB stores as a float (FINDINGS N07).
+    /// without a decimal point (`1`), which InfluxDB stores as a float
+    /// (docs/line-protocol.md#field-types, case N07).
     /// NaN and infinities cannot be written (N11-N13): the field is left out.
     pub fn field_f64(mut self, key: &str, value: f64) -> Self {
         if !value.is_finite() {
@@ -157,7 +158,8 @@ impl<'a> LineBuilder<'a> {
 /// Appends a measurement, tag key, tag value or field key.
 ///
 /// Space, comma and `=` get a backslash. Newline and carriage return become an escaped
-/// space: no encoding of them round-trips (FINDINGS T19-T21). A final backslash would
+/// space: no encoding of them round-trips (docs/line-protocol.md#newlines,
+/// cases T19-T21). A final backslash would
 /// escape the separator after it (T12-T15), so it becomes a space as well. Everything
 /// else is copied raw.
 ///

@@ -1,5 +1,13 @@
 //! Everything that encodes and delivers InfluxDB line protocol.
 
+mod backlog;
+mod delivery;
+pub mod endpoint;
 pub mod line_protocol;
+mod policy;
+mod shutdown;
 pub mod spool;
+#[cfg(test)]
+mod testing;
+mod transport;
 pub mod writer;

@@ -18,6 +18,10 @@
 //! Whatever else lies in the directory under a segment's name (a FIFO, a link, a
 //! directory, a file larger than a segment can grow) is skipped and named in one warning
 //! per kind of problem; the readable segments are still replayed.
+//!
+//! One file on purpose: about 500 lines of code (the rest are its tests) for one concept,
+//! the on-disk queue, whose record framing, segment rotation and ack files are kept
+//! consistent by the same few functions.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File, OpenOptions};

@@ -1,5 +1,5 @@
 //! A line-protocol reader that follows influxd 1.6's rules as measured
-//! (`shared/influx/LINE_PROTOCOL_FINDINGS.md`), for tests only: the other half of the
+//! (docs/line-protocol.md), for tests only: the other half of the
 //! encoder's round trip, so a property test can check every generated line without a
 //! server.
 //!
