@@ -1,7 +1,7 @@
 //! A private VictoriaMetrics (`/usr/bin/victoria-metrics`, Debian's package) for one test.
 //!
 //! Own temp dir and loopback port; `-retentionPeriod=100y` so any test timestamp is kept
-//! (TOOLCHAIN.md). Read back with [`Victoria::export`] (or [`Victoria::series`]), which
+//! (docs/line-protocol.md#victoriametrics). Read back with [`Victoria::export`] (or [`Victoria::series`]), which
 //! force-flushes first. Killed on
 //! drop. [`Victoria::start`] returns `None` when the binary is not installed: the only
 //! allowed skip, and the caller prints the reason.
