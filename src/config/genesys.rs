@@ -36,6 +36,8 @@ pub struct Shard {
     pub count: u32,
 }
 
+/// The OAuth client, the API and login URLs (a region, or overrides; a login URL is
+/// derived from an API URL of a known region) and the request budget.
 pub(super) fn genesys_config(vars: &Vars) -> Result<GenesysConfig> {
     let client_id = vars.required(
         "GENESYS_CLIENT_ID",
@@ -87,6 +89,7 @@ pub(super) fn genesys_config(vars: &Vars) -> Result<GenesysConfig> {
     })
 }
 
+/// `GENESYS_QUEUES` then the lines of `GENESYS_QUEUES_FILE`, duplicates dropped.
 pub(super) fn queue_selectors(vars: &Vars) -> Result<Vec<QueueSelector>> {
     let mut selectors: Vec<QueueSelector> = Vec::new();
     if let Some(list) = vars.optional("GENESYS_QUEUES") {

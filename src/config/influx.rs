@@ -46,6 +46,8 @@ pub enum V1Auth {
     Token(Secret),
 }
 
+/// The write target: stdout for `--dry-run`, `top`, `INFLUXDB_URL=-` and an unset URL in
+/// `demo`; else v1 (`INFLUXDB_DATABASE`) or v2 (`INFLUXDB_BUCKET`), never both.
 pub(super) fn influx_target(vars: &Vars, mode: Mode) -> Result<InfluxTarget> {
     let url =
         match (mode, vars.optional("INFLUXDB_URL")) {

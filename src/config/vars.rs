@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::{ConfigError, Result};
 use crate::duration;
 
-/// Typed access to the variables, each error naming its variable.
+/// The variables as `from_lookup` reads them (environment merged with the env file).
 pub(super) struct Vars<'a>(pub(super) &'a dyn Fn(&str) -> Option<String>);
 
 impl Vars<'_> {
