@@ -2,8 +2,8 @@
 //!
 //! The values are those of `sysexits.h`, so a supervisor can tell a fault worth a
 //! restart (1, 69) from one a restart cannot fix (64, 77, 78): the systemd units list
-//! those in `RestartPreventExitStatus=`. Every function that decides how the process ends returns an
-//! [`Exit`]; only `main` turns it into a [`std::process::ExitCode`].
+//! those in `RestartPreventExitStatus=`. Every function that decides how the process
+//! ends returns an [`Exit`]; only `main` turns it into a [`std::process::ExitCode`].
 
 /// How the process ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
