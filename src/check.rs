@@ -5,13 +5,14 @@
 //! Every line goes through [`redact`], so a secret echoed in an error body is never
 //! printed.
 //!
-//! Exit codes (CONTRACT.md): 0 all good, 69 a service unreachable, 77 credentials or
+//! Exit codes ([`Exit`]): 0 all good, 69 a service unreachable, 77 credentials or
 //! permissions refused, 78 configuration (nothing selected, unusable TLS file).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, KpiConfig};
+use crate::exit::Exit;
 use crate::genesys::aggregates::{self, Interval};
 use crate::genesys::client::{ApiError, GenesysClient};
 use crate::genesys::observations::{self, MAX_QUEUES_PER_REQUEST};
@@ -20,25 +21,23 @@ use crate::logging::redact;
 use crate::model::{agent, media, Queue, QueueObservation};
 use crate::stats::Stats;
 
-pub const EXIT_OK: i32 = 0;
-pub const EXIT_RUNTIME: i32 = 1;
-pub const EXIT_UNAVAILABLE: i32 = 69;
-pub const EXIT_REFUSED: i32 = 77;
-pub const EXIT_CONFIG: i32 = 78;
 /// Queues shown in the snapshot table.
 pub const TABLE_ROWS: usize = 10;
 /// Longest time any one Genesys step may take, retries included.
 const STEP_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Runs the checks, printing to stdout; returns the exit code.
-pub fn run(config: &Config) -> i32 {
+pub fn run(config: &Config) -> Exit {
     let mut out = std::io::stdout().lock();
     run_to(config, &mut out)
 }
 
 /// [`run`] writing to any sink (tests).
-pub fn run_to(config: &Config, out: &mut dyn std::io::Write) -> i32 {
-    let mut report = Report { out, code: EXIT_OK };
+pub fn run_to(config: &Config, out: &mut dyn std::io::Write) -> Exit {
+    let mut report = Report {
+        out,
+        code: Exit::Ok,
+    };
     report.ok(&format!(
         "config: Genesys {}, {} queue selector(s){}, poll every {}s",
         if config
@@ -66,7 +65,7 @@ pub fn run_to(config: &Config, out: &mut dyn std::io::Write) -> i32 {
     let agent = match crate::http::agent(&config.http) {
         Ok(agent) => agent,
         Err(why) => {
-            report.fail(EXIT_CONFIG, &format!("HTTP client: {why}"));
+            report.fail(Exit::Config, &format!("HTTP client: {why}"));
             return report.code;
         }
     };
@@ -80,7 +79,7 @@ pub fn run_to(config: &Config, out: &mut dyn std::io::Write) -> i32 {
 
 struct Report<'a> {
     out: &'a mut dyn std::io::Write,
-    code: i32,
+    code: Exit,
 }
 
 impl Report<'_> {
@@ -98,9 +97,9 @@ impl Report<'_> {
     }
 
     /// Records a failed step; the first failure decides the exit code.
-    fn fail(&mut self, code: i32, text: &str) {
+    fn fail(&mut self, code: Exit, text: &str) {
         self.line(&format!("✗ {text}"));
-        if self.code == EXIT_OK {
+        if self.code == Exit::Ok {
             self.code = code;
         }
     }
@@ -147,13 +146,13 @@ fn fit(name: &str, width: usize) -> String {
 }
 
 /// The exit code for a failed Genesys call.
-pub fn exit_code_for(error: &ApiError) -> i32 {
+pub fn exit_code_for(error: &ApiError) -> Exit {
     if error.is_refusal() {
-        EXIT_REFUSED
+        Exit::Credentials
     } else if error.is_transient() {
-        EXIT_UNAVAILABLE
+        Exit::Unavailable
     } else {
-        EXIT_RUNTIME
+        Exit::Failure
     }
 }
 
@@ -191,7 +190,7 @@ fn check_genesys(
     let polled = queues::in_shard(selection.queues, config.shard);
     if polled.is_empty() {
         report.fail(
-            EXIT_CONFIG,
+            Exit::Config,
             &format!(
                 "queues: nothing to poll ({} visible to the OAuth client, {selected_count} selected{}); check GENESYS_QUEUES, QUEUE_SHARD and the role's divisions",
                 all.len(),
@@ -258,11 +257,11 @@ fn check_kpis(client: &GenesysClient, chunk: &[Arc<Queue>], kpi: KpiConfig, repo
             interval.to_iso()
         )),
         Err(error @ ApiError::Forbidden { .. }) => report.fail(
-            EXIT_REFUSED,
+            Exit::Credentials,
             &format!("KPIs: {error}; or set KPIS=off to run without the interval KPIs"),
         ),
         Err(error @ ApiError::BadRequest { .. }) => report.fail(
-            EXIT_CONFIG,
+            Exit::Config,
             &format!("KPIs: {error}; KPI_BUCKET={} may be a granularity Genesys Cloud does not accept (15m, 30m, 1h are)", crate::duration::format(kpi.bucket)),
         ),
         Err(error) => report.fail(exit_code_for(&error), &format!("KPIs: {error}")),
@@ -276,10 +275,7 @@ fn check_influx(config: &Config, agent: &ureq::Agent, report: &mut Report) {
     let mode = config.influx.mode_name();
     match crate::influx::endpoint::check(&config.influx, agent) {
         Ok(verified) => report.ok(&format!("InfluxDB ({mode}): {verified}")),
-        Err(error) => report.fail(
-            i32::from(error.exit_code()),
-            &format!("InfluxDB ({mode}): {error}"),
-        ),
+        Err(error) => report.fail(error.exit_code(), &format!("InfluxDB ({mode}): {error}")),
     }
 }
 
@@ -305,22 +301,25 @@ mod tests {
             login_url: "x".into(),
             region: "y".into(),
         };
-        assert_eq!(exit_code_for(&refused), 77);
+        assert_eq!(exit_code_for(&refused), Exit::Credentials);
         let forbidden = ApiError::Forbidden {
             request: "POST x".into(),
             message: "m".into(),
             context_id: None,
             permission: Some("analytics:queueObservation:view"),
         };
-        assert_eq!(exit_code_for(&forbidden), 77);
-        assert_eq!(exit_code_for(&ApiError::Network("x".into())), 69);
+        assert_eq!(exit_code_for(&forbidden), Exit::Credentials);
+        assert_eq!(
+            exit_code_for(&ApiError::Network("x".into())),
+            Exit::Unavailable
+        );
         assert_eq!(
             exit_code_for(&ApiError::Server {
                 status: 503,
                 message: String::new(),
                 context_id: None
             }),
-            69
+            Exit::Unavailable
         );
     }
 
@@ -329,7 +328,7 @@ mod tests {
         let mut sink = Vec::new();
         let mut report = Report {
             out: &mut sink,
-            code: 0,
+            code: Exit::Ok,
         };
         let observation = QueueObservation {
             queue: Arc::new(Queue {
@@ -390,7 +389,7 @@ mod tests {
         let mut out = Vec::new();
         let code = run_to(&config, &mut out);
         let text = String::from_utf8(out).unwrap();
-        assert_eq!(code, 0, "{text}");
+        assert_eq!(code, Exit::Ok, "{text}");
         assert!(text.contains("✓ token: obtained from"), "{text}");
         assert!(text.contains("! queues: GENESYS_QUEUES entries matching nothing (names are case-sensitive): Nope"), "{text}");
         assert!(text.contains("✓ queues: 3 resolved (7 visible"), "{text}");
@@ -420,7 +419,7 @@ mod tests {
         let mut out = Vec::new();
         let code = run_to(&config, &mut out);
         let text = String::from_utf8(out).unwrap();
-        assert_eq!(code, 77, "{text}");
+        assert_eq!(code, Exit::Credentials, "{text}");
         assert!(text.contains("✓ observations: answered"), "{text}");
         let kpi_line = text
             .lines()
@@ -448,7 +447,7 @@ mod tests {
             ],
         );
         let mut out = Vec::new();
-        assert_eq!(run_to(&config, &mut out), 0);
+        assert_eq!(run_to(&config, &mut out), Exit::Ok);
         let text = String::from_utf8(out).unwrap();
         assert!(!text.contains("KPIs:"), "{text}");
         assert!(
@@ -468,7 +467,7 @@ mod tests {
         let mut out = Vec::new();
         let code = run_to(&config, &mut out);
         let text = String::from_utf8(out).unwrap();
-        assert_eq!(code, 77, "{text}");
+        assert_eq!(code, Exit::Credentials, "{text}");
         assert!(
             text.contains(&format!(
                 "✗ token: Genesys Cloud refused the client credentials at {}/oauth/token",
@@ -491,7 +490,7 @@ mod tests {
         let mut out = Vec::new();
         let code = run_to(&config, &mut out);
         let text = String::from_utf8(out).unwrap();
-        assert_eq!(code, 77, "{text}");
+        assert_eq!(code, Exit::Credentials, "{text}");
         assert!(text.contains("✓ queues: 7 resolved"), "{text}");
         assert!(
             text.contains("✗ observations:") && text.contains("analytics:queueObservation:view"),
@@ -505,7 +504,7 @@ mod tests {
         let url = format!("http://{}", listener.local_addr().unwrap());
         drop(listener);
         let mut out = Vec::new();
-        assert_eq!(run_to(&config_for(&url, &[]), &mut out), 69);
+        assert_eq!(run_to(&config_for(&url, &[]), &mut out), Exit::Unavailable);
 
         use crate::genesys::client::test_server::{fixture, reply, token, Server};
         let server = Server::start(vec![
@@ -517,7 +516,7 @@ mod tests {
         let mut out = Vec::new();
         let code = run_to(&config, &mut out);
         let text = String::from_utf8(out).unwrap();
-        assert_eq!(code, 78, "{text}");
+        assert_eq!(code, Exit::Config, "{text}");
         assert!(
             text.contains("✗ queues: nothing to poll (7 visible"),
             "{text}"

@@ -5,16 +5,6 @@
 
 use std::path::PathBuf;
 
-/// Exit codes of the contract (sysexits.h values).
-pub mod exit {
-    pub const OK: u8 = 0;
-    pub const FAILURE: u8 = 1;
-    pub const USAGE: u8 = 64;
-    pub const UNAVAILABLE: u8 = 69;
-    pub const CREDENTIALS: u8 = 77;
-    pub const CONFIG: u8 = 78;
-}
-
 pub const DEFAULT_DEMO_QUEUES: usize = 20;
 /// The simulator keeps every queue in memory and the demo lists them all before the
 /// first poll; beyond this the start-up alone takes minutes and gigabytes.

@@ -6,8 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cli::{exit, Output};
+use crate::cli::Output;
 use crate::config::{self, Config, InfluxTarget, Mode};
+use crate::exit::Exit;
 use crate::genesys::sim::{Sim, SimOptions};
 use crate::pipeline;
 use crate::wallboard::{self, Wallboard};
@@ -29,7 +30,7 @@ pub fn run(
     queues: usize,
     seconds: Option<u64>,
     output: Option<Output>,
-) -> u8 {
+) -> Exit {
     let options = SimOptions {
         queue_count: queues,
         value_period: Duration::from_secs(1),
@@ -39,7 +40,7 @@ pub fn run(
         Ok(sim) => sim,
         Err(e) => {
             log::error!("cannot start the simulated Genesys Cloud on 127.0.0.1: {e}");
-            return exit::FAILURE;
+            return Exit::Failure;
         }
     };
     let base_url = sim.base_url();
@@ -64,7 +65,7 @@ pub fn run(
         Ok(config) => config,
         Err(error) => {
             log::error!("configuration error: {error}");
-            return exit::CONFIG;
+            return Exit::Config;
         }
     };
     crate::logging::register_secrets(&config);

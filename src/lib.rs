@@ -13,6 +13,7 @@ pub mod config;
 pub mod demo;
 pub mod duration;
 pub mod envfile;
+pub mod exit;
 pub mod genesys;
 pub mod http;
 pub mod influx;

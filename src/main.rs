@@ -3,8 +3,9 @@
 use std::collections::HashMap;
 use std::process::ExitCode;
 
-use genesys2influx::cli::{self, exit, Command};
+use genesys2influx::cli::{self, Command};
 use genesys2influx::config::{self, Mode};
+use genesys2influx::exit::Exit;
 use genesys2influx::{check, demo, envfile, logging, pipeline, top};
 
 fn main() -> ExitCode {
@@ -12,17 +13,17 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(message) => {
             eprintln!("genesys2influx: {message}\n\n{}", cli::USAGE);
-            return ExitCode::from(exit::USAGE);
+            return Exit::Usage.into();
         }
     };
     let mode = match cli.command {
         Command::Help => {
             println!("{}\n\n{}", cli::USAGE, cli::HELP);
-            return ExitCode::SUCCESS;
+            return Exit::Ok.into();
         }
         Command::Version => {
             println!("genesys2influx {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
+            return Exit::Ok.into();
         }
         Command::Run { dry_run } => Mode::Run { dry_run },
         Command::Check => Mode::Check,
@@ -34,7 +35,7 @@ fn main() -> ExitCode {
         Ok(vars) => vars,
         Err(message) => {
             log::error!("{message}");
-            return ExitCode::from(exit::CONFIG);
+            return Exit::Config.into();
         }
     };
     let lookup = move |name: &str| {
@@ -49,18 +50,18 @@ fn main() -> ExitCode {
         output,
     } = cli.command
     {
-        return ExitCode::from(demo::run(&lookup, queues, seconds, output));
+        return demo::run(&lookup, queues, seconds, output).into();
     }
     let config = match config::from_lookup(&lookup, mode) {
         Ok(config) => config,
         Err(error) => {
             log::error!("configuration error: {error}");
-            return ExitCode::from(exit::CONFIG);
+            return Exit::Config.into();
         }
     };
     logging::register_secrets(&config);
-    ExitCode::from(match mode {
-        Mode::Check => u8::try_from(check::run(&config)).unwrap_or(exit::FAILURE),
+    let exit = match mode {
+        Mode::Check => check::run(&config),
         Mode::Top => {
             // Every KPI setting is moot: top polls no KPIs.
             logging::log_warnings_except(&config, &|_| true);
@@ -70,7 +71,8 @@ fn main() -> ExitCode {
             logging::log_warnings(&config);
             pipeline::run(&config, None, None)
         }
-    })
+    };
+    exit.into()
 }
 
 fn load_env_file(path: Option<&std::path::Path>) -> Result<HashMap<String, String>, String> {

@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, select, Receiver, Sender};
 
 use crate::aggregate::{Aggregator, ClosedWindow, OpenWindow};
-use crate::cli::exit;
 use crate::config::{Config, InfluxTarget};
 use crate::duration;
+use crate::exit::Exit;
 use crate::genesys::client::GenesysClient;
 use crate::genesys::poller::{Poller, PollerControl, PollerSettings, StartError, StartInfo};
 use crate::influx::writer::{self, Batch, WriterSettings};
@@ -59,13 +59,13 @@ const OPEN_WINDOW_MAX_BYTES: u64 = 64 * 1024 * 1024;
 /// `view` (the terminal table of `demo`) sees every poll event and each window's
 /// self-metrics; with it, line protocol meant for stdout is discarded instead, since
 /// the table owns the terminal.
-pub fn run(config: &Config, stop_after: Option<Duration>, view: Option<Arc<Wallboard>>) -> u8 {
+pub fn run(config: &Config, stop_after: Option<Duration>, view: Option<Arc<Wallboard>>) -> Exit {
     let notifier = Arc::new(Notifier::from_env());
     let agent = match crate::http::agent(&config.http) {
         Ok(agent) => agent,
         Err(message) => {
             log::error!("{message}");
-            return exit::CONFIG;
+            return Exit::Config;
         }
     };
     let stats = Arc::new(Stats::default());
@@ -128,7 +128,7 @@ pub fn run(config: &Config, stop_after: Option<Duration>, view: Option<Arc<Wallb
 
     let (Ok(writer), Ok(aggregator), Ok(_poller)) = (writer, aggregator, poller_thread) else {
         log::error!("could not start the worker threads");
-        return exit::FAILURE;
+        return Exit::Failure;
     };
     let aggregated = aggregator.join();
     notifier.stopping();
@@ -137,14 +137,14 @@ pub fn run(config: &Config, stop_after: Option<Duration>, view: Option<Arc<Wallb
             "the writer did not finish within SHUTDOWN_TIMEOUT={}; exiting without it (what it held in memory is lost)",
             duration::format(config.shutdown_timeout)
         );
-        return exit::FAILURE;
+        return Exit::Failure;
     };
     if aggregated.is_err() || written.is_err() {
         log::error!("a worker thread failed; see the messages above");
-        return exit::FAILURE;
+        return Exit::Failure;
     }
     log::info!("stopped cleanly");
-    exit::OK
+    Exit::Ok
 }
 
 /// Waits for `handle` at most `limit`; `None` if the thread is still running then.
@@ -230,7 +230,7 @@ fn spawn_kpis(
 /// Login and the first queue resolution, on their own thread so that a stop ends the
 /// process at once even while a slow login or listing request is under way (that thread
 /// is then left behind; it holds nothing that needs flushing). `Err` is the exit code.
-fn start(mut poller: Poller, shutdown: &Shutdown) -> Result<(Poller, StartInfo), u8> {
+fn start(mut poller: Poller, shutdown: &Shutdown) -> Result<(Poller, StartInfo), Exit> {
     let (done_tx, done_rx) = bounded(1);
     let control = shutdown.control.clone();
     let spawned = thread::Builder::new()
@@ -241,7 +241,7 @@ fn start(mut poller: Poller, shutdown: &Shutdown) -> Result<(Poller, StartInfo),
         });
     if let Err(e) = spawned {
         log::error!("could not start the start-up thread ({e})");
-        return Err(exit::FAILURE);
+        return Err(Exit::Failure);
     }
     let result = select! {
         recv(done_rx) -> done => done.unwrap_or(Err(StartError::Stopped)),
@@ -250,13 +250,13 @@ fn start(mut poller: Poller, shutdown: &Shutdown) -> Result<(Poller, StartInfo),
     result.map_err(|error| start_error_code(&error))
 }
 
-fn start_error_code(error: &StartError) -> u8 {
+fn start_error_code(error: &StartError) -> Exit {
     if matches!(error, StartError::Stopped) {
         log::info!("{error}");
     } else {
         log::error!("{error}");
     }
-    u8::try_from(error.exit_code()).unwrap_or(exit::FAILURE)
+    error.exit_code()
 }
 
 /// The one line that says what this run does. Never a secret: only labels and paths.

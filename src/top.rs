@@ -9,9 +9,9 @@ use std::thread;
 
 use crossbeam_channel::{bounded, select, Receiver};
 
-use crate::cli::exit;
 use crate::config::Config;
 use crate::duration;
+use crate::exit::Exit;
 use crate::genesys::client::GenesysClient;
 use crate::genesys::poller::{Poller, StartError};
 use crate::model::{PollEvent, SharedQueues};
@@ -23,12 +23,12 @@ use crate::wallboard::Wallboard;
 const EVENT_QUEUE: usize = 64;
 
 /// Polls and shows the table until a signal; returns the exit code.
-pub fn run(config: &Config) -> u8 {
+pub fn run(config: &Config) -> Exit {
     let agent = match crate::http::agent(&config.http) {
         Ok(agent) => agent,
         Err(message) => {
             log::error!("{message}");
-            return exit::CONFIG;
+            return Exit::Config;
         }
     };
     let stats = Arc::new(Stats::default());
@@ -40,10 +40,10 @@ pub fn run(config: &Config) -> u8 {
     let mut poller = Poller::new(client, settings, stats.clone());
     let started = match poller.start(&shutdown.control) {
         Ok(started) => started,
-        Err(StartError::Stopped) => return exit::OK,
+        Err(StartError::Stopped) => return Exit::Ok,
         Err(error) => {
             log::error!("{error}");
-            return u8::try_from(error.exit_code()).unwrap_or(exit::FAILURE);
+            return error.exit_code();
         }
     };
     let title = format!(
@@ -59,12 +59,12 @@ pub fn run(config: &Config) -> u8 {
         .spawn(move || poller.run(event_tx, control));
     if let Err(e) = spawned {
         log::error!("could not start the poller thread ({e})");
-        return exit::FAILURE;
+        return Exit::Failure;
     }
     let view = Wallboard::start(title, None, false);
     show(&view, &event_rx, &shutdown.stop, &stats);
     view.finish();
-    exit::OK
+    Exit::Ok
 }
 
 /// Feeds the table until `stop` disconnects (a signal) or the poller ends. Each

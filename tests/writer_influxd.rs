@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use genesys2influx::config::{InfluxTarget, Secret, SpoolConfig, V1Auth};
+use genesys2influx::exit::Exit;
 use genesys2influx::genesys::sim::SimOptions;
 use genesys2influx::influx::endpoint::{self, CheckError};
 use genesys2influx::influx::spool::Spool;
@@ -169,7 +170,7 @@ fn auth_right_and_wrong_password() {
     );
     let err = endpoint::check(&wrong, &agent()).unwrap_err();
     assert!(matches!(err, CheckError::Refused(_)), "{err:?}");
-    assert_eq!(err.exit_code(), 77);
+    assert_eq!(err.exit_code(), Exit::Credentials);
     assert!(!err.to_string().contains("wrong"), "no password in {err}");
 
     // Refused credentials keep the data: spooled, nothing stored.
@@ -289,7 +290,7 @@ fn check_reports_missing_database_and_unreachable_server() {
     let server = Influxd::start_default();
     let err = endpoint::check(&v1(&server, V1Auth::None), &agent()).unwrap_err();
     assert!(matches!(err, CheckError::NotFound(_)), "{err:?}");
-    assert_eq!(err.exit_code(), 78);
+    assert_eq!(err.exit_code(), Exit::Config);
     let closed = InfluxTarget::V1 {
         url: format!("http://127.0.0.1:{}", free_port()),
         database: DB.into(),
@@ -298,7 +299,7 @@ fn check_reports_missing_database_and_unreachable_server() {
     };
     let err = endpoint::check(&closed, &agent()).unwrap_err();
     assert!(matches!(err, CheckError::Unreachable(_)), "{err:?}");
-    assert_eq!(err.exit_code(), 69);
+    assert_eq!(err.exit_code(), Exit::Unavailable);
     server.create_database(DB);
     endpoint::check(&v1(&server, V1Auth::None), &agent()).expect("writable");
     assert_eq!(count(&server), 0, "check writes no points");

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Select, Sender};
 
 use crate::config::{QueueSelector, Shard};
+use crate::exit::Exit;
 use crate::model::{PollEvent, Queue, SharedQueues};
 use crate::stats::Stats;
 
@@ -110,11 +111,11 @@ pub enum StartError {
 
 impl StartError {
     /// The process exit code of the contract.
-    pub fn exit_code(&self) -> i32 {
+    pub fn exit_code(&self) -> Exit {
         match self {
-            StartError::Refused(_) => 77,
-            StartError::NothingSelected { .. } => 78,
-            StartError::Stopped => 0,
+            StartError::Refused(_) => Exit::Credentials,
+            StartError::NothingSelected { .. } => Exit::Config,
+            StartError::Stopped => Exit::Ok,
         }
     }
 }
@@ -840,16 +841,16 @@ mod tests {
             available: 7,
             shard: Some(Shard { index: 2, count: 4 }),
         };
-        assert_eq!(nothing.exit_code(), 78);
+        assert_eq!(nothing.exit_code(), Exit::Config);
         let text = nothing.to_string();
         assert!(text.contains("sees 7 queue(s)"), "{text}");
         assert!(text.contains("Nope, Sup*"), "{text}");
         assert!(text.contains("QUEUE_SHARD=2/4"), "{text}");
         assert_eq!(
             StartError::Refused(ApiError::DeadlineExceeded).exit_code(),
-            77
+            Exit::Credentials
         );
-        assert_eq!(StartError::Stopped.exit_code(), 0);
+        assert_eq!(StartError::Stopped.exit_code(), Exit::Ok);
     }
 
     fn settings(poll_interval: Duration, selectors: Vec<QueueSelector>) -> PollerSettings {
@@ -878,7 +879,7 @@ mod tests {
         );
         let (_tx, rx) = crossbeam_channel::bounded(1);
         let err = poller.start(&rx).unwrap_err();
-        assert_eq!(err.exit_code(), 77);
+        assert_eq!(err.exit_code(), Exit::Credentials);
         assert!(err.to_string().contains("/oauth/token"));
     }
 

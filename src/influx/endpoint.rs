@@ -7,6 +7,7 @@ use std::io::Read as _;
 use std::time::Duration;
 
 use crate::config::{InfluxTarget, V1Auth};
+use crate::exit::Exit;
 use crate::http::url_encode;
 use crate::influx::policy::{error_message, redirect_message};
 
@@ -27,12 +28,12 @@ pub enum CheckError {
 }
 
 impl CheckError {
-    /// The process exit code of the contract: 69, 77 or 78.
-    pub fn exit_code(&self) -> u8 {
+    /// The process exit code of the contract.
+    pub fn exit_code(&self) -> Exit {
         match self {
-            CheckError::Unreachable(_) => 69,
-            CheckError::Refused(_) => 77,
-            CheckError::NotFound(_) | CheckError::Rejected(_) => 78,
+            CheckError::Unreachable(_) => Exit::Unavailable,
+            CheckError::Refused(_) => Exit::Credentials,
+            CheckError::NotFound(_) | CheckError::Rejected(_) => Exit::Config,
         }
     }
 }

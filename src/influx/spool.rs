@@ -37,7 +37,7 @@ const HEADER_LEN: usize = 16;
 /// A record longer than this is treated as corruption (a batch is at most a few MB).
 const MAX_RECORD_BYTES: usize = 256 * 1024 * 1024;
 /// Segments are sized so that dropping the oldest one frees about 1/16 of the cap.
-const MIN_SEGMENT_BYTES: u64 = 64 * 1024;
+pub(crate) const MIN_SEGMENT_BYTES: u64 = 64 * 1024;
 const MAX_SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
 const SEGMENT_SUFFIX: &str = ".seg";
 const ACK_SUFFIX: &str = ".ack";
