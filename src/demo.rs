@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use crate::cli::exit;
 use crate::config::{self, Mode};
-use crate::genesys::sim::{Sim, SimOptions};
 use crate::pipeline;
+use crate::sim::{Sim, SimOptions};
 
 /// Compressed clock of the demo, each unless the variable is set: poll, window, and
 /// one-minute KPI buckets re-queried every 5 s so KPI points show up within seconds.

@@ -1,4 +1,4 @@
-//! Everything that talks to (or pretends to be) Genesys Cloud.
+//! Everything that talks to Genesys Cloud (the simulated one is `crate::sim`).
 
 pub mod aggregates;
 pub mod auth;
@@ -10,4 +10,3 @@ pub mod observations;
 pub mod poller;
 pub mod queues;
 pub mod region;
-pub mod sim;

@@ -79,33 +79,11 @@ fn read(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer
     }
 }
 
-fn base64(input: &str) -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in input.as_bytes().chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 fn login(sim: &Sim, agent: &ureq::Agent, id: &str, secret: &str) -> Answer {
     read(
         agent
             .post(format!("{}/oauth/token", sim.base_url()))
-            .header(
-                "Authorization",
-                format!("Basic {}", base64(&format!("{id}:{secret}"))),
-            )
+            .header("Authorization", crate::http::basic_auth(id, secret))
             .header("Content-Type", "application/x-www-form-urlencoded")
             .send("grant_type=client_credentials"),
     )
@@ -154,20 +132,20 @@ fn ids(sim: &Sim, n: usize) -> Vec<String> {
 fn fixture(name: &str) -> Value {
     let text = match name {
         "observations-response.json" => {
-            include_str!("../../../tests/fixtures/genesys/observations-response.json")
+            include_str!("../../tests/fixtures/genesys/observations-response.json")
         }
         "aggregates-response.json" => {
-            include_str!("../../../tests/fixtures/genesys/aggregates-response.json")
+            include_str!("../../tests/fixtures/genesys/aggregates-response.json")
         }
         "error-403-aggregates.json" => {
-            include_str!("../../../tests/fixtures/genesys/error-403-aggregates.json")
+            include_str!("../../tests/fixtures/genesys/error-403-aggregates.json")
         }
-        "error-401.json" => include_str!("../../../tests/fixtures/genesys/error-401.json"),
+        "error-401.json" => include_str!("../../tests/fixtures/genesys/error-401.json"),
         "error-401-no-token.json" => {
-            include_str!("../../../tests/fixtures/genesys/error-401-no-token.json")
+            include_str!("../../tests/fixtures/genesys/error-401-no-token.json")
         }
         "token-error-invalid-client.json" => {
-            include_str!("../../../tests/fixtures/genesys/token-error-invalid-client.json")
+            include_str!("../../tests/fixtures/genesys/token-error-invalid-client.json")
         }
         _ => panic!("unknown fixture {name}"),
     };

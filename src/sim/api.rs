@@ -7,6 +7,9 @@
 
 use std::time::{Duration, Instant};
 
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
 use super::server::{Reply, Request, Response};
@@ -14,6 +17,13 @@ use super::values::{self, Rng};
 use super::{aggregates, period_ms, Endpoint, Fault, RequestRecord, Shared, State, UnknownQueues};
 use crate::time::now_ms;
 use std::sync::atomic::Ordering;
+
+/// Basic credentials as clients send them; padding optional, as the old hand-written
+/// decoder accepted.
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
 
 /// The eleven observation metrics (API.md §4.3): user metrics, then conversation metrics.
 const USER_METRICS: [&str; 6] = [
@@ -394,7 +404,7 @@ fn token(shared: &Shared, req: &Request, now: u64) -> Response {
             h.strip_prefix("Basic ")
                 .or_else(|| h.strip_prefix("basic "))
         })
-        .and_then(|b| base64_decode(b.trim()))
+        .and_then(|b| BASE64.decode(b.trim()).ok())
         .and_then(|bytes| String::from_utf8(bytes).ok());
     let grant = form_value(&req.body, "grant_type");
     let mut state = shared.lock();
@@ -1023,28 +1033,4 @@ fn percent_encode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for c in s.bytes().filter(|&c| c != b'=') {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
 }
