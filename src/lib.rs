@@ -18,6 +18,7 @@ pub mod http;
 pub mod influx;
 pub mod kpi;
 pub mod logging;
+pub mod loopback_http;
 pub mod model;
 pub mod notify;
 pub mod pipeline;

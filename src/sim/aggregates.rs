@@ -5,7 +5,7 @@
 use serde_json::{json, Map, Value};
 
 use super::api::{bad_request, error, filter_values, Snapshot};
-use super::server::Response;
+use crate::loopback_http::Response;
 use super::values::{self, KpiScope, KpiValues, Timer};
 use crate::time;
 

@@ -5,18 +5,15 @@
 //! The state lock is held only to decide and to snapshot; building a response and an
 //! injected delay happen outside it, so one slow request never stalls the others.
 
-use std::time::{Duration, Instant};
-
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
-use super::server::{Reply, Request, Response};
+use crate::loopback_http::{Reply, Request, Response};
 use super::values::{self, Rng};
 use super::{aggregates, period_ms, Endpoint, Fault, RequestRecord, Shared, State, UnknownQueues};
 use crate::time::now_ms;
-use std::sync::atomic::Ordering;
 
 /// Basic credentials as clients send them; padding optional, as the old hand-written
 /// decoder accepted.
@@ -57,7 +54,7 @@ pub fn handle(shared: &Shared, req: &Request) -> Reply {
         (fault, uuid(&mut state.rng), rate)
     };
     if let Some(Fault::Delay(d)) = &fault {
-        sleep_unless_stopped(shared, *d);
+        shared.stop.sleep(*d);
     }
     let reply = match (&fault, endpoint) {
         (Some(f), Some(e)) => fault_reply(f, e, &context),
@@ -73,11 +70,11 @@ pub fn handle(shared: &Shared, req: &Request) -> Reply {
             now,
         )),
         Reply::Send(response) => Reply::Send(decorate(response, endpoint, &context, rate, now)),
-        Reply::Drop => Reply::Drop,
+        other => other,
     };
     let status = match &reply {
         Reply::Send(r) => r.status,
-        Reply::Drop => 0,
+        Reply::Drop | Reply::Hold => 0,
     };
     let record = RequestRecord {
         time_ms: now,
@@ -163,17 +160,6 @@ fn pick_fault(state: &mut State, endpoint: Endpoint) -> Option<Fault> {
             e.endpoint.covers(endpoint) && seen % e.n == 0
         })
         .map(|e| e.fault.clone())
-}
-
-fn sleep_unless_stopped(shared: &Shared, delay: Duration) {
-    let until = Instant::now() + delay;
-    while !shared.stop.load(Ordering::SeqCst) {
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return;
-        }
-        std::thread::sleep(left.min(Duration::from_millis(20)));
-    }
 }
 
 /// The answer of a healthy server.

@@ -1,18 +1,20 @@
-//! Just enough HTTP/1.1 for ureq: one thread per connection (bounded), keep-alive because
-//! ureq pools connections, `Content-Length` request bodies, `Connection: close` honoured.
+//! One small HTTP/1.1 server on 127.0.0.1 for everything that pretends to be a remote
+//! service: the simulated Genesys Cloud ([`crate::sim`]), the client's scripted test
+//! server and the tests' gate in front of InfluxDB. Each brings a handler
+//! (`Fn(&Request) -> Reply`); the server does the rest: one thread per connection
+//! (bounded, the surplus answered 503), keep-alive because ureq pools connections,
+//! `Content-Length` request bodies (bounded; chunked bodies are refused with 411, as no
+//! client here sends them), `Connection: close` honoured.
 //!
 //! Every blocking call has a short timeout so each loop re-checks the stop flag: dropping
-//! the Sim ends the accept loop and every connection within a fraction of a second.
+//! the [`Server`] ends the accept loop and every connection within a fraction of a second.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::Ordering;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
-
-use super::api;
-use super::Shared;
 
 /// How often blocked reads and the accept loop look at the stop flag.
 const POLL: Duration = Duration::from_millis(20);
@@ -21,8 +23,107 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// A request must arrive completely within this time once it has started.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_HEAD_BYTES: usize = 64 * 1024;
-/// Genesys' `request.bytes.max` (API.md §7).
-pub const MAX_BODY_BYTES: usize = 512_000;
+
+/// What differs between the servers built on this module.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Names the threads (`<name>-accept`, `<name>-conn`) and the log lines.
+    pub name: &'static str,
+    /// Connections served at once; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// Larger request bodies are answered 413 and the connection closed.
+    pub max_body_bytes: usize,
+    /// False: every answer carries `Connection: close` (one request per connection).
+    pub keep_alive: bool,
+}
+
+/// The stop flag shared by a [`Server`] and its handler, so a handler's waits end when
+/// the server stops.
+#[derive(Debug, Clone, Default)]
+pub struct Stop(Arc<AtomicBool>);
+
+impl Stop {
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    fn set(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Sleeps for `delay`, or less when the server stops meanwhile.
+    pub fn sleep(&self, delay: Duration) {
+        let until = Instant::now() + delay;
+        while !self.is_set() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            thread::sleep(left.min(POLL));
+        }
+    }
+}
+
+type Handler = dyn Fn(&Request) -> Reply + Send + Sync;
+
+/// A running server; dropping it stops it and waits for its threads.
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    stop: Stop,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds a free port on 127.0.0.1 and answers every request with `handler`.
+    pub fn start(
+        options: Options,
+        stop: Stop,
+        handler: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+    ) -> std::io::Result<Server> {
+        let listener = TcpListener::bind(("127.0.0.1", 0))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let context = Arc::new(Context {
+            options,
+            stop: stop.clone(),
+            handler: Box::new(handler),
+        });
+        let accept = thread::Builder::new()
+            .name(format!("{}-accept", context.options.name))
+            .spawn(move || accept_loop(listener, context))?;
+        Ok(Server {
+            addr,
+            stop,
+            accept: Some(accept),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.set();
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.join();
+        }
+    }
+}
+
+/// What the accept loop hands every connection thread.
+struct Context {
+    options: Options,
+    stop: Stop,
+    handler: Box<Handler>,
+}
 
 /// One parsed request.
 #[derive(Debug)]
@@ -73,36 +174,41 @@ impl Response {
     }
 }
 
-/// The handler's verdict: answer, or close the socket without a word (fault injection).
+/// The handler's verdict.
 #[derive(Debug)]
 pub enum Reply {
     Send(Response),
+    /// Close the socket without a word (a dropped connection).
     Drop,
+    /// Keep the connection open and never answer (a hung server), until the peer closes
+    /// or the server stops.
+    Hold,
 }
 
 /// Accepts connections until the stop flag is set, then joins every connection thread.
-pub fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+fn accept_loop(listener: TcpListener, context: Arc<Context>) {
     let mut connections: Vec<JoinHandle<()>> = Vec::new();
-    while !shared.stop.load(Ordering::SeqCst) {
+    while !context.stop.is_set() {
         match listener.accept() {
             Ok((stream, _)) => {
                 connections.retain(|c| !c.is_finished());
-                if connections.len() >= shared.max_connections {
+                if connections.len() >= context.options.max_connections.max(1) {
                     refuse(stream);
                     continue;
                 }
-                let shared = Arc::clone(&shared);
+                let context = Arc::clone(&context);
+                let name = context.options.name;
                 match thread::Builder::new()
-                    .name("sim-conn".into())
-                    .spawn(move || serve_connection(stream, &shared))
+                    .name(format!("{name}-conn"))
+                    .spawn(move || serve_connection(stream, &context))
                 {
                     Ok(handle) => connections.push(handle),
-                    Err(e) => log::warn!("sim: cannot start a connection thread: {e}"),
+                    Err(e) => log::warn!("{name}: cannot start a connection thread: {e}"),
                 }
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => thread::sleep(POLL),
             Err(e) => {
-                log::debug!("sim: accept failed: {e}");
+                log::debug!("{}: accept failed: {e}", context.options.name);
                 thread::sleep(POLL);
             }
         }
@@ -121,7 +227,7 @@ fn refuse(mut stream: TcpStream) {
     let _ = stream.shutdown(Shutdown::Both);
 }
 
-fn serve_connection(mut stream: TcpStream, shared: &Shared) {
+fn serve_connection(mut stream: TcpStream, context: &Context) {
     if stream.set_nonblocking(false).is_err()
         || stream.set_read_timeout(Some(POLL)).is_err()
         || stream
@@ -133,7 +239,7 @@ fn serve_connection(mut stream: TcpStream, shared: &Shared) {
     let _ = stream.set_nodelay(true);
     let mut buf = Vec::new();
     loop {
-        let request = match read_request(&mut stream, &mut buf, shared) {
+        let request = match read_request(&mut stream, &mut buf, context) {
             Ok(Some(request)) => request,
             Ok(None) => return,
             Err(response) => {
@@ -141,10 +247,14 @@ fn serve_connection(mut stream: TcpStream, shared: &Shared) {
                 return;
             }
         };
-        let close = !request.keep_alive;
-        match api::handle(shared, &request) {
+        let close = !(request.keep_alive && context.options.keep_alive);
+        match (context.handler)(&request) {
             Reply::Drop => {
                 let _ = stream.shutdown(Shutdown::Both);
+                return;
+            }
+            Reply::Hold => {
+                hold(&mut stream, &context.stop);
                 return;
             }
             Reply::Send(response) => {
@@ -154,18 +264,38 @@ fn serve_connection(mut stream: TcpStream, shared: &Shared) {
                 }
             }
         }
-        if shared.stop.load(Ordering::SeqCst) {
+        if context.stop.is_set() {
             return;
         }
     }
 }
 
-/// Reads one request. `Ok(None)`: the peer closed, went idle or the Sim stops.
+/// Reads and discards until the peer closes or the server stops.
+fn hold(stream: &mut TcpStream, stop: &Stop) {
+    let mut chunk = [0u8; 1024];
+    while !stop.is_set() {
+        match stream.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if is_timeout(&e) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+    )
+}
+
+/// Reads one request. `Ok(None)`: the peer closed, went idle or the server stops.
 /// `Err`: a malformed request, answered and then closed.
 fn read_request(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
-    shared: &Shared,
+    context: &Context,
 ) -> Result<Option<Request>, Response> {
     let started = Instant::now();
     let head_end = loop {
@@ -180,17 +310,17 @@ fn read_request(
         } else {
             REQUEST_TIMEOUT
         };
-        if !fill(stream, buf, shared, started, limit) {
+        if !fill(stream, buf, &context.stop, started, limit) {
             return Ok(None);
         }
     };
     let mut request = parse_head(&buf[..head_end])?;
     let length = content_length(&request)?;
-    if length > MAX_BODY_BYTES {
+    if length > context.options.max_body_bytes {
         return Err(Response::new(413, "text/plain", "request body too large"));
     }
     while buf.len() < head_end + length {
-        if !fill(stream, buf, shared, started, REQUEST_TIMEOUT) {
+        if !fill(stream, buf, &context.stop, started, REQUEST_TIMEOUT) {
             return Ok(None);
         }
     }
@@ -203,13 +333,13 @@ fn read_request(
 fn fill(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
-    shared: &Shared,
+    stop: &Stop,
     started: Instant,
     limit: Duration,
 ) -> bool {
     let mut chunk = [0u8; 16 * 1024];
     loop {
-        if shared.stop.load(Ordering::SeqCst) || started.elapsed() > limit {
+        if stop.is_set() || started.elapsed() > limit {
             return false;
         }
         match stream.read(&mut chunk) {
@@ -218,11 +348,7 @@ fn fill(
                 buf.extend_from_slice(&chunk[..n]);
                 return true;
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) => {}
+            Err(e) if is_timeout(&e) => {}
             Err(_) => return false,
         }
     }
