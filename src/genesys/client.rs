@@ -815,12 +815,10 @@ pub(crate) mod test_server {
                 status,
                 headers,
                 body,
-            } => Reply::Send(
-                headers.into_iter().fold(
-                    Response::new(status, "application/json", body),
-                    |response, (name, value)| response.with_header(&name, value),
-                ),
-            ),
+            } => Reply::Send(headers.into_iter().fold(
+                Response::new(status, "application/json", body),
+                |response, (name, value)| response.with_header(&name, value),
+            )),
         }
     }
 }

@@ -10,9 +10,9 @@ use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
-use crate::loopback_http::{Reply, Request, Response};
 use super::values::{self, Rng};
 use super::{aggregates, period_ms, Endpoint, Fault, RequestRecord, Shared, State, UnknownQueues};
+use crate::loopback_http::{Reply, Request, Response};
 use crate::time::now_ms;
 
 /// Basic credentials as clients send them; padding optional, as the old hand-written
