@@ -1,45 +1,21 @@
-//! The endpoints: token, queue listing, observations (aggregates live in `aggregates`),
-//! plus what every answer shares: fault injection, auth, rate-limit and correlation
-//! headers, the request log and the fixtures' error bodies.
+//! Routing of every request to its endpoint (`oauth`, `queues`, `observations`,
+//! `aggregates`), plus what every answer shares: fault injection, rate-limit and
+//! correlation headers, the request log, the fixtures' error bodies and the query filter
+//! both analytics endpoints read.
 //!
 //! The state lock is held only to decide and to snapshot; building a response and an
 //! injected delay happen outside it, so one slow request never stalls the others.
 
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
-use base64::engine::DecodePaddingMode;
-use base64::Engine as _;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-use super::values::{self, Rng};
+use super::oauth::{authorize, token};
+use super::observations::observations;
+use super::queues::list_queues;
+use super::values::Rng;
 use super::{aggregates, period_ms, Endpoint, Fault, RequestRecord, Shared, State, UnknownQueues};
 use crate::loopback_http::{Reply, Request, Response};
 use crate::time::now_ms;
 
-/// Basic credentials as clients send them; padding optional, as the old hand-written
-/// decoder accepted.
-const BASE64: GeneralPurpose = GeneralPurpose::new(
-    &base64::alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
-
-/// The eleven observation metrics (API.md §4.3): user metrics, then conversation metrics.
-const USER_METRICS: [&str; 6] = [
-    "oOnQueueUsers",
-    "oOffQueueUsers",
-    "oActiveUsers",
-    "oMemberUsers",
-    "oUserPresences",
-    "oUserRoutingStatuses",
-];
-const CONVERSATION_METRICS: [&str; 5] = [
-    "oWaiting",
-    "oInteracting",
-    "oAlerting",
-    "oLongestWaiting",
-    "oLongestInteracting",
-];
-/// Default `pageSize` of the queue listing (API.md §3.1).
-const DEFAULT_PAGE_SIZE: usize = 25;
 const RATE_WINDOW_MS: u64 = 60_000;
 
 /// Answers one request and logs it.
@@ -295,7 +271,7 @@ fn forbidden(endpoint: Endpoint, context: &str) -> Response {
     )
 }
 
-fn bad_credentials(context: &str) -> Response {
+pub(super) fn bad_credentials(context: &str) -> Response {
     error(
         401,
         "bad.credentials",
@@ -305,7 +281,7 @@ fn bad_credentials(context: &str) -> Response {
 }
 
 /// The OAuth error shape of the login host (API.md §2.3).
-fn oauth_error(status: u16, code: &str, description: &str) -> Response {
+pub(super) fn oauth_error(status: u16, code: &str, description: &str) -> Response {
     Response::json(
         status,
         &json!({"error": code, "description": description, "error_description": description}),
@@ -381,68 +357,6 @@ fn status_error(status: u16, endpoint: Endpoint, context: &str) -> Response {
     }
 }
 
-// ---- token --------------------------------------------------------------------------
-
-fn token(shared: &Shared, req: &Request, now: u64) -> Response {
-    let credentials = req
-        .header("Authorization")
-        .and_then(|h| {
-            h.strip_prefix("Basic ")
-                .or_else(|| h.strip_prefix("basic "))
-        })
-        .and_then(|b| BASE64.decode(b.trim()).ok())
-        .and_then(|bytes| String::from_utf8(bytes).ok());
-    let grant = form_value(&req.body, "grant_type");
-    let mut state = shared.lock();
-    let expected = format!(
-        "{}:{}",
-        state.options.client_id, state.options.client_secret
-    );
-    if credentials.as_deref() != Some(expected.as_str()) {
-        return oauth_error(401, "invalid_client", "authentication failed");
-    }
-    if grant.as_deref() != Some("client_credentials") {
-        return oauth_error(400, "unsupported_grant_type", "grant type not supported");
-    }
-    let lifetime = state.options.token_lifetime;
-    let access_token = random_token(&mut state.rng);
-    state
-        .tokens
-        .insert(access_token.clone(), now + lifetime.as_millis() as u64);
-    Response::json(
-        200,
-        &json!({"access_token": access_token, "token_type": "bearer", "expires_in": lifetime.as_secs()}),
-    )
-}
-
-/// 401 unless the request carries a current bearer token (API.md §2.5).
-fn authorize(shared: &Shared, req: &Request, now: u64, context: &str) -> Result<(), Response> {
-    let Some(header) = req.header("Authorization") else {
-        return Err(error(
-            401,
-            "authentication.required",
-            "No authentication bearer token specified in authorization header.",
-            context,
-        ));
-    };
-    let token = header
-        .strip_prefix("Bearer ")
-        .or_else(|| header.strip_prefix("bearer "))
-        .map(str::trim);
-    let state = shared.lock();
-    match token.and_then(|t| state.tokens.get(t)) {
-        Some(&expires) if now < expires => Ok(()),
-        _ => Err(bad_credentials(context)),
-    }
-}
-
-fn random_token(rng: &mut Rng) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    (0..86)
-        .map(|_| ALPHABET[rng.below(ALPHABET.len() as u64) as usize] as char)
-        .collect()
-}
-
 fn uuid(rng: &mut Rng) -> String {
     let a = rng.next_u64();
     let b = rng.next_u64();
@@ -457,218 +371,7 @@ fn uuid(rng: &mut Rng) -> String {
     )
 }
 
-// ---- queue listing ------------------------------------------------------------------
-
-/// The parameters of a queue listing request that matter (API.md §3.1).
-#[derive(Debug)]
-struct Listing {
-    page_size: usize,
-    page_number: usize,
-    descending: bool,
-    ids: Vec<String>,
-    name: Option<String>,
-    /// Filter parameters, re-encoded, to repeat in the paging URIs.
-    repeat: String,
-}
-
-fn list_queues(
-    shared: &Shared,
-    req: &Request,
-    now: u64,
-    context: &str,
-) -> Result<Response, Response> {
-    let (max_page, seed, period) = {
-        let state = shared.lock();
-        let o = &state.options;
-        (o.max_page_size.max(1), o.seed, period_ms(o))
-    };
-    let listing = parse_listing(&parse_query(&req.query), max_page, context)?;
-    let mut matching: Vec<super::SimQueue> = shared
-        .lock()
-        .queues
-        .iter()
-        .filter(|q| listing.ids.is_empty() || listing.ids.contains(&q.id))
-        .filter(|q| {
-            listing
-                .name
-                .as_deref()
-                .is_none_or(|n| name_matches(n, &q.name))
-        })
-        .cloned()
-        .collect();
-    matching.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
-    if listing.descending {
-        matching.reverse();
-    }
-    let entities: Vec<Value> = matching
-        .iter()
-        .skip((listing.page_number - 1).saturating_mul(listing.page_size))
-        .take(listing.page_size)
-        .map(|q| queue_entity(q, seed, now / period))
-        .collect();
-    Ok(Response::json(
-        200,
-        &listing_body(&listing, entities, matching.len()),
-    ))
-}
-
-fn parse_listing(
-    params: &[(String, String)],
-    max_page: usize,
-    context: &str,
-) -> Result<Listing, Response> {
-    let get = |key: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    };
-    let number = |key: &str, default: usize| -> Result<usize, Response> {
-        match get(key) {
-            None => Ok(default),
-            Some(v) => v
-                .parse::<usize>()
-                .ok()
-                .filter(|n| *n >= 1)
-                .ok_or_else(|| invalid_value(v, key, context)),
-        }
-    };
-    let descending = match get("sortOrder") {
-        None | Some("asc") => false,
-        Some("desc") => true,
-        Some(other) => {
-            return Err(error(
-                400,
-                "invalid.value",
-                &format!("Value [{other}] is not valid for field type [SortOrder]. Allowable values are: asc, desc"),
-                context,
-            ))
-        }
-    };
-    let ids = params
-        .iter()
-        .filter(|(k, _)| k == "id")
-        .flat_map(|(_, v)| v.split(','))
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .map(str::to_string)
-        .collect();
-    Ok(Listing {
-        page_size: number("pageSize", DEFAULT_PAGE_SIZE)?.min(max_page),
-        page_number: number("pageNumber", 1)?,
-        descending,
-        ids,
-        name: get("name").map(str::to_string),
-        repeat: listing_filter_params(params),
-    })
-}
-
-/// `QueueEntityListing` (API.md §3.2): relative URIs, `nextUri` only when another page
-/// exists, `previousUri` only after the first.
-fn listing_body(listing: &Listing, entities: Vec<Value>, total: usize) -> Value {
-    let (size, number) = (listing.page_size, listing.page_number);
-    let page_count = total.div_ceil(size);
-    let uri = |n: usize| {
-        format!(
-            "/api/v2/routing/queues?pageSize={size}&pageNumber={n}{}",
-            listing.repeat
-        )
-    };
-    let mut body = Map::new();
-    body.insert("entities".into(), Value::Array(entities));
-    body.insert("pageSize".into(), json!(size));
-    body.insert("pageNumber".into(), json!(number));
-    body.insert("total".into(), json!(total));
-    body.insert("firstUri".into(), json!(uri(1)));
-    body.insert("selfUri".into(), json!(uri(number)));
-    if number < page_count {
-        body.insert("nextUri".into(), json!(uri(number + 1)));
-    }
-    if number > 1 {
-        body.insert("previousUri".into(), json!(uri(number - 1)));
-    }
-    body.insert("lastUri".into(), json!(uri(page_count.max(1))));
-    body.insert("pageCount".into(), json!(page_count));
-    Value::Object(body)
-}
-
-fn invalid_value(value: &str, field: &str, context: &str) -> Response {
-    error(
-        400,
-        "invalid.value",
-        &format!("Value [{value}] is not valid for field type [{field}]."),
-        context,
-    )
-}
-
-/// The filter parameters repeated in the paging URIs, re-encoded.
-fn listing_filter_params(params: &[(String, String)]) -> String {
-    params
-        .iter()
-        .filter(|(k, _)| matches!(k.as_str(), "name" | "id" | "sortOrder"))
-        .map(|(k, v)| format!("&{k}={}", percent_encode(v)))
-        .collect()
-}
-
-/// `name` filter: exact, or with a leading and/or trailing `*` wildcard; case-insensitive.
-fn name_matches(pattern: &str, name: &str) -> bool {
-    let pattern = pattern.to_lowercase();
-    let name = name.to_lowercase();
-    let (leading, trailing) = (
-        pattern.starts_with('*'),
-        pattern.len() > 1 && pattern.ends_with('*'),
-    );
-    let core = pattern.trim_start_matches('*').trim_end_matches('*');
-    match (leading, trailing) {
-        (true, true) => name.contains(core),
-        (true, false) => name.ends_with(core),
-        (false, true) => name.starts_with(core),
-        (false, false) => name == pattern,
-    }
-}
-
-/// A Queue object with the fields API.md §3.3 names, plus a realistic selection of others.
-fn queue_entity(q: &super::SimQueue, seed: u64, slot: u64) -> Value {
-    let members = values::observation(seed, q.index, slot, &[]).members;
-    let mut media = Map::new();
-    for name in ["call", "callback", "chat", "email", "message"] {
-        let (percentage, duration_ms) = values::service_level(q.index, name);
-        media.insert(
-            name.into(),
-            json!({
-                "enableAutoAnswer": false,
-                "alertingTimeoutSeconds": if name == "call" { 8 } else { 30 },
-                "serviceLevel": {"percentage": percentage, "durationMs": duration_ms},
-                "autoAnswerAlertToneSeconds": 0.0,
-                "manualAnswerAlertToneSeconds": 0.0,
-            }),
-        );
-    }
-    json!({
-        "id": q.id,
-        "name": q.name,
-        "division": {
-            "id": "4f1a7c2e-9b3d-4e8f-a6c5-2d7e9f1b3a80",
-            "name": "Home",
-            "selfUri": "/api/v2/authorization/divisions/4f1a7c2e-9b3d-4e8f-a6c5-2d7e9f1b3a80",
-        },
-        "dateCreated": "2024-01-15T08:00:00.000Z",
-        "dateModified": crate::time::format_utc_ms(q.modified_ms),
-        "memberCount": members,
-        "userMemberCount": members,
-        "joinedMemberCount": members,
-        "mediaSettings": media,
-        "routingRules": [],
-        "acwSettings": {"wrapupPrompt": "OPTIONAL", "timeoutMs": 60000},
-        "skillEvaluationMethod": "ALL",
-        "autoAnswerOnly": false,
-        "enableTranscription": false,
-        "scoringMethod": "TimestampAndPriority",
-        "selfUri": format!("/api/v2/routing/queues/{}", q.id),
-    })
-}
-
-// ---- observations -------------------------------------------------------------------
+// ---- queries (observations and aggregates) -------------------------------------------------------------------
 
 /// `queueId` and `mediaType` values found in a query filter (API.md §4.1, §9.1).
 #[derive(Debug, Default)]
@@ -741,7 +444,7 @@ impl Snapshot {
     }
 }
 
-fn snapshot(shared: &Shared) -> Snapshot {
+pub(super) fn snapshot(shared: &Shared) -> Snapshot {
     let state = shared.lock();
     let o = &state.options;
     Snapshot {
@@ -758,190 +461,6 @@ fn snapshot(shared: &Shared) -> Snapshot {
             .map(|q| (q.id.clone(), q.index))
             .collect(),
     }
-}
-
-fn observations(
-    shared: &Shared,
-    req: &Request,
-    now: u64,
-    context: &str,
-) -> Result<Response, Response> {
-    let body: Value = serde_json::from_slice(&req.body).map_err(|_| bad_request(context))?;
-    let metrics: Vec<&str> = body
-        .get("metrics")
-        .and_then(Value::as_array)
-        .ok_or_else(|| bad_request(context))?
-        .iter()
-        .map(|m| m.as_str().ok_or_else(|| bad_request(context)))
-        .collect::<Result<_, _>>()?;
-    if metrics.is_empty()
-        || metrics
-            .iter()
-            .any(|m| !USER_METRICS.contains(m) && !CONVERSATION_METRICS.contains(m))
-    {
-        return Err(bad_request(context));
-    }
-    let filter = filter_values(body.get("filter").ok_or_else(|| bad_request(context))?)
-        .map_err(|_| bad_request(context))?;
-    let snap = snapshot(shared);
-    if filter.queue_ids.is_empty() || filter.queue_predicates > snap.max_predicates {
-        return Err(bad_request(context));
-    }
-    let slot = now / snap.period_ms;
-    let mut results = Vec::new();
-    for id in &filter.queue_ids {
-        let observation = match (snap.index_of(id), snap.unknown) {
-            (Some(index), _) => values::observation(snap.seed, index, slot, &snap.media_types),
-            (None, UnknownQueues::Empty) => values::empty_observation(&snap.media_types),
-            (None, UnknownQueues::Omit) => continue,
-            (None, UnknownQueues::Reject) => return Err(bad_request(context)),
-        };
-        results.extend(observation_groups(
-            id,
-            &observation,
-            &metrics,
-            &filter.media_types,
-            now,
-            slot,
-        ));
-    }
-    let mut out = Map::new();
-    if metrics.contains(&"oUserPresences") {
-        out.insert("systemToOrganizationMappings".into(), presence_mappings());
-    }
-    out.insert("results".into(), Value::Array(results));
-    Ok(Response::json(200, &Value::Object(out)))
-}
-
-/// The user group and one group per media type of one queue (API.md §4.2, §4.6).
-pub(super) fn observation_groups(
-    id: &str,
-    o: &values::ExpectedObservation,
-    metrics: &[&str],
-    media_filter: &[String],
-    now: u64,
-    slot: u64,
-) -> Vec<Value> {
-    let wants = |m: &str| metrics.contains(&m);
-    let sparse = sparse_shape(id);
-    let mut groups = Vec::new();
-    let mut data = Vec::new();
-    let routing = [
-        ("IDLE", o.idle),
-        ("INTERACTING", o.interacting),
-        ("NOT_RESPONDING", o.not_responding),
-        ("COMMUNICATING", o.communicating),
-    ];
-    if wants("oOnQueueUsers") {
-        data.extend(qualified(
-            "oOnQueueUsers",
-            routing.iter().map(|&(q, c)| (q, c)),
-        ));
-    }
-    for (metric, count) in [
-        ("oOffQueueUsers", o.off_queue),
-        ("oActiveUsers", o.active),
-        ("oMemberUsers", o.members),
-    ] {
-        if wants(metric) {
-            data.push(json!({"metric": metric, "stats": {"count": count}}));
-        }
-    }
-    if wants("oUserPresences") {
-        data.extend(qualified(
-            "oUserPresences",
-            o.presences.iter().map(|&(_, id, c)| (id, c)),
-        ));
-    }
-    if wants("oUserRoutingStatuses") {
-        let statuses = routing.iter().copied().chain([("OFF_QUEUE", o.off_queue)]);
-        data.extend(qualified("oUserRoutingStatuses", statuses));
-    }
-    if USER_METRICS.iter().any(|m| wants(m)) {
-        groups.push(json!({"group": {"queueId": id}, "data": data}));
-    }
-    if !CONVERSATION_METRICS.iter().any(|m| wants(m)) {
-        return groups;
-    }
-    for (index, media) in o.media.iter().enumerate() {
-        if !media_filter.is_empty() && !media_filter.contains(&media.media_type) {
-            continue;
-        }
-        if sparse && omits_empty_media(index, slot) && media.is_empty() {
-            continue;
-        }
-        let data: Vec<Value> = CONVERSATION_METRICS
-            .iter()
-            .filter(|m| wants(m))
-            .map(|&m| media_entry(m, media, now, sparse))
-            .collect();
-        groups.push(json!({"group": {"mediaType": media.media_type, "queueId": id}, "data": data}));
-    }
-    groups
-}
-
-/// Entries of a qualified metric; zero counts are not listed (API.md §4.4).
-fn qualified<'a>(
-    metric: &'a str,
-    counts: impl Iterator<Item = (&'a str, u64)> + 'a,
-) -> impl Iterator<Item = Value> + 'a {
-    counts
-        .filter(|&(_, c)| c > 0)
-        .map(move |(q, c)| json!({"metric": metric, "qualifier": q, "stats": {"count": c}}))
-}
-
-/// Half the queues (id ending in an odd digit) are answered in the sparser shapes Genesys
-/// also uses: `oLongest*` without a `count` (optional in the official SDKs'
-/// `StatisticalSummary`) and no group for a media type with nothing in it. The values
-/// read from either shape are the same.
-pub fn sparse_shape(id: &str) -> bool {
-    id.bytes().last().is_some_and(|b| b % 2 == 1)
-}
-
-/// Whether a sparse queue leaves out an empty media group: on even value slots only, and
-/// never the first media type, so every window of two polls or more still sees every
-/// media type (the contract writes a media point only for media seen in the window, and
-/// the exact-value tests expect one per media type).
-pub fn omits_empty_media(media_index: usize, slot: u64) -> bool {
-    media_index > 0 && slot % 2 == 0
-}
-
-fn media_entry(metric: &str, m: &values::ExpectedMedia, now: u64, sparse: bool) -> Value {
-    let (count, age) = match metric {
-        "oWaiting" => (m.waiting, None),
-        "oInteracting" => (m.interacting, None),
-        "oAlerting" => (m.alerting, None),
-        "oLongestWaiting" => (m.waiting, Some(m.longest_waiting_ms)),
-        _ => (m.interacting, Some(m.longest_interacting_ms)),
-    };
-    match age {
-        Some(_) if sparse && count == 0 => json!({"metric": metric, "stats": {}}),
-        Some(age) if sparse => json!({
-            "metric": metric,
-            "stats": {"calculatedMetricValue": now.saturating_sub(age)},
-        }),
-        Some(age) if count > 0 => json!({
-            "metric": metric,
-            "stats": {"count": count, "calculatedMetricValue": now.saturating_sub(age)},
-        }),
-        _ => json!({"metric": metric, "stats": {"count": count}}),
-    }
-}
-
-/// The fixtures' `systemToOrganizationMappings`, incl. the custom "Lunch" under `MEAL`.
-fn presence_mappings() -> Value {
-    json!({
-        "OFFLINE": [values::PRESENCE_OFFLINE],
-        "AVAILABLE": [values::PRESENCE_AVAILABLE],
-        "BUSY": [values::PRESENCE_BUSY],
-        "AWAY": ["5e5c5c66-ea97-4e7f-ac41-6424784829f2"],
-        "BREAK": ["f2c8a4e6-9b1d-4f3a-8e7c-2a6d4b9f1e35"],
-        "MEAL": ["3fd96123-badb-4f69-bc03-1b1ccc6d8014", values::PRESENCE_LUNCH],
-        "MEETING": ["d1b7c3e9-4a2f-4e6b-8c1d-3f5a7b9e2c60"],
-        "TRAINING": ["7a4e2c9b-1d3f-4b8a-9e6c-5f2d8a1b3c47"],
-        "ON_QUEUE": [values::PRESENCE_ON_QUEUE],
-        "IDLE": ["5b9d1f3a-7e2c-4a8b-b6d4-1c3e5f7a9b28"],
-    })
 }
 
 // ---- small codecs -------------------------------------------------------------------
@@ -977,7 +496,7 @@ pub fn parse_query(query: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn form_value(body: &[u8], key: &str) -> Option<String> {
+pub(super) fn form_value(body: &[u8], key: &str) -> Option<String> {
     let text = std::str::from_utf8(body).ok()?;
     parse_query(text.trim())
         .into_iter()
@@ -1010,7 +529,7 @@ fn hex(b: u8) -> Option<u8> {
     (b as char).to_digit(16).map(|d| d as u8)
 }
 
-fn percent_encode(s: &str) -> String {
+pub(super) fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'*' => {

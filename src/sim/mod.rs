@@ -8,11 +8,15 @@
 //! [`Sim::expected_kpis`], faults can be injected per endpoint, and every request is
 //! logged ([`Sim::requests`]) so tests can assert chunking, pacing and retries.
 //!
-//! Layout: `api` (the endpoints, served by [`crate::loopback_http`]), `aggregates`
+//! Layout: `api` (routing, faults, errors; served by [`crate::loopback_http`]), `oauth`,
+//! `queues`, `observations`, `aggregates`
 //! (conversation aggregates and ISO-8601 times), `values` (the deterministic numbers).
 
 mod aggregates;
 mod api;
+mod oauth;
+mod observations;
+mod queues;
 mod values;
 
 #[cfg(test)]

@@ -408,7 +408,9 @@ fn observations_have_the_fixture_shape_and_the_predicted_values() {
             .iter()
             .enumerate()
             .filter(|(i, m)| {
-                api::sparse_shape(id) && api::omits_empty_media(*i, slot) && m.is_empty()
+                observations::sparse_shape(id)
+                    && observations::omits_empty_media(*i, slot)
+                    && m.is_empty()
             })
             .count();
         6 - omitted
@@ -419,8 +421,8 @@ fn observations_have_the_fixture_shape_and_the_predicted_values() {
         "a user group and five media groups per queue; sparse ones without empty media"
     );
     assert!(
-        queue_ids.iter().any(|id| api::sparse_shape(id))
-            && queue_ids.iter().any(|id| !api::sparse_shape(id)),
+        queue_ids.iter().any(|id| observations::sparse_shape(id))
+            && queue_ids.iter().any(|id| !observations::sparse_shape(id)),
         "both shapes are served"
     );
     let group_shape = |g: &Value| {
@@ -434,7 +436,7 @@ fn observations_have_the_fixture_shape_and_the_predicted_values() {
         .collect();
     let full = results
         .iter()
-        .position(|g| !api::sparse_shape(g["group"]["queueId"].as_str().unwrap()))
+        .position(|g| !observations::sparse_shape(g["group"]["queueId"].as_str().unwrap()))
         .unwrap();
     let shapes: Vec<_> = results[full..full + 6].iter().map(group_shape).collect();
     assert_eq!(shapes, reference_shapes);
@@ -488,7 +490,7 @@ fn observations_have_the_fixture_shape_and_the_predicted_values() {
             assert_eq!(sum(&data, "oWaiting", None), media.waiting);
             assert_eq!(sum(&data, "oInteracting", None), media.interacting);
             assert_eq!(sum(&data, "oAlerting", None), media.alerting);
-            let sparse = api::sparse_shape(id);
+            let sparse = observations::sparse_shape(id);
             if sparse {
                 // oLongest* without a count, as the official SDKs allow.
                 assert!(data.iter().all(|e| !e["metric"]
@@ -592,7 +594,7 @@ fn more_than_100_predicates_are_rejected() {
             .iter()
             .filter(|g| g["group"]["queueId"] == *id.as_str())
             .count();
-        if api::sparse_shape(id) {
+        if observations::sparse_shape(id) {
             assert!(groups <= 5, "{id}: {groups}");
         } else {
             assert_eq!(groups, 5, "{id}");
@@ -1177,7 +1179,7 @@ fn sparse_and_full_shapes_read_the_same() {
     let metrics: Vec<&str> = crate::genesys::observations::METRICS.to_vec();
     let now = 1_748_874_610_000;
     let read = |id: &str, slot: u64| {
-        let groups = api::observation_groups(id, &observation, &metrics, &[], now, slot);
+        let groups = observations::observation_groups(id, &observation, &metrics, &[], now, slot);
         let queue = std::sync::Arc::new(crate::model::Queue {
             id: id.into(),
             name: "q".into(),
@@ -1194,7 +1196,7 @@ fn sparse_and_full_shapes_read_the_same() {
         (groups.len(), media)
     };
     let (sparse, full) = ("0000000000000001", "0000000000000002");
-    assert!(api::sparse_shape(sparse) && !api::sparse_shape(full));
+    assert!(observations::sparse_shape(sparse) && !observations::sparse_shape(full));
     let (full_groups, full_values) = read(full, 2);
     let (sparse_groups, sparse_values) = read(sparse, 2);
     assert_eq!(
