@@ -447,3 +447,83 @@ fn reason(status: u16) -> &'static str {
         _ => "Status",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn options(max_body_bytes: usize, keep_alive: bool) -> Options {
+        Options {
+            name: "test",
+            max_connections: 4,
+            max_body_bytes,
+            keep_alive,
+        }
+    }
+
+    /// Sends `request` on a fresh connection and reads until the server closes it.
+    fn exchange(server: &Server, request: &str) -> String {
+        let mut stream = TcpStream::connect(server.addr()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    #[test]
+    fn without_keep_alive_every_answer_closes_its_connection() {
+        let server = Server::start(options(1024, false), Stop::default(), |request| {
+            Reply::Send(Response::new(200, "text/plain", request.query.clone()))
+        })
+        .unwrap();
+        let answer = exchange(&server, "GET /x?a=1 HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(answer.contains("Connection: close\r\n"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\na=1"), "{answer}");
+    }
+
+    #[test]
+    fn oversized_and_chunked_bodies_are_refused_before_the_handler() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&calls);
+        let server = Server::start(options(4, true), Stop::default(), move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Reply::Send(Response::new(200, "text/plain", ""))
+        })
+        .unwrap();
+        let answer = exchange(&server, "POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n12345");
+        assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+        let answer = exchange(
+            &server,
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        );
+        assert!(answer.starts_with("HTTP/1.1 411 "), "{answer}");
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn dropped_and_held_connections_get_no_answer_and_dropping_the_server_ends_them() {
+        let server = Server::start(options(1024, true), Stop::default(), |request| {
+            if request.path == "/drop" {
+                Reply::Drop
+            } else {
+                Reply::Hold
+            }
+        })
+        .unwrap();
+        assert_eq!(exchange(&server, "GET /drop HTTP/1.1\r\n\r\n"), "");
+        let mut held = TcpStream::connect(server.addr()).unwrap();
+        held.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        held.write_all(b"GET /hold HTTP/1.1\r\n\r\n").unwrap();
+        let started = Instant::now();
+        drop(server);
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let mut answer = Vec::new();
+        let _ = held.read_to_end(&mut answer);
+        assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    }
+}

@@ -7,6 +7,7 @@ pub mod client;
 pub mod filter;
 pub mod lenient;
 pub mod observations;
+pub mod paths;
 pub mod poller;
 pub mod queues;
 pub mod region;

@@ -26,6 +26,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::genesys::paths;
 use crate::loopback_http::{self, Server, Stop};
 use crate::time::now_ms;
 
@@ -127,15 +128,16 @@ pub enum Endpoint {
 
 impl Endpoint {
     fn of(method: &str, path: &str) -> Option<Endpoint> {
-        match (method, path.trim_end_matches('/')) {
-            ("POST", "/oauth/token") => Some(Endpoint::Token),
-            ("GET", "/api/v2/routing/queues") => Some(Endpoint::Queues),
-            ("POST", "/api/v2/analytics/queues/observations/query") => Some(Endpoint::Observations),
-            ("POST", "/api/v2/analytics/conversations/aggregates/query") => {
-                Some(Endpoint::Aggregates)
-            }
-            _ => None,
-        }
+        let path = path.trim_end_matches('/');
+        [
+            ("POST", paths::TOKEN, Endpoint::Token),
+            ("GET", paths::QUEUES, Endpoint::Queues),
+            ("POST", paths::OBSERVATIONS, Endpoint::Observations),
+            ("POST", paths::AGGREGATES, Endpoint::Aggregates),
+        ]
+        .into_iter()
+        .find(|(m, p, _)| *m == method && *p == path)
+        .map(|(_, _, endpoint)| endpoint)
     }
 
     fn covers(self, other: Endpoint) -> bool {

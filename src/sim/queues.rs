@@ -5,6 +5,7 @@ use serde_json::{json, Map, Value};
 
 use super::api::{error, parse_query, percent_encode};
 use super::{period_ms, values, Shared};
+use crate::genesys::paths;
 use crate::loopback_http::{Request, Response};
 
 /// Default `pageSize` of the queue listing (API.md §3.1).
@@ -120,7 +121,8 @@ fn listing_body(listing: &Listing, entities: Vec<Value>, total: usize) -> Value 
     let page_count = total.div_ceil(size);
     let uri = |n: usize| {
         format!(
-            "/api/v2/routing/queues?pageSize={size}&pageNumber={n}{}",
+            "{}?pageSize={size}&pageNumber={n}{}",
+            paths::QUEUES,
             listing.repeat
         )
     };
@@ -214,6 +216,6 @@ fn queue_entity(q: &super::SimQueue, seed: u64, slot: u64) -> Value {
         "autoAnswerOnly": false,
         "enableTranscription": false,
         "scoringMethod": "TimestampAndPriority",
-        "selfUri": format!("/api/v2/routing/queues/{}", q.id),
+        "selfUri": format!("{}/{}", paths::QUEUES, q.id),
     })
 }
