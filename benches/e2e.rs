@@ -22,7 +22,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use genesys2influx::genesys::sim::{Endpoint, Sim, SimOptions};
+use genesys2influx::sim::{Endpoint, Sim, SimOptions};
 use util::gate::{now_ms, Gate};
 use util::influxd::Influxd;
 use util::process::Service;

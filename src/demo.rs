@@ -9,8 +9,8 @@ use std::time::Duration;
 use crate::cli::Output;
 use crate::config::{self, Config, InfluxTarget, Mode};
 use crate::exit::Exit;
-use crate::genesys::sim::{Sim, SimOptions};
 use crate::pipeline;
+use crate::sim::{Sim, SimOptions};
 use crate::wallboard::{self, Wallboard};
 
 /// Compressed clock of the demo, each unless the variable is set: poll, window, and

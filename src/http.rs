@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use base64::Engine as _;
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
 use crate::config::HttpConfig;
@@ -65,26 +66,10 @@ pub fn basic_auth(user: &str, password: &str) -> String {
     format!("Basic {}", base64(format!("{user}:{password}").as_bytes()))
 }
 
-/// Standard base64 with padding (RFC 4648); hand-written, it is twenty lines.
+/// Standard base64 with padding (RFC 4648), as Basic auth and the redaction of its
+/// header need it.
 pub fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// Percent-encodes a query value (everything but RFC 3986 unreserved characters).

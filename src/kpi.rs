@@ -585,7 +585,7 @@ mod tests {
     use super::*;
     use crate::config::{GenesysConfig, Secret};
     use crate::genesys::aggregates::KpiBucket;
-    use crate::genesys::sim::{Endpoint, Fault, KpiValues, RequestRecord, Sim, SimOptions};
+    use crate::sim::{Endpoint, Fault, KpiValues, RequestRecord, Sim, SimOptions};
     use crate::time::parse_utc;
 
     const MINUTE: u64 = 60_000;

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use genesys2influx::genesys::sim::{Endpoint, Sim, SimOptions};
+use genesys2influx::sim::{Endpoint, Sim, SimOptions};
 
 use crate::util::free_port;
 use crate::util::influxd::{self, Influxd, Options};

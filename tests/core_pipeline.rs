@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use genesys2influx::genesys::sim::{Sim, SimOptions};
+use genesys2influx::sim::{Sim, SimOptions};
 use serde_json::Value;
 
 use crate::util::influxd::{self, Influxd, Options};
@@ -184,7 +184,7 @@ fn assert_windows_match_sim(sim: &Sim, influx: &Influxd, id: &str) -> usize {
                 "{context} {media} samples"
             );
             let media_values =
-                |f: &dyn Fn(&genesys2influx::genesys::sim::ExpectedMedia) -> f64| -> Vec<f64> {
+                |f: &dyn Fn(&genesys2influx::sim::ExpectedMedia) -> f64| -> Vec<f64> {
                     expected
                         .iter()
                         .map(|e| f(e.media(media).expect("simulated media")))

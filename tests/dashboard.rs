@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use genesys2influx::genesys::sim::ODD_NAMES;
+use genesys2influx::sim::ODD_NAMES;
 use serde_json::Value;
 
 use crate::util::influxd::Influxd;

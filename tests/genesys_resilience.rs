@@ -1,5 +1,5 @@
 //! The Genesys client must survive the real API, black-box: the built binary runs against
-//! a simulated Genesys Cloud (`genesys::sim::Sim`) over loopback HTTP and a real influxd,
+//! a simulated Genesys Cloud (`sim::Sim`) over loopback HTTP and a real influxd,
 //! and each test injects one thing the real API does (paging, renames, expiring tokens,
 //! 429, 5xx, dropped connections, bad JSON, unknown ids, 1,200 queues, refused
 //! credentials) and then asserts on what landed in InfluxDB and on the Sim's request log.
@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use genesys2influx::genesys::sim::{Endpoint, Fault, RequestRecord, Sim, SimOptions};
+use genesys2influx::sim::{Endpoint, Fault, RequestRecord, Sim, SimOptions};
 use serde_json::Value;
 
 use crate::util::influxd::Influxd;

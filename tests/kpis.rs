@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use genesys2influx::genesys::sim::{Endpoint, KpiValues, RequestRecord, Sim, SimOptions};
+use genesys2influx::sim::{Endpoint, KpiValues, RequestRecord, Sim, SimOptions};
 use serde_json::Value;
 
 use crate::core_pipeline::service_env;

@@ -14,8 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use genesys2influx::genesys::sim::{Sim, SimOptions};
 use genesys2influx::influx::spool;
+use genesys2influx::sim::{Sim, SimOptions};
 use serde_json::Value;
 
 use crate::core_pipeline::sim_with;

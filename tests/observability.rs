@@ -8,7 +8,7 @@ use std::fs::File;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use genesys2influx::genesys::sim::{Endpoint, Fault, RequestRecord, Sim, SimOptions};
+use genesys2influx::sim::{Endpoint, Fault, RequestRecord, Sim, SimOptions};
 use serde_json::Value;
 use std::os::unix::fs::MetadataExt;
 

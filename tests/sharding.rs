@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use genesys2influx::genesys::sim::{Endpoint, Sim, SimOptions};
+use genesys2influx::sim::{Endpoint, Sim, SimOptions};
 
 use crate::core_pipeline::service_env;
 use crate::util::influxd::Influxd;

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use genesys2influx::genesys::sim::{Endpoint, Fault, Sim, SimOptions};
+use genesys2influx::sim::{Endpoint, Fault, Sim, SimOptions};
 
 use crate::util::process::Service;
 use crate::util::TempDir;

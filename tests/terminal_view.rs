@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use genesys2influx::genesys::sim::{Sim, SimOptions, ODD_NAMES};
+use genesys2influx::sim::{Sim, SimOptions, ODD_NAMES};
 
 use crate::util::process::{binary, run_to_end, Service};
 use crate::util::TempDir;

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use genesys2influx::config::{InfluxTarget, Secret, SpoolConfig, V1Auth};
 use genesys2influx::exit::Exit;
-use genesys2influx::genesys::sim::SimOptions;
 use genesys2influx::influx::endpoint::{self, CheckError};
 use genesys2influx::influx::spool::Spool;
 use genesys2influx::influx::writer::{self, Batch, WriterSettings};
+use genesys2influx::sim::SimOptions;
 use genesys2influx::stats::Stats;
 
 use crate::core_pipeline::sim_with;

@@ -672,14 +672,14 @@ impl GenesysClient {
 
 #[cfg(test)]
 pub(crate) mod test_server {
-    //! A tiny scripted HTTP/1.1 server on 127.0.0.1: answers canned replies in order, one
-    //! per connection (`Connection: close`), and records what it was asked.
+    //! A scripted server on [`crate::loopback_http`]: answers canned replies in order, one
+    //! per connection (`Connection: close`), and records what it was asked. Requests past
+    //! the end of the script are dropped unanswered and not recorded.
 
-    use std::io::{BufRead, BufReader, Read, Write};
-    use std::net::TcpListener;
+    use std::collections::VecDeque;
     use std::sync::{Arc, Mutex};
-    use std::thread;
-    use std::time::{Duration, Instant};
+
+    use crate::loopback_http::{self, Reply, Request, Response, Stop};
 
     /// The text of `tests/fixtures/genesys/<name>` (copies of the shared API fixtures).
     pub fn fixture(name: &str) -> String {
@@ -748,55 +748,33 @@ pub(crate) mod test_server {
     pub struct Server {
         pub url: String,
         recorded: Arc<Mutex<Vec<Recorded>>>,
+        _server: loopback_http::Server,
     }
 
     impl Server {
         pub fn start(script: Vec<Canned>) -> Server {
-            let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
-            let url = format!("http://{}", listener.local_addr().expect("local addr"));
-            listener.set_nonblocking(true).expect("nonblocking");
             let recorded = Arc::new(Mutex::new(Vec::new()));
             let log = recorded.clone();
-            thread::spawn(move || {
-                let give_up = Instant::now() + Duration::from_secs(20);
-                for canned in script {
-                    let stream = loop {
-                        match listener.accept() {
-                            Ok((stream, _)) => break stream,
-                            Err(_) if Instant::now() < give_up => {
-                                thread::sleep(Duration::from_millis(2))
-                            }
-                            Err(_) => return,
-                        }
-                    };
-                    let _ = stream.set_nonblocking(false);
-                    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                    let Some(request) = read_request(&stream) else {
-                        continue;
-                    };
-                    log.lock().unwrap().push(request);
-                    if let Canned::Reply {
-                        status,
-                        headers,
-                        body,
-                    } = canned
-                    {
-                        let mut text = format!(
-                            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-                            body.len()
-                        );
-                        for (k, v) in headers {
-                            text.push_str(&format!("{k}: {v}\r\n"));
-                        }
-                        text.push_str("\r\n");
-                        text.push_str(&body);
-                        let mut stream = stream;
-                        let _ = stream.write_all(text.as_bytes());
-                        let _ = stream.flush();
-                    }
-                }
-            });
-            Server { url, recorded }
+            let script = Mutex::new(VecDeque::from(script));
+            let options = loopback_http::Options {
+                name: "test-server",
+                max_connections: 8,
+                max_body_bytes: 1 << 20,
+                keep_alive: false,
+            };
+            let server = loopback_http::Server::start(options, Stop::default(), move |request| {
+                let Some(canned) = script.lock().unwrap().pop_front() else {
+                    return Reply::Drop;
+                };
+                log.lock().unwrap().push(Recorded::of(request));
+                answer(canned)
+            })
+            .expect("test server starts on 127.0.0.1");
+            Server {
+                url: server.url(),
+                recorded,
+                _server: server,
+            }
         }
 
         pub fn requests(&self) -> Vec<Recorded> {
@@ -804,40 +782,34 @@ pub(crate) mod test_server {
         }
     }
 
-    fn read_request(stream: &std::net::TcpStream) -> Option<Recorded> {
-        let mut reader = BufReader::new(stream);
-        let mut line = String::new();
-        reader.read_line(&mut line).ok()?;
-        let mut parts = line.split_whitespace();
-        let method = parts.next()?.to_string();
-        let path = parts.next()?.to_string();
-        let mut headers = Vec::new();
-        loop {
-            let mut header = String::new();
-            if reader.read_line(&mut header).ok()? == 0 {
-                break;
-            }
-            let header = header.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = header.split_once(':') {
-                headers.push((k.trim().to_string(), v.trim().to_string()));
+    impl Recorded {
+        fn of(request: &Request) -> Recorded {
+            let path = if request.query.is_empty() {
+                request.path.clone()
+            } else {
+                format!("{}?{}", request.path, request.query)
+            };
+            Recorded {
+                method: request.method.clone(),
+                path,
+                headers: request.headers.clone(),
+                body: String::from_utf8_lossy(&request.body).into_owned(),
             }
         }
-        let length: usize = headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0);
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body).ok()?;
-        Some(Recorded {
-            method,
-            path,
-            headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        })
+    }
+
+    fn answer(canned: Canned) -> Reply {
+        match canned {
+            Canned::Hangup => Reply::Drop,
+            Canned::Reply {
+                status,
+                headers,
+                body,
+            } => Reply::Send(headers.into_iter().fold(
+                Response::new(status, "application/json", body),
+                |response, (name, value)| response.with_header(&name, value),
+            )),
+        }
     }
 }
 

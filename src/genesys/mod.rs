@@ -1,4 +1,4 @@
-//! Everything that talks to (or pretends to be) Genesys Cloud.
+//! Everything that talks to Genesys Cloud (the simulated one is `crate::sim`).
 
 pub mod aggregates;
 pub mod auth;
@@ -7,7 +7,7 @@ pub mod client;
 pub mod filter;
 pub mod lenient;
 pub mod observations;
+pub mod paths;
 pub mod poller;
 pub mod queues;
 pub mod region;
-pub mod sim;

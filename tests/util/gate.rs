@@ -7,13 +7,16 @@
 //!
 //! Used by the self-metrics test (to compare the service's counters with what InfluxDB
 //! really acknowledged) and by the end-to-end benchmark (to count bytes on the wire).
+//! Both servers are handlers on the crate's [`loopback_http`] server.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io::Read;
 use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use genesys2influx::loopback_http::{self, Reply, Request, Response, Stop};
+
+/// Larger than any batch the writer sends.
+const MAX_BODY_BYTES: usize = 64 << 20;
 
 /// One request the gate received, with its fate.
 #[derive(Debug, Clone)]
@@ -54,40 +57,29 @@ struct Plan {
 }
 
 pub struct Gate {
-    port: u16,
+    server: loopback_http::Server,
     plan: Arc<Mutex<Plan>>,
     log: Arc<Mutex<Vec<Exchange>>>,
-    stop: Arc<AtomicBool>,
 }
 
 impl Gate {
     /// Listens on a free loopback port and forwards to `upstream` (`http://127.0.0.1:PORT`).
     pub fn start(upstream: &str) -> Gate {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("gate binds");
-        let port = listener.local_addr().expect("gate address").port();
-        let gate = Gate {
-            port,
-            plan: Arc::default(),
-            log: Arc::default(),
-            stop: Arc::default(),
-        };
-        let (plan, log, stop) = (gate.plan.clone(), gate.log.clone(), gate.stop.clone());
+        let (plan, log) = (Arc::<Mutex<Plan>>::default(), Arc::default());
         let upstream = upstream.trim_end_matches('/').to_string();
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                let (plan, log, upstream) = (plan.clone(), log.clone(), upstream.clone());
-                thread::spawn(move || serve(stream, &upstream, &plan, &log));
-            }
-        });
-        gate
+        let agent = super::agent();
+        let stop = Stop::default();
+        let handler = {
+            let (plan, log, stop) = (plan.clone(), Arc::clone(&log), stop.clone());
+            move |request: &Request| serve(request, &upstream, &agent, &plan, &log, &stop)
+        };
+        let server = loopback_http::Server::start(options("gate"), stop, handler)
+            .expect("gate starts on 127.0.0.1");
+        Gate { server, plan, log }
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.server.url()
     }
 
     /// The next `times` requests are answered 500 (InfluxDB's JSON error), not forwarded.
@@ -120,10 +112,12 @@ impl Gate {
     }
 }
 
-impl Drop for Gate {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
+fn options(name: &'static str) -> loopback_http::Options {
+    loopback_http::Options {
+        name,
+        max_connections: 64,
+        max_body_bytes: MAX_BODY_BYTES,
+        keep_alive: true,
     }
 }
 
@@ -141,156 +135,141 @@ enum Action {
     Forward(Option<Duration>),
 }
 
-fn serve(stream: TcpStream, upstream: &str, plan: &Mutex<Plan>, log: &Mutex<Vec<Exchange>>) {
-    let mut reader = BufReader::new(match stream.try_clone() {
-        Ok(s) => s,
-        Err(_) => return,
-    });
-    let mut writer = stream;
-    let agent = super::agent();
-    // Bounded by the client: each pass reads one request or ends the connection.
-    while let Some((method, path, headers, body)) = read_request(&mut reader) {
-        let received_ms = now_ms();
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        };
-        let gzip = header("content-encoding").is_some_and(|v| v.contains("gzip"));
-        let text = if gzip {
-            let mut out = String::new();
-            let _ = flate2::read::GzDecoder::new(&body[..]).read_to_string(&mut out);
-            out
+fn serve(
+    request: &Request,
+    upstream: &str,
+    agent: &ureq::Agent,
+    plan: &Mutex<Plan>,
+    log: &Mutex<Vec<Exchange>>,
+    stop: &Stop,
+) -> Reply {
+    let received_ms = now_ms();
+    let headers: Vec<(String, String)> = request
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+        .collect();
+    let gzip = request
+        .header("content-encoding")
+        .is_some_and(|v| v.contains("gzip"));
+    let body = &request.body;
+    let text = if gzip {
+        let mut out = String::new();
+        let _ = flate2::read::GzDecoder::new(&body[..]).read_to_string(&mut out);
+        out
+    } else {
+        String::from_utf8_lossy(body).into_owned()
+    };
+    let path = if request.query.is_empty() {
+        request.path.clone()
+    } else {
+        format!("{}?{}", request.path, request.query)
+    };
+    let mut exchange = Exchange {
+        answered_ms: 0,
+        received_ms,
+        status: 0,
+        wire_bytes: body.len(),
+        lines: text.lines().map(str::to_string).collect(),
+        path,
+        headers,
+    };
+    let action = {
+        let mut plan = plan.lock().unwrap();
+        plan.answered += 1;
+        if plan.dropping {
+            Action::Drop
+        } else if !plan.redirects.is_empty() {
+            let turn = (plan.answered - 1) % plan.redirects.len();
+            let (status, location) = plan.redirects[turn].clone();
+            Action::Redirect(status, location)
+        } else if plan.fail_500 > 0 {
+            plan.fail_500 -= 1;
+            Action::Fail500
+        } else if plan.single_lines_only && exchange.lines.len() > 1 {
+            Action::TooLarge
         } else {
-            String::from_utf8_lossy(&body).into_owned()
-        };
-        let mut exchange = Exchange {
-            answered_ms: 0,
-            received_ms,
-            status: 0,
-            wire_bytes: body.len(),
-            lines: text.lines().map(str::to_string).collect(),
-            path: path.clone(),
-            headers: headers.clone(),
-        };
-        let action = {
-            let mut plan = plan.lock().unwrap();
-            plan.answered += 1;
-            if plan.dropping {
-                Action::Drop
-            } else if !plan.redirects.is_empty() {
-                let turn = (plan.answered - 1) % plan.redirects.len();
-                let (status, location) = plan.redirects[turn].clone();
-                Action::Redirect(status, location)
-            } else if plan.fail_500 > 0 {
-                plan.fail_500 -= 1;
-                Action::Fail500
-            } else if plan.single_lines_only && exchange.lines.len() > 1 {
-                Action::TooLarge
-            } else {
-                Action::Forward(plan.delay_next.take())
-            }
-        };
-        let mut extra_header = String::new();
-        let (status, answer) = match action {
-            Action::Drop => {
-                exchange.answered_ms = now_ms();
-                log.lock().unwrap().push(exchange);
-                let _ = writer.shutdown(std::net::Shutdown::Both);
-                return;
-            }
-            Action::Fail500 => (500, r#"{"error":"engine: injected failure"}"#.to_string()),
-            Action::TooLarge => (413, r#"{"error":"Request Entity Too Large"}"#.to_string()),
-            Action::Redirect(status, location) => {
-                extra_header = format!("Location: {location}\r\n");
-                (status, String::new())
-            }
-            Action::Forward(delay) => {
-                if let Some(delay) = delay {
-                    thread::sleep(delay);
-                }
-                forward(&agent, upstream, &method, &path, &headers, &body)
-            }
-        };
-        let reply = format!(
-            "HTTP/1.1 {status} X\r\n{extra_header}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{answer}",
-            answer.len()
-        );
-        if writer.write_all(reply.as_bytes()).is_err() {
-            return;
+            Action::Forward(plan.delay_next.take())
         }
-        exchange.status = status;
-        exchange.answered_ms = now_ms();
-        log.lock().unwrap().push(exchange);
+    };
+    let reply = match action {
+        Action::Drop => Reply::Drop,
+        Action::Fail500 => json(500, r#"{"error":"engine: injected failure"}"#),
+        Action::TooLarge => json(413, r#"{"error":"Request Entity Too Large"}"#),
+        Action::Redirect(status, location) => {
+            Reply::Send(json_response(status, "").with_header("Location", location))
+        }
+        Action::Forward(delay) => {
+            if let Some(delay) = delay {
+                stop.sleep(delay);
+            }
+            let (status, answer) =
+                forward(agent, upstream, request, &exchange.path, &exchange.headers);
+            json(status, &answer)
+        }
+    };
+    if let Reply::Send(response) = &reply {
+        exchange.status = response.status;
     }
+    exchange.answered_ms = now_ms();
+    log.lock().unwrap().push(exchange);
+    reply
+}
+
+fn json_response(status: u16, body: &str) -> Response {
+    Response::new(status, "application/json", body)
+}
+
+fn json(status: u16, body: &str) -> Reply {
+    Reply::Send(json_response(status, body))
 }
 
 /// A server that accepts connections, reads nothing and never answers: InfluxDB hung.
 /// Connections are held until it is dropped.
 pub struct Silent {
-    port: u16,
-    stop: Arc<AtomicBool>,
+    server: loopback_http::Server,
 }
 
 impl Silent {
     pub fn start() -> Silent {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("silent server binds");
-        let port = listener.local_addr().expect("silent server address").port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = stop.clone();
-        thread::spawn(move || {
-            let mut held = Vec::new();
-            for stream in listener.incoming() {
-                if stopped.load(Ordering::Relaxed) {
-                    break;
-                }
-                held.extend(stream.ok());
-            }
-        });
-        Silent { port, stop }
+        let server =
+            loopback_http::Server::start(options("silent"), Stop::default(), |_| Reply::Hold)
+                .expect("silent server starts on 127.0.0.1");
+        Silent { server }
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Silent {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        self.server.url()
     }
 }
 
 fn forward(
     agent: &ureq::Agent,
     upstream: &str,
-    method: &str,
+    request: &Request,
     path: &str,
     headers: &[(String, String)],
-    body: &[u8],
 ) -> (u16, String) {
     let url = format!("{upstream}{path}");
-    let result = if method == "POST" {
-        let mut request = agent.post(&url);
+    let result = if request.method == "POST" {
+        let mut forwarded = agent.post(&url);
         for (k, v) in headers {
             if matches!(
                 k.as_str(),
                 "authorization" | "content-encoding" | "content-type"
             ) {
-                request = request.header(k, v);
+                forwarded = forwarded.header(k, v);
             }
         }
-        request.send(body)
+        forwarded.send(&request.body[..])
     } else {
-        let mut request = agent.get(&url);
+        let mut forwarded = agent.get(&url);
         for (k, v) in headers {
             if k == "authorization" {
-                request = request.header(k, v);
+                forwarded = forwarded.header(k, v);
             }
         }
-        request.call()
+        forwarded.call()
     };
     match result {
         Ok(mut response) => {
@@ -300,55 +279,4 @@ fn forward(
         }
         Err(e) => (502, format!("{{\"error\":\"gate: {e}\"}}")),
     }
-}
-
-type Request = (String, String, Vec<(String, String)>, Vec<u8>);
-
-/// One HTTP/1.1 request (Content-Length or chunked body); `None` at end of stream.
-fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
-    let mut line = String::new();
-    if reader.read_line(&mut line).ok()? == 0 {
-        return None;
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_string();
-    let path = parts.next()?.to_string();
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h).ok()? == 0 {
-            return None;
-        }
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-        }
-    }
-    let value = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v): &(String, String)| v.clone())
-    };
-    let mut body = Vec::new();
-    if value("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-        loop {
-            let mut size = String::new();
-            reader.read_line(&mut size).ok()?;
-            let size = usize::from_str_radix(size.trim().split(';').next()?, 16).ok()?;
-            let mut chunk = vec![0; size + 2];
-            reader.read_exact(&mut chunk).ok()?;
-            if size == 0 {
-                break;
-            }
-            body.extend_from_slice(&chunk[..size]);
-        }
-    } else if let Some(length) = value("content-length").and_then(|v| v.parse::<usize>().ok()) {
-        body = vec![0; length];
-        reader.read_exact(&mut body).ok()?;
-    }
-    Some((method, path, headers, body))
 }

@@ -5,8 +5,8 @@
 use serde_json::{json, Map, Value};
 
 use super::api::{bad_request, error, filter_values, Snapshot};
-use super::server::Response;
 use super::values::{self, KpiScope, KpiValues, Timer};
+use crate::loopback_http::Response;
 use crate::time;
 
 /// The ten KPI metrics of API.md §9.1.

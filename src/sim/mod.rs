@@ -8,24 +8,26 @@
 //! [`Sim::expected_kpis`], faults can be injected per endpoint, and every request is
 //! logged ([`Sim::requests`]) so tests can assert chunking, pacing and retries.
 //!
-//! Layout: `server` (HTTP/1.1 plumbing), `api` (the endpoints), `aggregates`
+//! Layout: `api` (routing, faults, errors; served by [`crate::loopback_http`]), `oauth`,
+//! `queues`, `observations`, `aggregates`
 //! (conversation aggregates and ISO-8601 times), `values` (the deterministic numbers).
 
 mod aggregates;
 mod api;
-mod server;
+mod oauth;
+mod observations;
+mod queues;
 mod values;
 
 #[cfg(test)]
 mod tests;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::genesys::paths;
+use crate::loopback_http::{self, Server, Stop};
 use crate::time::now_ms;
 
 pub use values::{
@@ -38,6 +40,8 @@ pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(86_399);
 pub const DEFAULT_MEDIA_TYPES: [&str; 5] = ["voice", "chat", "email", "callback", "message"];
 /// The request budget `inin-ratelimit-allowed` reports when no limit is enforced (API.md §7).
 pub const DEFAULT_RATE_LIMIT: u32 = 300;
+/// Largest request body accepted: Genesys' `request.bytes.max` (API.md §7).
+pub const MAX_BODY_BYTES: usize = 512_000;
 /// The request log keeps this many records, so a long demo run does not grow forever.
 pub const MAX_LOG_RECORDS: usize = 100_000;
 
@@ -124,15 +128,16 @@ pub enum Endpoint {
 
 impl Endpoint {
     fn of(method: &str, path: &str) -> Option<Endpoint> {
-        match (method, path.trim_end_matches('/')) {
-            ("POST", "/oauth/token") => Some(Endpoint::Token),
-            ("GET", "/api/v2/routing/queues") => Some(Endpoint::Queues),
-            ("POST", "/api/v2/analytics/queues/observations/query") => Some(Endpoint::Observations),
-            ("POST", "/api/v2/analytics/conversations/aggregates/query") => {
-                Some(Endpoint::Aggregates)
-            }
-            _ => None,
-        }
+        let path = path.trim_end_matches('/');
+        [
+            ("POST", paths::TOKEN, Endpoint::Token),
+            ("GET", paths::QUEUES, Endpoint::Queues),
+            ("POST", paths::OBSERVATIONS, Endpoint::Observations),
+            ("POST", paths::AGGREGATES, Endpoint::Aggregates),
+        ]
+        .into_iter()
+        .find(|(m, p, _)| *m == method && *p == path)
+        .map(|(_, _, endpoint)| endpoint)
     }
 
     fn covers(self, other: Endpoint) -> bool {
@@ -238,11 +243,11 @@ struct State {
     rate_count: u32,
 }
 
-/// State shared by the accept loop, the connection threads and the [`Sim`] handle.
+/// State shared by the connection threads and the [`Sim`] handle.
 #[derive(Debug)]
 struct Shared {
-    stop: AtomicBool,
-    max_connections: usize,
+    /// The server's stop flag: an injected delay ends when the Sim stops.
+    stop: Stop,
     state: Mutex<State>,
 }
 
@@ -257,16 +262,14 @@ impl Shared {
 #[derive(Debug)]
 pub struct Sim {
     shared: Arc<Shared>,
-    addr: SocketAddr,
-    accept: Option<JoinHandle<()>>,
+    /// `None` once shut down.
+    server: Option<Server>,
+    base_url: String,
 }
 
 impl Sim {
     /// Binds 127.0.0.1 on a free port and starts serving.
     pub fn start(options: SimOptions) -> std::io::Result<Sim> {
-        let listener = TcpListener::bind(("127.0.0.1", 0))?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
         let now = now_ms();
         let queues = (0..options.queue_count as u64)
             .map(|index| SimQueue {
@@ -277,7 +280,7 @@ impl Sim {
             })
             .collect();
         let state = State {
-            rng: values::Rng::new(options.seed ^ now.rotate_left(17) ^ u64::from(addr.port())),
+            rng: values::Rng::new(options.seed ^ now.rotate_left(17)),
             next_index: options.queue_count as u64,
             queues,
             tokens: HashMap::new(),
@@ -290,19 +293,31 @@ impl Sim {
             rate_count: 0,
             options,
         };
+        let server_options = loopback_http::Options {
+            name: "sim",
+            max_connections: state.options.max_connections,
+            max_body_bytes: MAX_BODY_BYTES,
+            keep_alive: true,
+        };
         let shared = Arc::new(Shared {
-            stop: AtomicBool::new(false),
-            max_connections: state.options.max_connections.max(1),
+            stop: Stop::default(),
             state: Mutex::new(state),
         });
-        let for_thread = Arc::clone(&shared);
-        let accept = std::thread::Builder::new()
-            .name("sim-accept".into())
-            .spawn(move || server::accept_loop(listener, for_thread))?;
+        let for_server = Arc::clone(&shared);
+        let server = Server::start(server_options, shared.stop.clone(), move |request| {
+            api::handle(&for_server, request)
+        })?;
+        // Sims started in the same millisecond still differ in their ids.
+        {
+            let mut state = shared.lock();
+            let port = u64::from(server.addr().port());
+            state.rng = values::Rng::new(state.options.seed ^ now.rotate_left(17) ^ port);
+        }
+        let base_url = server.url();
         Ok(Sim {
             shared,
-            addr,
-            accept: Some(accept),
+            server: Some(server),
+            base_url,
         })
     }
 }
@@ -310,7 +325,7 @@ impl Sim {
 impl Sim {
     /// `http://127.0.0.1:PORT`: both the API and the login base URL.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.base_url.clone()
     }
 
     /// The current queues as `(id, name)`, in creation order.
@@ -487,10 +502,7 @@ impl Sim {
     /// Stops accepting, ends every connection and waits for the threads (well under a
     /// second; a pending [`Fault::Delay`] is cut short).
     pub fn shutdown(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        if let Some(accept) = self.accept.take() {
-            let _ = accept.join();
-        }
+        self.server = None;
     }
 }
 

@@ -79,33 +79,11 @@ fn read(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer
     }
 }
 
-fn base64(input: &str) -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in input.as_bytes().chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 fn login(sim: &Sim, agent: &ureq::Agent, id: &str, secret: &str) -> Answer {
     read(
         agent
             .post(format!("{}/oauth/token", sim.base_url()))
-            .header(
-                "Authorization",
-                format!("Basic {}", base64(&format!("{id}:{secret}"))),
-            )
+            .header("Authorization", crate::http::basic_auth(id, secret))
             .header("Content-Type", "application/x-www-form-urlencoded")
             .send("grant_type=client_credentials"),
     )
@@ -154,20 +132,20 @@ fn ids(sim: &Sim, n: usize) -> Vec<String> {
 fn fixture(name: &str) -> Value {
     let text = match name {
         "observations-response.json" => {
-            include_str!("../../../tests/fixtures/genesys/observations-response.json")
+            include_str!("../../tests/fixtures/genesys/observations-response.json")
         }
         "aggregates-response.json" => {
-            include_str!("../../../tests/fixtures/genesys/aggregates-response.json")
+            include_str!("../../tests/fixtures/genesys/aggregates-response.json")
         }
         "error-403-aggregates.json" => {
-            include_str!("../../../tests/fixtures/genesys/error-403-aggregates.json")
+            include_str!("../../tests/fixtures/genesys/error-403-aggregates.json")
         }
-        "error-401.json" => include_str!("../../../tests/fixtures/genesys/error-401.json"),
+        "error-401.json" => include_str!("../../tests/fixtures/genesys/error-401.json"),
         "error-401-no-token.json" => {
-            include_str!("../../../tests/fixtures/genesys/error-401-no-token.json")
+            include_str!("../../tests/fixtures/genesys/error-401-no-token.json")
         }
         "token-error-invalid-client.json" => {
-            include_str!("../../../tests/fixtures/genesys/token-error-invalid-client.json")
+            include_str!("../../tests/fixtures/genesys/token-error-invalid-client.json")
         }
         _ => panic!("unknown fixture {name}"),
     };
@@ -430,7 +408,9 @@ fn observations_have_the_fixture_shape_and_the_predicted_values() {
             .iter()
             .enumerate()
             .filter(|(i, m)| {
-                api::sparse_shape(id) && api::omits_empty_media(*i, slot) && m.is_empty()
+                observations::sparse_shape(id)
+                    && observations::omits_empty_media(*i, slot)
+                    && m.is_empty()
             })
             .count();
         6 - omitted
@@ -441,8 +421,8 @@ fn observations_have_the_fixture_shape_and_the_predicted_values() {
         "a user group and five media groups per queue; sparse ones without empty media"
     );
     assert!(
-        queue_ids.iter().any(|id| api::sparse_shape(id))
-            && queue_ids.iter().any(|id| !api::sparse_shape(id)),
+        queue_ids.iter().any(|id| observations::sparse_shape(id))
+            && queue_ids.iter().any(|id| !observations::sparse_shape(id)),
         "both shapes are served"
     );
     let group_shape = |g: &Value| {
@@ -456,7 +436,7 @@ fn observations_have_the_fixture_shape_and_the_predicted_values() {
         .collect();
     let full = results
         .iter()
-        .position(|g| !api::sparse_shape(g["group"]["queueId"].as_str().unwrap()))
+        .position(|g| !observations::sparse_shape(g["group"]["queueId"].as_str().unwrap()))
         .unwrap();
     let shapes: Vec<_> = results[full..full + 6].iter().map(group_shape).collect();
     assert_eq!(shapes, reference_shapes);
@@ -510,7 +490,7 @@ fn observations_have_the_fixture_shape_and_the_predicted_values() {
             assert_eq!(sum(&data, "oWaiting", None), media.waiting);
             assert_eq!(sum(&data, "oInteracting", None), media.interacting);
             assert_eq!(sum(&data, "oAlerting", None), media.alerting);
-            let sparse = api::sparse_shape(id);
+            let sparse = observations::sparse_shape(id);
             if sparse {
                 // oLongest* without a count, as the official SDKs allow.
                 assert!(data.iter().all(|e| !e["metric"]
@@ -614,7 +594,7 @@ fn more_than_100_predicates_are_rejected() {
             .iter()
             .filter(|g| g["group"]["queueId"] == *id.as_str())
             .count();
-        if api::sparse_shape(id) {
+        if observations::sparse_shape(id) {
             assert!(groups <= 5, "{id}: {groups}");
         } else {
             assert_eq!(groups, 5, "{id}");
@@ -1199,7 +1179,7 @@ fn sparse_and_full_shapes_read_the_same() {
     let metrics: Vec<&str> = crate::genesys::observations::METRICS.to_vec();
     let now = 1_748_874_610_000;
     let read = |id: &str, slot: u64| {
-        let groups = api::observation_groups(id, &observation, &metrics, &[], now, slot);
+        let groups = observations::observation_groups(id, &observation, &metrics, &[], now, slot);
         let queue = std::sync::Arc::new(crate::model::Queue {
             id: id.into(),
             name: "q".into(),
@@ -1216,7 +1196,7 @@ fn sparse_and_full_shapes_read_the_same() {
         (groups.len(), media)
     };
     let (sparse, full) = ("0000000000000001", "0000000000000002");
-    assert!(api::sparse_shape(sparse) && !api::sparse_shape(full));
+    assert!(observations::sparse_shape(sparse) && !observations::sparse_shape(full));
     let (full_groups, full_values) = read(full, 2);
     let (sparse_groups, sparse_values) = read(sparse, 2);
     assert_eq!(
