@@ -1,4 +1,4 @@
-//! `POST /api/v2/analytics/conversations/aggregates/query` (API.md §9): interval buckets
+//! `POST /api/v2/analytics/conversations/aggregates/query` (docs/genesys-api.md#aggregates): interval buckets
 //! of contact-center KPIs per queue and media type, with late data still arriving for
 //! `kpi_settle` after a bucket ends. Also the ISO-8601 times and periods it needs.
 
@@ -9,7 +9,7 @@ use super::values::{self, KpiScope, KpiValues, Timer};
 use crate::loopback_http::Response;
 use crate::time;
 
-/// The ten KPI metrics of API.md §9.1.
+/// The ten KPI metrics of docs/genesys-api.md#aggregates-request.
 const KPI_METRICS: [&str; 10] = [
     "nOffered",
     "tAnswered",
@@ -38,7 +38,7 @@ const OTHER_METRICS: [&str; 12] = [
     "tIvr",
 ];
 const DAY_MS: u64 = 86_400_000;
-/// Longest accepted interval and most buckets per query (API.md §9.5, test-server limits).
+/// Longest accepted interval and most buckets per query (docs/genesys-api.md#granularity, test-server limits).
 const MAX_INTERVAL_MS: u64 = 7 * DAY_MS;
 const MAX_BUCKETS: u64 = 1440;
 
@@ -163,7 +163,7 @@ fn compute_groups(
 }
 
 /// Sums a (queue, media) series into its group; the service-level target survives only
-/// when the group is exactly one queue and media type (API.md Uncertain 24).
+/// when the group is exactly one queue and media type (docs/genesys-api.md#aggregates-answer).
 fn add_to_group(
     groups: &mut Vec<Group>,
     queue_id: Option<String>,
@@ -200,7 +200,7 @@ fn add_to_group(
     }
 }
 
-/// `{"results": [...]}`, or `{}` when nothing has data (API.md §9.2).
+/// `{"results": [...]}`, or `{}` when nothing has data (docs/genesys-api.md#aggregates-answer).
 fn render(groups: &[Group], buckets: &[(u64, u64)], metrics: &[&str]) -> Value {
     let mut results = Vec::new();
     for group in groups {

@@ -222,7 +222,7 @@ fn decorate(
 
 // ---- errors -------------------------------------------------------------------------
 
-/// An `ErrorBody` (API.md §6.1) whose `contextId` is the correlation id.
+/// An `ErrorBody` (docs/genesys-api.md#error-body) whose `contextId` is the correlation id.
 pub(super) fn error(status: u16, code: &str, message: &str, context: &str) -> Response {
     Response::json(
         status,
@@ -280,7 +280,7 @@ pub(super) fn bad_credentials(context: &str) -> Response {
     )
 }
 
-/// The OAuth error shape of the login host (API.md §2.3).
+/// The OAuth error shape of the login host (docs/genesys-api.md#token-errors).
 pub(super) fn oauth_error(status: u16, code: &str, description: &str) -> Response {
     Response::json(
         status,
@@ -373,7 +373,7 @@ fn uuid(rng: &mut Rng) -> String {
 
 // ---- queries (observations and aggregates) -------------------------------------------------------------------
 
-/// `queueId` and `mediaType` values found in a query filter (API.md §4.1, §9.1).
+/// `queueId` and `mediaType` values found in a query filter (docs/genesys-api.md#observation-metrics and docs/genesys-api.md#aggregates-request).
 #[derive(Debug, Default)]
 pub struct FilterValues {
     pub queue_ids: Vec<String>,

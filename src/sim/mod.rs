@@ -1,4 +1,4 @@
-//! A simulated Genesys Cloud on 127.0.0.1, speaking the real API shapes (API.md, fixtures)
+//! A simulated Genesys Cloud on 127.0.0.1, speaking the real API shapes (docs/genesys-api.md, tests/fixtures/genesys)
 //! over real HTTP/1.1, so the real client code can be run against it.
 //!
 //! Two users: `genesys2influx demo` (plausible, changing values and odd queue names) and
@@ -38,15 +38,15 @@ pub use values::{
 pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(86_399);
 /// The media types of the fixtures, in their order.
 pub const DEFAULT_MEDIA_TYPES: [&str; 5] = ["voice", "chat", "email", "callback", "message"];
-/// The request budget `inin-ratelimit-allowed` reports when no limit is enforced (API.md §7).
+/// The request budget `inin-ratelimit-allowed` reports when no limit is enforced (docs/genesys-api.md#rate-limits).
 pub const DEFAULT_RATE_LIMIT: u32 = 300;
-/// Largest request body accepted: Genesys' `request.bytes.max` (API.md §7).
+/// Largest request body accepted: Genesys' `request.bytes.max` (docs/genesys-api.md#rate-limits).
 pub const MAX_BODY_BYTES: usize = 512_000;
 /// The request log keeps this many records, so a long demo run does not grow forever.
 pub const MAX_LOG_RECORDS: usize = 100_000;
 
 /// What the Sim does with an observation query naming a queue id it does not know
-/// (API.md §4.6: unverified, so clients must cope with all three).
+/// (docs/genesys-api.md#missing-and-unknown: unverified, so clients must cope with all three).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UnknownQueues {
     /// Answered as an empty queue: every count 0 (the assumed real behaviour).
@@ -73,7 +73,7 @@ pub struct SimOptions {
     pub media_types: Vec<String>,
     /// Changes every id and value; the same seed gives the same Sim.
     pub seed: u64,
-    /// `pageSize` above this is silently capped (API.md §3.1).
+    /// `pageSize` above this is silently capped (docs/genesys-api.md#queues-paging).
     pub max_page_size: usize,
     /// More `queueId` predicates than this in one query → 400 `bad.request`.
     pub max_predicates: usize,
@@ -153,7 +153,7 @@ pub enum Fault {
     Status(u16),
     /// 429 `too.many.requests.retry.after` with this `Retry-After`.
     RateLimited { retry_after_secs: u64 },
-    /// A 5xx with an HTML body, as a load balancer sends it (API.md §6.1).
+    /// A 5xx with an HTML body, as a load balancer sends it (docs/genesys-api.md#error-body).
     GatewayHtml(u16),
     /// Close the socket without answering.
     DropConnection,

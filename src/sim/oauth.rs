@@ -50,7 +50,7 @@ pub(super) fn token(shared: &Shared, req: &Request, now: u64) -> Response {
     )
 }
 
-/// 401 unless the request carries a current bearer token (API.md §2.5).
+/// 401 unless the request carries a current bearer token (docs/genesys-api.md#token-renewal).
 pub(super) fn authorize(
     shared: &Shared,
     req: &Request,

@@ -9,7 +9,7 @@ use super::values;
 use super::{Shared, UnknownQueues};
 use crate::loopback_http::{Request, Response};
 
-/// The eleven observation metrics (API.md §4.3): user metrics, then conversation metrics.
+/// The eleven observation metrics (docs/genesys-api.md#observation-metrics): user metrics, then conversation metrics.
 const USER_METRICS: [&str; 6] = [
     "oOnQueueUsers",
     "oOffQueueUsers",
@@ -78,7 +78,7 @@ pub(super) fn observations(
     Ok(Response::json(200, &Value::Object(out)))
 }
 
-/// The user group and one group per media type of one queue (API.md §4.2, §4.6).
+/// The user group and one group per media type of one queue (docs/genesys-api.md#observations and docs/genesys-api.md#missing-and-unknown).
 pub(super) fn observation_groups(
     id: &str,
     o: &values::ExpectedObservation,
@@ -145,7 +145,7 @@ pub(super) fn observation_groups(
     groups
 }
 
-/// Entries of a qualified metric; zero counts are not listed (API.md §4.4).
+/// Entries of a qualified metric; zero counts are not listed (docs/genesys-api.md#qualifiers).
 fn qualified<'a>(
     metric: &'a str,
     counts: impl Iterator<Item = (&'a str, u64)> + 'a,

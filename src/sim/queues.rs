@@ -8,9 +8,9 @@ use super::{period_ms, values, Shared};
 use crate::genesys::paths;
 use crate::loopback_http::{Request, Response};
 
-/// Default `pageSize` of the queue listing (API.md §3.1).
+/// Default `pageSize` of the queue listing (docs/genesys-api.md#queues-paging).
 const DEFAULT_PAGE_SIZE: usize = 25;
-/// The parameters of a queue listing request that matter (API.md §3.1).
+/// The parameters of a queue listing request that matter (docs/genesys-api.md#queues-paging).
 #[derive(Debug)]
 struct Listing {
     page_size: usize,
@@ -114,7 +114,7 @@ fn parse_listing(
     })
 }
 
-/// `QueueEntityListing` (API.md §3.2): relative URIs, `nextUri` only when another page
+/// `QueueEntityListing` (docs/genesys-api.md#queues-answer): relative URIs, `nextUri` only when another page
 /// exists, `previousUri` only after the first.
 fn listing_body(listing: &Listing, entities: Vec<Value>, total: usize) -> Value {
     let (size, number) = (listing.page_size, listing.page_number);
@@ -179,7 +179,7 @@ fn name_matches(pattern: &str, name: &str) -> bool {
     }
 }
 
-/// A Queue object with the fields API.md §3.3 names, plus a realistic selection of others.
+/// A Queue object with the fields docs/genesys-api.md#queue-fields names, plus a realistic selection of others.
 fn queue_entity(q: &super::SimQueue, seed: u64, slot: u64) -> Value {
     let members = values::observation(seed, q.index, slot, &[]).members;
     let mut media = Map::new();

@@ -477,7 +477,7 @@ fn observations_have_the_fixture_shape_and_the_predicted_values() {
         assert_eq!(sum(&user, "oOffQueueUsers", None), expected.off_queue);
         assert_eq!(sum(&user, "oActiveUsers", None), expected.active);
         assert_eq!(sum(&user, "oMemberUsers", None), expected.members);
-        // API.md §4.7 consistency.
+        // docs/genesys-api.md#observation-consistency consistency.
         assert_eq!(expected.on_queue + expected.off_queue, expected.active);
         assert!(expected.active <= expected.members);
         assert_eq!(sum(&user, "oUserPresences", None), expected.active);
@@ -902,7 +902,7 @@ fn settled_aggregates_match_expected_kpis_and_the_fixture_shape() {
                     assert!(expected.is_empty(), "{id} {media} {label} missing");
                     continue;
                 };
-                // API.md §9.8 consistency.
+                // docs/genesys-api.md#aggregates-consistency consistency.
                 assert_eq!(
                     expected.sl_numerator + expected.over_sla,
                     expected.answered.count

@@ -5,7 +5,7 @@
 //! built from deterministic per-minute "events" (offers, answers, abandons, handle ends),
 //! each visible from its emission instant plus a random processing lag of at most
 //! `settle`, so an open or recently closed bucket grows and then stops changing, and the
-//! consistency rules of API.md §9.8 hold at every moment.
+//! consistency rules of docs/genesys-api.md#aggregates-consistency hold at every moment.
 
 /// The contract's agent metrics, in `model::agent` order, plus per-media conversation
 /// counts: everything one observation request reports about one queue.
@@ -60,7 +60,7 @@ pub struct ExpectedMedia {
     pub longest_interacting_ms: u64,
 }
 
-/// Count, sum, min and max of one timer metric, in milliseconds (API.md §9.2).
+/// Count, sum, min and max of one timer metric, in milliseconds (docs/genesys-api.md#aggregates-answer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Timer {
     pub count: u64,
@@ -199,7 +199,7 @@ pub const PRESENCE_BUSY: &str = "31fe3bac-dea6-44b7-bed7-47f91660a1a0";
 pub const PRESENCE_LUNCH: &str = "8e3f5a1c-2b7d-4c9e-a4f6-0d2b8c6e4a19";
 pub const PRESENCE_OFFLINE: &str = "ccf3c10a-aa2c-4845-8e8d-f59fa48c58e5";
 
-/// The fixtures' odd names first (API.md §3.3), then the edge cases of the contract.
+/// The fixtures' odd names first (docs/genesys-api.md#queue-fields), then the edge cases of the contract.
 pub const ODD_NAMES: [&str; 9] = [
     "Billing\\Escalations",
     "Sales, EMEA = \"Tier 1\"",
