@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Config, KpiConfig};
 use crate::genesys::aggregates::{self, Interval};
-use crate::genesys::client::{ApiError, GenesysClient};
+use crate::genesys::client::GenesysClient;
+use crate::genesys::error::ApiError;
 use crate::genesys::observations::{self, MAX_QUEUES_PER_REQUEST};
 use crate::genesys::queues;
 use crate::logging::redact;

@@ -58,10 +58,11 @@ use crate::aggregate::PART_BYTES;
 use crate::config::KpiConfig;
 use crate::duration;
 use crate::genesys::aggregates::{
-    self, bucket_floor, granularity, Interval, DAY_MS, MAX_QUEUES_PER_REQUEST, PERMISSION,
+    self, bucket_floor, granularity, Interval, DAY_MS, MAX_QUEUES_PER_REQUEST,
 };
 use crate::genesys::budget::{self, requests_per_minute};
-use crate::genesys::client::{ApiError, GenesysClient};
+use crate::genesys::client::{GenesysClient, AGGREGATES_PERMISSION};
+use crate::genesys::error::ApiError;
 use crate::influx::writer::Batch;
 use crate::model::{Queue, SharedQueues};
 use crate::state_file::{self, FileError};
@@ -349,7 +350,7 @@ impl Poller {
                         log::error!(
                             "Genesys Cloud refused the conversation aggregates query (HTTP 403: \
                              {message}{}); interval KPIs (genesys_queue_interval) are disabled \
-                             until restart. Give the OAuth client's role the permission {PERMISSION} \
+                             until restart. Give the OAuth client's role the permission {AGGREGATES_PERMISSION} \
                              (Analytics > Conversation Aggregate > View), or set KPIS=off. \
                              Queue observations are not affected",
                             context_id.map(|c| format!(", contextId {c}")).unwrap_or_default()

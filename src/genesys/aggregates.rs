@@ -18,15 +18,13 @@ use crate::influx::line_protocol::LineBuilder;
 use crate::model::Queue;
 use crate::time;
 
-use super::client::{ApiError, GenesysClient};
+use super::client::{GenesysClient, AGGREGATES_PATH};
+use super::error::ApiError;
 use super::filter::{self, QueueFilter};
 use super::lenient;
 
-pub const PATH: &str = "/api/v2/analytics/conversations/aggregates/query";
 /// Queue ids per request (API.md §9.1, same cap as observations).
 pub const MAX_QUEUES_PER_REQUEST: usize = 100;
-/// The permission the OAuth client's role needs for this endpoint (API.md §9.7).
-pub const PERMISSION: &str = "analytics:conversationAggregate:view";
 /// The measurement of CONTRACT.md.
 pub const MEASUREMENT: &str = "genesys_queue_interval";
 /// The ten metrics of API.md §9.1, in its order.
@@ -259,7 +257,7 @@ pub fn query(
     deadline: Instant,
 ) -> Result<Parsed, ApiError> {
     client.post_decoded(
-        PATH,
+        AGGREGATES_PATH,
         &query_body(chunk, interval, bucket),
         deadline,
         &|body| decode(body).map_err(|e| e.to_string()),

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::config::{GenesysConfig, Secret};
 use crate::stats::Stats;
 
-use super::client::{self, ApiError};
+use super::error::{describe_transport_error, ApiError};
 use super::lenient;
 
 /// Renew when less than this remains, or 10 % of the lifetime if that is longer.
@@ -240,7 +240,7 @@ impl Authenticator {
         let mut response = response.map_err(|e| {
             ApiError::Network(format!(
                 "cannot reach the Genesys login service {url}: {}",
-                client::describe_transport_error(&e)
+                describe_transport_error(&e)
             ))
         })?;
         let status = response.status().as_u16();

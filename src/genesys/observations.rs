@@ -16,11 +16,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{agent, media, MediaObservation, Queue, QueueObservation};
 
-use super::client::{ApiError, GenesysClient};
+use super::client::{GenesysClient, OBSERVATIONS_PATH};
+use super::error::ApiError;
 use super::filter::{self, QueueFilter};
 use super::lenient;
 
-pub const PATH: &str = "/api/v2/analytics/queues/observations/query";
 /// Queue ids per request (API.md §4.1).
 pub const MAX_QUEUES_PER_REQUEST: usize = 100;
 /// The metrics the contract writes, in the order of API.md §4.1. The endpoint knows two
@@ -125,7 +125,7 @@ pub fn observe(
     chunk: &[Arc<Queue>],
     deadline: Instant,
 ) -> Result<ChunkResult, ApiError> {
-    client.post_decoded(PATH, &query_body(chunk), deadline, &|body| {
+    client.post_decoded(OBSERVATIONS_PATH, &query_body(chunk), deadline, &|body| {
         decode(body, chunk, crate::time::now_ms())
     })
 }

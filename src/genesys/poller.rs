@@ -25,9 +25,11 @@ use crate::model::{PollEvent, Queue, SharedQueues};
 use crate::stats::Stats;
 
 use super::budget::{self, Plan, REQUESTS_IN_FLIGHT};
-use super::client::{ApiError, GenesysClient, BACKOFF_BASE};
+use super::client::GenesysClient;
+use super::error::ApiError;
 use super::observations::{self, ChunkResult, MAX_QUEUES_PER_REQUEST};
 use super::queues;
+use super::retry::BACKOFF_BASE;
 use crate::time::now_ms;
 
 /// Deadline for resolving the queue list (it may take many pages).

@@ -17,7 +17,8 @@ use serde::Deserialize;
 use crate::config::{QueueSelector, Shard};
 use crate::model::Queue;
 
-use super::client::{ApiError, GenesysClient};
+use super::client::{GenesysClient, QUEUES_PATH};
+use super::error::ApiError;
 use super::lenient;
 
 /// Queues per page; the largest page size known to be honoured (API.md §3.1).
@@ -51,7 +52,7 @@ pub fn list_all(client: &GenesysClient, deadline: Instant) -> Result<Vec<Queue>,
     let mut queues = Vec::new();
     let mut seen = HashSet::new();
     for page in 1..=MAX_PAGES {
-        let path = format!("/api/v2/routing/queues?pageSize={PAGE_SIZE}&pageNumber={page}");
+        let path = format!("{QUEUES_PATH}?pageSize={PAGE_SIZE}&pageNumber={page}");
         let listing: Listing = client.get(&path, deadline)?;
         let more = has_more(&listing, page);
         for entity in listing.entities {
