@@ -1,9 +1,9 @@
 //! Everything that talks to (or pretends to be) Genesys Cloud.
 
-pub mod aggregates;
 pub mod auth;
 pub mod budget;
 pub mod client;
+pub mod conversation_aggregates;
 pub mod error;
 pub mod filter;
 pub mod lenient;
