@@ -13,7 +13,7 @@ use crate::cli::exit;
 use crate::config::Config;
 use crate::duration;
 use crate::genesys::client::GenesysClient;
-use crate::genesys::poller::{Poller, StartError};
+use crate::genesys::poller::{ObservationPoller, StartError};
 use crate::model::{PollEvent, SharedQueues};
 use crate::pipeline::{poller_settings, Shutdown};
 use crate::stats::Stats;
@@ -37,7 +37,7 @@ pub fn run(config: &Config) -> u8 {
     let mut settings = poller_settings(config, SharedQueues::default());
     // No KPI polls share the request budget.
     settings.kpi_poll = None;
-    let mut poller = Poller::new(client, settings, stats.clone());
+    let mut poller = ObservationPoller::new(client, settings, stats.clone());
     let started = match poller.start(&shutdown.control) {
         Ok(started) => started,
         Err(StartError::Stopped) => return exit::OK,

@@ -1,4 +1,4 @@
-//! OAuth client-credentials login and the cached access token (API.md §2).
+//! OAuth client-credentials login and the cached access token (docs/genesys-api.md#oauth).
 //!
 //! One token is shared by every request of the process. It is renewed before it runs out
 //! (when less than max(60 s, 10 % of its lifetime) remains), and after an API 401 exactly
@@ -43,8 +43,8 @@ pub struct Token {
 }
 
 impl Token {
-    /// True when the token should be replaced at `now` (API.md §2.5: less than
-    /// max(60 s, 10 % of `expires_in`) left).
+    /// True when the token should be replaced at `now` (docs/genesys-api.md#token-renewal:
+    /// less than max(60 s, 10 % of `expires_in`) left).
     pub fn needs_renewal(&self, now: Instant) -> bool {
         let margin = MIN_RENEWAL_MARGIN.max(self.lifetime / 10);
         let age = now.saturating_duration_since(self.obtained);
@@ -76,7 +76,7 @@ struct TokenResponse {
     expires_in: Option<f64>,
 }
 
-/// The OAuth error body of the login host (API.md §2.3).
+/// The OAuth error body of the login host (docs/genesys-api.md#token-errors).
 #[derive(Debug, Default, Deserialize)]
 struct OAuthError {
     #[serde(default, deserialize_with = "lenient::text")]
@@ -88,8 +88,9 @@ struct OAuthError {
 }
 
 /// The lifetime to plan renewals with for an `expires_in` of `seconds`: absent → a day
-/// (API.md §2.2); below [`MIN_TOKEN_LIFETIME`] or above [`MAX_TOKEN_LIFETIME`] → clamped,
-/// logged once (a token that really dies sooner is renewed by the 401 path).
+/// (docs/genesys-api.md#token-answer); below [`MIN_TOKEN_LIFETIME`] or above
+/// [`MAX_TOKEN_LIFETIME`] → clamped, logged once (a token that really dies sooner is
+/// renewed by the 401 path).
 pub fn token_lifetime(seconds: Option<f64>) -> Duration {
     let Some(seconds) = seconds else {
         return DEFAULT_TOKEN_LIFETIME;

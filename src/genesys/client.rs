@@ -1,6 +1,7 @@
 //! The one door to the Genesys Cloud API: bearer token, JSON in and out, and the retry
-//! policy of API.md §2.5 and §7, so callers (queue discovery, observations, check) only
-//! see a result or an [`ApiError`] that says what to do.
+//! policy of docs/genesys-api.md#token-renewal and docs/genesys-api.md#retry-policy, so
+//! callers (queue discovery, observations, check) only see a result or an [`ApiError`] that
+//! says what to do.
 //!
 //! Inside the caller's deadline: 401 → renew the token once and retry once; 429 → wait
 //! `Retry-After` (else `inin-ratelimit-reset`, else the `[N] seconds` of the message, else
@@ -36,10 +37,10 @@ pub const OBSERVATIONS_PATH: &str = "/api/v2/analytics/queues/observations/query
 /// Conversation aggregates (docs/genesys-api.md#aggregates).
 pub const AGGREGATES_PATH: &str = "/api/v2/analytics/conversations/aggregates/query";
 /// The permission the OAuth client's role needs for the conversation-aggregates query
-/// (API.md §9.7).
+/// (docs/genesys-api.md#permissions).
 pub const AGGREGATES_PERMISSION: &str = "analytics:conversationAggregate:view";
 
-/// The permission API.md §2.4 lists for an endpoint.
+/// The permission docs/genesys-api.md#permissions lists for an endpoint.
 pub fn permission_for(path: &str) -> Option<&'static str> {
     let path = path.split('?').next().unwrap_or(path);
     match path {
@@ -50,7 +51,8 @@ pub fn permission_for(path: &str) -> Option<&'static str> {
     }
 }
 
-/// Genesys's error body (API.md §6.1); everything optional, unknown fields ignored.
+/// Genesys's error body (docs/genesys-api.md#error-body); everything optional, unknown
+/// fields ignored.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ErrorBody {

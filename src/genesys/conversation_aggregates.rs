@@ -1,8 +1,8 @@
-//! The conversation-aggregates API (API.md §9), the Genesys side of the interval KPIs.
-//! Genesys counts what happened per fixed time bucket; we ask for the buckets around now
-//! and parse every (queue, media type, bucket) into a [`KpiBucket`] of raw counts and
-//! sums — never averages — so dashboards can combine any range. Turning a bucket into a
-//! `genesys_queue_interval` line is the KPI module's (`kpi::lines`).
+//! The conversation-aggregates API (docs/genesys-api.md#aggregates), the Genesys side of
+//! the interval KPIs. Genesys counts what happened per fixed time bucket; we ask for the
+//! buckets around now and parse every (queue, media type, bucket) into a [`KpiBucket`] of
+//! raw counts and sums — never averages — so dashboards can combine any range. Turning a
+//! bucket into a `genesys_queue_interval` line is the KPI module's (`kpi::lines`).
 //!
 //! Everything except [`query`] is pure: bucket alignment and intervals take the clock as a
 //! value, the ISO-8601 formatting is hand-written (no date crate), parsing is a function of
@@ -23,9 +23,10 @@ use super::error::ApiError;
 use super::filter::{self, QueueFilter};
 use super::lenient;
 
-/// Queue ids per request (API.md §9.1, same cap as observations).
+/// Queue ids per request (docs/genesys-api.md#aggregates-request, same cap as
+/// observations).
 pub const MAX_QUEUES_PER_REQUEST: usize = 100;
-/// The ten metrics of API.md §9.1, in its order.
+/// The ten metrics of docs/genesys-api.md#aggregates-request, in its order.
 pub const METRICS: [&str; 10] = [
     "nOffered",
     "tAnswered",
@@ -47,7 +48,7 @@ pub const DAY_MS: u64 = 24 * HOUR_MS;
 // ---- time: alignment, intervals, ISO-8601 --------------------------------------------
 
 /// Start of the UTC bucket holding `time_ms`: buckets are multiples of `bucket_ms` since
-/// the epoch, so every query cuts the same buckets (API.md §9.5).
+/// the epoch, so every query cuts the same buckets (docs/genesys-api.md#granularity).
 pub fn bucket_floor(time_ms: u64, bucket_ms: u64) -> u64 {
     time_ms - time_ms % bucket_ms.max(1)
 }
@@ -61,7 +62,8 @@ pub struct Interval {
 
 impl Interval {
     /// What a poll at `now_ms` re-queries: `floor(T − L, B) / floor(T, B) + B` — the open
-    /// bucket plus every bucket that ended less than the look-back `L` ago (API.md §9.6).
+    /// bucket plus every bucket that ended less than the look-back `L` ago
+    /// (docs/genesys-api.md#aggregates-polling).
     pub fn recent(now_ms: u64, bucket_ms: u64, lookback_ms: u64) -> Interval {
         Interval {
             start_ms: bucket_floor(now_ms.saturating_sub(lookback_ms), bucket_ms),
@@ -154,8 +156,9 @@ pub fn query_body(chunk: &[Arc<Queue>], interval: Interval, bucket: Duration) ->
 
 // ---- response --------------------------------------------------------------------------
 
-/// `{}` (no `results`) is how Genesys answers a query that matched nothing (API.md §9.2).
-/// Every field is read leniently: a `null` or a wrong type is absent.
+/// `{}` (no `results`) is how Genesys answers a query that matched nothing
+/// (docs/genesys-api.md#aggregates-answer). Every field is read leniently: a `null` or a
+/// wrong type is absent.
 #[derive(Debug, Default, Deserialize)]
 struct Response {
     #[serde(default, deserialize_with = "lenient::list")]
@@ -608,7 +611,8 @@ mod tests {
             #![proptest_config(ProptestConfig::with_cases(256))]
 
             /// Whatever is damaged, nothing panics, and every bucket of a queue and media
-            /// whose result group was not touched is read exactly as from the intact answer.
+            /// whose result group was not touched is read exactly as from the intact
+            /// answer.
             #[test]
             fn answers_never_panic_and_untouched_groups_keep_their_buckets(
                 mutations in mutation::mutations()

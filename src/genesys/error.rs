@@ -27,7 +27,7 @@ pub enum ApiError {
         request: String,
         message: String,
         context_id: Option<String>,
-        /// The permission API.md §2.4 lists for the endpoint.
+        /// The permission docs/genesys-api.md#permissions lists for the endpoint.
         permission: Option<&'static str>,
     },
     /// 400, 404, 413, 415 and other 4xx that retrying cannot fix.

@@ -24,7 +24,7 @@ use crate::config::{QueueSelector, Shard};
 use crate::model::{PollEvent, Queue, SharedQueues};
 use crate::stats::Stats;
 
-use super::budget::{self, Plan, REQUESTS_IN_FLIGHT};
+use super::budget::{self, PollPlan, REQUESTS_IN_FLIGHT};
 use super::client::GenesysClient;
 use super::error::ApiError;
 use super::observations::{self, ChunkResult, MAX_QUEUES_PER_REQUEST};
@@ -276,12 +276,12 @@ impl FailureLog {
 }
 
 /// Polls the selected queues; see the module documentation.
-pub struct Poller {
+pub struct ObservationPoller {
     client: Arc<GenesysClient>,
     settings: PollerSettings,
     stats: Arc<Stats>,
     queues: Vec<Arc<Queue>>,
-    plan: Plan,
+    plan: PollPlan,
     last_refresh: Instant,
     next_refresh: Instant,
     /// A SIGHUP asked for a refresh not yet done.
@@ -293,10 +293,10 @@ pub struct Poller {
     failures: FailureLog,
 }
 
-impl Poller {
+impl ObservationPoller {
     pub fn new(client: Arc<GenesysClient>, settings: PollerSettings, stats: Arc<Stats>) -> Self {
         let plan = budget::plan(0, settings.poll_interval, settings.requests_per_minute, 0);
-        Poller {
+        ObservationPoller {
             client,
             stats,
             queues: Vec::new(),
@@ -318,7 +318,7 @@ impl Poller {
     }
 
     /// The current budget plan.
-    pub fn plan(&self) -> &Plan {
+    pub fn plan(&self) -> &PollPlan {
         &self.plan
     }
 
@@ -873,7 +873,7 @@ mod tests {
             &fixture("token-error-invalid-client.json"),
         )]);
         let (client, _, _) = client_for(&server.url);
-        let mut poller = Poller::new(
+        let mut poller = ObservationPoller::new(
             Arc::new(client),
             settings(Duration::from_secs(10), vec![]),
             Arc::default(),
@@ -893,7 +893,7 @@ mod tests {
         ]);
         let (client, _, _) = client_for(&server.url);
         let selectors = vec![QueueSelector::Name("support – ünïcode".into())];
-        let mut poller = Poller::new(
+        let mut poller = ObservationPoller::new(
             Arc::new(client),
             settings(Duration::from_secs(10), selectors),
             Arc::default(),
@@ -918,7 +918,7 @@ mod tests {
         let url = format!("http://{}", listener.local_addr().unwrap());
         drop(listener);
         let (client, _, _) = client_for(&url);
-        let mut poller = Poller::new(
+        let mut poller = ObservationPoller::new(
             Arc::new(client),
             settings(Duration::from_secs(10), vec![]),
             Arc::default(),
@@ -945,7 +945,7 @@ mod tests {
             QueueSelector::Name("Weekend Overflow".into()),
             QueueSelector::Name("Gone".into()),
         ];
-        let mut poller = Poller::new(
+        let mut poller = ObservationPoller::new(
             Arc::new(client),
             settings(Duration::from_secs(1), selectors),
             stats.clone(),

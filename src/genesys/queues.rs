@@ -1,6 +1,6 @@
 //! Queue discovery and selection: which queues this instance polls.
 //!
-//! The whole queue list is read page by page (API.md §3), then narrowed by
+//! The whole queue list is read page by page (docs/genesys-api.md#queues), then narrowed by
 //! `GENESYS_QUEUES` (ids, exact names, `*` patterns) and by `QUEUE_SHARD`. Selection is
 //! done locally rather than with the API's `name` filter so one listing serves every
 //! selector and the result is the same however Genesys treats case in its filter.
@@ -21,7 +21,8 @@ use super::client::{GenesysClient, QUEUES_PATH};
 use super::error::ApiError;
 use super::lenient;
 
-/// Queues per page; the largest page size known to be honoured (API.md §3.1).
+/// Queues per page; the largest page size known to be honoured
+/// (docs/genesys-api.md#queues-paging).
 pub const PAGE_SIZE: u32 = 100;
 /// Upper bound of pages read in one listing (100,000 queues): keeps the loop finite even
 /// if the API kept announcing a next page.
@@ -83,7 +84,7 @@ pub fn list_all(client: &GenesysClient, deadline: Instant) -> Result<Vec<Queue>,
 }
 
 /// Another page follows when this one was not empty and either a `nextUri` or the page
-/// count says so (API.md §3.2: neither alone is to be trusted).
+/// count says so (docs/genesys-api.md#queues-answer: neither alone is to be trusted).
 fn has_more(listing: &Listing, page: u32) -> bool {
     !listing.entities.is_empty()
         && (listing.next_uri.is_some() || listing.page_count.is_some_and(|n| f64::from(page) < n))

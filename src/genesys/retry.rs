@@ -16,7 +16,8 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(180);
 /// Pace when fewer than this share (in 1/1000) of `inin-ratelimit-allowed` is left.
 const PACING_HEADROOM_PER_MILLE: u32 = 20;
 
-/// The number in `Retry the request in [17] seconds` (API.md §7), if any.
+/// The number in `Retry the request in [17] seconds` (docs/genesys-api.md#rate-limits), if
+/// any.
 pub fn seconds_in_message(message: &str) -> Option<u64> {
     let mut rest = message;
     while let Some((_, after)) = rest.split_once('[') {

@@ -78,7 +78,8 @@ use state::{load_state, save_state, STATE_FILE};
 /// Share of `KPI_POLL` one poll may take before its remaining requests are left for the
 /// next poll (which re-queries the same buckets): polls never overlap.
 const POLL_DEADLINE_SHARE: f64 = 0.9;
-/// Below this Genesys may reject the granularity (API.md §9.5, unverified).
+/// Below this Genesys may reject the granularity (docs/genesys-api.md#granularity,
+/// unverified).
 const SMALLEST_VERIFIED_BUCKET: Duration = Duration::from_secs(15 * 60);
 
 /// What the KPI thread needs from the configuration.

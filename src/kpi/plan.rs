@@ -10,7 +10,7 @@ use crate::genesys::conversation_aggregates::{bucket_floor, Interval, DAY_MS};
 /// Polls fire this long after their aligned tick, so the observation polls of the same
 /// instant go first and the second boundary has passed on Genesys' clock too.
 pub const TICK_DELAY: Duration = Duration::from_secs(5);
-/// Longest interval per request when backfilling (API.md §9.5).
+/// Longest interval per request when backfilling (docs/genesys-api.md#granularity).
 pub const MAX_REQUEST_SPAN_MS: u64 = DAY_MS;
 /// How far back a backfill reaches at most; older missed buckets are given up (logged).
 pub const MAX_BACKFILL_MS: u64 = 7 * DAY_MS;
@@ -50,7 +50,8 @@ impl Timing {
 pub struct KpiPlan {
     /// Oldest first, disjoint, each ≤ 1 day and on bucket boundaries.
     pub pieces: Vec<Interval>,
-    /// The backfill piece among `pieces`, when buckets older than the look-back are missing.
+    /// The backfill piece among `pieces`, when buckets older than the look-back are
+    /// missing.
     pub backfill: Option<Interval>,
     pub resume_from_ms: u64,
     /// Set when the resume point was older than [`MAX_BACKFILL_MS`]: the buckets before
