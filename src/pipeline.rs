@@ -24,9 +24,8 @@ use crate::cli::exit;
 use crate::config::{Config, InfluxTarget};
 use crate::duration;
 use crate::genesys::client::GenesysClient;
-use crate::genesys::poller::{
-    ObservationPoller, PollerControl, PollerSettings, StartError, StartInfo,
-};
+use crate::genesys::poller::{ObservationPoller, PollerControl, PollerSettings};
+use crate::genesys::poller_start::{StartError, StartInfo};
 use crate::influx::writer::{self, Batch, WriterSettings};
 use crate::kpi::{self, KpiSettings};
 use crate::model::{PollEvent, SharedQueues};

@@ -8,7 +8,7 @@
 //! Name matching is **case-sensitive** (`Support*` does not match `support desk`); ids
 //! are compared case-insensitively.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -193,6 +193,41 @@ pub fn in_shard(queues: Vec<Arc<Queue>>, shard: Option<Shard>) -> Vec<Arc<Queue>
             .filter(|q| shard_of(&q.id, shard.count) == shard.index)
             .collect(),
     }
+}
+
+/// What changed between two queue lists.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct QueueChanges {
+    pub added: usize,
+    pub removed: usize,
+    pub renamed: usize,
+}
+
+/// Compares lists and keeps the old `Arc` of every unchanged queue, so the aggregator
+/// sees the same allocation for the same (id, name).
+pub fn merge_queue_lists(
+    old: &[Arc<Queue>],
+    new: Vec<Arc<Queue>>,
+) -> (Vec<Arc<Queue>>, QueueChanges) {
+    let before: HashMap<&str, &Arc<Queue>> = old.iter().map(|q| (q.id.as_str(), q)).collect();
+    let mut changes = QueueChanges::default();
+    let merged: Vec<Arc<Queue>> = new
+        .into_iter()
+        .map(|queue| match before.get(queue.id.as_str()) {
+            Some(previous) if previous.name == queue.name => Arc::clone(previous),
+            Some(_) => {
+                changes.renamed += 1;
+                queue
+            }
+            None => {
+                changes.added += 1;
+                queue
+            }
+        })
+        .collect();
+    let now: HashSet<&str> = merged.iter().map(|q| q.id.as_str()).collect();
+    changes.removed = old.iter().filter(|q| !now.contains(q.id.as_str())).count();
+    (merged, changes)
 }
 
 #[cfg(test)]
@@ -466,5 +501,33 @@ mod tests {
                 }
             }
         }
+    }
+
+    fn q(id: &str, name: &str) -> Arc<Queue> {
+        Arc::new(Queue {
+            id: id.into(),
+            name: name.into(),
+        })
+    }
+
+    #[test]
+    fn refresh_adds_drops_and_renames_and_keeps_unchanged_arcs() {
+        let old = vec![q("a", "A"), q("b", "B"), q("c", "C")];
+        let new = vec![q("a", "A"), q("c", "C renamed"), q("d", "D")];
+        let (merged, changes) = merge_queue_lists(&old, new);
+        assert_eq!(
+            changes,
+            QueueChanges {
+                added: 1,
+                removed: 1,
+                renamed: 1
+            }
+        );
+        assert!(Arc::ptr_eq(&merged[0], &old[0]));
+        assert_eq!(merged[1].name, "C renamed");
+        assert_eq!(
+            merged.iter().map(|q| q.id.as_str()).collect::<Vec<_>>(),
+            vec!["a", "c", "d"]
+        );
     }
 }
