@@ -27,7 +27,7 @@ use super::auth::Authenticator;
 use super::error::{describe_transport_error, ApiError};
 use super::lenient;
 use super::retry::{
-    backoff, jitter, seconds_in_message, RateWindow, BACKOFF_BASE, MAX_ATTEMPTS, MAX_RETRY_AFTER,
+    backoff, jitter, rate_limit_seconds, RateWindow, BACKOFF_BASE, MAX_ATTEMPTS, MAX_RETRY_AFTER,
 };
 
 /// Queue listing (docs/genesys-api.md#queues); the one definition of this path.
@@ -349,13 +349,8 @@ impl GenesysClient {
     }
 
     fn note_rate_headers(&self, allowed: Option<u64>, count: Option<u64>, reset: Option<u64>) {
-        if let (Some(allowed), Some(count)) = (allowed, count) {
-            let mut rate = self.rate.lock().unwrap_or_else(|e| e.into_inner());
-            *rate = RateWindow {
-                allowed: u32::try_from(allowed).unwrap_or(u32::MAX),
-                count: u32::try_from(count).unwrap_or(u32::MAX),
-                reset_at: reset.map(|s| Instant::now() + Duration::from_secs(s.min(3600))),
-            };
+        if let Some(window) = RateWindow::from_headers(allowed, count, reset, Instant::now()) {
+            *self.rate.lock().unwrap_or_else(|e| e.into_inner()) = window;
         }
     }
 
@@ -396,10 +391,8 @@ impl GenesysClient {
             }),
             429 => {
                 Stats::incr(&self.stats.api_rate_limited);
-                let seconds = reply
-                    .retry_after
-                    .or(reply.ratelimit_reset)
-                    .or_else(|| seconds_in_message(&message));
+                let seconds =
+                    rate_limit_seconds(reply.retry_after, reply.ratelimit_reset, &message);
                 let error = ApiError::RateLimited {
                     retry_after: seconds.map(Duration::from_secs),
                     message,

@@ -13,6 +13,9 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(8);
 pub const MAX_ATTEMPTS: u32 = 6;
 /// A 429 asking for a longer wait than this fails the call (as the official Go SDK does).
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(180);
+/// An `inin-ratelimit-reset` further away than this is read as this (a wrong header
+/// never holds requests back for longer).
+const MAX_RATE_RESET_SECONDS: u64 = 3600;
 /// Pace when fewer than this share (in 1/1000) of `inin-ratelimit-allowed` is left.
 const PACING_HEADROOM_PER_MILLE: u32 = 20;
 
@@ -30,6 +33,18 @@ pub fn seconds_in_message(message: &str) -> Option<u64> {
         rest = tail;
     }
     None
+}
+
+/// The seconds a 429 asks to wait: `Retry-After`, else `inin-ratelimit-reset`, else the
+/// `[N] seconds` of the message; `None` leaves the wait to the backoff.
+pub(crate) fn rate_limit_seconds(
+    retry_after: Option<u64>,
+    ratelimit_reset: Option<u64>,
+    message: &str,
+) -> Option<u64> {
+    retry_after
+        .or(ratelimit_reset)
+        .or_else(|| seconds_in_message(message))
 }
 
 /// Exponential backoff for retry number `attempt` (1-based) with up to +25 % jitter.
@@ -54,6 +69,22 @@ pub struct RateWindow {
 }
 
 impl RateWindow {
+    /// The window the `inin-ratelimit-allowed`, `-count` and `-reset` headers of an answer
+    /// received at `now` describe; `None` unless both counts were sent.
+    pub(crate) fn from_headers(
+        allowed: Option<u64>,
+        count: Option<u64>,
+        reset: Option<u64>,
+        now: Instant,
+    ) -> Option<RateWindow> {
+        let (allowed, count) = (allowed?, count?);
+        Some(RateWindow {
+            allowed: u32::try_from(allowed).unwrap_or(u32::MAX),
+            count: u32::try_from(count).unwrap_or(u32::MAX),
+            reset_at: reset.map(|s| now + Duration::from_secs(s.min(MAX_RATE_RESET_SECONDS))),
+        })
+    }
+
     /// How long to hold the next request back: until the window resets when the count is
     /// within 2 % (at least one request) of the allowance.
     pub fn pacing_delay(&self, now: Instant) -> Option<Duration> {
@@ -88,6 +119,39 @@ mod tests {
             None
         );
         assert_eq!(RateWindow::default().pacing_delay(now), None);
+    }
+
+    #[test]
+    fn the_headers_make_a_window_only_with_both_counts() {
+        let now = Instant::now();
+        assert_eq!(
+            RateWindow::from_headers(Some(300), Some(12), Some(30), now),
+            Some(RateWindow {
+                allowed: 300,
+                count: 12,
+                reset_at: Some(now + Duration::from_secs(30)),
+            })
+        );
+        let far = RateWindow::from_headers(Some(u64::MAX), Some(1), Some(u64::MAX), now);
+        assert_eq!(far.map(|w| w.allowed), Some(u32::MAX));
+        assert_eq!(
+            far.and_then(|w| w.reset_at),
+            Some(now + Duration::from_secs(3600))
+        );
+        assert_eq!(
+            RateWindow::from_headers(Some(300), None, Some(30), now),
+            None
+        );
+        assert_eq!(RateWindow::from_headers(None, Some(3), None, now), None);
+    }
+
+    #[test]
+    fn a_429_wait_prefers_retry_after_then_the_reset_then_the_message() {
+        let message = "Retry the request in [17] seconds";
+        assert_eq!(rate_limit_seconds(Some(5), Some(9), message), Some(5));
+        assert_eq!(rate_limit_seconds(None, Some(9), message), Some(9));
+        assert_eq!(rate_limit_seconds(None, None, message), Some(17));
+        assert_eq!(rate_limit_seconds(None, None, "slow down"), None);
     }
 
     #[test]
