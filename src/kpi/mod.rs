@@ -11,7 +11,7 @@
 //! A 403 disables KPIs for the run with one clear log line; observations keep flowing.
 //!
 //! This file is the thread (`KpiPoller` and its loop); which buckets a poll asks for is
-//! [`plan`], the resume point on disk is [`state`], the written line is `lines`.
+//! [`plan`](mod@plan), the resume point on disk is [`state`], the written line is `lines`.
 //!
 //! # Reading the KPIs (for the README)
 //!
