@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Config, KpiConfig};
 use crate::exit::Exit;
-use crate::genesys::aggregates::{self, Interval};
-use crate::genesys::client::{ApiError, GenesysClient};
+use crate::genesys::client::GenesysClient;
+use crate::genesys::conversation_aggregates::{self, Interval};
+use crate::genesys::error::ApiError;
 use crate::genesys::observations::{self, MAX_QUEUES_PER_REQUEST};
 use crate::genesys::queues;
 use crate::logging::redact;
@@ -250,7 +251,7 @@ fn check_observations(
 fn check_kpis(client: &GenesysClient, chunk: &[Arc<Queue>], kpi: KpiConfig, report: &mut Report) {
     let bucket_ms = u64::try_from(kpi.bucket.as_millis()).unwrap_or(u64::MAX);
     let interval = Interval::recent(crate::time::now_ms(), bucket_ms, 0);
-    match aggregates::query(client, chunk, interval, kpi.bucket, Instant::now() + STEP_DEADLINE) {
+    match conversation_aggregates::query(client, chunk, interval, kpi.bucket, Instant::now() + STEP_DEADLINE) {
         Ok(parsed) => report.ok(&format!(
             "KPIs: conversation aggregates answered ({} queue/media buckets in {})",
             parsed.buckets.len(),

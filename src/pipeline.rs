@@ -24,7 +24,8 @@ use crate::config::{Config, InfluxTarget};
 use crate::duration;
 use crate::exit::Exit;
 use crate::genesys::client::GenesysClient;
-use crate::genesys::poller::{Poller, PollerControl, PollerSettings, StartError, StartInfo};
+use crate::genesys::poller::{ObservationPoller, PollerControl, PollerSettings};
+use crate::genesys::poller_start::{StartError, StartInfo};
 use crate::influx::writer::{self, Batch, WriterSettings};
 use crate::kpi::{self, KpiSettings};
 use crate::model::{PollEvent, SharedQueues};
@@ -78,7 +79,7 @@ pub fn run(config: &Config, stop_after: Option<Duration>, view: Option<Arc<Wallb
 
     let selected_queues = SharedQueues::default();
     let settings = poller_settings(config, selected_queues.clone());
-    let poller = Poller::new(client.clone(), settings, stats.clone());
+    let poller = ObservationPoller::new(client.clone(), settings, stats.clone());
     let (poller, started) = match start(poller, &shutdown) {
         Ok(started) => started,
         Err(code) => return code,
@@ -230,7 +231,10 @@ fn spawn_kpis(
 /// Login and the first queue resolution, on their own thread so that a stop ends the
 /// process at once even while a slow login or listing request is under way (that thread
 /// is then left behind; it holds nothing that needs flushing). `Err` is the exit code.
-fn start(mut poller: Poller, shutdown: &Shutdown) -> Result<(Poller, StartInfo), Exit> {
+fn start(
+    mut poller: ObservationPoller,
+    shutdown: &Shutdown,
+) -> Result<(ObservationPoller, StartInfo), Exit> {
     let (done_tx, done_rx) = bounded(1);
     let control = shutdown.control.clone();
     let spawned = thread::Builder::new()

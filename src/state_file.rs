@@ -261,7 +261,7 @@ mod tests {
     mod properties {
         use super::*;
         use crate::aggregate::OpenWindow;
-        use crate::kpi::{self, StateError};
+        use crate::kpi::state::{load_state, StateError, STATE_FILE};
         use proptest::prelude::*;
 
         proptest! {
@@ -279,9 +279,9 @@ mod tests {
                 if json_prefix {
                     bytes.splice(0..0, b"{\"resume_from_ms\":".iter().copied());
                 }
-                let kpi_state = dir.0.join(kpi::STATE_FILE);
+                let kpi_state = dir.0.join(STATE_FILE);
                 std::fs::write(&kpi_state, &bytes).unwrap();
-                match kpi::load_state(&kpi_state) {
+                match load_state(&kpi_state) {
                     Ok(Some(_)) => {}
                     Err(StateError::Unreadable(..)) => {}
                     other => prop_assert!(false, "{other:?}"),

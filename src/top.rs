@@ -13,7 +13,8 @@ use crate::config::Config;
 use crate::duration;
 use crate::exit::Exit;
 use crate::genesys::client::GenesysClient;
-use crate::genesys::poller::{Poller, StartError};
+use crate::genesys::poller::ObservationPoller;
+use crate::genesys::poller_start::StartError;
 use crate::model::{PollEvent, SharedQueues};
 use crate::pipeline::{poller_settings, Shutdown};
 use crate::stats::Stats;
@@ -37,7 +38,7 @@ pub fn run(config: &Config) -> Exit {
     let mut settings = poller_settings(config, SharedQueues::default());
     // No KPI polls share the request budget.
     settings.kpi_poll = None;
-    let mut poller = Poller::new(client, settings, stats.clone());
+    let mut poller = ObservationPoller::new(client, settings, stats.clone());
     let started = match poller.start(&shutdown.control) {
         Ok(started) => started,
         Err(StartError::Stopped) => return Exit::Ok,

@@ -1,4 +1,4 @@
-//! OAuth client-credentials login and the cached access token (API.md §2).
+//! OAuth client-credentials login and the cached access token (docs/genesys-api.md#oauth).
 //!
 //! One token is shared by every request of the process. It is renewed before it runs out
 //! (when less than max(60 s, 10 % of its lifetime) remains), and after an API 401 exactly
@@ -15,8 +15,9 @@ use serde::Deserialize;
 use crate::config::{GenesysConfig, Secret};
 use crate::stats::Stats;
 
-use super::client::{self, ApiError};
+use super::error::{describe_transport_error, ApiError};
 use super::lenient;
+use super::paths;
 
 /// Renew when less than this remains, or 10 % of the lifetime if that is longer.
 pub const MIN_RENEWAL_MARGIN: Duration = Duration::from_secs(60);
@@ -43,8 +44,8 @@ pub struct Token {
 }
 
 impl Token {
-    /// True when the token should be replaced at `now` (API.md §2.5: less than
-    /// max(60 s, 10 % of `expires_in`) left).
+    /// True when the token should be replaced at `now` (docs/genesys-api.md#token-renewal:
+    /// less than max(60 s, 10 % of `expires_in`) left).
     pub fn needs_renewal(&self, now: Instant) -> bool {
         let margin = MIN_RENEWAL_MARGIN.max(self.lifetime / 10);
         let age = now.saturating_duration_since(self.obtained);
@@ -76,7 +77,7 @@ struct TokenResponse {
     expires_in: Option<f64>,
 }
 
-/// The OAuth error body of the login host (API.md §2.3).
+/// The OAuth error body of the login host (docs/genesys-api.md#token-errors).
 #[derive(Debug, Default, Deserialize)]
 struct OAuthError {
     #[serde(default, deserialize_with = "lenient::text")]
@@ -88,8 +89,9 @@ struct OAuthError {
 }
 
 /// The lifetime to plan renewals with for an `expires_in` of `seconds`: absent → a day
-/// (API.md §2.2); below [`MIN_TOKEN_LIFETIME`] or above [`MAX_TOKEN_LIFETIME`] → clamped,
-/// logged once (a token that really dies sooner is renewed by the 401 path).
+/// (docs/genesys-api.md#token-answer); below [`MIN_TOKEN_LIFETIME`] or above
+/// [`MAX_TOKEN_LIFETIME`] → clamped, logged once (a token that really dies sooner is
+/// renewed by the 401 path).
 pub fn token_lifetime(seconds: Option<f64>) -> Duration {
     let Some(seconds) = seconds else {
         return DEFAULT_TOKEN_LIFETIME;
@@ -226,7 +228,7 @@ impl Authenticator {
     }
 
     fn request_token(&self) -> Result<Token, ApiError> {
-        let url = format!("{}/oauth/token", self.login_url);
+        let url = format!("{}{}", self.login_url, paths::TOKEN);
         let response = self
             .agent
             .post(&url)
@@ -240,7 +242,7 @@ impl Authenticator {
         let mut response = response.map_err(|e| {
             ApiError::Network(format!(
                 "cannot reach the Genesys login service {url}: {}",
-                client::describe_transport_error(&e)
+                describe_transport_error(&e)
             ))
         })?;
         let status = response.status().as_u16();
@@ -252,7 +254,7 @@ impl Authenticator {
     }
 
     fn interpret(&self, status: u16, body: &str, now: Instant) -> Result<Token, ApiError> {
-        let url = format!("{}/oauth/token", self.login_url);
+        let url = format!("{}{}", self.login_url, paths::TOKEN);
         match status {
             200..=299 => {
                 let parsed: TokenResponse = lenient::answer(body).map_err(|e| {

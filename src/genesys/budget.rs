@@ -1,6 +1,7 @@
-//! Request budget planning (API.md §5, §7): how many observation requests a poll needs,
-//! how to spread them over the poll interval, and whether the poll interval has to be
-//! widened so the OAuth client's requests-per-minute budget is not exceeded.
+//! Request budget planning (docs/genesys-api.md#request-budget,
+//! docs/genesys-api.md#rate-limits): how many observation requests a poll needs, how to
+//! spread them over the poll interval, and whether the poll interval has to be widened so
+//! the OAuth client's requests-per-minute budget is not exceeded.
 //!
 //! A poll's requests are spread, but never so far that a retry of the last one (a 429's
 //! `Retry-After: 1`, a 5xx backoff) no longer fits before the poll's deadline: a retry
@@ -34,7 +35,7 @@ pub const MAX_WIDENING: u32 = 360;
 
 /// How the poller will use its request budget.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Plan {
+pub struct PollPlan {
     pub queues: usize,
     /// Observation requests per poll: ceil(queues / 100).
     pub chunks: usize,
@@ -54,7 +55,7 @@ pub struct Plan {
     pub widened: Option<String>,
 }
 
-impl Plan {
+impl PollPlan {
     /// When request `index` of the poll at `tick_ms` may start (ms since the epoch).
     pub fn start_ms(&self, tick_ms: u64, index: usize) -> u64 {
         tick_ms.saturating_add((self.spacing * index as u32).as_millis() as u64)
@@ -97,7 +98,7 @@ pub fn plan(
     poll_interval: Duration,
     budget_per_minute: u32,
     reserved_per_minute: u32,
-) -> Plan {
+) -> PollPlan {
     let chunks = queue_count.div_ceil(MAX_QUEUES_PER_REQUEST);
     let interval_s = poll_interval.as_secs_f64().max(1.0);
     let rate = |k: u32| chunks as f64 * 60.0 / (interval_s * f64::from(k));
@@ -133,7 +134,7 @@ pub fn plan(
     } else {
         Duration::ZERO
     };
-    Plan {
+    PollPlan {
         queues: queue_count,
         chunks,
         configured_interval: poll_interval,
@@ -153,7 +154,7 @@ pub const MAX_ON_DEMAND_REFRESH_GAP: Duration = Duration::from_secs(300);
 /// Shortest time between two on-demand queue-list refreshes (SIGHUP) of
 /// `listing_requests` requests each: at least one poll interval, and long enough that
 /// they fit in what `plan` leaves of the planned share of the budget.
-pub fn on_demand_refresh_gap(plan: &Plan, listing_requests: usize) -> Duration {
+pub fn on_demand_refresh_gap(plan: &PollPlan, listing_requests: usize) -> Duration {
     let free = f64::from(plan.budget_per_minute) * PLANNED_SHARE
         - f64::from(plan.reserved_per_minute)
         - plan.requests_per_minute;
@@ -209,9 +210,10 @@ pub const KPI_BUDGET_SHARE: f64 = 0.2;
 const MAX_KPI_WIDENING: u32 = 60;
 
 /// The KPI poll period in use for `queue_count` queues: `KPI_POLL`, or the smallest
-/// multiple of it whose requests fit in [`KPI_BUDGET_SHARE`] of the budget (API.md §9.6:
-/// beyond ~3,400 queues, poll aggregates every few minutes). Late data is not lost by
-/// widening: each poll re-queries every bucket not yet final.
+/// multiple of it whose requests fit in [`KPI_BUDGET_SHARE`] of the budget
+/// (docs/genesys-api.md#request-budget: beyond ~3,400 queues, poll aggregates every few
+/// minutes). Late data is not lost by widening: each poll re-queries every bucket not yet
+/// final.
 pub fn kpi_poll(queue_count: usize, configured: Duration, budget_per_minute: u32) -> Duration {
     let allowed = (f64::from(budget_per_minute) * KPI_BUDGET_SHARE)
         .floor()

@@ -1,6 +1,7 @@
 //! The one door to the Genesys Cloud API: bearer token, JSON in and out, and the retry
-//! policy of API.md §2.5 and §7, so callers (queue discovery, observations, check) only
-//! see a result or an [`ApiError`] that says what to do.
+//! policy of docs/genesys-api.md#token-renewal and docs/genesys-api.md#retry-policy, so
+//! callers (queue discovery, observations, check) only see a result or an [`ApiError`] that
+//! says what to do.
 //!
 //! Inside the caller's deadline: 401 → renew the token once and retry once; 429 → wait
 //! `Retry-After` (else `inin-ratelimit-reset`, else the `[N] seconds` of the message, else
@@ -23,268 +24,30 @@ use crate::config::{GenesysConfig, Secret};
 use crate::stats::Stats;
 
 use super::auth::Authenticator;
+use super::error::{describe_transport_error, ApiError};
 use super::lenient;
+use super::paths;
+use super::retry::{
+    backoff, jitter, rate_limit_seconds, RateWindow, BACKOFF_BASE, MAX_ATTEMPTS, MAX_RETRY_AFTER,
+};
 
-/// First wait after a failed attempt; doubles per attempt (0.5 s, 1 s, 2 s, ...).
-pub const BACKOFF_BASE: Duration = Duration::from_millis(500);
-/// Longest single backoff wait.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(8);
-/// At most this many attempts per call, whatever the deadline (every loop is bounded).
-pub const MAX_ATTEMPTS: u32 = 6;
-/// A 429 asking for a longer wait than this fails the call (as the official Go SDK does).
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(180);
-/// Pace when fewer than this share (in 1/1000) of `inin-ratelimit-allowed` is left.
-const PACING_HEADROOM_PER_MILLE: u32 = 20;
+/// The permission the OAuth client's role needs for the conversation-aggregates query
+/// (docs/genesys-api.md#permissions).
+pub const AGGREGATES_PERMISSION: &str = "analytics:conversationAggregate:view";
 
-const QUEUES_PATH: &str = "/api/v2/routing/queues";
-const OBSERVATIONS_PATH: &str = "/api/v2/analytics/queues/observations/query";
-const AGGREGATES_PATH: &str = "/api/v2/analytics/conversations/aggregates/query";
-
-/// Why a call to Genesys Cloud failed, and what to do about it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ApiError {
-    /// The login service answered 4xx: wrong id/secret, wrong region, wrong grant type.
-    CredentialsRefused {
-        status: u16,
-        /// The OAuth `error` code (`invalid_client`), possibly empty.
-        error: String,
-        description: String,
-        login_url: String,
-        region: String,
-    },
-    /// The API answered 401 even with a freshly obtained token.
-    Unauthorized {
-        message: String,
-        context_id: Option<String>,
-    },
-    /// 403: the OAuth client's role lacks a permission.
-    Forbidden {
-        request: String,
-        message: String,
-        context_id: Option<String>,
-        /// The permission API.md §2.4 lists for the endpoint.
-        permission: Option<&'static str>,
-    },
-    /// 400, 404, 413, 415 and other 4xx that retrying cannot fix.
-    BadRequest {
-        request: String,
-        status: u16,
-        code: String,
-        message: String,
-        context_id: Option<String>,
-    },
-    /// 429 whose wait does not fit before the deadline (or is longer than 3 minutes).
-    RateLimited {
-        retry_after: Option<Duration>,
-        message: String,
-        context_id: Option<String>,
-    },
-    /// 5xx (and 429 from the login service) still failing when the retries ran out.
-    Server {
-        status: u16,
-        message: String,
-        context_id: Option<String>,
-    },
-    /// Connection refused/reset, DNS, TLS, timeout.
-    Network(String),
-    /// A 2xx answer whose body is not the JSON expected.
-    Malformed(String),
-    /// The deadline passed before an answer could be obtained.
-    DeadlineExceeded,
-}
-
-impl ApiError {
-    /// True for failures that may go away by themselves (worth retrying later).
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            ApiError::RateLimited { .. }
-                | ApiError::Server { .. }
-                | ApiError::Network(_)
-                | ApiError::Malformed(_)
-                | ApiError::DeadlineExceeded
-        )
-    }
-
-    /// True when the credentials or the role are the problem (exit code 77).
-    pub fn is_refusal(&self) -> bool {
-        matches!(
-            self,
-            ApiError::CredentialsRefused { .. }
-                | ApiError::Unauthorized { .. }
-                | ApiError::Forbidden { .. }
-        )
-    }
-
-    /// Short name of the failure class, for log lines and self-diagnosis.
-    pub fn class(&self) -> &'static str {
-        match self {
-            ApiError::CredentialsRefused { .. } => "credentials refused",
-            ApiError::Unauthorized { .. } => "unauthorized",
-            ApiError::Forbidden { .. } => "forbidden",
-            ApiError::BadRequest { .. } => "bad request",
-            ApiError::RateLimited { .. } => "rate limited",
-            ApiError::Server { .. } => "server error",
-            ApiError::Network(_) => "network error",
-            ApiError::Malformed(_) => "malformed answer",
-            ApiError::DeadlineExceeded => "deadline exceeded",
-        }
-    }
-}
-
-fn context(context_id: &Option<String>) -> String {
-    context_id
-        .as_deref()
-        .map(|id| format!(", contextId {id}"))
-        .unwrap_or_default()
-}
-
-impl fmt::Display for ApiError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ApiError::CredentialsRefused { status, error, description, login_url, region } => {
-                let reason = match (error.is_empty(), description.is_empty()) {
-                    (false, false) => format!("{error}: {description}"),
-                    (false, true) => error.clone(),
-                    (true, false) => description.clone(),
-                    (true, true) => "no reason given".to_string(),
-                };
-                write!(
-                    f,
-                    "Genesys Cloud refused the client credentials at {login_url}/oauth/token \
-                     (region {region}, HTTP {status}, {reason}); check that GENESYS_REGION is the \
-                     organisation's region (a wrong region is the commonest cause), that \
-                     GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET belong to an OAuth client with \
-                     the Client Credentials grant"
-                )
-            }
-            ApiError::Unauthorized { message, context_id } => write!(
-                f,
-                "Genesys Cloud rejected a freshly obtained token (HTTP 401, {message}{}); the OAuth \
-                 client may have been deleted or disabled, or an IP allow-list of the \
-                 organisation blocks this host",
-                context(context_id)
-            ),
-            ApiError::Forbidden { request, message, context_id, permission } => {
-                write!(f, "Genesys Cloud denied {request} (HTTP 403, {message}{})", context(context_id))?;
-                match permission {
-                    Some(p) => write!(f, "; give the OAuth client's role the permission {p} (for the divisions of the queues)"),
-                    None => write!(f, "; check the roles of the OAuth client"),
-                }
-            }
-            ApiError::BadRequest { request, status, code, message, context_id } => write!(
-                f,
-                "Genesys Cloud rejected {request} (HTTP {status} {code}: {message}{}); not retried: \
-                 if it persists, report it with the contextId",
-                context(context_id)
-            ),
-            ApiError::RateLimited { retry_after, message, context_id } => {
-                write!(f, "Genesys Cloud rate limit exceeded ({message}{})", context(context_id))?;
-                if let Some(wait) = retry_after {
-                    write!(f, ", retry in {}s is past this poll", wait.as_secs())?;
-                }
-                write!(
-                    f,
-                    "; poll fewer queues, raise POLL_INTERVAL, check other users of the same OAuth \
-                     client, or ask Genesys for a higher limit and set GENESYS_REQUESTS_PER_MINUTE"
-                )
-            }
-            ApiError::Server { status, message, context_id } => write!(
-                f,
-                "Genesys Cloud answered HTTP {status} ({message}{}); a problem on the Genesys side, \
-                 retried on the next poll",
-                context(context_id)
-            ),
-            ApiError::Network(what) => write!(
-                f,
-                "{what}; check network access, HTTPS_PROXY/NO_PROXY, TLS_CA_FILE and \
-                 GENESYS_REGION (or GENESYS_API_URL/GENESYS_LOGIN_URL)"
-            ),
-            ApiError::Malformed(what) => write!(f, "{what}; retried, report it if it persists"),
-            ApiError::DeadlineExceeded => write!(
-                f,
-                "no answer from Genesys Cloud before the poll deadline; the sample is skipped \
-                 (slow network or API: a larger POLL_INTERVAL or HTTP_TIMEOUT may help)"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for ApiError {}
-
-/// A readable reason for a transport failure (never contains headers).
-pub fn describe_transport_error(error: &ureq::Error) -> String {
-    match error {
-        ureq::Error::Timeout(what) => format!("timed out ({what})"),
-        ureq::Error::HostNotFound => "host not found (DNS)".to_string(),
-        ureq::Error::ConnectionFailed => "connection failed".to_string(),
-        ureq::Error::Io(e) => format!("I/O error: {e}"),
-        other => other.to_string(),
-    }
-}
-
-/// The permission API.md §2.4 lists for an endpoint.
+/// The permission docs/genesys-api.md#permissions lists for an endpoint.
 pub fn permission_for(path: &str) -> Option<&'static str> {
     let path = path.split('?').next().unwrap_or(path);
     match path {
-        QUEUES_PATH => Some("routing:queue:view"),
-        OBSERVATIONS_PATH => Some("analytics:queueObservation:view"),
-        AGGREGATES_PATH => Some("analytics:conversationAggregate:view"),
+        paths::QUEUES => Some("routing:queue:view"),
+        paths::OBSERVATIONS => Some("analytics:queueObservation:view"),
+        paths::AGGREGATES => Some(AGGREGATES_PERMISSION),
         _ => None,
     }
 }
 
-/// The number in `Retry the request in [17] seconds` (API.md §7), if any.
-pub fn seconds_in_message(message: &str) -> Option<u64> {
-    let mut rest = message;
-    while let Some((_, after)) = rest.split_once('[') {
-        let (number, tail) = after.split_once(']')?;
-        if tail.trim_start().starts_with("second") {
-            if let Ok(n) = number.trim().parse() {
-                return Some(n);
-            }
-        }
-        rest = tail;
-    }
-    None
-}
-
-/// Exponential backoff for retry number `attempt` (1-based) with up to +25 % jitter.
-pub fn backoff(base: Duration, attempt: u32, jitter: f64) -> Duration {
-    let doubled = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
-    doubled
-        .min(BACKOFF_MAX)
-        .mul_f64(1.0 + 0.25 * jitter.clamp(0.0, 1.0))
-}
-
-/// A number in [0, 1) that differs between calls; good enough to de-synchronise retries.
-fn jitter() -> f64 {
-    crate::jitter::shared()
-}
-
-/// What the `inin-ratelimit-*` headers of the last answer said.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct RateWindow {
-    pub allowed: u32,
-    pub count: u32,
-    pub reset_at: Option<Instant>,
-}
-
-impl RateWindow {
-    /// How long to hold the next request back: until the window resets when the count is
-    /// within 2 % (at least one request) of the allowance.
-    pub fn pacing_delay(&self, now: Instant) -> Option<Duration> {
-        if self.allowed == 0 {
-            return None;
-        }
-        let headroom = (self.allowed * PACING_HEADROOM_PER_MILLE / 1000).max(1);
-        let reset_at = self.reset_at?;
-        (self.count.saturating_add(headroom) > self.allowed && reset_at > now)
-            .then(|| reset_at - now)
-    }
-}
-
-/// Genesys's error body (API.md §6.1); everything optional, unknown fields ignored.
+/// Genesys's error body (docs/genesys-api.md#error-body); everything optional, unknown
+/// fields ignored.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ErrorBody {
@@ -581,13 +344,8 @@ impl GenesysClient {
     }
 
     fn note_rate_headers(&self, allowed: Option<u64>, count: Option<u64>, reset: Option<u64>) {
-        if let (Some(allowed), Some(count)) = (allowed, count) {
-            let mut rate = self.rate.lock().unwrap_or_else(|e| e.into_inner());
-            *rate = RateWindow {
-                allowed: u32::try_from(allowed).unwrap_or(u32::MAX),
-                count: u32::try_from(count).unwrap_or(u32::MAX),
-                reset_at: reset.map(|s| Instant::now() + Duration::from_secs(s.min(3600))),
-            };
+        if let Some(window) = RateWindow::from_headers(allowed, count, reset, Instant::now()) {
+            *self.rate.lock().unwrap_or_else(|e| e.into_inner()) = window;
         }
     }
 
@@ -628,10 +386,8 @@ impl GenesysClient {
             }),
             429 => {
                 Stats::incr(&self.stats.api_rate_limited);
-                let seconds = reply
-                    .retry_after
-                    .or(reply.ratelimit_reset)
-                    .or_else(|| seconds_in_message(&message));
+                let seconds =
+                    rate_limit_seconds(reply.retry_after, reply.ratelimit_reset, &message);
                 let error = ApiError::RateLimited {
                     retry_after: seconds.map(Duration::from_secs),
                     message,
@@ -1069,7 +825,7 @@ pub(crate) mod tests {
         ]);
         let (client, _, _) = client_for(&server.url);
         let err = client
-            .post::<Pong, _>(OBSERVATIONS_PATH, &serde_json::json!({}), soon())
+            .post::<Pong, _>(paths::OBSERVATIONS, &serde_json::json!({}), soon())
             .unwrap_err();
         let text = err.to_string();
         assert!(text.contains("analytics:queueObservation:view"), "{text}");
@@ -1144,63 +900,13 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn pacing_waits_for_the_window_reset_when_nearly_used_up() {
-        let now = Instant::now();
-        let reset_at = Some(now + Duration::from_secs(20));
-        let window = |count| RateWindow {
-            allowed: 300,
-            count,
-            reset_at,
-        };
-        assert_eq!(window(200).pacing_delay(now), None);
-        assert_eq!(window(293).pacing_delay(now), None);
-        assert_eq!(window(295).pacing_delay(now), Some(Duration::from_secs(20)));
-        assert_eq!(
-            window(300).pacing_delay(now + Duration::from_secs(20)),
-            None
-        );
-        assert_eq!(RateWindow::default().pacing_delay(now), None);
-    }
-
-    #[test]
-    fn retry_after_from_the_message() {
-        assert_eq!(
-            seconds_in_message(
-                "Rate limit exceeded the maximum. Retry the request in [17] seconds"
-            ),
-            Some(17)
-        );
-        assert_eq!(
-            seconds_in_message(
-                "Rate limit exceeded the maximum [300] requests within [60] seconds"
-            ),
-            Some(60)
-        );
-        assert_eq!(seconds_in_message("no number"), None);
-        assert_eq!(seconds_in_message("[x] seconds"), None);
-    }
-
-    #[test]
-    fn backoff_doubles_and_is_capped() {
-        let base = Duration::from_millis(500);
-        assert_eq!(backoff(base, 1, 0.0), Duration::from_millis(500));
-        assert_eq!(backoff(base, 3, 0.0), Duration::from_secs(2));
-        assert_eq!(backoff(base, 30, 0.0), BACKOFF_MAX);
-        assert_eq!(backoff(base, 2, 1.0), Duration::from_millis(1250));
-        for _ in 0..100 {
-            let j = jitter();
-            assert!((0.0..1.0).contains(&j));
-        }
-    }
-
-    #[test]
     fn permissions_per_endpoint() {
         assert_eq!(
             permission_for("/api/v2/routing/queues?pageSize=100"),
             Some("routing:queue:view")
         );
         assert_eq!(
-            permission_for(OBSERVATIONS_PATH),
+            permission_for(paths::OBSERVATIONS),
             Some("analytics:queueObservation:view")
         );
         assert_eq!(permission_for("/api/v2/other"), None);

@@ -1,5 +1,6 @@
 //! The analytics query filter both queries send: the chunk's queue ids `or`-ed, each id
-//! once (API.md §4.1 and §9.1 share the shape).
+//! once (docs/genesys-api.md#observations-request and
+//! docs/genesys-api.md#aggregates-request share the shape).
 
 use std::collections::HashSet;
 use std::sync::Arc;

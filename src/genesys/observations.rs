@@ -1,5 +1,5 @@
-//! Real-time queue observations (API.md §4): one query per chunk of ≤ 100 queues, parsed
-//! into [`QueueObservation`]s.
+//! Real-time queue observations (docs/genesys-api.md#observations): one query per chunk of
+//! ≤ 100 queues, parsed into [`QueueObservation`]s.
 //!
 //! Parsing is a pure function of the response text and the receive time, so every rule
 //! (qualifiers summed, absent = 0, `oLongest*` epoch timestamps turned into seconds waited,
@@ -16,17 +16,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{agent, media, MediaObservation, Queue, QueueObservation};
 
-use super::client::{ApiError, GenesysClient};
+use super::client::GenesysClient;
+use super::error::ApiError;
 use super::filter::{self, QueueFilter};
 use super::lenient;
+use super::paths;
 
-pub const PATH: &str = "/api/v2/analytics/queues/observations/query";
-/// Queue ids per request (API.md §4.1).
+/// Queue ids per request (docs/genesys-api.md#observations-request).
 pub const MAX_QUEUES_PER_REQUEST: usize = 100;
-/// The metrics the contract writes, in the order of API.md §4.1. The endpoint knows two
-/// more, `oUserPresences` and `oUserRoutingStatuses` (per-presence and per-status member
-/// counts); nothing is written from them, and asking for them would add about a fifth to
-/// every answer that has to be fetched and parsed each poll.
+/// The metrics the contract writes, in the order of
+/// docs/genesys-api.md#observation-metrics. The endpoint knows two more, `oUserPresences`
+/// and `oUserRoutingStatuses` (per-presence and per-status member counts); nothing is
+/// written from them, and asking for them would add about a fifth to every answer that has
+/// to be fetched and parsed each poll.
 pub const METRICS: [&str; 9] = [
     "oWaiting",
     "oInteracting",
@@ -39,7 +41,7 @@ pub const METRICS: [&str; 9] = [
     "oMemberUsers",
 ];
 /// A `calculatedMetricValue` below this cannot be a current epoch-ms timestamp; it is
-/// then read as a duration in ms (API.md §4.5, defensive rule).
+/// then read as a duration in ms (docs/genesys-api.md#longest-waiting, defensive rule).
 const EPOCH_MS_FLOOR: f64 = 1e12;
 /// How far in the future an `oLongest*` start may lie (clock skew between Genesys and us)
 /// before it is not believed; within it, the wait reads 0.
@@ -125,7 +127,7 @@ pub fn observe(
     chunk: &[Arc<Queue>],
     deadline: Instant,
 ) -> Result<ChunkResult, ApiError> {
-    client.post_decoded(PATH, &query_body(chunk), deadline, &|body| {
+    client.post_decoded(paths::OBSERVATIONS, &query_body(chunk), deadline, &|body| {
         decode(body, chunk, crate::time::now_ms())
     })
 }

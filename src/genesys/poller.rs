@@ -12,8 +12,7 @@
 //! keeps the old list. Waiting is done on the control channel, so a stop (the channel
 //! disconnecting) wakes the thread at once.
 
-use std::collections::{HashMap, HashSet};
-use std::fmt;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -21,14 +20,17 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Select, Sender};
 
 use crate::config::{QueueSelector, Shard};
-use crate::exit::Exit;
 use crate::model::{PollEvent, Queue, SharedQueues};
 use crate::stats::Stats;
 
-use super::budget::{self, Plan, REQUESTS_IN_FLIGHT};
-use super::client::{ApiError, GenesysClient, BACKOFF_BASE};
+use super::budget::{self, PollPlan, REQUESTS_IN_FLIGHT};
+use super::client::GenesysClient;
+use super::error::ApiError;
 use super::observations::{self, ChunkResult, MAX_QUEUES_PER_REQUEST};
-use super::queues;
+use super::poller_start::{StartError, StartInfo};
+use super::queues::{self, merge_queue_lists, QueueChanges};
+use super::retry::BACKOFF_BASE;
+use super::ticks::{following_tick, tick_at_or_after};
 use crate::time::now_ms;
 
 /// Deadline for resolving the queue list (it may take many pages).
@@ -83,83 +85,6 @@ pub enum PollerControl {
     RefreshQueues,
 }
 
-/// What start-up resolved.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StartInfo {
-    pub queues: usize,
-    /// The poll interval in use: `POLL_INTERVAL`, or a multiple of it when the request
-    /// budget required (the aggregator must know: see `budget`).
-    pub poll_interval: Duration,
-    /// The plan as one human sentence (already logged).
-    pub plan: String,
-}
-
-/// Why the poller could not start.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StartError {
-    /// Credentials refused, or the role lacks `routing:queue:view`: exit 77.
-    Refused(ApiError),
-    /// The selection (after sharding) is empty: exit 78.
-    NothingSelected {
-        unmatched: Vec<String>,
-        available: usize,
-        shard: Option<Shard>,
-    },
-    /// The control channel disconnected while starting: a clean stop.
-    Stopped,
-}
-
-impl StartError {
-    /// The process exit code of the contract.
-    pub fn exit_code(&self) -> Exit {
-        match self {
-            StartError::Refused(_) => Exit::Credentials,
-            StartError::NothingSelected { .. } => Exit::Config,
-            StartError::Stopped => Exit::Ok,
-        }
-    }
-}
-
-impl fmt::Display for StartError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StartError::Refused(error) => write!(f, "{error}"),
-            StartError::NothingSelected {
-                unmatched,
-                available,
-                shard,
-            } => {
-                write!(
-                    f,
-                    "no queue to poll: the OAuth client sees {available} queue(s)"
-                )?;
-                if !unmatched.is_empty() {
-                    write!(
-                        f,
-                        ", and GENESYS_QUEUES entries matched nothing: {}",
-                        unmatched.join(", ")
-                    )?;
-                }
-                if let Some(shard) = shard {
-                    write!(
-                        f,
-                        ", and none of the selected ones hashes to QUEUE_SHARD={}/{}",
-                        shard.index, shard.count
-                    )?;
-                }
-                write!(
-                    f,
-                    "; check GENESYS_QUEUES (names are case-sensitive, `*` is the only wildcard) and \
-                     that the OAuth client's role covers the queues' divisions"
-                )
-            }
-            StartError::Stopped => write!(f, "stopped during start-up"),
-        }
-    }
-}
-
-impl std::error::Error for StartError {}
-
 /// What woke a wait on the control channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Wake {
@@ -174,21 +99,6 @@ fn wait(control: &Receiver<PollerControl>, duration: Duration) -> Wake {
         Err(RecvTimeoutError::Timeout) => Wake::Timeout,
         Err(RecvTimeoutError::Disconnected) => Wake::Stop,
     }
-}
-
-/// The first tick at or after `now_ms`: a multiple of `interval_ms` since the epoch.
-pub fn tick_at_or_after(now_ms: u64, interval_ms: u64) -> u64 {
-    let interval_ms = interval_ms.max(1);
-    now_ms.div_ceil(interval_ms) * interval_ms
-}
-
-/// The tick after `done_tick` that can still be polled at `now_ms`, and how many ticks in
-/// between are skipped because the poll of `done_tick` ran late.
-pub fn following_tick(done_tick: u64, now_ms: u64, interval_ms: u64) -> (u64, u64) {
-    let interval_ms = interval_ms.max(1);
-    let next = done_tick + interval_ms;
-    let reachable = tick_at_or_after(now_ms, interval_ms).max(next);
-    (reachable, (reachable - next) / interval_ms)
 }
 
 /// One chunk's observations, asked again once after [`BACKOFF_BASE`] when the client
@@ -213,41 +123,6 @@ fn observe_chunk(
     }
     thread::sleep(BACKOFF_BASE);
     observations::observe(client, chunk, deadline)
-}
-
-/// What changed between two queue lists.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct QueueChanges {
-    pub added: usize,
-    pub removed: usize,
-    pub renamed: usize,
-}
-
-/// Compares lists and keeps the old `Arc` of every unchanged queue, so the aggregator
-/// sees the same allocation for the same (id, name).
-pub fn merge_queue_lists(
-    old: &[Arc<Queue>],
-    new: Vec<Arc<Queue>>,
-) -> (Vec<Arc<Queue>>, QueueChanges) {
-    let before: HashMap<&str, &Arc<Queue>> = old.iter().map(|q| (q.id.as_str(), q)).collect();
-    let mut changes = QueueChanges::default();
-    let merged: Vec<Arc<Queue>> = new
-        .into_iter()
-        .map(|queue| match before.get(queue.id.as_str()) {
-            Some(previous) if previous.name == queue.name => Arc::clone(previous),
-            Some(_) => {
-                changes.renamed += 1;
-                queue
-            }
-            None => {
-                changes.added += 1;
-                queue
-            }
-        })
-        .collect();
-    let now: HashSet<&str> = merged.iter().map(|q| q.id.as_str()).collect();
-    changes.removed = old.iter().filter(|q| !now.contains(q.id.as_str())).count();
-    (merged, changes)
 }
 
 /// Warns once per failure class until a success, then notes the recovery: a failing
@@ -275,12 +150,12 @@ impl FailureLog {
 }
 
 /// Polls the selected queues; see the module documentation.
-pub struct Poller {
+pub struct ObservationPoller {
     client: Arc<GenesysClient>,
     settings: PollerSettings,
     stats: Arc<Stats>,
     queues: Vec<Arc<Queue>>,
-    plan: Plan,
+    plan: PollPlan,
     last_refresh: Instant,
     next_refresh: Instant,
     /// A SIGHUP asked for a refresh not yet done.
@@ -292,10 +167,10 @@ pub struct Poller {
     failures: FailureLog,
 }
 
-impl Poller {
+impl ObservationPoller {
     pub fn new(client: Arc<GenesysClient>, settings: PollerSettings, stats: Arc<Stats>) -> Self {
         let plan = budget::plan(0, settings.poll_interval, settings.requests_per_minute, 0);
-        Poller {
+        ObservationPoller {
             client,
             stats,
             queues: Vec::new(),
@@ -317,7 +192,7 @@ impl Poller {
     }
 
     /// The current budget plan.
-    pub fn plan(&self) -> &Plan {
+    pub fn plan(&self) -> &PollPlan {
         &self.plan
     }
 
@@ -777,81 +652,7 @@ mod tests {
     use super::super::client::test_server::{fixture, reply, token, Server};
     use super::super::client::tests::client_for;
     use super::*;
-
-    fn q(id: &str, name: &str) -> Arc<Queue> {
-        Arc::new(Queue {
-            id: id.into(),
-            name: name.into(),
-        })
-    }
-
-    #[test]
-    fn ticks_are_aligned_to_the_utc_clock() {
-        assert_eq!(
-            tick_at_or_after(1_748_874_610_000, 10_000),
-            1_748_874_610_000
-        );
-        assert_eq!(
-            tick_at_or_after(1_748_874_610_001, 10_000),
-            1_748_874_620_000
-        );
-        assert_eq!(
-            tick_at_or_after(1_748_874_619_999, 10_000),
-            1_748_874_620_000
-        );
-        assert_eq!(tick_at_or_after(59_000, 60_000), 60_000);
-    }
-
-    #[test]
-    fn overdue_ticks_are_skipped_not_queued() {
-        // finished in time: the next tick follows
-        assert_eq!(following_tick(100_000, 104_000, 10_000), (110_000, 0));
-        // finished exactly at the next tick: still polled
-        assert_eq!(following_tick(100_000, 110_000, 10_000), (110_000, 0));
-        // ran 25 s: 110 and 120 are skipped, 130 is next
-        assert_eq!(following_tick(100_000, 125_000, 10_000), (130_000, 2));
-        assert_eq!(following_tick(100_000, 110_001, 10_000), (120_000, 1));
-    }
-
-    #[test]
-    fn refresh_adds_drops_and_renames_and_keeps_unchanged_arcs() {
-        let old = vec![q("a", "A"), q("b", "B"), q("c", "C")];
-        let new = vec![q("a", "A"), q("c", "C renamed"), q("d", "D")];
-        let (merged, changes) = merge_queue_lists(&old, new);
-        assert_eq!(
-            changes,
-            QueueChanges {
-                added: 1,
-                removed: 1,
-                renamed: 1
-            }
-        );
-        assert!(Arc::ptr_eq(&merged[0], &old[0]));
-        assert_eq!(merged[1].name, "C renamed");
-        assert_eq!(
-            merged.iter().map(|q| q.id.as_str()).collect::<Vec<_>>(),
-            vec!["a", "c", "d"]
-        );
-    }
-
-    #[test]
-    fn start_errors_map_to_exit_codes_and_say_what_to_do() {
-        let nothing = StartError::NothingSelected {
-            unmatched: vec!["Nope".into(), "Sup*".into()],
-            available: 7,
-            shard: Some(Shard { index: 2, count: 4 }),
-        };
-        assert_eq!(nothing.exit_code(), Exit::Config);
-        let text = nothing.to_string();
-        assert!(text.contains("sees 7 queue(s)"), "{text}");
-        assert!(text.contains("Nope, Sup*"), "{text}");
-        assert!(text.contains("QUEUE_SHARD=2/4"), "{text}");
-        assert_eq!(
-            StartError::Refused(ApiError::DeadlineExceeded).exit_code(),
-            Exit::Credentials
-        );
-        assert_eq!(StartError::Stopped.exit_code(), Exit::Ok);
-    }
+    use crate::exit::Exit;
 
     fn settings(poll_interval: Duration, selectors: Vec<QueueSelector>) -> PollerSettings {
         PollerSettings {
@@ -872,7 +673,7 @@ mod tests {
             &fixture("token-error-invalid-client.json"),
         )]);
         let (client, _, _) = client_for(&server.url);
-        let mut poller = Poller::new(
+        let mut poller = ObservationPoller::new(
             Arc::new(client),
             settings(Duration::from_secs(10), vec![]),
             Arc::default(),
@@ -892,7 +693,7 @@ mod tests {
         ]);
         let (client, _, _) = client_for(&server.url);
         let selectors = vec![QueueSelector::Name("support – ünïcode".into())];
-        let mut poller = Poller::new(
+        let mut poller = ObservationPoller::new(
             Arc::new(client),
             settings(Duration::from_secs(10), selectors),
             Arc::default(),
@@ -917,7 +718,7 @@ mod tests {
         let url = format!("http://{}", listener.local_addr().unwrap());
         drop(listener);
         let (client, _, _) = client_for(&url);
-        let mut poller = Poller::new(
+        let mut poller = ObservationPoller::new(
             Arc::new(client),
             settings(Duration::from_secs(10), vec![]),
             Arc::default(),
@@ -944,7 +745,7 @@ mod tests {
             QueueSelector::Name("Weekend Overflow".into()),
             QueueSelector::Name("Gone".into()),
         ];
-        let mut poller = Poller::new(
+        let mut poller = ObservationPoller::new(
             Arc::new(client),
             settings(Duration::from_secs(1), selectors),
             stats.clone(),

@@ -1,6 +1,6 @@
 //! Queue discovery and selection: which queues this instance polls.
 //!
-//! The whole queue list is read page by page (API.md §3), then narrowed by
+//! The whole queue list is read page by page (docs/genesys-api.md#queues), then narrowed by
 //! `GENESYS_QUEUES` (ids, exact names, `*` patterns) and by `QUEUE_SHARD`. Selection is
 //! done locally rather than with the API's `name` filter so one listing serves every
 //! selector and the result is the same however Genesys treats case in its filter.
@@ -8,7 +8,7 @@
 //! Name matching is **case-sensitive** (`Support*` does not match `support desk`); ids
 //! are compared case-insensitively.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,10 +17,13 @@ use serde::Deserialize;
 use crate::config::{QueueSelector, Shard};
 use crate::model::Queue;
 
-use super::client::{ApiError, GenesysClient};
+use super::client::GenesysClient;
+use super::error::ApiError;
 use super::lenient;
+use super::paths;
 
-/// Queues per page; the largest page size known to be honoured (API.md §3.1).
+/// Queues per page; the largest page size known to be honoured
+/// (docs/genesys-api.md#queues-paging).
 pub const PAGE_SIZE: u32 = 100;
 /// Upper bound of pages read in one listing (100,000 queues): keeps the loop finite even
 /// if the API kept announcing a next page.
@@ -51,7 +54,7 @@ pub fn list_all(client: &GenesysClient, deadline: Instant) -> Result<Vec<Queue>,
     let mut queues = Vec::new();
     let mut seen = HashSet::new();
     for page in 1..=MAX_PAGES {
-        let path = format!("/api/v2/routing/queues?pageSize={PAGE_SIZE}&pageNumber={page}");
+        let path = format!("{}?pageSize={PAGE_SIZE}&pageNumber={page}", paths::QUEUES);
         let listing: Listing = client.get(&path, deadline)?;
         let more = has_more(&listing, page);
         for entity in listing.entities {
@@ -82,7 +85,7 @@ pub fn list_all(client: &GenesysClient, deadline: Instant) -> Result<Vec<Queue>,
 }
 
 /// Another page follows when this one was not empty and either a `nextUri` or the page
-/// count says so (API.md §3.2: neither alone is to be trusted).
+/// count says so (docs/genesys-api.md#queues-answer: neither alone is to be trusted).
 fn has_more(listing: &Listing, page: u32) -> bool {
     !listing.entities.is_empty()
         && (listing.next_uri.is_some() || listing.page_count.is_some_and(|n| f64::from(page) < n))
@@ -191,6 +194,41 @@ pub fn in_shard(queues: Vec<Arc<Queue>>, shard: Option<Shard>) -> Vec<Arc<Queue>
             .filter(|q| shard_of(&q.id, shard.count) == shard.index)
             .collect(),
     }
+}
+
+/// What changed between two queue lists.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct QueueChanges {
+    pub added: usize,
+    pub removed: usize,
+    pub renamed: usize,
+}
+
+/// Compares lists and keeps the old `Arc` of every unchanged queue, so the aggregator
+/// sees the same allocation for the same (id, name).
+pub fn merge_queue_lists(
+    old: &[Arc<Queue>],
+    new: Vec<Arc<Queue>>,
+) -> (Vec<Arc<Queue>>, QueueChanges) {
+    let before: HashMap<&str, &Arc<Queue>> = old.iter().map(|q| (q.id.as_str(), q)).collect();
+    let mut changes = QueueChanges::default();
+    let merged: Vec<Arc<Queue>> = new
+        .into_iter()
+        .map(|queue| match before.get(queue.id.as_str()) {
+            Some(previous) if previous.name == queue.name => Arc::clone(previous),
+            Some(_) => {
+                changes.renamed += 1;
+                queue
+            }
+            None => {
+                changes.added += 1;
+                queue
+            }
+        })
+        .collect();
+    let now: HashSet<&str> = merged.iter().map(|q| q.id.as_str()).collect();
+    changes.removed = old.iter().filter(|q| !now.contains(q.id.as_str())).count();
+    (merged, changes)
 }
 
 #[cfg(test)]
@@ -464,5 +502,33 @@ mod tests {
                 }
             }
         }
+    }
+
+    fn q(id: &str, name: &str) -> Arc<Queue> {
+        Arc::new(Queue {
+            id: id.into(),
+            name: name.into(),
+        })
+    }
+
+    #[test]
+    fn refresh_adds_drops_and_renames_and_keeps_unchanged_arcs() {
+        let old = vec![q("a", "A"), q("b", "B"), q("c", "C")];
+        let new = vec![q("a", "A"), q("c", "C renamed"), q("d", "D")];
+        let (merged, changes) = merge_queue_lists(&old, new);
+        assert_eq!(
+            changes,
+            QueueChanges {
+                added: 1,
+                removed: 1,
+                renamed: 1
+            }
+        );
+        assert!(Arc::ptr_eq(&merged[0], &old[0]));
+        assert_eq!(merged[1].name, "C renamed");
+        assert_eq!(
+            merged.iter().map(|q| q.id.as_str()).collect::<Vec<_>>(),
+            vec!["a", "c", "d"]
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! Genesys Cloud regions: a region name (`eu-west-1`) or domain (`mypurecloud.ie`) becomes
-//! the API and login base URLs. The table is the one the official SDKs ship (API.md §1).
+//! the API and login base URLs. The table is the one the official SDKs ship
+//! (docs/genesys-api.md#regions).
 
 /// `(AWS-style region name, domain)` for every region the current SDKs know.
 pub const REGIONS: [(&str, &str); 18] = [

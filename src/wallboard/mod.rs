@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 use log::Level;
 
-use crate::genesys::aggregates::KpiBucket;
+use crate::genesys::conversation_aggregates::KpiBucket;
 use crate::model::PollEvent;
 use crate::stats::StatsSnapshot;
 use state::Board;

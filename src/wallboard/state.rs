@@ -5,7 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use crate::genesys::aggregates::KpiBucket;
+use crate::genesys::conversation_aggregates::KpiBucket;
 use crate::model::{agent, media, PollEvent, Queue, QueueObservation};
 use crate::stats::StatsSnapshot;
 

@@ -10,6 +10,9 @@
 //! next successful poll backfills the missed buckets in ≤ 1-day requests (at most 7 days).
 //! A 403 disables KPIs for the run with one clear log line; observations keep flowing.
 //!
+//! This file is the thread (`KpiPoller` and its loop); which buckets a poll asks for is
+//! [`plan`](mod@plan), the resume point on disk is [`state`], the written line is `lines`.
+//!
 //! # Reading the KPIs (for the README)
 //!
 //! Every field is a count or a sum, never an average, so any range of buckets, queues or
@@ -45,48 +48,38 @@
 //! start). A range with no answered interaction yields no ASA value rather than a 0.
 
 use std::collections::HashMap;
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, select, Receiver, RecvTimeoutError, Sender};
-use serde::{Deserialize, Serialize};
 
 use crate::aggregate::PART_BYTES;
 use crate::config::KpiConfig;
 use crate::duration;
-use crate::genesys::aggregates::{
-    self, bucket_floor, granularity, Interval, DAY_MS, MAX_QUEUES_PER_REQUEST, PERMISSION,
-};
 use crate::genesys::budget::{self, requests_per_minute};
-use crate::genesys::client::{ApiError, GenesysClient};
+use crate::genesys::client::{GenesysClient, AGGREGATES_PERMISSION};
+use crate::genesys::conversation_aggregates::{self, granularity, DAY_MS, MAX_QUEUES_PER_REQUEST};
+use crate::genesys::error::ApiError;
 use crate::influx::writer::Batch;
 use crate::model::{Queue, SharedQueues};
-use crate::state_file::{self, FileError};
 use crate::stats::Stats;
 use crate::time::{self, now_ms};
 use crate::wallboard::Wallboard;
 
-/// Where the resume point is kept, inside the state directory.
-pub const STATE_FILE: &str = "kpi-state.json";
-/// The most `kpi-state.json` is read of: it holds one instant, in well under 100 bytes.
-const STATE_FILE_MAX_BYTES: u64 = 4096;
-/// Polls fire this long after their aligned tick, so the observation polls of the same
-/// instant go first and the second boundary has passed on Genesys' clock too.
-pub const TICK_DELAY: Duration = Duration::from_secs(5);
-/// Longest interval per request when backfilling (API.md §9.5).
-pub const MAX_REQUEST_SPAN_MS: u64 = DAY_MS;
-/// How far back a backfill reaches at most; older missed buckets are given up (logged).
-pub const MAX_BACKFILL_MS: u64 = 7 * DAY_MS;
-/// Backfill pieces (≤ 1 day each, per chunk of queues) added to one poll, so catching up
-/// costs a bounded share of the request budget: a 7-day gap closes in 7 polls.
-pub const BACKFILL_PIECES_PER_POLL: usize = 1;
+mod lines;
+pub mod plan;
+pub mod state;
+
+use plan::{plan, Timing, MAX_BACKFILL_MS};
+use state::{load_state, save_state, STATE_FILE};
+
 /// Share of `KPI_POLL` one poll may take before its remaining requests are left for the
 /// next poll (which re-queries the same buckets): polls never overlap.
 const POLL_DEADLINE_SHARE: f64 = 0.9;
-/// Below this Genesys may reject the granularity (API.md §9.5, unverified).
+/// Below this Genesys may reject the granularity (docs/genesys-api.md#granularity,
+/// unverified).
 const SMALLEST_VERIFIED_BUCKET: Duration = Duration::from_secs(15 * 60);
 
 /// What the KPI thread needs from the configuration.
@@ -104,159 +97,6 @@ pub struct KpiSettings {
     pub view: Option<Arc<Wallboard>>,
 }
 
-// ---- planning (pure) -------------------------------------------------------------------
-
-/// The schedule in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timing {
-    pub bucket_ms: u64,
-    pub poll_ms: u64,
-    pub lookback_ms: u64,
-}
-
-impl Timing {
-    pub fn of(config: &KpiConfig) -> Timing {
-        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        Timing {
-            bucket_ms: ms(config.bucket).max(1),
-            poll_ms: ms(config.poll).max(1),
-            lookback_ms: ms(config.lookback),
-        }
-    }
-
-    /// When the first poll after `now_ms` fires: a multiple of the poll period, plus
-    /// [`TICK_DELAY`].
-    pub fn next_fire_ms(&self, now_ms: u64) -> u64 {
-        let delay = TICK_DELAY.as_millis() as u64;
-        bucket_floor(now_ms.saturating_sub(delay), self.poll_ms) + self.poll_ms + delay
-    }
-}
-
-/// The requests of one poll (per chunk of queues) and where the next poll resumes if
-/// every one of them succeeds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Plan {
-    /// Oldest first, disjoint, each ≤ 1 day and on bucket boundaries.
-    pub pieces: Vec<Interval>,
-    /// The backfill piece among `pieces`, when buckets older than the look-back are missing.
-    pub backfill: Option<Interval>,
-    pub resume_from_ms: u64,
-    /// Set when the resume point was older than [`MAX_BACKFILL_MS`]: the buckets before
-    /// this instant are given up.
-    pub gave_up_before_ms: Option<u64>,
-}
-
-/// Plans a poll at `now_ms`. `resume_from_ms` is the start of the oldest bucket whose final
-/// write (the last poll within `KPI_LOOKBACK` of its end) has not happened yet (`None`:
-/// nothing known, query just the recent buckets). A resume point older than the look-back
-/// means polls were missed (outage, service stopped): those buckets are backfilled.
-pub fn plan(now_ms: u64, resume_from_ms: Option<u64>, timing: Timing) -> Plan {
-    let recent = Interval::recent(now_ms, timing.bucket_ms, timing.lookback_ms);
-    let oldest_allowed = bucket_floor(now_ms.saturating_sub(MAX_BACKFILL_MS), timing.bucket_ms);
-    let wanted = resume_from_ms.map_or(recent.start_ms, |r| bucket_floor(r, timing.bucket_ms));
-    let gave_up_before_ms = (wanted < oldest_allowed).then_some(oldest_allowed);
-    let start = wanted.max(oldest_allowed);
-    let mut pieces = Vec::new();
-    let mut backfill = None;
-    // Once every piece is answered, the buckets this poll writes for the last time are
-    // final (the next poll no longer asks for them): resume at the first one that is not.
-    let next_poll_ms = now_ms.saturating_add(timing.poll_ms);
-    let mut resume_from_ms = bucket_floor(
-        next_poll_ms.saturating_sub(timing.lookback_ms),
-        timing.bucket_ms,
-    )
-    .clamp(recent.start_ms, recent.end_ms);
-    if start < recent.start_ms {
-        let missed = Interval {
-            start_ms: start,
-            end_ms: recent.start_ms,
-        }
-        .split(MAX_REQUEST_SPAN_MS);
-        if missed.len() > BACKFILL_PIECES_PER_POLL {
-            resume_from_ms = missed[BACKFILL_PIECES_PER_POLL].start_ms;
-        }
-        pieces.extend(missed.into_iter().take(BACKFILL_PIECES_PER_POLL));
-        backfill = Some(Interval {
-            start_ms: start,
-            end_ms: pieces.last().map_or(start, |p| p.end_ms),
-        });
-    }
-    pieces.extend(recent.split(MAX_REQUEST_SPAN_MS));
-    Plan {
-        pieces,
-        backfill,
-        resume_from_ms,
-        gave_up_before_ms,
-    }
-}
-
-// ---- state file ------------------------------------------------------------------------
-
-/// Why the resume point could not be read or saved.
-#[derive(Debug)]
-pub enum StateError {
-    Read(PathBuf, FileError),
-    Unreadable(PathBuf, String),
-    Write(PathBuf, FileError),
-}
-
-impl fmt::Display for StateError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StateError::Read(path, e) => write!(
-                f,
-                "cannot read {} ({e}); KPIs resume from the look-back only",
-                path.display()
-            ),
-            StateError::Unreadable(path, e) => write!(
-                f,
-                "ignoring {} ({e}); KPIs resume from the look-back only",
-                path.display()
-            ),
-            StateError::Write(path, e) => write!(
-                f,
-                "cannot save the KPI resume point to {} ({e}); after a restart, buckets \
-                 older than KPI_LOOKBACK are not backfilled (check SPOOL_DIR permissions)",
-                path.display()
-            ),
-        }
-    }
-}
-
-impl std::error::Error for StateError {}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct StateFile {
-    /// Start of the oldest bucket still to (re-)query.
-    resume_from_ms: u64,
-    /// The same instant for humans; not read back.
-    #[serde(default)]
-    resume_from: String,
-}
-
-/// Reads the resume point; `Ok(None)` when no file exists yet.
-pub fn load_state(path: &Path) -> Result<Option<u64>, StateError> {
-    let bytes = match state_file::read_if_present(path, STATE_FILE_MAX_BYTES) {
-        Ok(Some(bytes)) => bytes,
-        Ok(None) => return Ok(None),
-        Err(e) => return Err(StateError::Read(path.to_path_buf(), e)),
-    };
-    serde_json::from_slice::<StateFile>(&bytes)
-        .map(|s| Some(s.resume_from_ms))
-        .map_err(|e| StateError::Unreadable(path.to_path_buf(), e.to_string()))
-}
-
-/// Writes the resume point atomically (temporary file, fsync, rename).
-pub fn save_state(path: &Path, resume_from_ms: u64) -> Result<(), StateError> {
-    let state = StateFile {
-        resume_from_ms,
-        resume_from: time::format_utc_ms(resume_from_ms),
-    };
-    let json = serde_json::to_vec_pretty(&state)
-        .map_err(|e| StateError::Write(path.to_path_buf(), FileError::Io(e.into())))?;
-    state_file::write_atomically(path, &json).map_err(|e| StateError::Write(path.to_path_buf(), e))
-}
-
 // ---- one poll --------------------------------------------------------------------------
 
 /// How one poll ended (its points went to the sink as they came).
@@ -269,7 +109,7 @@ pub enum PollOutcome {
 }
 
 /// Queries, parses and encodes; owns the in-memory resume point.
-struct Poller {
+struct KpiPoller {
     client: Arc<GenesysClient>,
     /// `poll_ms` is the period in use: `KPI_POLL`, or wider for many queues.
     timing: Timing,
@@ -284,7 +124,7 @@ struct Poller {
     view: Option<Arc<Wallboard>>,
 }
 
-impl Poller {
+impl KpiPoller {
     /// One poll at `now_ms` over `queues`, giving up on requests past `deadline`. Points
     /// go to `sink` in batches of about [`PART_BYTES`] as the answers come in, so a
     /// large org's KPIs never sit in memory all at once.
@@ -315,7 +155,13 @@ impl Poller {
                 .map(|q| (q.id.as_str(), q.name.as_str()))
                 .collect();
             for piece in &plan.pieces {
-                match aggregates::query(&self.client, chunk, *piece, self.bucket, deadline) {
+                match conversation_aggregates::query(
+                    &self.client,
+                    chunk,
+                    *piece,
+                    self.bucket,
+                    deadline,
+                ) {
                     Ok(parsed) => {
                         if parsed.unreadable_intervals > 0 {
                             log::warn!(
@@ -329,7 +175,7 @@ impl Poller {
                                 if let Some(view) = &self.view {
                                     view.observe_kpi(bucket);
                                 }
-                                bucket.encode(&mut lines, name, &self.static_tags);
+                                lines::encode(bucket, &mut lines, name, &self.static_tags);
                                 line_count += 1;
                             }
                         }
@@ -349,7 +195,7 @@ impl Poller {
                         log::error!(
                             "Genesys Cloud refused the conversation aggregates query (HTTP 403: \
                              {message}{}); interval KPIs (genesys_queue_interval) are disabled \
-                             until restart. Give the OAuth client's role the permission {PERMISSION} \
+                             until restart. Give the OAuth client's role the permission {AGGREGATES_PERMISSION} \
                              (Analytics > Conversation Aggregate > View), or set KPIS=off. \
                              Queue observations are not affected",
                             context_id.map(|c| format!(", contextId {c}")).unwrap_or_default()
@@ -482,7 +328,7 @@ pub fn run(
             time::format_utc_ms(resume)
         );
     }
-    let poller = Poller {
+    let poller = KpiPoller {
         client,
         timing: Timing::of(&settings.config),
         configured_poll: settings.config.poll,
@@ -508,7 +354,7 @@ pub fn run(
             recv(stop) -> _ => return,
             recv(done_rx) -> report => match report {
                 Ok(Report::Points(batch)) => {
-                    if !deliver(batch, &batches, &stop) {
+                    if !hand_to_writer(batch, &batches, &stop) {
                         return;
                     }
                 }
@@ -528,7 +374,7 @@ pub fn run(
 }
 
 /// Hands a batch to the writer unless `stop` fires first; false when we should end.
-fn deliver(batch: Batch, batches: &Sender<Batch>, stop: &Receiver<()>) -> bool {
+fn hand_to_writer(batch: Batch, batches: &Sender<Batch>, stop: &Receiver<()>) -> bool {
     select! {
         send(batches, batch) -> sent => {
             if sent.is_err() {
@@ -549,7 +395,12 @@ enum Report {
 }
 
 /// The helper thread: waits for each tick (or `stop`), polls, reports.
-fn poll_loop(mut poller: Poller, queues: SharedQueues, done: Sender<Report>, stop: Receiver<()>) {
+fn poll_loop(
+    mut poller: KpiPoller,
+    queues: SharedQueues,
+    done: Sender<Report>,
+    stop: Receiver<()>,
+) {
     loop {
         poller.adapt_to(queues.snapshot().len());
         let poll = Duration::from_millis(poller.timing.poll_ms);
@@ -584,255 +435,12 @@ fn poll_loop(mut poller: Poller, queues: SharedQueues, done: Sender<Report>, sto
 mod tests {
     use super::*;
     use crate::config::{GenesysConfig, Secret};
-    use crate::genesys::aggregates::KpiBucket;
+    use crate::genesys::conversation_aggregates::KpiBucket;
+    use crate::genesys::conversation_aggregates::{bucket_floor, Interval};
     use crate::sim::{Endpoint, Fault, KpiValues, RequestRecord, Sim, SimOptions};
-    use crate::time::parse_utc;
 
     const MINUTE: u64 = 60_000;
     const HOUR: u64 = 60 * MINUTE;
-    /// 2025-06-02T14:31:05Z.
-    const NOW: u64 = 1_748_874_665_000;
-
-    fn quarter_hours() -> Timing {
-        Timing {
-            bucket_ms: 15 * MINUTE,
-            poll_ms: MINUTE,
-            lookback_ms: 10 * MINUTE,
-        }
-    }
-
-    fn at(iso: &str) -> u64 {
-        parse_utc(iso).unwrap()
-    }
-
-    #[test]
-    fn polls_fire_a_few_seconds_after_aligned_ticks() {
-        let timing = quarter_hours();
-        let minute = at("2025-06-02T14:31:00Z");
-        assert_eq!(timing.next_fire_ms(minute), minute + 5_000);
-        assert_eq!(timing.next_fire_ms(minute + 4_999), minute + 5_000);
-        assert_eq!(timing.next_fire_ms(minute + 5_000), minute + MINUTE + 5_000);
-        assert_eq!(
-            timing.next_fire_ms(minute + 59_000),
-            minute + MINUTE + 5_000
-        );
-    }
-
-    #[test]
-    fn a_normal_poll_asks_for_the_open_bucket_and_the_look_back() {
-        let p = plan(NOW, None, quarter_hours());
-        let expected = Interval {
-            start_ms: at("2025-06-02T14:15:00Z"),
-            end_ms: at("2025-06-02T14:45:00Z"),
-        };
-        assert_eq!(p.pieces, vec![expected]);
-        assert_eq!(p.backfill, None);
-        assert_eq!(p.resume_from_ms, expected.start_ms);
-        // A resume point inside the look-back (or in the future) changes nothing.
-        assert_eq!(plan(NOW, Some(expected.start_ms), quarter_hours()), p);
-        assert_eq!(plan(NOW, Some(NOW + HOUR), quarter_hours()), p);
-        // Polls every minute: never a backfill; the 14:15 bucket is last asked at 14:39:05.
-        let mut resume = None;
-        let mut last_asked_1415 = 0;
-        for minute in 0..40 {
-            let now = NOW + minute * MINUTE;
-            let p = plan(now, resume, quarter_hours());
-            assert_eq!(p.backfill, None, "at {}", time::format_utc_ms(now));
-            assert_eq!(
-                p.pieces,
-                vec![Interval::recent(now, 15 * MINUTE, 10 * MINUTE)]
-            );
-            if p.pieces[0].start_ms <= expected.start_ms {
-                last_asked_1415 = now;
-            }
-            resume = Some(p.resume_from_ms);
-        }
-        assert_eq!(
-            time::format_utc_ms(last_asked_1415),
-            "2025-06-02T14:39:05.000Z"
-        );
-    }
-
-    #[test]
-    fn a_short_outage_is_covered_by_one_wider_request() {
-        let resume = at("2025-06-02T13:45:00Z");
-        let p = plan(NOW, Some(resume + 7 * MINUTE), quarter_hours());
-        assert_eq!(
-            p.pieces.iter().map(Interval::to_iso).collect::<Vec<_>>(),
-            [
-                "2025-06-02T13:45:00.000Z/2025-06-02T14:15:00.000Z",
-                "2025-06-02T14:15:00.000Z/2025-06-02T14:45:00.000Z"
-            ]
-        );
-        assert_eq!(p.backfill, Some(p.pieces[0]));
-        assert_eq!(p.resume_from_ms, at("2025-06-02T14:15:00Z"));
-    }
-
-    #[test]
-    fn a_long_stop_is_backfilled_in_day_pieces_without_gaps() {
-        let timing = quarter_hours();
-        let stopped = at("2025-05-30T09:07:00Z"); // 3 days, 5 hours before NOW
-        let mut resume = Some(bucket_floor(stopped - 10 * MINUTE, timing.bucket_ms));
-        let mut covered: Vec<Interval> = Vec::new();
-        let mut now = NOW;
-        for _ in 0..10 {
-            let p = plan(now, resume, timing);
-            assert!(p.gave_up_before_ms.is_none());
-            assert!(p
-                .pieces
-                .iter()
-                .all(|i| i.len_ms() <= DAY_MS && i.start_ms % timing.bucket_ms == 0));
-            assert!(p.pieces.len() <= 1 + BACKFILL_PIECES_PER_POLL);
-            covered.extend(&p.pieces);
-            resume = Some(p.resume_from_ms);
-            if p.backfill.is_none() {
-                break;
-            }
-            now += timing.poll_ms;
-        }
-        assert_eq!(covered[0].start_ms, at("2025-05-30T08:45:00Z"));
-        assert_eq!(covered[0].len_ms(), DAY_MS);
-        // Every bucket from the resume point to the open one was asked for at least once.
-        covered.sort();
-        let mut reached = covered[0].start_ms;
-        for piece in &covered {
-            assert!(piece.start_ms <= reached, "gap before {}", piece.to_iso());
-            reached = reached.max(piece.end_ms);
-        }
-        assert!(reached > now);
-        // Caught up after 4 backfill polls (3 full days, then the rest).
-        assert_eq!(covered.iter().filter(|i| i.len_ms() == DAY_MS).count(), 3);
-    }
-
-    #[test]
-    fn on_an_injected_clock_no_bucket_is_skipped_and_each_is_asked_until_its_look_back_ends() {
-        let minutes = |bucket: u64, poll_s: u64, lookback: u64| Timing {
-            bucket_ms: bucket * MINUTE,
-            poll_ms: poll_s * 1000,
-            lookback_ms: lookback * MINUTE,
-        };
-        let timings = [
-            minutes(1, 5, 2),
-            minutes(1, 2, 3),
-            minutes(15, 60, 10),
-            minutes(30, 60, 10),
-            minutes(60, 300, 10),
-        ];
-        for timing in timings {
-            // Three hours of polls at their real fire times, the service stopped for 40
-            // minutes in the middle and restarted with the saved resume point.
-            let stop = (NOW + HOUR, NOW + HOUR + 40 * MINUTE);
-            let mut resume = None;
-            let mut last_asked: HashMap<u64, u64> = HashMap::new();
-            let mut now = timing.next_fire_ms(NOW);
-            let first_poll = now;
-            while now < NOW + 3 * HOUR {
-                if !(stop.0..stop.1).contains(&now) {
-                    let p = plan(now, resume, timing);
-                    for piece in &p.pieces {
-                        assert_eq!(piece.start_ms % timing.bucket_ms, 0, "{timing:?}");
-                        assert_eq!(piece.end_ms % timing.bucket_ms, 0, "{timing:?}");
-                        let buckets =
-                            (piece.start_ms..piece.end_ms).step_by(timing.bucket_ms as usize);
-                        for b in buckets {
-                            last_asked.insert(b, now);
-                        }
-                    }
-                    resume = Some(p.resume_from_ms);
-                }
-                now = timing.next_fire_ms(now);
-            }
-            let first = bucket_floor(first_poll - timing.lookback_ms, timing.bucket_ms);
-            let last = bucket_floor(now - timing.lookback_ms, timing.bucket_ms) - timing.bucket_ms;
-            for b in (first..=last).step_by(timing.bucket_ms as usize) {
-                let Some(&asked) = last_asked.get(&b) else {
-                    panic!("{timing:?}: bucket {} never asked", time::format_utc_ms(b));
-                };
-                let end = b + timing.bucket_ms;
-                assert!(
-                    asked + timing.poll_ms >= end + timing.lookback_ms,
-                    "{timing:?}: bucket {} last asked at {}, before its look-back ended",
-                    time::format_utc_ms(b),
-                    time::format_utc_ms(asked)
-                );
-                if end + timing.lookback_ms > stop.0 && b < stop.1 {
-                    assert!(
-                        asked >= stop.1,
-                        "{timing:?}: bucket {} not re-asked after the restart",
-                        time::format_utc_ms(b)
-                    );
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn a_resume_point_older_than_seven_days_is_clamped() {
-        let p = plan(NOW, Some(NOW - 30 * DAY_MS), quarter_hours());
-        let oldest = bucket_floor(NOW - MAX_BACKFILL_MS, 15 * MINUTE);
-        assert_eq!(p.gave_up_before_ms, Some(oldest));
-        assert_eq!(
-            p.pieces[0],
-            Interval {
-                start_ms: oldest,
-                end_ms: oldest + DAY_MS
-            }
-        );
-        assert_eq!(p.resume_from_ms, oldest + DAY_MS);
-    }
-
-    fn temp_dir(name: &str) -> PathBuf {
-        let nanos = now_ms();
-        let dir =
-            std::env::temp_dir().join(format!("g2i-kpi-{name}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
-    #[test]
-    fn the_state_file_round_trips_atomically() {
-        let dir = temp_dir("state");
-        let path = dir.join(STATE_FILE);
-        assert_eq!(load_state(&path).unwrap(), None);
-        save_state(&path, NOW).unwrap();
-        assert_eq!(load_state(&path).unwrap(), Some(NOW));
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains("2025-06-02T14:31:05.000Z"), "{text}");
-        save_state(&path, NOW + 1).unwrap();
-        assert_eq!(load_state(&path).unwrap(), Some(NOW + 1));
-        let names: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, [STATE_FILE]);
-        std::fs::write(&path, "{not json").unwrap();
-        let error = load_state(&path).unwrap_err();
-        assert!(matches!(error, StateError::Unreadable(..)));
-        assert!(error.to_string().contains("look-back only"));
-        // A FIFO or a link to /dev/zero is refused without blocking or reading forever.
-        std::fs::remove_file(&path).unwrap();
-        let status = std::process::Command::new("mkfifo")
-            .arg(&path)
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let error = load_state(&path).unwrap_err();
-        assert!(error.to_string().contains("a FIFO"), "{error}");
-        std::fs::remove_file(&path).unwrap();
-        std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
-        let error = load_state(&path).unwrap_err();
-        assert!(error.to_string().contains("symbolic link"), "{error}");
-        save_state(&path, NOW).unwrap();
-        assert_eq!(load_state(&path).unwrap(), Some(NOW), "the link replaced");
-        let missing_dir = dir.join("absent").join(STATE_FILE);
-        assert!(matches!(
-            save_state(&missing_dir, NOW),
-            Err(StateError::Write(..))
-        ));
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    // ---- against the simulated Genesys Cloud ----
 
     fn sim() -> Sim {
         Sim::start(SimOptions {
@@ -845,7 +453,7 @@ mod tests {
         .unwrap()
     }
 
-    fn poller_for(sim: &Sim, timing: Timing) -> Poller {
+    fn poller_for(sim: &Sim, timing: Timing) -> KpiPoller {
         let config = GenesysConfig {
             region_label: "sim".into(),
             api_url: sim.base_url(),
@@ -863,7 +471,7 @@ mod tests {
         let stats = Arc::new(Stats::default());
         let client = GenesysClient::new(&config, agent, stats.clone())
             .with_sleeper(Arc::new(|_| {}), Duration::from_millis(1));
-        Poller {
+        KpiPoller {
             client: Arc::new(client),
             timing,
             bucket: Duration::from_millis(timing.bucket_ms),
@@ -931,7 +539,12 @@ mod tests {
                 .then_some(v.sl_target),
         };
         let mut line = String::new();
-        bucket.encode(&mut line, &queue.name, &[("env".into(), "test".into())]);
+        lines::encode(
+            &bucket,
+            &mut line,
+            &queue.name,
+            &[("env".into(), "test".into())],
+        );
         Some(line)
     }
 
@@ -943,7 +556,7 @@ mod tests {
 
     /// One poll with its points joined into one batch (`None`: no point).
     fn poll_all(
-        poller: &mut Poller,
+        poller: &mut KpiPoller,
         queues: &[Arc<Queue>],
         now: u64,
         deadline: Instant,

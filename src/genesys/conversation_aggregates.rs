@@ -1,7 +1,8 @@
-//! Conversation aggregates (API.md §9): the interval KPIs of the `genesys_queue_interval`
-//! measurement. Genesys counts what happened per fixed time bucket; we ask for the buckets
-//! around now, parse every (queue, media type, bucket) into a [`KpiBucket`] of raw counts
-//! and sums, and write those — never averages — so dashboards can combine any range.
+//! The conversation-aggregates API (docs/genesys-api.md#aggregates), the Genesys side of
+//! the interval KPIs. Genesys counts what happened per fixed time bucket; we ask for the
+//! buckets around now and parse every (queue, media type, bucket) into a [`KpiBucket`] of
+//! raw counts and sums — never averages — so dashboards can combine any range. Turning a
+//! bucket into a `genesys_queue_interval` line is the KPI module's (`kpi::lines`).
 //!
 //! Everything except [`query`] is pure: bucket alignment and intervals take the clock as a
 //! value, the ISO-8601 formatting is hand-written (no date crate), parsing is a function of
@@ -14,22 +15,19 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::influx::line_protocol::LineBuilder;
 use crate::model::Queue;
 use crate::time;
 
-use super::client::{ApiError, GenesysClient};
+use super::client::GenesysClient;
+use super::error::ApiError;
 use super::filter::{self, QueueFilter};
 use super::lenient;
+use super::paths;
 
-pub const PATH: &str = "/api/v2/analytics/conversations/aggregates/query";
-/// Queue ids per request (API.md §9.1, same cap as observations).
+/// Queue ids per request (docs/genesys-api.md#aggregates-request, same cap as
+/// observations).
 pub const MAX_QUEUES_PER_REQUEST: usize = 100;
-/// The permission the OAuth client's role needs for this endpoint (API.md §9.7).
-pub const PERMISSION: &str = "analytics:conversationAggregate:view";
-/// The measurement of CONTRACT.md.
-pub const MEASUREMENT: &str = "genesys_queue_interval";
-/// The ten metrics of API.md §9.1, in its order.
+/// The ten metrics of docs/genesys-api.md#aggregates-request, in its order.
 pub const METRICS: [&str; 10] = [
     "nOffered",
     "tAnswered",
@@ -51,7 +49,7 @@ pub const DAY_MS: u64 = 24 * HOUR_MS;
 // ---- time: alignment, intervals, ISO-8601 --------------------------------------------
 
 /// Start of the UTC bucket holding `time_ms`: buckets are multiples of `bucket_ms` since
-/// the epoch, so every query cuts the same buckets (API.md §9.5).
+/// the epoch, so every query cuts the same buckets (docs/genesys-api.md#granularity).
 pub fn bucket_floor(time_ms: u64, bucket_ms: u64) -> u64 {
     time_ms - time_ms % bucket_ms.max(1)
 }
@@ -65,7 +63,8 @@ pub struct Interval {
 
 impl Interval {
     /// What a poll at `now_ms` re-queries: `floor(T − L, B) / floor(T, B) + B` — the open
-    /// bucket plus every bucket that ended less than the look-back `L` ago (API.md §9.6).
+    /// bucket plus every bucket that ended less than the look-back `L` ago
+    /// (docs/genesys-api.md#aggregates-polling).
     pub fn recent(now_ms: u64, bucket_ms: u64, lookback_ms: u64) -> Interval {
         Interval {
             start_ms: bucket_floor(now_ms.saturating_sub(lookback_ms), bucket_ms),
@@ -158,8 +157,9 @@ pub fn query_body(chunk: &[Arc<Queue>], interval: Interval, bucket: Duration) ->
 
 // ---- response --------------------------------------------------------------------------
 
-/// `{}` (no `results`) is how Genesys answers a query that matched nothing (API.md §9.2).
-/// Every field is read leniently: a `null` or a wrong type is absent.
+/// `{}` (no `results`) is how Genesys answers a query that matched nothing
+/// (docs/genesys-api.md#aggregates-answer). Every field is read leniently: a `null` or a
+/// wrong type is absent.
 #[derive(Debug, Default, Deserialize)]
 struct Response {
     #[serde(default, deserialize_with = "lenient::list")]
@@ -259,7 +259,7 @@ pub fn query(
     deadline: Instant,
 ) -> Result<Parsed, ApiError> {
     client.post_decoded(
-        PATH,
+        paths::AGGREGATES,
         &query_body(chunk, interval, bucket),
         deadline,
         &|body| decode(body).map_err(|e| e.to_string()),
@@ -363,55 +363,6 @@ fn add_metric(b: &mut KpiBucket, metric: &Metric) {
             }
         }
         _ => {}
-    }
-}
-
-// ---- line protocol ---------------------------------------------------------------------
-
-impl KpiBucket {
-    /// Appends the `genesys_queue_interval` point of CONTRACT.md: tags `media_type`,
-    /// `queue_id`, `queue_name` and the static tags (sorted), counts as integers, sums as
-    /// floats, `service_level_target` only when known; timestamp = bucket start (s).
-    pub fn encode(&self, out: &mut String, queue_name: &str, static_tags: &[(String, String)]) {
-        let mut tags: Vec<(&str, &str)> = vec![
-            ("media_type", self.media_type.as_str()),
-            ("queue_id", self.queue_id.as_str()),
-            ("queue_name", queue_name),
-        ];
-        tags.extend(
-            static_tags
-                .iter()
-                .filter(|(k, _)| !matches!(k.as_str(), "media_type" | "queue_id" | "queue_name"))
-                .map(|(k, v)| (k.as_str(), v.as_str())),
-        );
-        tags.sort_by_key(|(k, _)| *k);
-        let line = tags
-            .into_iter()
-            .fold(LineBuilder::new(out, MEASUREMENT), |l, (k, v)| l.tag(k, v));
-        let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        let mut line = line
-            .field_i64("offered", int(self.offered))
-            .field_i64("answered", int(self.answered))
-            .field_f64("answer_seconds_sum", self.answer_seconds_sum)
-            .field_i64("abandoned", int(self.abandoned))
-            .field_f64("abandon_seconds_sum", self.abandon_seconds_sum)
-            .field_i64("short_abandoned", int(self.short_abandoned))
-            .field_i64("flowed_out", int(self.flowed_out))
-            .field_i64("handled", int(self.handled))
-            .field_f64("handle_seconds_sum", self.handle_seconds_sum)
-            .field_i64("waited", int(self.waited))
-            .field_f64("wait_seconds_sum", self.wait_seconds_sum)
-            .field_i64("transferred", int(self.transferred))
-            .field_i64("over_sla", int(self.over_sla))
-            .field_i64("service_level_numerator", int(self.service_level_numerator))
-            .field_i64(
-                "service_level_denominator",
-                int(self.service_level_denominator),
-            );
-        if let Some(target) = self.service_level_target {
-            line = line.field_f64("service_level_target", target);
-        }
-        line.finish(i64::try_from(self.bucket_start_ms / 1000).unwrap_or(i64::MAX));
     }
 }
 
@@ -620,36 +571,6 @@ mod tests {
     }
 
     #[test]
-    fn encodes_the_contract_point() {
-        let parsed = fixture_response();
-        let mut out = String::new();
-        let tags = [
-            ("env".to_string(), "prod".to_string()),
-            ("site".to_string(), "edge 1".to_string()),
-        ];
-        find(&parsed, SALES, "voice", T1415).encode(&mut out, "Sales, EMEA = \"Tier 1\"", &tags);
-        assert_eq!(
-            out,
-            "genesys_queue_interval,env=prod,media_type=voice,queue_id=a5b4e893-b5b4-4d27-a7de-d6d3b104b490,\
-queue_name=Sales\\,\\ EMEA\\ \\=\\ \"Tier\\ 1\",site=edge\\ 1 \
-offered=30i,answered=23i,answer_seconds_sum=899.924,abandoned=4i,abandon_seconds_sum=188.196,\
-short_abandoned=1i,flowed_out=2i,handled=16i,handle_seconds_sum=4282.447,waited=29i,\
-wait_seconds_sum=1329.271,transferred=0i,over_sla=14i,service_level_numerator=9i,\
-service_level_denominator=27i,service_level_target=0.8 1748873700\n"
-        );
-        out.clear();
-        find(&parsed, SUPPORT, "voice", T1430).encode(&mut out, "Support – Ünïcode", &[]);
-        assert_eq!(
-            out,
-            "genesys_queue_interval,media_type=voice,queue_id=118fd762-9005-45cf-9fad-a87f37eacbc3,\
-queue_name=Support\\ –\\ Ünïcode offered=0i,answered=0i,answer_seconds_sum=0,abandoned=0i,\
-abandon_seconds_sum=0,short_abandoned=0i,flowed_out=0i,handled=2i,handle_seconds_sum=620.594,waited=0i,\
-wait_seconds_sum=0,transferred=0i,over_sla=0i,service_level_numerator=0i,\
-service_level_denominator=0i 1748874600\n"
-        );
-    }
-
-    #[test]
     fn nulls_where_lists_or_objects_are_expected_lose_only_their_part() {
         let mut doc: serde_json::Value = serde_json::from_str(include_str!(
             "../../tests/fixtures/genesys/aggregates-response.json"
@@ -691,7 +612,8 @@ service_level_denominator=0i 1748874600\n"
             #![proptest_config(ProptestConfig::with_cases(256))]
 
             /// Whatever is damaged, nothing panics, and every bucket of a queue and media
-            /// whose result group was not touched is read exactly as from the intact answer.
+            /// whose result group was not touched is read exactly as from the intact
+            /// answer.
             #[test]
             fn answers_never_panic_and_untouched_groups_keep_their_buckets(
                 mutations in mutation::mutations()
