@@ -3,7 +3,7 @@
 //! variables are filled in the way Grafana's InfluxDB data source does it, and it is run
 //! against a real influxd holding data the binary itself wrote (`genesys2influx demo`).
 //!
-//! No Grafana server is available (TOOLCHAIN.md), so this is the closest check that a
+//! No Grafana server package is available to the tests, so this is the closest check that a
 //! user who imports the dashboard sees data: the same InfluxQL, the same regex forms
 //! (`/^(a|b)$/` for a selection, `/^.*$/` for All), and data with and without the
 //! optional `org` tag (`INFLUXDB_TAGS=org=…`), because "All" must also match series that

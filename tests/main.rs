@@ -12,6 +12,7 @@ mod check_command;
 mod core_pipeline;
 mod dashboard;
 mod demo_command;
+mod docs_references;
 mod genesys_resilience;
 mod kpis;
 mod line_protocol_roundtrip;

@@ -490,7 +490,7 @@ fn v2_mode_writes_the_windows_to_victoriametrics() {
 
 // ---- isolating a bad line in a body whose middle byte is inside a character ----
 
-/// A whole-body rejection (a type conflict inside one body, FINDINGS H03) makes the writer
+/// A whole-body rejection (a type conflict inside one body, docs/line-protocol.md#type-conflicts, case H03) makes the writer
 /// halve the body until the bad line is alone. Here the byte in the middle of the body
 /// falls inside a two-byte `é`: the halving must cut at a line, not panic (a panic
 /// aborts the release binary).
