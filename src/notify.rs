@@ -27,14 +27,6 @@ struct Target {
 }
 
 impl Notifier {
-    /// A notifier that sends nothing (not started by systemd, or in tests).
-    pub fn disabled() -> Self {
-        Notifier {
-            target: None,
-            watchdog: None,
-        }
-    }
-
     /// Reads `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID` from the process
     /// environment.
     pub fn from_env() -> Self {
@@ -76,6 +68,7 @@ impl Notifier {
     }
 
     /// Whether notifications go anywhere.
+    #[cfg(test)]
     pub fn is_enabled(&self) -> bool {
         self.target.is_some()
     }
@@ -90,11 +83,6 @@ impl Notifier {
     /// Start-up finished: systemd marks the unit active.
     pub fn ready(&self) {
         self.send_logged("READY=1");
-    }
-
-    /// Start-up finished, with a status line for `systemctl status`.
-    pub fn ready_with_status(&self, status: &str) {
-        self.send_logged(&format!("READY=1\nSTATUS={}", one_line(status)));
     }
 
     /// A free-form status line shown by `systemctl status`.
@@ -219,8 +207,6 @@ mod tests {
         let notifier = Notifier::from_env_values(Some(&systemd.path()), None, None, 1);
         assert!(notifier.is_enabled());
 
-        notifier.ready_with_status("polling 42 queues");
-        assert_eq!(systemd.receive(), "READY=1\nSTATUS=polling 42 queues");
         notifier.ready();
         assert_eq!(systemd.receive(), "READY=1");
         notifier.status("spooling:\n3 lines");

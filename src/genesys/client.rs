@@ -145,6 +145,7 @@ impl GenesysClient {
     }
 
     /// `POST {api}{path}` with a JSON body → JSON.
+    #[cfg(test)]
     pub fn post<T: DeserializeOwned, B: Serialize>(
         &self,
         path: &str,

@@ -72,6 +72,7 @@ impl Interval {
         }
     }
 
+    #[cfg(test)]
     pub fn len_ms(&self) -> u64 {
         self.end_ms.saturating_sub(self.start_ms)
     }
@@ -94,7 +95,7 @@ impl Interval {
     }
 
     /// `2025-06-02T14:15:00.000Z/2025-06-02T14:45:00.000Z`, as the API wants it.
-    pub fn to_iso(&self) -> String {
+    pub fn to_iso(self) -> String {
         format!(
             "{}/{}",
             time::format_utc_ms(self.start_ms),
@@ -271,6 +272,7 @@ fn decode(body: &str) -> Result<Parsed, serde_json::Error> {
 }
 
 /// Parses a response body (tests, and callers that hold the text).
+#[cfg(test)]
 pub fn parse(body: &str) -> Result<Parsed, ApiError> {
     decode(body).map_err(|e| {
         ApiError::Malformed(format!("aggregates answer is not the expected JSON: {e}"))

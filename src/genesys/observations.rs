@@ -133,6 +133,7 @@ pub fn observe(
 }
 
 /// Parses a response body received at `now_ms`.
+#[cfg(test)]
 pub fn parse(body: &str, chunk: &[Arc<Queue>], now_ms: u64) -> Result<ChunkResult, ApiError> {
     decode(body, chunk, now_ms).map_err(ApiError::Malformed)
 }

@@ -186,16 +186,6 @@ impl ObservationPoller {
         }
     }
 
-    /// The queues polled now, sorted by id.
-    pub fn queues(&self) -> &[Arc<Queue>] {
-        &self.queues
-    }
-
-    /// The current budget plan.
-    pub fn plan(&self) -> &PollPlan {
-        &self.plan
-    }
-
     /// Start-up: login + first queue resolution. Retries network/5xx errors with backoff
     /// until it works or `control` disconnects.
     pub fn start(&mut self, control: &Receiver<PollerControl>) -> Result<StartInfo, StartError> {

@@ -179,7 +179,11 @@ mod tests {
         let resume = at("2025-06-02T13:45:00Z");
         let p = plan(NOW, Some(resume + 7 * MINUTE), quarter_hours());
         assert_eq!(
-            p.pieces.iter().map(Interval::to_iso).collect::<Vec<_>>(),
+            p.pieces
+                .iter()
+                .copied()
+                .map(Interval::to_iso)
+                .collect::<Vec<_>>(),
             [
                 "2025-06-02T13:45:00.000Z/2025-06-02T14:15:00.000Z",
                 "2025-06-02T14:15:00.000Z/2025-06-02T14:45:00.000Z"
