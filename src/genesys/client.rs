@@ -186,6 +186,9 @@ impl GenesysClient {
         let mut token = self.auth.token()?;
         let mut renewed = false;
         let mut attempt = 0;
+        // Only the waits the client chooses itself grow the backoff: a 429 says how long to
+        // wait, and counting it would push a following 5xx's retry out of the poll.
+        let mut own_waits = 0;
         loop {
             attempt += 1;
             self.pace(deadline)?;
@@ -206,7 +209,10 @@ impl GenesysClient {
                 Next::Renew(error) => return Err(error),
                 Next::Retry { error, wait } => (error, wait),
             };
-            let wait = wait.unwrap_or_else(|| backoff(self.backoff_base, attempt, jitter()));
+            let wait = wait.unwrap_or_else(|| {
+                own_waits += 1;
+                backoff(self.backoff_base, own_waits, jitter())
+            });
             if attempt >= MAX_ATTEMPTS || Instant::now() + wait >= deadline {
                 log::debug!(
                     "{request} failed ({}), giving up after {attempt} attempt(s): {error}",
@@ -753,6 +759,24 @@ pub(crate) mod tests {
             waits[0] >= Duration::from_secs(5) && waits[0] <= Duration::from_millis(5_500),
             "{waits:?}"
         );
+    }
+
+    #[test]
+    fn waits_a_429_asked_for_do_not_grow_the_backoff_of_a_later_5xx() {
+        let server = Server::start(vec![
+            token(86_399, "t"),
+            reply_with(429, &[("Retry-After", "1")], &fixture("error-429.json")),
+            reply_with(429, &[("Retry-After", "1")], &fixture("error-429.json")),
+            reply(503, "{}"),
+            reply(200, r#"{"ok":6}"#),
+        ]);
+        let (client, waits, _) = client_for(&server.url);
+        let pong: Pong = client.get("/api/v2/x", soon()).unwrap();
+        assert_eq!(pong.ok, 6);
+        let waits = waits.lock().unwrap().clone();
+        assert_eq!(waits.len(), 3, "{waits:?}");
+        let first_backoff = backoff(BACKOFF_BASE, 1, 1.0);
+        assert!(waits[2] <= first_backoff, "{waits:?}");
     }
 
     #[test]
