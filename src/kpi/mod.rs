@@ -62,6 +62,7 @@ use crate::genesys::budget::{self, requests_per_minute};
 use crate::genesys::client::{GenesysClient, AGGREGATES_PERMISSION};
 use crate::genesys::conversation_aggregates::{self, granularity, DAY_MS, MAX_QUEUES_PER_REQUEST};
 use crate::genesys::error::ApiError;
+use crate::genesys::lenient;
 use crate::influx::writer::Batch;
 use crate::model::{Queue, SharedQueues};
 use crate::stats::Stats;
@@ -164,10 +165,13 @@ impl KpiPoller {
                 ) {
                     Ok(parsed) => {
                         if parsed.unreadable_intervals > 0 {
-                            log::warn!(
-                                "{} KPI buckets of {} had an unreadable interval and were skipped",
-                                parsed.unreadable_intervals,
-                                piece.to_iso()
+                            lenient::note_once(
+                                "unreadable KPI interval",
+                                format_args!(
+                                    "{} KPI buckets of {} with an unreadable interval; they are skipped",
+                                    parsed.unreadable_intervals,
+                                    piece.to_iso()
+                                ),
                             );
                         }
                         for bucket in &parsed.buckets {
