@@ -69,8 +69,7 @@ struct Reading {
 
 fn main() {
     // `cargo bench --no-run` compiles; `cargo test --benches` would run it: skip then.
-    if std::env::args().any(|a| a == "--test")
-        || std::env::var_os("BENCH_FRESHNESS_SKIP").is_some()
+    if std::env::args().any(|a| a == "--test") || std::env::var_os("BENCH_FRESHNESS_SKIP").is_some()
     {
         return;
     }
