@@ -9,7 +9,7 @@
 //! change at `c` counts as readable at the first read whose point reflects a poll at or
 //! after `c`: the point's poll is its timestamp (window start) plus `(samples - 1)`
 //! polls, confirmed by its `_last` values being exactly what the Sim answered then (a
-//! point whose values match neither candidate poll is counted as `mismatched`). So with
+//! point whose values match no slot of that poll interval is counted as `mismatched`). So with
 //! live updates off a change is readable when its window closes (up to about `WINDOW`
 //! later), with live updates on after the next poll (up to about `POLL_INTERVAL` later).
 //!
@@ -228,7 +228,8 @@ fn run(setup: &Setup) {
 
 /// The Sim slot whose values the probe's point `row` (`[time, samples, agent _last…]`)
 /// shows: that of its last poll, at `time + (samples - 1) × poll`, or of a change that
-/// fell between that tick and the request; `None` when the values match neither.
+/// fell between that tick and the request (the earliest that matches, so freshness is
+/// never flattered); `None` when the values match none.
 fn shown_slot(sim: &Sim, probe: &str, row: &serde_json::Value, poll_ms: u64) -> Option<u64> {
     let window_start_ms = row[0].as_u64()? * 1000;
     let samples = row[1].as_u64()?.max(1);
@@ -237,6 +238,7 @@ fn shown_slot(sim: &Sim, probe: &str, row: &serde_json::Value, poll_ms: u64) -> 
         .map(|i| row[i].as_f64())
         .collect::<Option<_>>()?;
     let first = sim.slot_at(tick_ms);
-    let last = sim.slot_at(tick_ms + poll_ms / 2);
+    // The poller spreads a poll's requests over the interval: the probe's may go late.
+    let last = sim.slot_at(tick_ms + poll_ms - 1);
     (first..=last).find(|&slot| sim.observation_at(probe, slot).agents()[..] == values[..])
 }
