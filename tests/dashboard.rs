@@ -32,6 +32,8 @@ const DB: &str = "genesys";
 /// What `$timeFilter` becomes: Grafana's default range is the last 6 h; 1 h covers the
 /// demo's data and keeps the `GROUP BY time()` buckets few.
 const TIME_FILTER: &str = "time > now() - 1h";
+/// How long each demo runs.
+const DEMO_SECONDS: u64 = 14;
 /// The demo's cadence in these tests (its compressed-clock defaults, set explicitly).
 const POLL_S: u64 = 1;
 const WINDOW_S: u64 = 5;
@@ -500,7 +502,13 @@ fn demo(
         env.push(("INFLUXDB_TAGS", tags.to_string()));
     }
     Service::start(
-        &["demo", "--queues", &queues.to_string(), "--seconds", "12"],
+        &[
+            "demo",
+            "--queues",
+            &queues.to_string(),
+            "--seconds",
+            &DEMO_SECONDS.to_string(),
+        ],
         &env,
     )
 }
@@ -541,6 +549,14 @@ fn newest_point(influx: &Influxd, measurement: &str) -> BTreeMap<String, Value> 
         .iter()
         .filter_map(|c| c.as_str().map(str::to_string))
         .zip(row)
+        .collect()
+}
+
+/// The newest points the now-panels read, by measurement.
+fn newest_points(influx: &Influxd) -> BTreeMap<&'static str, BTreeMap<String, Value>> {
+    ["genesys_queue", "genesys_queue_media"]
+        .into_iter()
+        .map(|m| (m, newest_point(influx, m)))
         .collect()
 }
 
@@ -624,31 +640,24 @@ fn check_now_panels_while_running(influx: &Influxd, queries: &[DashboardQuery], 
         "too few now-panels: {}",
         now_panels.len()
     );
-    let deadline = Instant::now() + Duration::from_secs(8);
+    // Until shortly before the demo stops: its shutdown closes the window early.
+    let deadline = Instant::now() + Duration::from_secs(DEMO_SECONDS - 3);
     let (mut compared, mut in_progress_seen) = (0, 0);
     while Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
-        let before = [
-            newest_point(influx, "genesys_queue"),
-            newest_point(influx, "genesys_queue_media"),
-        ];
-        if before.iter().any(BTreeMap::is_empty) {
+        let before = newest_points(influx);
+        if before.values().any(BTreeMap::is_empty) {
             continue;
         }
         let mismatches: Vec<String> = now_panels
             .iter()
             .flat_map(|(query, text)| {
-                let measurement = &measurements(text)[0];
-                let newest = &before[usize::from(measurement == "genesys_queue_media")];
+                let newest = &before[measurements(text)[0].as_str()];
                 now_panel_mismatches(influx, query, text, newest)
             })
             .collect();
         let checked_at_s = now_ms() / 1000;
-        let after = [
-            newest_point(influx, "genesys_queue"),
-            newest_point(influx, "genesys_queue_media"),
-        ];
-        if after != before {
+        if newest_points(influx) != before {
             continue; // a poll landed in between: compare again
         }
         assert!(
@@ -659,7 +668,7 @@ fn check_now_panels_while_running(influx: &Influxd, queries: &[DashboardQuery], 
         compared += 1;
         let window_start = checked_at_s - checked_at_s % WINDOW_S;
         let before_last_poll = checked_at_s - window_start < WINDOW_S - POLL_S;
-        if before_last_poll && before[0]["time"].as_u64() == Some(window_start) {
+        if before_last_poll && before["genesys_queue"]["time"].as_u64() == Some(window_start) {
             in_progress_seen += 1;
         }
     }
@@ -687,7 +696,7 @@ fn every_dashboard_query_returns_rows_from_data_the_binary_wrote(live: &str) {
 
     let influx = Influxd::start_default();
     influx.create_database(DB);
-    // Both runs at once: 12 s of demo each, one with the org tag and one without.
+    // Both runs at once, DEMO_SECONDS each, one with the org tag and one without.
     let mut tagged = demo(
         &influx,
         TAGGED_QUEUES,
