@@ -41,27 +41,15 @@ fn main() {
     if std::env::args().any(|a| a == "--test") || std::env::var_os("BENCH_E2E_SKIP").is_some() {
         return;
     }
-    let sizes: Vec<usize> = std::env::var("BENCH_E2E_QUEUES")
-        .ok()
-        .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
-        .unwrap_or_else(|| vec![100, 1_000, 5_000]);
-    for queue_count in sizes {
+    for queue_count in common::env_sizes("BENCH_E2E_QUEUES", &[100, 1_000, 5_000]) {
         run(&Setup {
             queue_count,
-            length: Duration::from_secs(env_number("BENCH_E2E_SECONDS", 30)),
-            poll_s: env_number("BENCH_E2E_POLL", 1),
-            window_s: env_number("BENCH_E2E_WINDOW", 5),
+            length: Duration::from_secs(common::env_number("BENCH_E2E_SECONDS", 30)),
+            poll_s: common::env_number("BENCH_E2E_POLL", 1),
+            window_s: common::env_number("BENCH_E2E_WINDOW", 5),
             kpis: std::env::var("BENCH_E2E_KPIS").unwrap_or_else(|_| "off".to_string()),
         });
     }
-}
-
-/// A whole number from the environment variable `name`, or `default`.
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
 }
 
 fn run(setup: &Setup) {

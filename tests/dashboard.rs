@@ -8,13 +8,19 @@
 //! (`/^(a|b)$/` for a selection, `/^.*$/` for All), and data with and without the
 //! optional `org` tag (`INFLUXDB_TAGS=org=…`), because "All" must also match series that
 //! have no `org` tag at all.
+//!
+//! Everything runs twice, with `LIVE_UPDATES=on` and `off` in the demo's environment: the
+//! same assertions on what the demo left behind, and, while it is still running, the
+//! panels that show *now* (a panel-level relative time, `timeFrom`) must show the values
+//! of the newest point, which with live updates on is the window still in progress.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use genesys2influx::sim::ODD_NAMES;
 use serde_json::Value;
 
+use crate::util::gate::now_ms;
 use crate::util::influxd::Influxd;
 use crate::util::process::Service;
 
@@ -26,6 +32,14 @@ const DB: &str = "genesys";
 /// What `$timeFilter` becomes: Grafana's default range is the last 6 h; 1 h covers the
 /// demo's data and keeps the `GROUP BY time()` buckets few.
 const TIME_FILTER: &str = "time > now() - 1h";
+/// How long each demo runs.
+const DEMO_SECONDS: u64 = 14;
+/// The demo's cadence in these tests (its compressed-clock defaults, set explicitly).
+const POLL_S: u64 = 1;
+const WINDOW_S: u64 = 5;
+/// The queue and media type whose newest points the now-panels are compared with.
+const NOW_QUEUE: &str = "Queue 0010";
+const NOW_MEDIA: &str = "voice";
 /// `$__interval` when a panel sets no `interval` of its own.
 const DEFAULT_INTERVAL: &str = "10s";
 /// The measurement another engineer's KPI work adds; its panels may have no data yet.
@@ -102,7 +116,27 @@ struct DashboardQuery {
     text: String,
     /// `$__interval` for this query.
     interval: String,
+    /// What `$timeFilter` becomes: the panel's own relative time (`timeFrom`) when it has
+    /// one, as Grafana does, else the dashboard's.
+    time_filter: String,
+    /// A panel that shows *now*: it reads the newest points of a recent range of its own
+    /// (`timeFrom` a duration such as `15m`, not a calendar range such as `now/d`).
+    reads_now: bool,
     is_panel: bool,
+}
+
+/// `$timeFilter` under a panel's `timeFrom`, as Grafana sends it: a duration is the last
+/// that long, `now/d` is today so far (UTC, the test's dashboard time zone); and whether
+/// the panel shows *now*.
+fn panel_time_filter(time_from: Option<&str>) -> (String, bool) {
+    match time_from {
+        None => (TIME_FILTER.to_string(), false),
+        Some("now/d") => {
+            let now_s = now_ms() / 1000;
+            (format!("time >= {}000ms", now_s - now_s % 86_400), false)
+        }
+        Some(duration) => (format!("time > now() - {duration}"), true),
+    }
 }
 
 /// A variable's value: everything (`allValue`, `.*`) or a selection.
@@ -160,7 +194,7 @@ fn interpolate(pick: &Pick) -> String {
 fn substitute(query: &DashboardQuery, selection: &Selection) -> Result<String, String> {
     let mut text = query
         .text
-        .replace("$timeFilter", TIME_FILTER)
+        .replace("$timeFilter", &query.time_filter)
         .replace("$__interval", &query.interval);
     // Longest names first, so `$queue` never eats the start of a `$queue_x`.
     let mut names: Vec<&&str> = selection.0.keys().collect();
@@ -223,6 +257,7 @@ fn extract_queries(dashboard: &Value) -> Result<Vec<DashboardQuery>, String> {
                     "panel '{title}' {ref_id}: rawQuery is not true, Grafana would ignore `query`"
                 ));
             }
+            let (time_filter, reads_now) = panel_time_filter(panel["timeFrom"].as_str());
             queries.push(DashboardQuery {
                 place: format!("panel '{title}' {ref_id}"),
                 text: text.to_string(),
@@ -230,6 +265,8 @@ fn extract_queries(dashboard: &Value) -> Result<Vec<DashboardQuery>, String> {
                     .as_str()
                     .unwrap_or(DEFAULT_INTERVAL)
                     .to_string(),
+                time_filter,
+                reads_now,
                 is_panel: true,
             });
         }
@@ -251,6 +288,8 @@ fn extract_queries(dashboard: &Value) -> Result<Vec<DashboardQuery>, String> {
             place: format!("variable {name}"),
             text: text.to_string(),
             interval: DEFAULT_INTERVAL.to_string(),
+            time_filter: TIME_FILTER.to_string(),
+            reads_now: false,
             is_panel: false,
         });
     }
@@ -282,11 +321,13 @@ fn function_arguments(query: &str) -> Vec<String> {
         .collect()
 }
 
-/// Whether the answer has one series per queue name.
+/// Whether the answer has one series per queue name (a subquery's `GROUP BY` groups only
+/// what the outer query then sums up).
 fn groups_by_queue_name(query: &str) -> bool {
-    query
-        .rfind("GROUP BY")
-        .is_some_and(|i| query[i..].contains("\"queue_name\""))
+    !query.contains("FROM (")
+        && query
+            .rfind("GROUP BY")
+            .is_some_and(|i| query[i..].contains("\"queue_name\""))
 }
 
 fn contract_fields(measurement: &str) -> Option<BTreeSet<String>> {
@@ -364,7 +405,10 @@ fn structure_problems(dashboard: &Value, queries: &[DashboardQuery]) -> Vec<Stri
                 panel["title"]
             ));
         }
-        if panel["title"] == "Longest wait" {
+        if panel["title"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("Longest wait"))
+        {
             let steps: Vec<f64> = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
                 .as_array()
                 .into_iter()
@@ -439,17 +483,32 @@ fn tag_values(influx: &Influxd, query: &str) -> BTreeSet<String> {
         .collect()
 }
 
-fn demo(influx: &Influxd, queues: usize, instance: &str, tags: Option<&str>) -> Service {
+fn demo(
+    influx: &Influxd,
+    queues: usize,
+    instance: &str,
+    tags: Option<&str>,
+    live: &str,
+) -> Service {
     let mut env = vec![
         ("INFLUXDB_URL", influx.url()),
         ("INFLUXDB_DATABASE", DB.to_string()),
         ("INSTANCE", instance.to_string()),
+        ("LIVE_UPDATES", live.to_string()),
+        ("POLL_INTERVAL", format!("{POLL_S}s")),
+        ("WINDOW", format!("{WINDOW_S}s")),
     ];
     if let Some(tags) = tags {
         env.push(("INFLUXDB_TAGS", tags.to_string()));
     }
     Service::start(
-        &["demo", "--queues", &queues.to_string(), "--seconds", "12"],
+        &[
+            "demo",
+            "--queues",
+            &queues.to_string(),
+            "--seconds",
+            &DEMO_SECONDS.to_string(),
+        ],
         &env,
     )
 }
@@ -461,7 +520,175 @@ fn load_dashboard() -> Value {
 }
 
 #[test]
-fn every_dashboard_query_returns_rows_from_data_the_binary_wrote() {
+fn every_dashboard_query_returns_rows_with_live_updates_on() {
+    every_dashboard_query_returns_rows_from_data_the_binary_wrote("on");
+}
+
+#[test]
+fn every_dashboard_query_returns_rows_with_live_updates_off() {
+    every_dashboard_query_returns_rows_from_data_the_binary_wrote("off");
+}
+
+/// The newest point of `measurement` for the now-panels' queue (and media type), as
+/// column → value, `time` included; empty when there is none yet.
+fn newest_point(influx: &Influxd, measurement: &str) -> BTreeMap<String, Value> {
+    let media = if measurement == "genesys_queue_media" {
+        format!(" AND \"media_type\" = '{NOW_MEDIA}'")
+    } else {
+        String::new()
+    };
+    let query = format!(
+        "SELECT * FROM \"{measurement}\" WHERE \"queue_name\" = '{NOW_QUEUE}' AND \"org\" = '{ORG}'{media} \
+         ORDER BY time DESC LIMIT 1"
+    );
+    let json = influx.query(DB, &query);
+    let series = &json["results"][0]["series"][0];
+    let columns = series["columns"].as_array().cloned().unwrap_or_default();
+    let row = series["values"][0].as_array().cloned().unwrap_or_default();
+    columns
+        .iter()
+        .filter_map(|c| c.as_str().map(str::to_string))
+        .zip(row)
+        .collect()
+}
+
+/// The newest points the now-panels read, by measurement.
+fn newest_points(influx: &Influxd) -> BTreeMap<&'static str, BTreeMap<String, Value>> {
+    ["genesys_queue", "genesys_queue_media"]
+        .into_iter()
+        .map(|m| (m, newest_point(influx, m)))
+        .collect()
+}
+
+/// `("field") AS "alias"` pairs of a query: which contract field each answer column shows.
+fn aliased_fields(query: &str) -> Vec<(String, String)> {
+    query
+        .match_indices("(\"")
+        .filter_map(|(i, m)| {
+            let rest = &query[i + m.len()..];
+            let (field, after) = rest.split_once("\")")?;
+            let alias = after.strip_prefix(" AS \"")?.split('"').next()?;
+            Some((field.to_string(), alias.to_string()))
+        })
+        .collect()
+}
+
+/// What a now-panel shows that differs from the newest point of its measurement: every
+/// aliased column must hold that point's field (one queue and media type are selected,
+/// so a sum or max over queues is that one value), and a single `last()` (not in a
+/// subquery) its time.
+fn now_panel_mismatches(
+    influx: &Influxd,
+    query: &DashboardQuery,
+    text: &str,
+    newest: &BTreeMap<String, Value>,
+) -> Vec<String> {
+    let json = influx.query(DB, text);
+    let series = &json["results"][0]["series"][0];
+    let columns: Vec<&str> = series["columns"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let row = &series["values"][0];
+    let mut mismatches = Vec::new();
+    for (field, alias) in aliased_fields(text) {
+        if let Some(i) = columns.iter().position(|c| *c == alias) {
+            if row[i].as_f64() != newest.get(&field).and_then(Value::as_f64) {
+                mismatches.push(format!(
+                    "{}: {alias} = {} but the newest point has {field} = {:?}",
+                    query.place,
+                    row[i],
+                    newest.get(&field)
+                ));
+            }
+        }
+    }
+    let single_selector = text.matches("last(").count() == 1 && !text.contains("FROM (");
+    if single_selector && row[0] != newest["time"] {
+        mismatches.push(format!(
+            "{}: time {} but the newest point is at {}",
+            query.place, row[0], newest["time"]
+        ));
+    }
+    mismatches
+}
+
+/// While the demo runs: the now-panels, for one queue and media type, show exactly the
+/// newest point; with live updates on, at least once that point is the window in
+/// progress (its start is the current window's, read before that window's last poll, so
+/// it cannot be the final point); with them off, never.
+fn check_now_panels_while_running(influx: &Influxd, queries: &[DashboardQuery], live: &str) {
+    let selection = Selection::all()
+        .with("org", &[ORG])
+        .with("queue", &[NOW_QUEUE])
+        .with("media_type", &[NOW_MEDIA])
+        .with("instance", &[TAGGED_INSTANCE]);
+    let now_panels: Vec<(&DashboardQuery, String)> = queries
+        .iter()
+        .filter(|q| q.reads_now)
+        .map(|q| {
+            (
+                q,
+                substitute(q, &selection).unwrap_or_else(|e| panic!("{e}")),
+            )
+        })
+        .collect();
+    assert!(
+        now_panels.len() >= 6,
+        "too few now-panels: {}",
+        now_panels.len()
+    );
+    // Until shortly before the demo stops: its shutdown closes the window early.
+    let deadline = Instant::now() + Duration::from_secs(DEMO_SECONDS - 3);
+    let (mut compared, mut in_progress_seen) = (0, 0);
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        let before = newest_points(influx);
+        if before.values().any(BTreeMap::is_empty) {
+            continue;
+        }
+        let mismatches: Vec<String> = now_panels
+            .iter()
+            .flat_map(|(query, text)| {
+                let newest = &before[measurements(text)[0].as_str()];
+                now_panel_mismatches(influx, query, text, newest)
+            })
+            .collect();
+        let checked_at_s = now_ms() / 1000;
+        if newest_points(influx) != before {
+            continue; // a poll landed in between: compare again
+        }
+        assert!(
+            mismatches.is_empty(),
+            "LIVE_UPDATES={live}: now-panels do not show the newest point:\n{}",
+            mismatches.join("\n")
+        );
+        compared += 1;
+        let window_start = checked_at_s - checked_at_s % WINDOW_S;
+        let before_last_poll = checked_at_s - window_start < WINDOW_S - POLL_S;
+        if before_last_poll && before["genesys_queue"]["time"].as_u64() == Some(window_start) {
+            in_progress_seen += 1;
+        }
+    }
+    assert!(
+        compared > 0,
+        "LIVE_UPDATES={live}: no stable moment to compare the now-panels"
+    );
+    match live {
+        "on" => assert!(
+            in_progress_seen > 0,
+            "LIVE_UPDATES=on: in {compared} comparisons the newest point was never the window in progress"
+        ),
+        _ => assert_eq!(
+            in_progress_seen, 0,
+            "LIVE_UPDATES={live}: a window in progress was written"
+        ),
+    }
+}
+
+fn every_dashboard_query_returns_rows_from_data_the_binary_wrote(live: &str) {
     let dashboard = load_dashboard();
     let queries = extract_queries(&dashboard).unwrap_or_else(|e| panic!("{DASHBOARD}: {e}"));
     let problems = structure_problems(&dashboard, &queries);
@@ -469,14 +696,16 @@ fn every_dashboard_query_returns_rows_from_data_the_binary_wrote() {
 
     let influx = Influxd::start_default();
     influx.create_database(DB);
-    // Both runs at once: 12 s of demo each, one with the org tag and one without.
+    // Both runs at once, DEMO_SECONDS each, one with the org tag and one without.
     let mut tagged = demo(
         &influx,
         TAGGED_QUEUES,
         TAGGED_INSTANCE,
         Some(&format!("org={ORG}")),
+        live,
     );
-    let mut untagged = demo(&influx, UNTAGGED_QUEUES, UNTAGGED_INSTANCE, None);
+    let mut untagged = demo(&influx, UNTAGGED_QUEUES, UNTAGGED_INSTANCE, None, live);
+    check_now_panels_while_running(&influx, &queries, live);
     for (name, service) in [("tagged", &mut tagged), ("untagged", &mut untagged)] {
         let status = service.wait(Duration::from_secs(90));
         assert_eq!(
@@ -667,6 +896,8 @@ fn variables_are_filled_in_as_grafana_does() {
         place: "test".into(),
         text: "SELECT x FROM \"m\" WHERE \"queue_name\" =~ /^$queue$/ AND \"org\" =~ /^${org}$/ AND $timeFilter GROUP BY time($__interval)".into(),
         interval: "10s".into(),
+        time_filter: TIME_FILTER.into(),
+        reads_now: false,
         is_panel: true,
     };
     let selection = Selection::all().with("queue", &["a/b (c)", "d\\e"]);

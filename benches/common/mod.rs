@@ -1,4 +1,4 @@
-//! What both benchmarks read from `/proc`.
+//! What the benchmarks share: what they read from `/proc` and from their environment.
 
 /// utime + stime, in seconds, of the process whose `/proc/<pid>/stat` (or
 /// `/proc/self/stat`) is at `stat_path` (clock ticks of 1/100 s); 0 when unreadable.
@@ -28,4 +28,22 @@ fn stat_fields<const N: usize>(stat_path: &str, numbers: &[usize; N]) -> [f64; N
             .and_then(|f| f.parse::<f64>().ok())
             .unwrap_or(0.0)
     })
+}
+
+/// A whole number from the environment variable `name`, or `default`.
+#[allow(dead_code)] // used by the e2e and freshness benches only
+pub fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The comma-separated queue counts in the environment variable `name`, or `default`.
+#[allow(dead_code)] // used by the e2e and freshness benches only
+pub fn env_sizes(name: &str, default: &[usize]) -> Vec<usize> {
+    std::env::var(name)
+        .ok()
+        .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| default.to_vec())
 }
