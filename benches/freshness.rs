@@ -31,7 +31,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use genesys2influx::genesys::sim::{Sim, SimOptions};
+use genesys2influx::sim::{Sim, SimOptions};
 use util::gate::{now_ms, Gate};
 use util::influxd::Influxd;
 use util::process::Service;
@@ -39,7 +39,7 @@ use util::process::Service;
 const DB: &str = "genesys";
 /// How often the probe's newest point is read from influxd.
 const READ_EVERY: Duration = Duration::from_millis(50);
-/// The agent `_last` fields, in [`genesys2influx::genesys::sim::ExpectedObservation::agents`] order.
+/// The agent `_last` fields, in [`genesys2influx::sim::ExpectedObservation::agents`] order.
 const AGENT_LAST: [&str; 8] = [
     "on_queue_last",
     "idle_last",
