@@ -6,6 +6,8 @@
 //! InfluxDB within moments of the window's last poll. Per metric the window keeps
 //! min, max, sum and last, so memory per queue is fixed whatever the window length.
 
+pub mod job;
+
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
