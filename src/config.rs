@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::duration;
 use crate::genesys::region;
+use crate::influx::live::LiveUpdates;
 
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
@@ -92,6 +93,8 @@ pub struct Config {
     pub http: HttpConfig,
     pub spool: SpoolConfig,
     pub shutdown_timeout: Duration,
+    /// `LIVE_UPDATES`: whether the window in progress is also written after every poll.
+    pub live_updates: LiveUpdates,
     /// `None` when `KPIS=off`.
     pub kpi: Option<KpiConfig>,
     /// Value of the `instance` tag of the self-metrics.
@@ -262,6 +265,11 @@ pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>, mode: Mode) -> Result<C
             DEFAULT_SHUTDOWN_TIMEOUT,
             SHUTDOWN_TIMEOUT_RANGE,
         )?,
+        live_updates: vars
+            .optional("LIVE_UPDATES")
+            .map(|v| parse_live_updates(&v))
+            .transpose()?
+            .unwrap_or(LiveUpdates::Auto),
         kpi,
         instance: vars.optional("INSTANCE").unwrap_or_else(hostname),
     })
@@ -615,6 +623,13 @@ fn is_uuid(text: &str) -> bool {
             8 | 13 | 18 | 23 => c == '-',
             _ => c.is_ascii_hexdigit(),
         })
+}
+
+/// `LIVE_UPDATES`: `on`, `off` or `auto`.
+pub fn parse_live_updates(text: &str) -> Result<LiveUpdates> {
+    LiveUpdates::parse(text).ok_or_else(|| {
+        ConfigError::new("LIVE_UPDATES", format!("\"{text}\" is not on, off or auto"))
+    })
 }
 
 pub fn parse_shard(text: &str) -> Result<Shard> {

@@ -24,6 +24,7 @@ use crate::config::{Config, InfluxTarget};
 use crate::duration;
 use crate::genesys::client::GenesysClient;
 use crate::genesys::poller::{Poller, PollerControl, PollerSettings, StartError, StartInfo};
+use crate::influx::live::LiveSlot;
 use crate::influx::writer::{self, Batch, WriterSettings};
 use crate::kpi::{self, KpiSettings};
 use crate::model::SharedQueues;
@@ -79,6 +80,7 @@ pub fn run(config: &Config, stop_after: Option<Duration>, view: Option<Arc<Wallb
 
     let (event_tx, event_rx) = bounded(EVENT_QUEUE);
     let (batch_tx, batch_rx) = bounded(BATCH_QUEUE);
+    let live = LiveSlot::new(stats.clone());
     let writer = if view.is_some() && config.influx == InfluxTarget::Stdout {
         spawn_discard(batch_rx)
     } else {
@@ -86,6 +88,7 @@ pub fn run(config: &Config, stop_after: Option<Duration>, view: Option<Arc<Wallb
             config,
             agent,
             batch_rx,
+            live.clone(),
             shutdown.stop.clone(),
             stats.clone(),
         )
@@ -103,6 +106,7 @@ pub fn run(config: &Config, stop_after: Option<Duration>, view: Option<Arc<Wallb
         config,
         started.poll_interval,
         batch_tx,
+        live,
         stats,
         notifier.clone(),
         view,
@@ -154,6 +158,7 @@ fn spawn_writer(
     config: &Config,
     agent: ureq::Agent,
     batches: Receiver<Batch>,
+    live: LiveSlot,
     stop: Receiver<()>,
     stats: Arc<Stats>,
 ) -> std::io::Result<thread::JoinHandle<()>> {
@@ -162,10 +167,11 @@ fn spawn_writer(
         spool: config.spool.clone(),
         shutdown_timeout: config.shutdown_timeout,
         max_lines_per_request: writer::DEFAULT_MAX_LINES_PER_REQUEST,
+        live_updates: config.live_updates,
     };
     thread::Builder::new()
         .name("writer".into())
-        .spawn(move || writer::run(settings, agent, batches, stop, stats))
+        .spawn(move || writer::run(settings, agent, batches, live, stop, stats))
 }
 
 /// Takes the batches and drops them: the writer of a `demo` whose stdout shows the table.

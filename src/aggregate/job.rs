@@ -1,7 +1,8 @@
 //! The aggregator thread: poll events in, windows out. It folds each event into the
 //! [`Aggregator`], hands every finished window (with the self-metrics point) to the
 //! writer part by part, saves the open window at shutdown and continues it after a
-//! restart inside the same window.
+//! restart inside the same window. With live updates on, it also leaves the open
+//! window so far for the writer after each poll.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use crossbeam_channel::{select, Receiver, Sender};
 use crate::aggregate::{Aggregator, ClosedWindow, OpenWindow};
 use crate::config::Config;
 use crate::duration;
+use crate::influx::live::{LiveSlot, LiveUpdate};
 use crate::influx::writer::Batch;
 use crate::model::PollEvent;
 use crate::notify::Notifier;
@@ -33,6 +35,7 @@ const OPEN_WINDOW_MAX_BYTES: u64 = 64 * 1024 * 1024;
 pub(crate) struct AggregatorJob {
     aggregator: Aggregator,
     batches: Sender<Batch>,
+    live: LiveSlot,
     stats: Arc<Stats>,
     instance: String,
     static_tags: Vec<(String, String)>,
@@ -101,6 +104,7 @@ impl AggregatorJob {
         config: &Config,
         poll_interval: Duration,
         batches: Sender<Batch>,
+        live: LiveSlot,
         stats: Arc<Stats>,
         notifier: Arc<Notifier>,
         view: Option<Arc<Wallboard>>,
@@ -112,6 +116,7 @@ impl AggregatorJob {
                 config.static_tags.clone(),
             ),
             batches,
+            live,
             stats,
             instance: config.instance.clone(),
             static_tags: config.static_tags.clone(),
@@ -141,6 +146,9 @@ impl AggregatorJob {
                         for window in self.aggregator.handle(&event) {
                             self.send(window);
                         }
+                        if let PollEvent::TickDone { tick_ms } = event {
+                            self.send_live(tick_ms);
+                        }
                     }
                     Err(_) => break,
                 },
@@ -158,6 +166,7 @@ impl AggregatorJob {
     /// Hands the window to the writer part by part (the bounded channel paces the
     /// encoding to the writer), the self-metrics point at the end of the last part.
     fn send(&mut self, window: ClosedWindow) {
+        self.live.final_handed(window.start_ms);
         let timestamp_s = (window.start_ms / 1000) as i64;
         let snapshot = self.stats.take_window();
         let mut line_count = 0;
@@ -191,6 +200,20 @@ impl AggregatorJob {
         }
         if let Some(summary) = self.summary.add(line_count, &snapshot, Instant::now()) {
             log::info!("{summary}");
+        }
+    }
+
+    /// After the poll of `tick_ms`, when it did not close its window: the window so far,
+    /// as its final point would be now, for the writer to send if it can.
+    fn send_live(&self, tick_ms: u64) {
+        if !self.live.wanted() {
+            return;
+        }
+        if let Some((window_start_ms, parts)) = self.aggregator.encode_open(tick_ms) {
+            self.live.offer(LiveUpdate {
+                window_start_ms,
+                parts: parts.map(|part| part.lines).collect(),
+            });
         }
     }
 

@@ -276,8 +276,27 @@ impl Aggregator {
     /// The line protocol of `window`, in parts of about [`PART_BYTES`], queue by queue
     /// (each queue's lines stay in one part).
     pub fn encode<'a>(&'a self, window: &'a ClosedWindow) -> impl Iterator<Item = Part> + 'a {
-        let timestamp_s = (window.start_ms / 1000) as i64;
-        let mut queues = window.queues.iter().peekable();
+        self.encode_queues(window.start_ms, window.queues.iter())
+    }
+
+    /// The open window so far, when `tick_ms` is one of its ticks and it has samples:
+    /// its start and the very lines its final point would have now (a live update).
+    pub fn encode_open(&self, tick_ms: u64) -> Option<(u64, impl Iterator<Item = Part> + '_)> {
+        let start_ms = self.window_start(tick_ms);
+        let open = self
+            .open
+            .as_ref()
+            .filter(|w| w.start_ms == start_ms && !w.queues.is_empty())?;
+        Some((start_ms, self.encode_queues(start_ms, open.queues.values())))
+    }
+
+    fn encode_queues<'a>(
+        &'a self,
+        start_ms: u64,
+        queues: impl Iterator<Item = &'a QueueWindow> + 'a,
+    ) -> impl Iterator<Item = Part> + 'a {
+        let timestamp_s = (start_ms / 1000) as i64;
+        let mut queues = queues.peekable();
         std::iter::from_fn(move || {
             queues.peek()?;
             let mut part = Part {
