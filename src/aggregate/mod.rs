@@ -554,6 +554,35 @@ mod tests {
     }
 
     #[test]
+    fn the_open_window_so_far_is_encoded_as_its_final_point_would_be_now() {
+        let q = queue("q1", "Support");
+        let mut aggregator = Aggregator::new(WINDOW, POLL, vec![]);
+        assert!(aggregator.encode_open(T0).is_none(), "nothing polled yet");
+        poll(
+            &mut aggregator,
+            T0,
+            vec![observation(&q, 3.0, &[("voice", 1.0, 2.0)])],
+        );
+        poll(&mut aggregator, T0 + POLL, vec![observation(&q, 7.0, &[])]);
+        let (start_ms, parts) = aggregator.encode_open(T0 + POLL).expect("open window");
+        let live: String = parts.map(|part| part.lines).collect();
+        assert_eq!(start_ms, T0);
+        assert!(
+            aggregator.encode_open(T0 + WINDOW).is_none(),
+            "another window"
+        );
+        let early = aggregator.close().expect("samples");
+        let closed = encode_all(&aggregator, early);
+        assert_eq!(
+            live, closed.lines,
+            "the same lines the final point would have now"
+        );
+        assert_eq!(field(&live, "genesys_queue,", "samples"), "2i");
+        assert_eq!(field(&live, "genesys_queue,", "idle_max"), "7i");
+        assert_eq!(field(&live, "genesys_queue_media,", "waiting_last"), "0i");
+    }
+
+    #[test]
     fn encodes_the_contract_fields_and_types() {
         let q = queue("q1", "Sales, EMEA");
         let mut aggregator = Aggregator::new(WINDOW, POLL, vec![("env".into(), "prod".into())]);

@@ -589,6 +589,7 @@ fn write_stdout(input: &Receiver<Batch>, stats: &Stats) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::influx::live::LiveUpdate;
     use crate::influx::policy::{Answer, MAX_BACKOFF, MAX_RETRY_AFTER};
     use crate::influx::testing::{
         arbitrary_answer, arbitrary_lines, batch, fake, joined, lines, no_spool, scripted, status,
@@ -683,8 +684,171 @@ mod tests {
         assert_eq!(w.backlog.lines(), 0);
     }
 
+    fn live(window: u64, lines: &str) -> LiveUpdate {
+        LiveUpdate {
+            window_start_ms: window,
+            parts: vec![lines.to_string()],
+        }
+    }
+
+    /// A writer with live updates on, over `transport`, without a spool.
+    fn live_writer<T: Transport>(transport: T) -> (Writer<T>, LiveSlot, Arc<Stats>) {
+        let stats = Arc::new(Stats::default());
+        let slot = LiveSlot::new(stats.clone());
+        slot.enable();
+        let backlog = Backlog::new(&no_spool(), 1 << 20, stats.clone());
+        let w = Writer::new(
+            transport,
+            backlog,
+            &settings(100),
+            stats.clone(),
+            clock(),
+            slot.clone(),
+        );
+        (w, slot, stats)
+    }
+
+    #[test]
+    fn a_live_update_goes_only_once_nothing_final_waits() {
+        let (mut w, slot, stats) = live_writer(fake(|_| status(204, "")));
+        slot.offer(live(0, "live 1\n"));
+        w.fresh.push_back(batch(0..2));
+        let now = Instant::now();
+        w.step(now);
+        w.step(now);
+        assert_eq!(w.transport.sent, vec![lines(0..2), "live 1\n".to_string()]);
+        assert_eq!(stats.live_points_written.load(Relaxed), 1);
+        assert_eq!(stats.points_written.load(Relaxed), 2);
+    }
+
+    #[test]
+    fn a_live_update_of_a_window_whose_final_was_handed_over_is_never_sent() {
+        let (mut w, slot, stats) = live_writer(fake(|_| status(204, "")));
+        slot.offer(live(10, "live 10\n"));
+        // The aggregator hands window 10's final point over.
+        slot.final_handed(10);
+        w.fresh.push_back(batch(0..1));
+        slot.offer(live(10, "late live 10\n"));
+        let now = Instant::now();
+        w.step(now);
+        w.step(now);
+        assert_eq!(w.transport.sent, vec![lines(0..1)]);
+        assert_eq!(stats.live_updates_skipped.load(Relaxed), 2);
+    }
+
+    #[test]
+    fn a_failed_live_update_is_dropped_never_kept_and_holds_the_next_back_a_while() {
+        let up = std::rc::Rc::new(std::cell::Cell::new(false));
+        let up2 = up.clone();
+        let (mut w, slot, stats) = live_writer(fake(move |_| {
+            if up2.get() {
+                status(204, "")
+            } else {
+                Answer::NoAnswer("connection refused".into())
+            }
+        }));
+        let now = Instant::now();
+        slot.offer(live(0, "live 1\n"));
+        w.step(now);
+        assert_eq!(stats.live_updates_skipped.load(Relaxed), 1);
+        assert!(w.backlog.is_empty() && w.retry_at.is_none(), "nothing kept");
+        up.set(true);
+        slot.offer(live(0, "live 2\n"));
+        w.step(now);
+        assert_eq!(w.transport.sent.len(), 1, "not before the retry time");
+        w.step(now + MAX_BACKOFF);
+        assert_eq!(w.transport.sent, vec!["live 1\n", "live 2\n"]);
+        assert_eq!(stats.live_points_written.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn a_failing_final_write_drops_the_waiting_live_update() {
+        let (mut w, slot, stats) = live_writer(fake(|_| status(503, "")));
+        slot.offer(live(0, "live 1\n"));
+        w.fresh.push_back(batch(0..2));
+        w.step(Instant::now());
+        assert_eq!(slot.take(), None);
+        assert_eq!(stats.live_updates_skipped.load(Relaxed), 1);
+        assert_eq!(w.backlog.lines(), 2, "the final lines are kept");
+    }
+
+    /// What the aggregator and the clock do in the property below.
+    #[derive(Debug, Clone)]
+    enum Event {
+        /// A poll of the open window: its live update.
+        Poll,
+        /// The open window closes: its final lines are handed over; the next opens.
+        Close(usize),
+        /// The writer loop runs once, this much later.
+        Step(u64),
+    }
+
+    fn arbitrary_event() -> impl Strategy<Value = Event> {
+        prop_oneof![
+            3 => Just(Event::Poll),
+            1 => (1usize..6).prop_map(Event::Close),
+            4 => (0u64..3000).prop_map(Event::Step),
+        ]
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Live updates and final windows interleaved with any answers: no live line of a
+        /// window is ever sent once its final lines were handed over (so none lands
+        /// after them), no live line is kept, and every final line is accounted for once.
+        #[test]
+        fn live_updates_never_follow_their_final_and_finals_are_all_accounted(
+            events in proptest::collection::vec(arbitrary_event(), 1..60),
+            answers in proptest::collection::vec(arbitrary_answer(), 0..30),
+        ) {
+            let (mut w, slot, stats) = live_writer(scripted(answers));
+            let mut window = 0u64;
+            let mut poll = 0;
+            let mut produced = 0u64;
+            let mut handed_at = Vec::new(); // (window, sent requests then)
+            let mut now = Instant::now();
+            for event in events {
+                match event {
+                    Event::Poll => {
+                        poll += 1;
+                        slot.offer(live(window, &format!("live,w={window} p={poll}i\n")));
+                    }
+                    Event::Close(count) => {
+                        slot.final_handed(window);
+                        handed_at.push((window, w.transport.sent.len()));
+                        let lines: String =
+                            (0..count).map(|i| format!("final,w={window} i={i}i\n")).collect();
+                        w.fresh.push_back(Batch { lines, line_count: count });
+                        produced += count as u64;
+                        window += 1;
+                    }
+                    Event::Step(ms) => {
+                        now += Duration::from_millis(ms);
+                        if w.retry_at.is_some_and(|at| now < at) {
+                            while let Some(batch) = w.fresh.pop_front() {
+                                w.keep(batch);
+                            }
+                        }
+                        w.step(now);
+                    }
+                }
+            }
+            for (done, sent_then) in handed_at {
+                let stale = format!("live,w={done} ");
+                prop_assert!(
+                    !w.transport.sent[sent_then..].iter().any(|body| body.contains(&stale)),
+                    "a live update of window {} was sent after its final", done
+                );
+            }
+            let (_, closed) = crossbeam_channel::bounded::<Batch>(0);
+            w.settle_at_exit(&closed);
+            prop_assert_eq!(
+                stats.points_written.load(Relaxed) + stats.lines_dropped.load(Relaxed),
+                produced,
+                "final lines, each once; live ones never among them"
+            );
+        }
 
         /// The writer over many batches, answers and a small memory cap, then the exit:
         /// every line produced is acknowledged or counted as dropped, exactly once.
