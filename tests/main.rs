@@ -15,6 +15,7 @@ mod demo_command;
 mod genesys_resilience;
 mod kpis;
 mod line_protocol_roundtrip;
+mod live_updates;
 mod no_window_lost;
 mod observability;
 mod sharding;
