@@ -12,9 +12,9 @@ use serde_json::Value;
 
 use crate::core_pipeline::sim_with;
 use crate::no_window_lost::{
-    assert_every_window, assert_values, assert_values_so_far, env, first_complete_window,
-    now_s, point, samples_by_window, segments, self_metric_sum, stop, wait_drained,
-    wait_for_phase, wait_until, Timing, DB, QUEUES,
+    assert_every_window, assert_values, assert_values_so_far, env, first_complete_window, now_s,
+    point, samples_by_window, segments, self_metric_sum, stop, wait_drained, wait_for_phase,
+    wait_until, Timing, DB, QUEUES,
 };
 use crate::util::influxd::Influxd;
 use crate::util::process::Service;
@@ -142,7 +142,10 @@ fn an_outage_with_live_updates_spools_nothing_live_and_every_final_lands_once() 
         .iter()
         .filter(|(_, samples)| *samples != timing.samples())
         .collect();
-    assert!(partial.is_empty(), "live points spooled: {partial:?}\n{log}");
+    assert!(
+        partial.is_empty(),
+        "live points spooled: {partial:?}\n{log}"
+    );
     let windows = samples_by_window(&influx, "genesys_queue");
     let checked = assert_every_window(&windows, &sim.queues(), timing, &BTreeSet::new(), &log);
     assert!(
@@ -202,7 +205,10 @@ fn sigterm_during_live_updates_then_a_restart_in_the_same_window_ends_complete()
     );
     let windows = samples_by_window(&influx, "genesys_queue");
     let checked = assert_every_window(&windows, &sim.queues(), timing, &BTreeSet::new(), &logs);
-    assert!(checked.contains(&interrupted), "window {interrupted} checked");
+    assert!(
+        checked.contains(&interrupted),
+        "window {interrupted} checked"
+    );
     for (id, _) in sim.queues().iter().take(3) {
         assert_values(&sim, &influx, timing, id, interrupted);
     }
@@ -292,13 +298,17 @@ fn auto_leaves_live_updates_off_for_victoriametrics_and_says_so() {
         },
     );
     let log = stop(service);
+    let times: Vec<u64> = samples.iter().map(|(t, _)| *t).collect();
+    let distinct: BTreeSet<u64> = times.iter().copied().collect();
+    assert_eq!(
+        times.len(),
+        distinct.len(),
+        "one sample per window: {samples:?}"
+    );
     assert!(
         log.contains("live updates off (LIVE_UPDATES=auto)") && log.contains("VictoriaMetrics"),
         "the decision and its reason are logged:\n{log}"
     );
-    let times: Vec<u64> = samples.iter().map(|(t, _)| *t).collect();
-    let distinct: BTreeSet<u64> = times.iter().copied().collect();
-    assert_eq!(times.len(), distinct.len(), "one sample per window: {samples:?}");
     let complete: Vec<u64> = samples
         .iter()
         .filter(|(_, v)| *v == LIVE.samples() as f64)

@@ -86,7 +86,12 @@ pub(crate) fn env(
 }
 
 /// Polls `done` every 200 ms until it holds; panics with `what` and the log after `limit`.
-pub(crate) fn wait_until(what: &str, limit: Duration, service: &Service, mut done: impl FnMut() -> bool) {
+pub(crate) fn wait_until(
+    what: &str,
+    limit: Duration,
+    service: &Service,
+    mut done: impl FnMut() -> bool,
+) {
     let deadline = Instant::now() + limit;
     while !done() {
         assert!(
@@ -114,7 +119,10 @@ pub(crate) fn wait_for_phase(timing: Timing, from: f64, to: f64) -> u64 {
 
 /// window start (s) → queue id → samples, of `genesys_queue`; panics if a (queue, window)
 /// has more than one point (e.g. under two different names).
-pub(crate) fn samples_by_window(influx: &Influxd, measurement: &str) -> BTreeMap<u64, BTreeMap<String, u64>> {
+pub(crate) fn samples_by_window(
+    influx: &Influxd,
+    measurement: &str,
+) -> BTreeMap<u64, BTreeMap<String, u64>> {
     samples_where(influx, measurement, "")
 }
 
@@ -164,7 +172,13 @@ pub(crate) fn point(influx: &Influxd, queue_id: &str, start: u64) -> BTreeMap<St
 
 /// The agent fields of `queue_id`'s window `start` are exactly what the simulator answered
 /// at the window's ticks (value period 1 s: the slot of tick t is t).
-pub(crate) fn assert_values(sim: &Sim, influx: &Influxd, timing: Timing, queue_id: &str, start: u64) {
+pub(crate) fn assert_values(
+    sim: &Sim,
+    influx: &Influxd,
+    timing: Timing,
+    queue_id: &str,
+    start: u64,
+) {
     let got = point(influx, queue_id, start);
     assert_values_so_far(sim, &got, timing, queue_id, start, timing.samples());
 }
