@@ -269,6 +269,15 @@ mod tests {
     }
 
     #[test]
+    fn a_wrong_setting_names_the_variable_and_the_choices() {
+        let error = crate::config::parse_live_updates("yes").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "LIVE_UPDATES: \"yes\" is not on, off or auto"
+        );
+    }
+
+    #[test]
     fn auto_means_on_only_for_a_ping_that_names_an_influxdb_version() {
         for version in ["1.6.7~rc0", "v2.7.11", "3.0.1"] {
             let (on, why) = auto_decision(Some(version));
