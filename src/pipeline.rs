@@ -2,7 +2,9 @@
 //!
 //! ```text
 //!   signals ──stop/refresh──▶ poller ──PollEvent──▶ aggregator ──Batch──▶ writer ──▶ InfluxDB
-//!                                     (bounded)                (bounded)      └──▶ spool
+//!                                     (bounded)          │     (bounded)  ▲   └──▶ spool
+//!                                                        └──LiveSlot──────┘
+//!                                                     (one live update at most)
 //! ```
 //! Shutdown is a channel that is dropped: the poller and the aggregator both watch it, so
 //! a poll stuck in a slow request cannot hold the final flush back. The aggregator then
