@@ -98,13 +98,17 @@ pub fn check(target: &InfluxTarget, agent: &ureq::Agent) -> Result<String, Check
 
 /// `GET /ping`: the `X-Influxdb-Version` it answers with, if any. InfluxDB 1.x, 2.x and
 /// 3.x send it; VictoriaMetrics does not (though its `/write` answers do), so the ping
-/// is what tells them apart. `Err` names the URL and why it did not answer.
+/// is what tells them apart. A redirect is not followed: what answers at the configured
+/// URL is what is identified. `Err` names the URL and why it did not answer.
 pub(crate) fn ping_version(
     agent: &ureq::Agent,
     endpoint: &Endpoint,
 ) -> Result<Option<String>, String> {
     let ping = agent
         .get(format!("{}/ping", endpoint.base))
+        .config()
+        .max_redirects(0)
+        .build()
         .call()
         .map_err(|e| format!("{}/ping: {e}", endpoint.base))?;
     Ok(header(&ping, "x-influxdb-version"))
