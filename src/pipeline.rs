@@ -2,7 +2,9 @@
 //!
 //! ```text
 //!   signals ──stop/refresh──▶ poller ──PollEvent──▶ aggregator ──Batch──▶ writer ──▶ InfluxDB
-//!                                     (bounded)                (bounded)      └──▶ spool
+//!                                     (bounded)          │     (bounded)  ▲   └──▶ spool
+//!                                                        └──LiveSlot──────┘
+//!                                                     (one live update at most)
 //! ```
 //! Shutdown is a channel that is dropped: the poller and the aggregator both watch it, so
 //! a poll stuck in a slow request cannot hold the final flush back. The aggregator then
@@ -12,27 +14,25 @@
 //! InfluxDB never answers cannot hold it), spooling the rest. The poller thread is not
 //! waited for, and the writer only that long.
 
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, select, Receiver, Sender};
 
-use crate::aggregate::{Aggregator, ClosedWindow, OpenWindow};
+use crate::aggregate::job::AggregatorJob;
 use crate::config::{Config, InfluxTarget};
 use crate::duration;
 use crate::exit::Exit;
 use crate::genesys::client::GenesysClient;
 use crate::genesys::poller::{ObservationPoller, PollerControl, PollerSettings};
 use crate::genesys::poller_start::{StartError, StartInfo};
+use crate::influx::live::LiveSlot;
 use crate::influx::writer::{self, Batch, WriterSettings};
 use crate::kpi::{self, KpiSettings};
-use crate::model::{PollEvent, SharedQueues};
+use crate::model::SharedQueues;
 use crate::notify::Notifier;
-use crate::state_file;
-use crate::stats::{Stats, StatsSnapshot};
-use crate::time::{millis, now_ms};
+use crate::stats::Stats;
 use crate::wallboard::Wallboard;
 
 /// Poll events in flight between poller and aggregator (chunks of ≤ 100 queues each):
@@ -43,17 +43,10 @@ const EVENT_QUEUE: usize = 64;
 /// window is encoded only as fast as the writer takes it; the writer has its own
 /// backlog and spool.
 const BATCH_QUEUE: usize = 4;
-/// How often the aggregator logs what was written meanwhile (info level).
-pub const SUMMARY_PERIOD: Duration = Duration::from_secs(300);
 /// The writer ends by itself within `SHUTDOWN_TIMEOUT` of SIGTERM (its requests are
 /// abandoned then); this much more is allowed for spooling what is left before the
 /// process exits without it.
 const WRITER_EXIT_MARGIN: Duration = Duration::from_secs(2);
-/// Where the open window is saved at shutdown, inside `SPOOL_DIR`.
-const OPEN_WINDOW_FILE: &str = "open-window.json";
-/// The most `open-window.json` is read of: it takes about 2 KB a queue (1.2 MB measured
-/// for 600 queues), so this allows some 30,000.
-const OPEN_WINDOW_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Runs the service until SIGTERM/SIGINT (or `stop_after`, for `demo`). Returns the exit code.
 ///
@@ -90,6 +83,7 @@ pub fn run(config: &Config, stop_after: Option<Duration>, view: Option<Arc<Wallb
 
     let (event_tx, event_rx) = bounded(EVENT_QUEUE);
     let (batch_tx, batch_rx) = bounded(BATCH_QUEUE);
+    let live = LiveSlot::new(stats.clone());
     let writer = if view.is_some() && config.influx == InfluxTarget::Stdout {
         spawn_discard(batch_rx)
     } else {
@@ -97,6 +91,7 @@ pub fn run(config: &Config, stop_after: Option<Duration>, view: Option<Arc<Wallb
             config,
             agent,
             batch_rx,
+            live.clone(),
             shutdown.stop.clone(),
             stats.clone(),
         )
@@ -114,6 +109,7 @@ pub fn run(config: &Config, stop_after: Option<Duration>, view: Option<Arc<Wallb
         config,
         started.poll_interval,
         batch_tx,
+        live,
         stats,
         notifier.clone(),
         view,
@@ -165,6 +161,7 @@ fn spawn_writer(
     config: &Config,
     agent: ureq::Agent,
     batches: Receiver<Batch>,
+    live: LiveSlot,
     stop: Receiver<()>,
     stats: Arc<Stats>,
 ) -> std::io::Result<thread::JoinHandle<()>> {
@@ -173,10 +170,11 @@ fn spawn_writer(
         spool: config.spool.clone(),
         shutdown_timeout: config.shutdown_timeout,
         max_lines_per_request: writer::DEFAULT_MAX_LINES_PER_REQUEST,
+        live_updates: config.live_updates,
     };
     thread::Builder::new()
         .name("writer".into())
-        .spawn(move || writer::run(settings, agent, batches, stop, stats))
+        .spawn(move || writer::run(settings, agent, batches, live, stop, stats))
 }
 
 /// Takes the batches and drops them: the writer of a `demo` whose stdout shows the table.
@@ -346,254 +344,4 @@ fn listen_for_signals(senders: Senders) {
             }
         }
     });
-}
-
-/// The aggregator thread: folds poll events into windows and hands finished windows,
-/// with the self-metrics point, to the writer.
-struct AggregatorJob {
-    aggregator: Aggregator,
-    batches: Sender<Batch>,
-    stats: Arc<Stats>,
-    instance: String,
-    static_tags: Vec<(String, String)>,
-    state_file: Option<PathBuf>,
-    notifier: Arc<Notifier>,
-    watchdog_every: Option<Duration>,
-    summary: Summary,
-    view: Option<Arc<Wallboard>>,
-}
-
-/// What the windows' self-metrics added up to since the last periodic summary line.
-struct Summary {
-    since: Instant,
-    windows: u64,
-    points: u64,
-    points_written: u64,
-    poll_errors: u64,
-    write_errors: u64,
-    lines_dropped: u64,
-}
-
-impl Summary {
-    fn new(now: Instant) -> Summary {
-        Summary {
-            since: now,
-            windows: 0,
-            points: 0,
-            points_written: 0,
-            poll_errors: 0,
-            write_errors: 0,
-            lines_dropped: 0,
-        }
-    }
-
-    /// Adds one window; returns the summary line when `SUMMARY_PERIOD` has passed.
-    fn add(&mut self, points: usize, snapshot: &StatsSnapshot, now: Instant) -> Option<String> {
-        self.windows += 1;
-        self.points += points as u64;
-        self.points_written += snapshot.points_written;
-        self.poll_errors += snapshot.poll_errors;
-        self.write_errors += snapshot.write_errors;
-        self.lines_dropped += snapshot.lines_dropped;
-        let elapsed = now.duration_since(self.since);
-        if elapsed < SUMMARY_PERIOD {
-            return None;
-        }
-        let line = format!(
-            "last {}: {} windows closed ({} points), {} points written, {} poll errors, \
-             {} write errors, {} lines dropped, {} bytes spooled now",
-            duration::format(Duration::from_secs(elapsed.as_secs())),
-            self.windows,
-            self.points,
-            self.points_written,
-            self.poll_errors,
-            self.write_errors,
-            self.lines_dropped,
-            snapshot.spool_bytes,
-        );
-        *self = Summary::new(now);
-        Some(line)
-    }
-}
-
-impl AggregatorJob {
-    fn new(
-        config: &Config,
-        poll_interval: Duration,
-        batches: Sender<Batch>,
-        stats: Arc<Stats>,
-        notifier: Arc<Notifier>,
-        view: Option<Arc<Wallboard>>,
-    ) -> AggregatorJob {
-        AggregatorJob {
-            aggregator: Aggregator::new(
-                millis(config.window),
-                millis(poll_interval),
-                config.static_tags.clone(),
-            ),
-            batches,
-            stats,
-            instance: config.instance.clone(),
-            static_tags: config.static_tags.clone(),
-            state_file: config
-                .spool
-                .dir
-                .as_deref()
-                .map(|dir| dir.join(OPEN_WINDOW_FILE)),
-            watchdog_every: notifier.watchdog_interval().map(|d| d / 2),
-            notifier,
-            summary: Summary::new(Instant::now()),
-            view,
-        }
-    }
-
-    fn run(mut self, events: Receiver<PollEvent>, stop: Receiver<()>) {
-        self.resume_saved_window();
-        let heartbeat = self.watchdog_every.unwrap_or(Duration::from_secs(3600));
-        loop {
-            select! {
-                recv(events) -> event => match event {
-                    Ok(event) => {
-                        self.notifier.watchdog();
-                        if let Some(view) = &self.view {
-                            view.observe(&event);
-                        }
-                        for window in self.aggregator.handle(&event) {
-                            self.send(window);
-                        }
-                    }
-                    Err(_) => break,
-                },
-                recv(stop) -> _ => break,
-                default(heartbeat) => log::debug!("no poll event for {}", duration::format(heartbeat)),
-            }
-        }
-        self.save_open_window();
-        if let Some(window) = self.aggregator.close() {
-            log::info!("closing the open window early with the samples it has");
-            self.send(window);
-        }
-    }
-
-    /// Hands the window to the writer part by part (the bounded channel paces the
-    /// encoding to the writer), the self-metrics point at the end of the last part.
-    fn send(&mut self, window: ClosedWindow) {
-        let timestamp_s = (window.start_ms / 1000) as i64;
-        let snapshot = self.stats.take_window();
-        let mut line_count = 0;
-        let mut parts = self.aggregator.encode(&window).peekable();
-        while let Some(mut part) = parts.next() {
-            let mut points = part.points;
-            if parts.peek().is_none() {
-                snapshot.encode(
-                    &mut part.lines,
-                    &self.instance,
-                    &self.static_tags,
-                    timestamp_s,
-                );
-                points += 1;
-            }
-            line_count += points;
-            if self
-                .batches
-                .send(Batch {
-                    lines: part.lines,
-                    line_count: points,
-                })
-                .is_err()
-            {
-                log::error!("the writer has stopped; window {timestamp_s} is lost");
-                return;
-            }
-        }
-        if let Some(view) = &self.view {
-            view.status(&snapshot, line_count as u64);
-        }
-        if let Some(summary) = self.summary.add(line_count, &snapshot, Instant::now()) {
-            log::info!("{summary}");
-        }
-    }
-
-    fn save_open_window(&self) {
-        let (Some(path), Some(open)) = (&self.state_file, self.aggregator.open_window()) else {
-            return;
-        };
-        let saved = serde_json::to_vec(open)
-            .map_err(|e| e.to_string())
-            .and_then(|json| state_file::write_atomically(path, &json).map_err(|e| e.to_string()));
-        match saved {
-            Ok(()) => log::info!(
-                "saved the open window ({} queues) to {}",
-                open.queue_count(),
-                path.display()
-            ),
-            Err(e) => log::warn!("could not save the open window to {}: {e}", path.display()),
-        }
-    }
-
-    /// Continues the window a previous run saved at shutdown, when we restart inside it.
-    fn resume_saved_window(&mut self) {
-        let Some(path) = &self.state_file else { return };
-        let Some(json) = take_saved_window(path) else {
-            return;
-        };
-        match serde_json::from_slice::<OpenWindow>(&json) {
-            Ok(saved) => {
-                let queues = saved.queue_count();
-                if self.aggregator.resume(saved, now_ms()) {
-                    log::info!(
-                        "continuing the window saved at the last shutdown ({queues} queues)"
-                    );
-                }
-            }
-            Err(e) => log::warn!("ignoring unreadable {}: {e}", path.display()),
-        }
-    }
-}
-
-/// Reads and removes the saved open window: it is used once. Anything but a regular file
-/// of a sane size is named in a warning and removed too.
-fn take_saved_window(path: &Path) -> Option<Vec<u8>> {
-    let json = match state_file::read_if_present(path, OPEN_WINDOW_MAX_BYTES) {
-        Ok(json) => json,
-        Err(e) => {
-            log::warn!("ignoring {} ({e})", path.display());
-            None
-        }
-    };
-    let _ = std::fs::remove_file(path);
-    json
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_summary_line_comes_once_per_period_and_adds_up_the_windows() {
-        let t0 = Instant::now();
-        let mut summary = Summary::new(t0);
-        let snapshot = StatsSnapshot {
-            points_written: 10,
-            poll_errors: 1,
-            write_errors: 2,
-            ..StatsSnapshot::default()
-        };
-        assert_eq!(
-            summary.add(11, &snapshot, t0 + Duration::from_secs(60)),
-            None
-        );
-        let line = summary.add(11, &snapshot, t0 + SUMMARY_PERIOD);
-        assert_eq!(
-            line.as_deref(),
-            Some(
-                "last 5m: 2 windows closed (22 points), 20 points written, 2 poll errors, \
-                 4 write errors, 0 lines dropped, 0 bytes spooled now"
-            )
-        );
-        assert_eq!(
-            summary.add(11, &snapshot, t0 + SUMMARY_PERIOD + Duration::from_secs(1)),
-            None
-        );
-    }
 }

@@ -25,6 +25,10 @@ pub struct Stats {
     pub spool_bytes: AtomicU64,
     pub poll_ms_max: AtomicU64,
     pub write_ms_max: AtomicU64,
+    /// Points of the windows in progress written by live updates.
+    pub live_points_written: AtomicU64,
+    /// Live updates dropped: the writer was behind, or InfluxDB was failing.
+    pub live_updates_skipped: AtomicU64,
 }
 
 /// The self-metrics fields in the order they are written.
@@ -43,11 +47,13 @@ pub struct StatsSnapshot {
     pub spool_bytes: u64,
     pub poll_ms_max: u64,
     pub write_ms_max: u64,
+    pub live_points_written: u64,
+    pub live_updates_skipped: u64,
 }
 
 impl StatsSnapshot {
     /// `(field name, value)` pairs in contract order.
-    pub fn fields(&self) -> [(&'static str, u64); 13] {
+    pub fn fields(&self) -> [(&'static str, u64); 15] {
         [
             ("polls", self.polls),
             ("poll_errors", self.poll_errors),
@@ -62,6 +68,8 @@ impl StatsSnapshot {
             ("spool_bytes", self.spool_bytes),
             ("poll_ms_max", self.poll_ms_max),
             ("write_ms_max", self.write_ms_max),
+            ("live_points_written", self.live_points_written),
+            ("live_updates_skipped", self.live_updates_skipped),
         ]
     }
 }
@@ -130,6 +138,8 @@ impl Stats {
             spool_bytes: self.spool_bytes.load(Relaxed),
             poll_ms_max: take(&self.poll_ms_max),
             write_ms_max: take(&self.write_ms_max),
+            live_points_written: take(&self.live_points_written),
+            live_updates_skipped: take(&self.live_updates_skipped),
         }
     }
 }
@@ -187,7 +197,7 @@ mod tests {
             out,
             "genesys2influx,instance=edge1,site=hq polls=6i,poll_errors=0i,api_requests=0i,api_rate_limited=0i,\
 token_refreshes=0i,queues=250i,points_written=0i,write_errors=0i,lines_spooled=0i,lines_dropped=0i,\
-spool_bytes=1024i,poll_ms_max=0i,write_ms_max=0i 1748874600\n"
+spool_bytes=1024i,poll_ms_max=0i,write_ms_max=0i,live_points_written=0i,live_updates_skipped=0i 1748874600\n"
         );
     }
 }

@@ -16,6 +16,7 @@ mod docs_references;
 mod genesys_resilience;
 mod kpis;
 mod line_protocol_roundtrip;
+mod live_updates;
 mod no_window_lost;
 mod observability;
 mod sharding;

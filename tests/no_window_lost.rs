@@ -25,29 +25,29 @@ use crate::util::process::Service;
 use crate::util::victoria::Victoria;
 use crate::util::TempDir;
 
-const DB: &str = "genesys";
-const QUEUES: usize = 20;
+pub(crate) const DB: &str = "genesys";
+pub(crate) const QUEUES: usize = 20;
 
 /// Poll interval and window of one test, in seconds.
 #[derive(Debug, Clone, Copy)]
-struct Timing {
-    poll: u64,
-    window: u64,
+pub(crate) struct Timing {
+    pub(crate) poll: u64,
+    pub(crate) window: u64,
 }
 
 impl Timing {
-    const FAST: Timing = Timing { poll: 1, window: 2 };
+    pub(crate) const FAST: Timing = Timing { poll: 1, window: 2 };
 
-    fn samples(self) -> u64 {
+    pub(crate) fn samples(self) -> u64 {
         self.window / self.poll
     }
 
-    fn window_of(self, t: u64) -> u64 {
+    pub(crate) fn window_of(self, t: u64) -> u64 {
         t - t % self.window
     }
 }
 
-fn now_s() -> f64 {
+pub(crate) fn now_s() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -55,7 +55,7 @@ fn now_s() -> f64 {
 }
 
 /// The environment for `run` against `sim`, writing v1 to `url` with `credentials`.
-fn env(
+pub(crate) fn env(
     sim: &Sim,
     url: &str,
     timing: Timing,
@@ -86,7 +86,12 @@ fn env(
 }
 
 /// Polls `done` every 200 ms until it holds; panics with `what` and the log after `limit`.
-fn wait_until(what: &str, limit: Duration, service: &Service, mut done: impl FnMut() -> bool) {
+pub(crate) fn wait_until(
+    what: &str,
+    limit: Duration,
+    service: &Service,
+    mut done: impl FnMut() -> bool,
+) {
     let deadline = Instant::now() + limit;
     while !done() {
         assert!(
@@ -99,7 +104,7 @@ fn wait_until(what: &str, limit: Duration, service: &Service, mut done: impl FnM
 }
 
 /// Sleeps until the current window is `from..to` seconds old (bounded: one window).
-fn wait_for_phase(timing: Timing, from: f64, to: f64) -> u64 {
+pub(crate) fn wait_for_phase(timing: Timing, from: f64, to: f64) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(timing.window + 1);
     loop {
         let now = now_s();
@@ -114,7 +119,10 @@ fn wait_for_phase(timing: Timing, from: f64, to: f64) -> u64 {
 
 /// window start (s) → queue id → samples, of `genesys_queue`; panics if a (queue, window)
 /// has more than one point (e.g. under two different names).
-fn samples_by_window(influx: &Influxd, measurement: &str) -> BTreeMap<u64, BTreeMap<String, u64>> {
+pub(crate) fn samples_by_window(
+    influx: &Influxd,
+    measurement: &str,
+) -> BTreeMap<u64, BTreeMap<String, u64>> {
     samples_where(influx, measurement, "")
 }
 
@@ -145,7 +153,7 @@ fn samples_where(
 }
 
 /// All points of one queue and window: field → value.
-fn point(influx: &Influxd, queue_id: &str, start: u64) -> BTreeMap<String, Value> {
+pub(crate) fn point(influx: &Influxd, queue_id: &str, start: u64) -> BTreeMap<String, Value> {
     let json = influx.query(
         DB,
         &format!(
@@ -164,9 +172,28 @@ fn point(influx: &Influxd, queue_id: &str, start: u64) -> BTreeMap<String, Value
 
 /// The agent fields of `queue_id`'s window `start` are exactly what the simulator answered
 /// at the window's ticks (value period 1 s: the slot of tick t is t).
-fn assert_values(sim: &Sim, influx: &Influxd, timing: Timing, queue_id: &str, start: u64) {
+pub(crate) fn assert_values(
+    sim: &Sim,
+    influx: &Influxd,
+    timing: Timing,
+    queue_id: &str,
+    start: u64,
+) {
     let got = point(influx, queue_id, start);
-    let expected: Vec<_> = (start..start + timing.window)
+    assert_values_so_far(sim, &got, timing, queue_id, start, timing.samples());
+}
+
+/// The agent fields of `got`, queue `queue_id`'s point of window `start`, are exactly what
+/// the simulator answered at the window's first `polls` ticks.
+pub(crate) fn assert_values_so_far(
+    sim: &Sim,
+    got: &BTreeMap<String, Value>,
+    timing: Timing,
+    queue_id: &str,
+    start: u64,
+    polls: u64,
+) {
+    let expected: Vec<_> = (start..start + polls * timing.poll)
         .step_by(timing.poll as usize)
         .map(|slot| sim.observation_at(queue_id, slot))
         .collect();
@@ -194,7 +221,7 @@ fn assert_values(sim: &Sim, influx: &Influxd, timing: Timing, queue_id: &str, st
 /// Every window strictly between the first and the last has a complete point for every
 /// queue, except `exceptions` (window start → allowed: absent or any sample count).
 /// Returns the windows checked.
-fn assert_every_window(
+pub(crate) fn assert_every_window(
     windows: &BTreeMap<u64, BTreeMap<String, u64>>,
     queues: &[(String, String)],
     timing: Timing,
@@ -225,7 +252,7 @@ fn assert_every_window(
 }
 
 /// The spool's segment files.
-fn segments(dir: &Path) -> Vec<std::path::PathBuf> {
+pub(crate) fn segments(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
         .unwrap_or_default();
@@ -246,7 +273,7 @@ fn dir_bytes(dir: &Path) -> u64 {
 }
 
 /// The self-metric `field` summed over every `genesys2influx` point.
-fn self_metric_sum(influx: &Influxd, field: &str) -> i64 {
+pub(crate) fn self_metric_sum(influx: &Influxd, field: &str) -> i64 {
     influx
         .rows(DB, &format!("SELECT sum(\"{field}\") FROM genesys2influx"))
         .first()
@@ -254,7 +281,7 @@ fn self_metric_sum(influx: &Influxd, field: &str) -> i64 {
         .unwrap_or(0)
 }
 
-fn stop(mut service: Service) -> String {
+pub(crate) fn stop(mut service: Service) -> String {
     service.signal("TERM");
     let status = service.wait(Duration::from_secs(30));
     let log = service.stderr();
@@ -268,7 +295,7 @@ fn stop(mut service: Service) -> String {
 
 /// Waits until the spool is empty (every segment replayed and deleted) and InfluxDB has
 /// taken a window newer than `after`.
-fn wait_drained(influx: &Influxd, service: &Service, spool_dir: &Path, after: u64) {
+pub(crate) fn wait_drained(influx: &Influxd, service: &Service, spool_dir: &Path, after: u64) {
     wait_until(
         "spool replayed and a fresh window written",
         Duration::from_secs(75),
@@ -283,7 +310,7 @@ fn wait_drained(influx: &Influxd, service: &Service, spool_dir: &Path, after: u6
     );
 }
 
-fn first_complete_window(influx: &Influxd, service: &Service, timing: Timing) -> u64 {
+pub(crate) fn first_complete_window(influx: &Influxd, service: &Service, timing: Timing) -> u64 {
     let mut found = 0;
     wait_until(
         "a first complete window",

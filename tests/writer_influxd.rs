@@ -15,6 +15,7 @@ use crossbeam_channel::Sender;
 use genesys2influx::config::{InfluxTarget, Secret, SpoolConfig, V1Auth};
 use genesys2influx::exit::Exit;
 use genesys2influx::influx::endpoint::{self, CheckError};
+use genesys2influx::influx::live::{LiveSlot, LiveUpdates};
 use genesys2influx::influx::spool::Spool;
 use genesys2influx::influx::writer::{self, Batch, WriterSettings};
 use genesys2influx::sim::SimOptions;
@@ -74,13 +75,16 @@ impl Running {
             },
             shutdown_timeout: shutdown,
             max_lines_per_request: writer::DEFAULT_MAX_LINES_PER_REQUEST,
+            live_updates: LiveUpdates::Off,
         };
         let thread_stats = stats.clone();
+        let live = LiveSlot::new(stats.clone());
         let handle = thread::spawn(move || {
             writer::run(
                 settings,
                 agent(),
                 rx,
+                live,
                 crossbeam_channel::never(),
                 thread_stats,
             )

@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::duration;
+use crate::influx::live::LiveUpdates;
 
 pub use genesys::{GenesysConfig, QueueSelector, Shard};
 pub use influx::{InfluxTarget, V1Auth};
@@ -52,6 +53,8 @@ pub struct Config {
     pub http: HttpConfig,
     pub spool: SpoolConfig,
     pub shutdown_timeout: Duration,
+    /// `LIVE_UPDATES`: whether the window in progress is also written after every poll.
+    pub live_updates: LiveUpdates,
     /// `None` when `KPIS=off`.
     pub kpi: Option<KpiConfig>,
     /// Value of the `instance` tag of the self-metrics.
@@ -158,8 +161,20 @@ pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>, mode: Mode) -> Result<C
             DEFAULT_SHUTDOWN_TIMEOUT,
             SHUTDOWN_TIMEOUT_RANGE,
         )?,
+        live_updates: vars
+            .optional("LIVE_UPDATES")
+            .map(|v| parse_live_updates(&v))
+            .transpose()?
+            .unwrap_or(LiveUpdates::Auto),
         kpi,
         instance: vars.optional("INSTANCE").unwrap_or_else(hostname),
+    })
+}
+
+/// `LIVE_UPDATES`: `on`, `off` or `auto`.
+pub(crate) fn parse_live_updates(text: &str) -> Result<LiveUpdates> {
+    LiveUpdates::parse(text).ok_or_else(|| {
+        ConfigError::new("LIVE_UPDATES", format!("\"{text}\" is not on, off or auto"))
     })
 }
 

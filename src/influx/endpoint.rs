@@ -63,14 +63,8 @@ pub fn check(target: &InfluxTarget, agent: &ureq::Agent) -> Result<String, Check
     let Some(endpoint) = Endpoint::new(target) else {
         return Ok("line protocol goes to stdout".to_string());
     };
-    let ping = agent
-        .get(format!("{}/ping", endpoint.base))
-        .call()
-        .map_err(|e| CheckError::Unreachable(format!("{}/ping: {e}", endpoint.base)))?;
-    let version = ping
-        .headers()
-        .get("x-influxdb-version")
-        .and_then(|v| v.to_str().ok())
+    let version = ping_version(agent, &endpoint)
+        .map_err(CheckError::Unreachable)?
         .map(|v| format!("InfluxDB {v}"))
         .unwrap_or_else(|| "InfluxDB".to_string());
     let mut response = write_request(agent, &endpoint, None)
@@ -101,6 +95,24 @@ pub fn check(target: &InfluxTarget, agent: &ureq::Agent) -> Result<String, Check
         ))),
         _ => Err(CheckError::Rejected(format!("{status} {message}"))),
     }
+}
+
+/// `GET /ping`: the `X-Influxdb-Version` it answers with, if any. InfluxDB 1.x, 2.x and
+/// 3.x send it; VictoriaMetrics does not (though its `/write` answers do), so the ping
+/// is what tells them apart. A redirect is not followed: what answers at the configured
+/// URL is what is identified. `Err` names the URL and why it did not answer.
+pub(crate) fn ping_version(
+    agent: &ureq::Agent,
+    endpoint: &Endpoint,
+) -> Result<Option<String>, String> {
+    let ping = agent
+        .get(format!("{}/ping", endpoint.base))
+        .config()
+        .max_redirects(0)
+        .build()
+        .call()
+        .map_err(|e| format!("{}/ping: {e}", endpoint.base))?;
+    Ok(header(&ping, "x-influxdb-version"))
 }
 
 /// Where requests go, built once from the target.

@@ -4,6 +4,7 @@ mod backlog;
 mod delivery;
 pub mod endpoint;
 pub mod line_protocol;
+pub mod live;
 mod policy;
 mod shutdown;
 pub mod spool;

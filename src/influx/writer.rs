@@ -14,6 +14,10 @@
 //! are cut and halved by `delivery.rs` and sent by `transport.rs`; unsent data waits in
 //! the backlog (`backlog.rs`).
 //!
+//! Live updates of the window in progress (`live.rs`) come through a [`LiveSlot`], not
+//! the channel: one is sent only when no final data waits, InfluxDB is not failing and
+//! shutdown has not begun, and it is dropped, never kept, when it cannot be sent.
+//!
 //! Every failure class is logged once when it starts, then as a summary every 5 minutes
 //! (`InfluxDB unreachable for 5m, 30 batches (1200 lines) spooled`), and once on recovery.
 //!
@@ -27,14 +31,15 @@ use std::io::{self, Write as _};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{select, Receiver, RecvTimeoutError, TryRecvError};
+use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender, TryRecvError};
 
 use crate::config::{InfluxTarget, SpoolConfig};
 use crate::duration;
 use crate::influx::backlog::{Backlog, MEMORY_BACKLOG_MAX_BYTES};
-use crate::influx::delivery::{deliver, Delivery, RejectionLog};
+use crate::influx::delivery::{count_lines, deliver, Delivery, RejectionLog};
 use crate::influx::endpoint::Endpoint;
-use crate::influx::policy::FailureClass;
+use crate::influx::live::{self, LiveSlot, LiveUpdates};
+use crate::influx::policy::{decide, Decision, FailureClass};
 use crate::influx::shutdown::ShutdownClock;
 use crate::influx::transport::{HttpTransport, Transport};
 use crate::jitter::Jitter;
@@ -70,9 +75,11 @@ pub struct WriterSettings {
     pub spool: SpoolConfig,
     pub shutdown_timeout: Duration,
     pub max_lines_per_request: usize,
+    pub live_updates: LiveUpdates,
 }
 
-/// Writes every batch from `input` until it disconnects and everything is delivered.
+/// Writes every batch from `input` until it disconnects and everything is delivered,
+/// and the live updates left in `live` while nothing final waits.
 /// Shutdown starts when `stop` disconnects (SIGTERM) or `input` does, and ends
 /// `shutdown_timeout` later whatever the network does: a request still unanswered then
 /// is abandoned, and what is unsent is spooled (with a `SPOOL_DIR`) or counted and
@@ -81,23 +88,31 @@ pub fn run(
     settings: WriterSettings,
     agent: ureq::Agent,
     input: Receiver<Batch>,
+    live: LiveSlot,
     stop: Receiver<()>,
     stats: Arc<Stats>,
 ) {
     let Some(endpoint) = Endpoint::new(&settings.target) else {
+        if settings.live_updates != LiveUpdates::Off {
+            log::info!("live updates off: line protocol goes to stdout, each window once at close");
+        }
         write_stdout(&input, &stats);
         return;
     };
     let description = endpoint.description.clone();
     let clock = ShutdownClock::new(stop, settings.shutdown_timeout);
+    let endpoint = Arc::new(endpoint);
+    let identify = live::start(settings.live_updates, &agent, &endpoint, &live);
     let transport = HttpTransport {
         agent,
-        endpoint: Arc::new(endpoint),
+        endpoint,
         clock: clock.clone(),
     };
     let backlog = Backlog::new(&settings.spool, MEMORY_BACKLOG_MAX_BYTES, stats.clone());
     log::info!("writer: sending to {description}; {}", backlog.summary());
-    Writer::new(transport, backlog, &settings, stats, clock).run(&input);
+    let mut writer = Writer::new(transport, backlog, &settings, stats, clock, live);
+    writer.identify = identify;
+    writer.run(&input);
 }
 
 /// A continuing failure, for the once-per-class log lines and the summaries.
@@ -130,6 +145,11 @@ struct Writer<T: Transport> {
     /// overwrite the complete point of the same window written after the restart.
     behind_old_backlog: bool,
     clock: ShutdownClock,
+    live: LiveSlot,
+    /// After a live update failed: no other before then.
+    live_retry_at: Option<Instant>,
+    /// While `LIVE_UPDATES=auto` has not identified the backend: asks for another ping.
+    identify: Option<Sender<()>>,
 }
 
 impl<T: Transport> Writer<T> {
@@ -139,6 +159,7 @@ impl<T: Transport> Writer<T> {
         settings: &WriterSettings,
         stats: Arc<Stats>,
         clock: ShutdownClock,
+        live: LiveSlot,
     ) -> Self {
         let behind_old_backlog = !backlog.is_empty();
         let destination = if backlog.spool_configured() {
@@ -161,6 +182,9 @@ impl<T: Transport> Writer<T> {
             destination,
             behind_old_backlog,
             clock,
+            live,
+            live_retry_at: None,
+            identify: None,
         }
     }
 
@@ -190,6 +214,9 @@ impl<T: Transport> Writer<T> {
                 self.behind_old_backlog = false;
             }
             let shutting_down = self.clock.deadline().is_some();
+            if shutting_down {
+                self.live.close();
+            }
             let failing = self.retry_at.is_some_and(|at| now < at);
             // SIGKILL must not lose what was already polled; at shutdown, data InfluxDB
             // is failing to take goes to the spool at once.
@@ -222,12 +249,14 @@ impl<T: Transport> Writer<T> {
             None => select! {
                 recv(input) -> got => got.map_err(|_| RecvTimeoutError::Disconnected),
                 recv(self.clock.stop) -> _ => Err(RecvTimeoutError::Timeout),
+                recv(self.live.doorbell()) -> _ => Err(RecvTimeoutError::Timeout),
                 default(wait) => Err(RecvTimeoutError::Timeout),
             },
         };
         match first {
             Ok(batch) => self.fresh.push_back(batch),
-            Err(RecvTimeoutError::Timeout) => return true,
+            // Woken by a live update: final data that came meanwhile still goes first.
+            Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return false,
         }
         while !self.fresh_is_full() {
@@ -264,7 +293,8 @@ impl<T: Transport> Writer<T> {
         IDLE_WAIT
     }
 
-    /// Does at most one unit of work: a fresh request, a retry, or one replay request.
+    /// Does at most one unit of work: a fresh request, a retry, one replay request, or,
+    /// with nothing final waiting, the live update.
     fn step(&mut self, now: Instant) {
         match self.retry_at {
             Some(at) if now < at => {
@@ -276,7 +306,50 @@ impl<T: Transport> Writer<T> {
                 self.next_replay = now + REPLAY_INTERVAL;
                 self.replay_one();
             }
+            None if self.backlog.is_empty() => self.send_live(now),
             None => {}
+        }
+    }
+
+    /// Sends the waiting live update, if any and none failed lately; any failure drops
+    /// it (counted in `live_updates_skipped`): the next poll brings a newer one.
+    fn send_live(&mut self, now: Instant) {
+        if self.live_retry_at.is_some_and(|at| now < at) {
+            return;
+        }
+        let Some(update) = self.live.take() else {
+            return;
+        };
+        let stats = &self.stats;
+        for part in &update.parts {
+            let count = count_lines(part);
+            let answer = self.transport.post(part);
+            match decide(&answer, 1, now, self.jitter.next_fraction()) {
+                Decision::Stored => Stats::add(&stats.live_points_written, count as u64),
+                Decision::Partial { rejected, .. } => Stats::add(
+                    &stats.live_points_written,
+                    count.saturating_sub(rejected) as u64,
+                ),
+                Decision::Split { .. } => {
+                    Stats::incr(&stats.live_updates_skipped);
+                    return;
+                }
+                Decision::Retry { at, .. } => {
+                    self.live_retry_at = Some(at);
+                    Stats::incr(&stats.live_updates_skipped);
+                    return;
+                }
+            }
+        }
+        self.live_retry_at = None;
+    }
+
+    /// After a successful write: if the backend is still to be identified, ask again.
+    fn wrote(&mut self) {
+        if let Some(retry) = &self.identify {
+            if let Err(crossbeam_channel::TrySendError::Disconnected(())) = retry.try_send(()) {
+                self.identify = None;
+            }
         }
     }
 
@@ -308,7 +381,7 @@ impl<T: Transport> Writer<T> {
             self.attempt.saturating_add(1),
             self.jitter.next_fraction(),
         ) {
-            Delivery::Done => {}
+            Delivery::Done => self.wrote(),
             Delivery::Retry {
                 class,
                 message,
@@ -358,6 +431,7 @@ impl<T: Transport> Writer<T> {
         match delivery {
             Delivery::Done => {
                 self.backlog.ack_front();
+                self.wrote();
                 true
             }
             Delivery::Retry {
@@ -391,6 +465,9 @@ impl<T: Transport> Writer<T> {
         let now = Instant::now();
         self.attempt = self.attempt.saturating_add(1);
         self.retry_at = Some(at);
+        if self.live.take().is_some() {
+            Stats::incr(&self.stats.live_updates_skipped);
+        }
         match &mut self.outage {
             Some(outage) if outage.class == class => outage.failed_requests += 1,
             _ => {
@@ -512,6 +589,7 @@ fn write_stdout(input: &Receiver<Batch>, stats: &Stats) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::influx::live::LiveUpdate;
     use crate::influx::policy::{Answer, MAX_BACKOFF, MAX_RETRY_AFTER};
     use crate::influx::testing::{
         arbitrary_answer, arbitrary_lines, batch, fake, joined, lines, no_spool, scripted, status,
@@ -530,6 +608,7 @@ mod tests {
             spool: no_spool(),
             shutdown_timeout: Duration::from_secs(1),
             max_lines_per_request: max_lines,
+            live_updates: LiveUpdates::Off,
         }
     }
 
@@ -546,7 +625,14 @@ mod tests {
             }
         });
         let backlog = Backlog::new(&no_spool(), 1 << 20, stats.clone());
-        let mut w = Writer::new(t, backlog, &settings(100), stats.clone(), clock());
+        let mut w = Writer::new(
+            t,
+            backlog,
+            &settings(100),
+            stats.clone(),
+            clock(),
+            LiveSlot::new(stats.clone()),
+        );
         w.fresh.push_back(batch(0..3));
         w.fresh.push_back(batch(3..5));
         w.step(Instant::now());
@@ -579,7 +665,14 @@ mod tests {
         let stats = Arc::new(Stats::default());
         let t = fake(|_| Answer::NoAnswer("connection refused".into()));
         let backlog = Backlog::new(&no_spool(), 1 << 20, stats.clone());
-        let mut w = Writer::new(t, backlog, &settings(100), stats.clone(), clock());
+        let mut w = Writer::new(
+            t,
+            backlog,
+            &settings(100),
+            stats.clone(),
+            clock(),
+            LiveSlot::new(stats.clone()),
+        );
         w.fresh.push_back(batch(0..3));
         w.step(Instant::now());
         w.fresh.push_back(batch(3..5));
@@ -591,8 +684,171 @@ mod tests {
         assert_eq!(w.backlog.lines(), 0);
     }
 
+    fn live(window: u64, lines: &str) -> LiveUpdate {
+        LiveUpdate {
+            window_start_ms: window,
+            parts: vec![lines.to_string()],
+        }
+    }
+
+    /// A writer with live updates on, over `transport`, without a spool.
+    fn live_writer<T: Transport>(transport: T) -> (Writer<T>, LiveSlot, Arc<Stats>) {
+        let stats = Arc::new(Stats::default());
+        let slot = LiveSlot::new(stats.clone());
+        slot.enable();
+        let backlog = Backlog::new(&no_spool(), 1 << 20, stats.clone());
+        let w = Writer::new(
+            transport,
+            backlog,
+            &settings(100),
+            stats.clone(),
+            clock(),
+            slot.clone(),
+        );
+        (w, slot, stats)
+    }
+
+    #[test]
+    fn a_live_update_goes_only_once_nothing_final_waits() {
+        let (mut w, slot, stats) = live_writer(fake(|_| status(204, "")));
+        slot.offer(live(0, "live 1\n"));
+        w.fresh.push_back(batch(0..2));
+        let now = Instant::now();
+        w.step(now);
+        w.step(now);
+        assert_eq!(w.transport.sent, vec![lines(0..2), "live 1\n".to_string()]);
+        assert_eq!(stats.live_points_written.load(Relaxed), 1);
+        assert_eq!(stats.points_written.load(Relaxed), 2);
+    }
+
+    #[test]
+    fn a_live_update_of_a_window_whose_final_was_handed_over_is_never_sent() {
+        let (mut w, slot, stats) = live_writer(fake(|_| status(204, "")));
+        slot.offer(live(10, "live 10\n"));
+        // The aggregator hands window 10's final point over.
+        slot.final_handed(10);
+        w.fresh.push_back(batch(0..1));
+        slot.offer(live(10, "late live 10\n"));
+        let now = Instant::now();
+        w.step(now);
+        w.step(now);
+        assert_eq!(w.transport.sent, vec![lines(0..1)]);
+        assert_eq!(stats.live_updates_skipped.load(Relaxed), 2);
+    }
+
+    #[test]
+    fn a_failed_live_update_is_dropped_never_kept_and_holds_the_next_back_a_while() {
+        let up = std::rc::Rc::new(std::cell::Cell::new(false));
+        let up2 = up.clone();
+        let (mut w, slot, stats) = live_writer(fake(move |_| {
+            if up2.get() {
+                status(204, "")
+            } else {
+                Answer::NoAnswer("connection refused".into())
+            }
+        }));
+        let now = Instant::now();
+        slot.offer(live(0, "live 1\n"));
+        w.step(now);
+        assert_eq!(stats.live_updates_skipped.load(Relaxed), 1);
+        assert!(w.backlog.is_empty() && w.retry_at.is_none(), "nothing kept");
+        up.set(true);
+        slot.offer(live(0, "live 2\n"));
+        w.step(now);
+        assert_eq!(w.transport.sent.len(), 1, "not before the retry time");
+        w.step(now + MAX_BACKOFF);
+        assert_eq!(w.transport.sent, vec!["live 1\n", "live 2\n"]);
+        assert_eq!(stats.live_points_written.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn a_failing_final_write_drops_the_waiting_live_update() {
+        let (mut w, slot, stats) = live_writer(fake(|_| status(503, "")));
+        slot.offer(live(0, "live 1\n"));
+        w.fresh.push_back(batch(0..2));
+        w.step(Instant::now());
+        assert_eq!(slot.take(), None);
+        assert_eq!(stats.live_updates_skipped.load(Relaxed), 1);
+        assert_eq!(w.backlog.lines(), 2, "the final lines are kept");
+    }
+
+    /// What the aggregator and the clock do in the property below.
+    #[derive(Debug, Clone)]
+    enum Event {
+        /// A poll of the open window: its live update.
+        Poll,
+        /// The open window closes: its final lines are handed over; the next opens.
+        Close(usize),
+        /// The writer loop runs once, this much later.
+        Step(u64),
+    }
+
+    fn arbitrary_event() -> impl Strategy<Value = Event> {
+        prop_oneof![
+            3 => Just(Event::Poll),
+            1 => (1usize..6).prop_map(Event::Close),
+            4 => (0u64..3000).prop_map(Event::Step),
+        ]
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Live updates and final windows interleaved with any answers: no live line of a
+        /// window is ever sent once its final lines were handed over (so none lands
+        /// after them), no live line is kept, and every final line is accounted for once.
+        #[test]
+        fn live_updates_never_follow_their_final_and_finals_are_all_accounted(
+            events in proptest::collection::vec(arbitrary_event(), 1..60),
+            answers in proptest::collection::vec(arbitrary_answer(), 0..30),
+        ) {
+            let (mut w, slot, stats) = live_writer(scripted(answers));
+            let mut window = 0u64;
+            let mut poll = 0;
+            let mut produced = 0u64;
+            let mut handed_at = Vec::new(); // (window, sent requests then)
+            let mut now = Instant::now();
+            for event in events {
+                match event {
+                    Event::Poll => {
+                        poll += 1;
+                        slot.offer(live(window, &format!("live,w={window} p={poll}i\n")));
+                    }
+                    Event::Close(count) => {
+                        slot.final_handed(window);
+                        handed_at.push((window, w.transport.sent.len()));
+                        let lines: String =
+                            (0..count).map(|i| format!("final,w={window} i={i}i\n")).collect();
+                        w.fresh.push_back(Batch { lines, line_count: count });
+                        produced += count as u64;
+                        window += 1;
+                    }
+                    Event::Step(ms) => {
+                        now += Duration::from_millis(ms);
+                        if w.retry_at.is_some_and(|at| now < at) {
+                            while let Some(batch) = w.fresh.pop_front() {
+                                w.keep(batch);
+                            }
+                        }
+                        w.step(now);
+                    }
+                }
+            }
+            for (done, sent_then) in handed_at {
+                let stale = format!("live,w={done} ");
+                prop_assert!(
+                    !w.transport.sent[sent_then..].iter().any(|body| body.contains(&stale)),
+                    "a live update of window {} was sent after its final", done
+                );
+            }
+            let (_, closed) = crossbeam_channel::bounded::<Batch>(0);
+            w.settle_at_exit(&closed);
+            prop_assert_eq!(
+                stats.points_written.load(Relaxed) + stats.lines_dropped.load(Relaxed),
+                produced,
+                "final lines, each once; live ones never among them"
+            );
+        }
 
         /// The writer over many batches, answers and a small memory cap, then the exit:
         /// every line produced is acknowledged or counted as dropped, exactly once.
@@ -604,7 +860,7 @@ mod tests {
         ) {
             let stats = Arc::new(Stats::default());
             let backlog = Backlog::new(&no_spool(), cap, stats.clone());
-            let mut w = Writer::new(scripted(answers), backlog, &settings(3), stats.clone(), clock());
+            let mut w = Writer::new(scripted(answers), backlog, &settings(3), stats.clone(), clock(), LiveSlot::new(stats.clone()));
             let mut produced = 0u64;
             // Time passed in: each step comes later than any retry or replay due.
             let mut now = Instant::now();

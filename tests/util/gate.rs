@@ -5,6 +5,9 @@
 //! body of more than one line, or redirect. [`Silent`] accepts connections and never
 //! answers.
 //!
+//! It answers without InfluxDB's headers, so `LIVE_UPDATES=auto` sees an unknown backend
+//! behind it and leaves live updates off: what passes the gate is final windows only.
+//!
 //! Used by the self-metrics test (to compare the service's counters with what InfluxDB
 //! really acknowledged) and by the end-to-end benchmark (to count bytes on the wire).
 //! Both servers are handlers on the crate's [`loopback_http`] server.
@@ -174,7 +177,12 @@ fn serve(
         path,
         headers,
     };
-    let action = {
+    // Only writes follow the plan and are logged; the rest (the `/ping` identifying the
+    // backend) passes through untouched.
+    let is_write = exchange.path.contains("/write");
+    let action = if !is_write {
+        Action::Forward(None)
+    } else {
         let mut plan = plan.lock().unwrap();
         plan.answered += 1;
         if plan.dropping {
@@ -212,7 +220,9 @@ fn serve(
         exchange.status = response.status;
     }
     exchange.answered_ms = now_ms();
-    log.lock().unwrap().push(exchange);
+    if is_write {
+        log.lock().unwrap().push(exchange);
+    }
     reply
 }
 

@@ -6,6 +6,8 @@
 //! InfluxDB within moments of the window's last poll. Per metric the window keeps
 //! min, max, sum and last, so memory per queue is fixed whatever the window length.
 
+pub mod job;
+
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -274,8 +276,27 @@ impl Aggregator {
     /// The line protocol of `window`, in parts of about [`PART_BYTES`], queue by queue
     /// (each queue's lines stay in one part).
     pub fn encode<'a>(&'a self, window: &'a ClosedWindow) -> impl Iterator<Item = Part> + 'a {
-        let timestamp_s = (window.start_ms / 1000) as i64;
-        let mut queues = window.queues.iter().peekable();
+        self.encode_queues(window.start_ms, window.queues.iter())
+    }
+
+    /// The open window so far, when `tick_ms` is one of its ticks and it has samples:
+    /// its start and the very lines its final point would have now (a live update).
+    pub fn encode_open(&self, tick_ms: u64) -> Option<(u64, impl Iterator<Item = Part> + '_)> {
+        let start_ms = self.window_start(tick_ms);
+        let open = self
+            .open
+            .as_ref()
+            .filter(|w| w.start_ms == start_ms && !w.queues.is_empty())?;
+        Some((start_ms, self.encode_queues(start_ms, open.queues.values())))
+    }
+
+    fn encode_queues<'a>(
+        &'a self,
+        start_ms: u64,
+        queues: impl Iterator<Item = &'a QueueWindow> + 'a,
+    ) -> impl Iterator<Item = Part> + 'a {
+        let timestamp_s = (start_ms / 1000) as i64;
+        let mut queues = queues.peekable();
         std::iter::from_fn(move || {
             queues.peek()?;
             let mut part = Part {
@@ -530,6 +551,35 @@ mod tests {
             assert_eq!(closed.is_empty(), i < 5, "closed only after the 6th tick");
         }
         assert!(aggregator.open_window().is_none());
+    }
+
+    #[test]
+    fn the_open_window_so_far_is_encoded_as_its_final_point_would_be_now() {
+        let q = queue("q1", "Support");
+        let mut aggregator = Aggregator::new(WINDOW, POLL, vec![]);
+        assert!(aggregator.encode_open(T0).is_none(), "nothing polled yet");
+        poll(
+            &mut aggregator,
+            T0,
+            vec![observation(&q, 3.0, &[("voice", 1.0, 2.0)])],
+        );
+        poll(&mut aggregator, T0 + POLL, vec![observation(&q, 7.0, &[])]);
+        let (start_ms, parts) = aggregator.encode_open(T0 + POLL).expect("open window");
+        let live: String = parts.map(|part| part.lines).collect();
+        assert_eq!(start_ms, T0);
+        assert!(
+            aggregator.encode_open(T0 + WINDOW).is_none(),
+            "another window"
+        );
+        let early = aggregator.close().expect("samples");
+        let closed = encode_all(&aggregator, early);
+        assert_eq!(
+            live, closed.lines,
+            "the same lines the final point would have now"
+        );
+        assert_eq!(field(&live, "genesys_queue,", "samples"), "2i");
+        assert_eq!(field(&live, "genesys_queue,", "idle_max"), "7i");
+        assert_eq!(field(&live, "genesys_queue_media,", "waiting_last"), "0i");
     }
 
     #[test]
