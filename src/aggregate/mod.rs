@@ -5,6 +5,9 @@
 //! tick of a later window shows up, when the last one was skipped), so points reach
 //! InfluxDB within moments of the window's last poll. Per metric the window keeps
 //! min, max, sum and last, so memory per queue is fixed whatever the window length.
+//!
+//! One file on purpose: about 430 lines of code for one concept (windows), the rest are
+//! its tests, which need its private state.
 
 pub mod job;
 

@@ -12,6 +12,9 @@
 //!
 //! Retries are logged at info/debug; the final failure is returned, not logged, so the
 //! caller decides how loud to be (the poller warns once per failure class).
+//!
+//! About 440 lines of code; the rest are its tests and the scripted test server (on
+//! [`crate::loopback_http`]) that the other client modules' tests share.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};

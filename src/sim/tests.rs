@@ -1,5 +1,8 @@
 //! The Sim over real HTTP with a plain ureq agent: what a client sees, checked against
 //! the fixtures' shapes and against the Sim's own predictions.
+//!
+//! Long because it is only tests: one per behaviour of the simulated API that a test
+//! elsewhere relies on.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
