@@ -115,3 +115,11 @@ impl SharedQueues {
         Arc::clone(&self.0.read().unwrap_or_else(|e| e.into_inner()))
     }
 }
+
+/// Finished line protocol on its way to the writer (from the aggregator and the KPI
+/// poller): complete, `\n`-terminated lines, and how many.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Batch {
+    pub lines: String,
+    pub line_count: usize,
+}

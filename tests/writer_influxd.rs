@@ -17,7 +17,8 @@ use genesys2influx::exit::Exit;
 use genesys2influx::influx::endpoint::{self, CheckError};
 use genesys2influx::influx::live::{LiveSlot, LiveUpdates};
 use genesys2influx::influx::spool::Spool;
-use genesys2influx::influx::writer::{self, Batch, WriterSettings};
+use genesys2influx::influx::writer::{self, WriterSettings};
+use genesys2influx::model::Batch;
 use genesys2influx::sim::SimOptions;
 use genesys2influx::stats::Stats;
 

@@ -14,7 +14,7 @@ use crate::aggregate::{Aggregator, ClosedWindow, OpenWindow};
 use crate::config::Config;
 use crate::duration;
 use crate::influx::live::{LiveSlot, LiveUpdate};
-use crate::influx::writer::Batch;
+use crate::model::Batch;
 use crate::model::PollEvent;
 use crate::notify::Notifier;
 use crate::state_file;

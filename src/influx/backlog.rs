@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::config::SpoolConfig;
 use crate::influx::spool::Spool;
-use crate::influx::writer::Batch;
+use crate::model::Batch;
 use crate::stats::Stats;
 
 /// Cap of the in-memory backlog used when no `SPOOL_DIR` is set.

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use crate::config::SpoolConfig;
 use crate::influx::policy::Answer;
 use crate::influx::transport::{Transport, SHUTDOWN_OVER};
-use crate::influx::writer::Batch;
+use crate::model::Batch;
 
 /// A transport answering with a closure and recording every body.
 pub(crate) struct Fake<F: FnMut(&str) -> Answer> {

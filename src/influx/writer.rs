@@ -46,6 +46,7 @@ use crate::influx::policy::{decide, Decision, FailureClass};
 use crate::influx::shutdown::ShutdownClock;
 use crate::influx::transport::{HttpTransport, Transport};
 use crate::jitter::Jitter;
+use crate::model::Batch;
 use crate::stats::Stats;
 
 /// Small batches (KPI polls, small windows) are joined into one request up to this many
@@ -65,13 +66,6 @@ const IDLE_WAIT: Duration = Duration::from_secs(1);
 /// After the shutdown deadline, how long the last parts of the closing window may still
 /// take to arrive (they are spooled, not sent).
 const FINAL_PARTS_GRACE: Duration = Duration::from_millis(200);
-/// Complete, `\n`-terminated lines of line protocol.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Batch {
-    pub lines: String,
-    pub line_count: usize,
-}
-
 #[derive(Debug, Clone)]
 pub struct WriterSettings {
     pub target: InfluxTarget,

@@ -63,7 +63,7 @@ use crate::genesys::client::{GenesysClient, AGGREGATES_PERMISSION};
 use crate::genesys::conversation_aggregates::{self, granularity, DAY_MS, MAX_QUEUES_PER_REQUEST};
 use crate::genesys::error::ApiError;
 use crate::genesys::lenient;
-use crate::influx::writer::Batch;
+use crate::model::Batch;
 use crate::model::{Queue, SharedQueues};
 use crate::stats::Stats;
 use crate::time::{self, now_ms};
