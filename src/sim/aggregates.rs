@@ -4,7 +4,8 @@
 
 use serde_json::{json, Map, Value};
 
-use super::api::{bad_request, error, filter_values, Snapshot};
+use super::errors::{bad_request, error};
+use super::query::{filter_values, Snapshot};
 use super::values::{self, KpiScope, KpiValues, Timer};
 use crate::loopback_http::Response;
 use crate::time;
@@ -122,7 +123,7 @@ fn bucket_bounds(start: u64, end: u64, bucket_ms: u64) -> Vec<(u64, u64)> {
 
 fn compute_groups(
     snap: &Snapshot,
-    filter: &super::api::FilterValues,
+    filter: &super::query::FilterValues,
     group_by: &[&str],
     buckets: &[(u64, u64)],
     now: u64,

@@ -1,18 +1,21 @@
 //! Routing of every request to its endpoint (`oauth`, `queues`, `observations`,
 //! `aggregates`), plus what every answer shares: fault injection, rate-limit and
-//! correlation headers, the request log, the fixtures' error bodies and the query filter
-//! both analytics endpoints read.
+//! correlation headers and the request log. The endpoints build their answers from
+//! `errors` and `query`, never from this module, so routing depends on them and not the
+//! other way round.
 //!
 //! The state lock is held only to decide and to snapshot; building a response and an
 //! injected delay happen outside it, so one slow request never stalls the others.
 
 use serde_json::{json, Value};
 
+use super::errors::{bad_credentials, bad_request, error, forbidden, oauth_error, too_many};
 use super::oauth::{authorize, token};
 use super::observations::observations;
+use super::query::{filter_values, parse_query, snapshot};
 use super::queues::list_queues;
 use super::values::Rng;
-use super::{aggregates, period_ms, Endpoint, Fault, RequestRecord, Shared, State, UnknownQueues};
+use super::{aggregates, Endpoint, Fault, RequestRecord, Shared, State};
 use crate::loopback_http::{Reply, Request, Response};
 use crate::time::now_ms;
 
@@ -220,74 +223,6 @@ fn decorate(
     response
 }
 
-// ---- errors -------------------------------------------------------------------------
-
-/// An `ErrorBody` (docs/genesys-api.md#error-body) whose `contextId` is the correlation id.
-pub(super) fn error(status: u16, code: &str, message: &str, context: &str) -> Response {
-    Response::json(
-        status,
-        &json!({
-            "message": message,
-            "code": code,
-            "status": status,
-            "messageParams": {},
-            "contextId": context,
-            "details": [],
-            "errors": [],
-        }),
-    )
-}
-
-pub(super) fn bad_request(context: &str) -> Response {
-    error(
-        400,
-        "bad.request",
-        "The request could not be understood by the server due to malformed syntax.",
-        context,
-    )
-}
-
-fn too_many(retry_after: u64, context: &str) -> Response {
-    error(
-        429,
-        "too.many.requests.retry.after",
-        &format!("Rate limit exceeded the maximum. Retry the request in [{retry_after}] seconds"),
-        context,
-    )
-    .with_header("Retry-After", retry_after.to_string())
-}
-
-fn forbidden(endpoint: Endpoint, context: &str) -> Response {
-    let permission = match endpoint {
-        Endpoint::Queues => "routing:queue:view",
-        Endpoint::Aggregates => "analytics:conversationAggregate:view",
-        _ => "analytics:queueObservation:view",
-    };
-    error(
-        403,
-        "missing.permissions",
-        &format!("Unable to perform the requested action. You are missing the following permission(s): [{permission}]"),
-        context,
-    )
-}
-
-pub(super) fn bad_credentials(context: &str) -> Response {
-    error(
-        401,
-        "bad.credentials",
-        "Invalid login credentials.",
-        context,
-    )
-}
-
-/// The OAuth error shape of the login host (docs/genesys-api.md#token-errors).
-pub(super) fn oauth_error(status: u16, code: &str, description: &str) -> Response {
-    Response::json(
-        status,
-        &json!({"error": code, "description": description, "error_description": description}),
-    )
-}
-
 /// The faulty answer, or `None` when the fault only delays a normal one.
 fn fault_reply(fault: &Fault, endpoint: Endpoint, context: &str) -> Option<Reply> {
     let response = match fault {
@@ -371,98 +306,6 @@ fn uuid(rng: &mut Rng) -> String {
     )
 }
 
-// ---- queries (observations and aggregates) -------------------------------------------------------------------
-
-/// `queueId` and `mediaType` values found in a query filter (docs/genesys-api.md#observation-metrics and docs/genesys-api.md#aggregates-request).
-#[derive(Debug, Default)]
-pub struct FilterValues {
-    pub queue_ids: Vec<String>,
-    pub media_types: Vec<String>,
-    /// Number of `queueId` predicates, duplicates included.
-    pub queue_predicates: usize,
-}
-
-/// Walks `filter.predicates` and nested `clauses` (bounded depth).
-pub fn filter_values(filter: &Value) -> Result<FilterValues, ()> {
-    let mut found = FilterValues::default();
-    walk_filter(filter, 0, &mut found)?;
-    Ok(found)
-}
-
-fn walk_filter(filter: &Value, depth: usize, found: &mut FilterValues) -> Result<(), ()> {
-    if depth > 3 || !filter.is_object() {
-        return Err(());
-    }
-    for predicate in filter
-        .get("predicates")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let dimension = predicate.get("dimension").and_then(Value::as_str);
-        let value = predicate.get("value").and_then(Value::as_str);
-        match (dimension, value) {
-            (Some("queueId"), Some(v)) => {
-                found.queue_predicates += 1;
-                if !found.queue_ids.iter().any(|id| id == v) {
-                    found.queue_ids.push(v.to_string());
-                }
-            }
-            (Some("mediaType"), Some(v)) => found.media_types.push(v.to_lowercase()),
-            (Some(_), _) => {}
-            (None, _) => return Err(()),
-        }
-    }
-    for clause in filter
-        .get("clauses")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        walk_filter(clause, depth + 1, found)?;
-    }
-    Ok(())
-}
-
-/// What the observation and aggregate handlers need, copied out of the lock.
-#[derive(Debug)]
-pub struct Snapshot {
-    pub seed: u64,
-    pub media_types: Vec<String>,
-    pub unknown: UnknownQueues,
-    pub max_predicates: usize,
-    pub settle_ms: u64,
-    pub min_granularity_ms: u64,
-    pub period_ms: u64,
-    /// `(id, index)` of the current queues.
-    pub queues: Vec<(String, u64)>,
-}
-
-impl Snapshot {
-    pub fn index_of(&self, id: &str) -> Option<u64> {
-        self.queues.iter().find(|(q, _)| q == id).map(|(_, i)| *i)
-    }
-}
-
-pub(super) fn snapshot(shared: &Shared) -> Snapshot {
-    let state = shared.lock();
-    let o = &state.options;
-    Snapshot {
-        seed: o.seed,
-        media_types: o.media_types.clone(),
-        unknown: o.unknown_queues,
-        max_predicates: o.max_predicates,
-        settle_ms: o.kpi_settle.as_millis() as u64,
-        min_granularity_ms: o.min_granularity.as_millis() as u64,
-        period_ms: period_ms(o),
-        queues: state
-            .queues
-            .iter()
-            .map(|q| (q.id.clone(), q.index))
-            .collect(),
-    }
-}
-
 // ---- small codecs -------------------------------------------------------------------
 
 /// Queue ids a request names, for the log: body predicates or `id=` parameters.
@@ -482,60 +325,4 @@ fn logged_queue_ids(endpoint: Option<Endpoint>, req: &Request) -> Vec<String> {
             .collect(),
         _ => Vec::new(),
     }
-}
-
-/// `a=1&b=x%20y` → pairs, percent- and `+`-decoded.
-pub fn parse_query(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
-pub(super) fn form_value(body: &[u8], key: &str) -> Option<String> {
-    let text = std::str::from_utf8(body).ok()?;
-    parse_query(text.trim())
-        .into_iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v)
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(hi), Some(lo)) => {
-                    out.push(hi << 4 | lo);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
-}
-
-pub(super) fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'*' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -14,8 +14,10 @@
 
 mod aggregates;
 mod api;
+mod errors;
 mod oauth;
 mod observations;
+mod query;
 mod queues;
 mod values;
 

@@ -6,7 +6,8 @@ use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 use serde_json::json;
 
-use super::api::{bad_credentials, error, form_value, oauth_error};
+use super::errors::{bad_credentials, error, oauth_error};
+use super::query::form_value;
 use super::values::Rng;
 use super::Shared;
 use crate::loopback_http::{Request, Response};

@@ -4,7 +4,8 @@
 
 use serde_json::{json, Map, Value};
 
-use super::api::{bad_request, filter_values, snapshot};
+use super::errors::bad_request;
+use super::query::{filter_values, snapshot};
 use super::values;
 use super::{Shared, UnknownQueues};
 use crate::loopback_http::{Request, Response};

@@ -3,7 +3,8 @@
 
 use serde_json::{json, Map, Value};
 
-use super::api::{error, parse_query, percent_encode};
+use super::errors::error;
+use super::query::{parse_query, percent_encode};
 use super::{period_ms, values, Shared};
 use crate::genesys::paths;
 use crate::loopback_http::{Request, Response};
