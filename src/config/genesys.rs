@@ -1,11 +1,11 @@
 //! The Genesys Cloud side: OAuth client, region or custom URLs, request budget, and
 //! which queues to poll (`GENESYS_QUEUES`, `GENESYS_QUEUES_FILE`, `QUEUE_SHARD`).
 
+use super::error::{ConfigError, Result};
 use super::limits::{DEFAULT_REQUESTS_PER_MINUTE, REQUESTS_PER_MINUTE_RANGE};
 use super::secrets::{Secret, SECRET_CREDENTIAL_NAME};
 use super::urls::base_url;
 use super::vars::Vars;
-use super::{ConfigError, Result};
 use crate::genesys::region;
 
 #[derive(Debug, Clone)]

@@ -1,10 +1,11 @@
 //! Where line protocol goes: stdout, the v1 write API (database, optional basic or token
 //! auth) or the v2 write API (bucket, org, token), plus the static tags of every point.
 
+use super::error::{ConfigError, Result};
+use super::mode::Mode;
 use super::secrets::Secret;
 use super::urls::base_url;
 use super::vars::Vars;
-use super::{ConfigError, Mode, Result};
 
 /// Tag keys the service writes itself; `INFLUXDB_TAGS` may not reuse them.
 pub(super) const RESERVED_TAG_KEYS: [&str; 4] =

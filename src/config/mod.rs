@@ -9,35 +9,30 @@
 //! One file per concept: `limits` (defaults and ranges), `vars` (typed access),
 //! `secrets`, `urls`, `genesys`, `influx` and `warnings` (settings without effect).
 
+mod error;
 mod genesys;
 mod influx;
 mod limits;
+mod mode;
 mod secrets;
 mod urls;
 mod vars;
 mod warnings;
 
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::duration;
 use crate::influx::live::LiveUpdates;
 
+pub use error::ConfigError;
+use error::Result;
 pub use genesys::{GenesysConfig, QueueSelector, Shard};
 pub use influx::{InfluxTarget, V1Auth};
 use limits::*;
+pub use mode::Mode;
 pub use secrets::Secret;
 use vars::Vars;
-
-/// Which command the configuration is for: they need different variables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Run { dry_run: bool },
-    Check,
-    Demo,
-    Top,
-}
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -82,32 +77,6 @@ pub struct KpiConfig {
     pub poll: Duration,
     pub lookback: Duration,
 }
-
-/// A configuration problem: which variable, and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub variable: String,
-    pub message: String,
-}
-
-impl ConfigError {
-    fn new(variable: &str, message: impl Into<String>) -> Self {
-        ConfigError {
-            variable: variable.to_string(),
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.variable, self.message)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-type Result<T> = std::result::Result<T, ConfigError>;
 
 /// Reads the whole configuration through `get` (the process environment merged with the
 /// env file), reading the secret, queue and CA files it names.

@@ -8,8 +8,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use super::error::{ConfigError, Result};
 use super::vars::Vars;
-use super::{ConfigError, Result};
 
 /// Name of the systemd credential (`LoadCredential=`) holding the client secret.
 pub(super) const SECRET_CREDENTIAL_NAME: &str = "genesys_client_secret";

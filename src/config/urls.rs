@@ -3,7 +3,7 @@
 //! User info (`user:password@`) is refused and never echoed, because a URL is printed in
 //! logs and by `check`, while credentials have variables of their own.
 
-use super::{ConfigError, Result};
+use super::error::{ConfigError, Result};
 
 /// Checks an `http(s)://host[:port][/path]` base URL and drops a trailing slash. User
 /// info (`user:password@`) is refused, and never echoed: credentials have their own

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{ConfigError, Result};
+use super::error::{ConfigError, Result};
 use crate::duration;
 
 /// The variables as `from_lookup` reads them (environment merged with the env file).

@@ -2,8 +2,9 @@
 //! v2 target, `SPOOL_MAX_BYTES` without `SPOOL_DIR`, …): reported, not refused, so a
 //! shared env file keeps working for every command.
 
+use super::influx::InfluxTarget;
+use super::mode::Mode;
 use super::vars::Vars;
-use super::{InfluxTarget, Mode};
 
 /// Variables that are set but that nothing reads with the rest of the configuration.
 pub(super) fn ineffective_settings(
