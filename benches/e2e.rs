@@ -26,6 +26,7 @@ use genesys2influx::sim::{Endpoint, Sim, SimOptions};
 use util::gate::{now_ms, Gate};
 use util::influxd::Influxd;
 use util::process::Service;
+use util::sim_env;
 
 /// What one run measures: how many queues, at which cadence, for how long.
 struct Setup {
@@ -72,12 +73,8 @@ fn run(setup: &Setup) {
     let influx = Influxd::start_default();
     influx.create_database("genesys");
     let gate = Gate::start(&influx.url());
-    let options = SimOptions::default();
-    let env = vec![
-        ("GENESYS_CLIENT_ID", options.client_id.clone()),
-        ("GENESYS_CLIENT_SECRET", options.client_secret.clone()),
-        ("GENESYS_API_URL", sim.base_url()),
-        ("GENESYS_LOGIN_URL", sim.base_url()),
+    let mut env = sim_env(&sim);
+    env.extend([
         ("GENESYS_REQUESTS_PER_MINUTE", "1000000".to_string()),
         ("POLL_INTERVAL", format!("{poll_s}s")),
         ("WINDOW", format!("{window_s}s")),
@@ -85,7 +82,7 @@ fn run(setup: &Setup) {
         ("INFLUXDB_URL", gate.url()),
         ("INFLUXDB_DATABASE", "genesys".to_string()),
         ("INSTANCE", "bench".to_string()),
-    ];
+    ]);
     let mut service = Service::start(&["run"], &env);
     let pid = service.pid();
 

@@ -35,6 +35,7 @@ use genesys2influx::sim::{Sim, SimOptions};
 use util::gate::{now_ms, Gate};
 use util::influxd::Influxd;
 use util::process::Service;
+use util::sim_env;
 
 const DB: &str = "genesys";
 /// How often the probe's newest point is read from influxd.
@@ -108,12 +109,8 @@ fn run(setup: &Setup) {
     let influx = Influxd::start_default();
     influx.create_database(DB);
     let gate = Gate::start(&influx.url());
-    let options = SimOptions::default();
-    let env = vec![
-        ("GENESYS_CLIENT_ID", options.client_id.clone()),
-        ("GENESYS_CLIENT_SECRET", options.client_secret.clone()),
-        ("GENESYS_API_URL", sim.base_url()),
-        ("GENESYS_LOGIN_URL", sim.base_url()),
+    let mut env = sim_env(&sim);
+    env.extend([
         ("GENESYS_REQUESTS_PER_MINUTE", "1000000".to_string()),
         ("POLL_INTERVAL", format!("{}s", poll_ms / 1000)),
         ("WINDOW", format!("{}s", window_ms / 1000)),
@@ -122,7 +119,7 @@ fn run(setup: &Setup) {
         ("INFLUXDB_URL", gate.url()),
         ("INFLUXDB_DATABASE", DB.to_string()),
         ("INSTANCE", "bench".to_string()),
-    ];
+    ]);
     let mut service = Service::start(&["run"], &env);
     let stat = format!("/proc/{}/stat", service.pid());
     let newest = format!(

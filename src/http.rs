@@ -91,6 +91,7 @@ pub(crate) fn url_encode(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::TempDir;
 
     fn config(ca: Option<&Path>) -> HttpConfig {
         HttpConfig {
@@ -106,11 +107,11 @@ mod tests {
             err.starts_with("TLS_CA_FILE: cannot read /nonexistent.pem"),
             "{err}"
         );
-        let path = std::env::temp_dir().join(format!("g2i-empty-{}.pem", std::process::id()));
+        let temp = TempDir::new("empty-ca");
+        let path = temp.0.join("empty.pem");
         std::fs::write(&path, "not pem").unwrap();
         let err = agent(&config(Some(&path))).unwrap_err();
         assert!(err.contains("holds no PEM certificate"), "{err}");
-        std::fs::remove_file(path).unwrap();
     }
 
     #[test]

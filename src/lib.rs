@@ -28,6 +28,8 @@ mod pipeline;
 pub mod sim;
 mod state_file;
 pub mod stats;
+#[cfg(test)]
+mod testing;
 mod time;
 mod top;
 mod wallboard;

@@ -161,23 +161,18 @@ fn one_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
+    use crate::testing::TempDir;
 
     /// A listening socket in a fresh directory, standing in for systemd.
     struct FakeSystemd {
-        dir: PathBuf,
+        dir: TempDir,
         socket: UnixDatagram,
     }
 
     impl FakeSystemd {
         fn new(name: &str) -> Self {
-            let dir = std::env::temp_dir().join(format!(
-                "genesys2influx-notify-{name}-{}",
-                std::process::id()
-            ));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            let socket = UnixDatagram::bind(dir.join("notify")).unwrap();
+            let dir = TempDir::new(&format!("notify-{name}"));
+            let socket = UnixDatagram::bind(dir.0.join("notify")).unwrap();
             socket
                 .set_read_timeout(Some(Duration::from_secs(5)))
                 .unwrap();
@@ -185,19 +180,13 @@ mod tests {
         }
 
         fn path(&self) -> String {
-            self.dir.join("notify").to_str().unwrap().to_string()
+            self.dir.0.join("notify").to_str().unwrap().to_string()
         }
 
         fn receive(&self) -> String {
             let mut buf = [0u8; 4096];
             let n = self.socket.recv(&mut buf).unwrap();
             String::from_utf8(buf[..n].to_vec()).unwrap()
-        }
-    }
-
-    impl Drop for FakeSystemd {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
 

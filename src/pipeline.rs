@@ -56,19 +56,11 @@ const WRITER_EXIT_MARGIN: Duration = Duration::from_secs(2);
 /// the table owns the terminal.
 pub fn run(config: &Config, stop_after: Option<Duration>, view: Option<Arc<Wallboard>>) -> Exit {
     let notifier = Arc::new(Notifier::from_env());
-    let agent = match crate::http::agent(&config.http) {
-        Ok(agent) => agent,
-        Err(message) => {
-            log::error!("{message}");
-            return Exit::Config;
-        }
-    };
     let stats = Arc::new(Stats::default());
-    let client = Arc::new(GenesysClient::new(
-        &config.genesys,
-        agent.clone(),
-        stats.clone(),
-    ));
+    let (agent, client) = match connect(config, &stats) {
+        Ok(both) => both,
+        Err(code) => return code,
+    };
     let shutdown = Shutdown::install(stop_after);
 
     let selected_queues = SharedQueues::default();
@@ -146,6 +138,20 @@ pub fn run(config: &Config, stop_after: Option<Duration>, view: Option<Arc<Wallb
 }
 
 /// Waits for `handle` at most `limit`; `None` if the thread is still running then.
+/// The HTTP agent shared by Genesys and InfluxDB, and the Genesys client over it; when
+/// the HTTP settings are unusable (`TLS_CA_FILE`), logs why and gives `Exit::Config`.
+pub(crate) fn connect(
+    config: &Config,
+    stats: &Arc<Stats>,
+) -> Result<(ureq::Agent, Arc<GenesysClient>), Exit> {
+    let agent = crate::http::agent(&config.http).map_err(|message| {
+        log::error!("{message}");
+        Exit::Config
+    })?;
+    let client = GenesysClient::new(&config.genesys, agent.clone(), stats.clone());
+    Ok((agent, Arc::new(client)))
+}
+
 fn join_within<T>(handle: thread::JoinHandle<T>, limit: Duration) -> Option<thread::Result<T>> {
     let deadline = Instant::now() + limit;
     // Bounded by the deadline.

@@ -145,39 +145,12 @@ fn describe(kind: std::fs::FileType) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{mkfifo, TempDir};
     use std::os::unix::fs::symlink;
-
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(label: &str) -> TempDir {
-            static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-            let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let path = std::env::temp_dir()
-                .join(format!("g2i-state-file-{label}-{}-{n}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&path);
-            std::fs::create_dir_all(&path).unwrap();
-            TempDir(path)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn mkfifo(path: &Path) {
-        let status = std::process::Command::new("mkfifo")
-            .arg(path)
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
 
     #[test]
     fn regular_files_round_trip_and_absence_is_not_an_error() {
-        let dir = TempDir::new("round-trip");
+        let dir = TempDir::new("state-file-round-trip");
         let path = dir.0.join("state.json");
         assert!(read_if_present(&path, 100).unwrap().is_none());
         write_atomically(&path, b"{\"a\":1}").unwrap();
@@ -193,7 +166,7 @@ mod tests {
 
     #[test]
     fn links_fifos_directories_and_devices_are_refused_without_blocking() {
-        let dir = TempDir::new("refused");
+        let dir = TempDir::new("state-file-refused");
         let fifo = dir.0.join("fifo");
         mkfifo(&fifo);
         let zero = dir.0.join("zero");
@@ -230,7 +203,7 @@ mod tests {
 
     #[test]
     fn a_file_larger_than_its_bound_is_refused() {
-        let dir = TempDir::new("large");
+        let dir = TempDir::new("state-file-large");
         let path = dir.0.join("big");
         std::fs::write(&path, vec![b'a'; 1000]).unwrap();
         let error = read(&path, 999).unwrap_err();
@@ -246,7 +219,7 @@ mod tests {
 
     #[test]
     fn an_atomic_write_replaces_a_link_instead_of_following_it() {
-        let dir = TempDir::new("replace-link");
+        let dir = TempDir::new("state-file-replace-link");
         let target = dir.0.join("target");
         std::fs::write(&target, b"keep").unwrap();
         let path = dir.0.join("state.json");
@@ -274,7 +247,7 @@ mod tests {
                 bytes in proptest::collection::vec(any::<u8>(), 0..512),
                 json_prefix in any::<bool>(),
             ) {
-                let dir = TempDir::new("prop");
+                let dir = TempDir::new("state-file-prop");
                 let mut bytes = bytes;
                 if json_prefix {
                     bytes.splice(0..0, b"{\"resume_from_ms\":".iter().copied());

@@ -12,11 +12,10 @@ use crossbeam_channel::{bounded, select, Receiver};
 use crate::config::Config;
 use crate::duration;
 use crate::exit::Exit;
-use crate::genesys::client::GenesysClient;
 use crate::genesys::poller::ObservationPoller;
 use crate::genesys::poller_start::StartError;
 use crate::model::{PollEvent, SharedQueues};
-use crate::pipeline::{poller_settings, Shutdown};
+use crate::pipeline::{connect, poller_settings, Shutdown};
 use crate::stats::Stats;
 use crate::wallboard::Wallboard;
 
@@ -25,15 +24,11 @@ const EVENT_QUEUE: usize = 64;
 
 /// Polls and shows the table until a signal; returns the exit code.
 pub fn run(config: &Config) -> Exit {
-    let agent = match crate::http::agent(&config.http) {
-        Ok(agent) => agent,
-        Err(message) => {
-            log::error!("{message}");
-            return Exit::Config;
-        }
-    };
     let stats = Arc::new(Stats::default());
-    let client = Arc::new(GenesysClient::new(&config.genesys, agent, stats.clone()));
+    let (_, client) = match connect(config, &stats) {
+        Ok(both) => both,
+        Err(code) => return code,
+    };
     let shutdown = Shutdown::install(None);
     let mut settings = poller_settings(config, SharedQueues::default());
     // No KPI polls share the request budget.

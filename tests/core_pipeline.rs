@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::util::influxd::{self, Influxd, Options};
 use crate::util::process::Service;
+use crate::util::sim_env;
 
 const DB: &str = "genesys";
 const POLL_S: u64 = 1;
@@ -18,19 +19,15 @@ const WINDOW_S: u64 = 5;
 
 /// The environment for `run` against `sim` and `influx` (v1 API).
 pub fn service_env(sim: &Sim, influx: &Influxd, auth: bool) -> Vec<(&'static str, String)> {
-    let options = SimOptions::default();
-    let mut env = vec![
-        ("GENESYS_CLIENT_ID", options.client_id.clone()),
-        ("GENESYS_CLIENT_SECRET", options.client_secret.clone()),
-        ("GENESYS_API_URL", sim.base_url()),
-        ("GENESYS_LOGIN_URL", sim.base_url()),
+    let mut env = sim_env(sim);
+    env.extend([
         ("POLL_INTERVAL", format!("{POLL_S}s")),
         ("WINDOW", format!("{WINDOW_S}s")),
         ("KPIS", "off".to_string()),
         ("INFLUXDB_URL", influx.url()),
         ("INFLUXDB_DATABASE", DB.to_string()),
         ("INSTANCE", "test-instance".to_string()),
-    ];
+    ]);
     if auth {
         env.push(("INFLUXDB_USERNAME", influxd::ADMIN_USER.to_string()));
         env.push(("INFLUXDB_PASSWORD", influxd::ADMIN_PASSWORD.to_string()));

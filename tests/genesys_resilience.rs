@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::util::influxd::Influxd;
 use crate::util::process::Service;
-use crate::util::TempDir;
+use crate::util::{sim_env, TempDir};
 
 const DB: &str = "genesys";
 /// Upper bound for anything the tests wait for (busy 2-core CI).
@@ -62,12 +62,8 @@ fn env(
     timing: Timing,
     extra: &[(&'static str, String)],
 ) -> Vec<(&'static str, String)> {
-    let options = SimOptions::default();
-    let mut env = vec![
-        ("GENESYS_CLIENT_ID", options.client_id.clone()),
-        ("GENESYS_CLIENT_SECRET", options.client_secret.clone()),
-        ("GENESYS_API_URL", sim.base_url()),
-        ("GENESYS_LOGIN_URL", sim.base_url()),
+    let mut env = sim_env(sim);
+    env.extend([
         ("POLL_INTERVAL", format!("{}s", timing.poll)),
         ("WINDOW", format!("{}s", timing.window)),
         ("KPIS", "off".to_string()),
@@ -77,7 +73,7 @@ fn env(
         ),
         ("INFLUXDB_DATABASE", DB.to_string()),
         ("INSTANCE", "resilience".to_string()),
-    ];
+    ]);
     env.extend(extra.iter().cloned());
     env
 }

@@ -12,9 +12,9 @@ use serde_json::Value;
 
 use crate::core_pipeline::sim_with;
 use crate::no_window_lost::{
-    assert_every_window, assert_values, assert_values_so_far, env, first_complete_window, now_s,
-    point, samples_by_window, segments, self_metric_sum, stop, wait_drained, wait_for_phase,
-    wait_until, Timing, DB, QUEUES,
+    assert_every_window, assert_interrupted_window_complete, assert_values, assert_values_so_far,
+    env, first_complete_window, now_s, point, samples_by_window, segments, self_metric_sum, stop,
+    wait_drained, wait_for_phase, wait_until, Timing, DB, QUEUES,
 };
 use crate::util::influxd::Influxd;
 use crate::util::process::Service;
@@ -203,15 +203,7 @@ fn sigterm_during_live_updates_then_a_restart_in_the_same_window_ends_complete()
         log.contains("continuing the window saved at the last shutdown"),
         "resumed; log:\n{logs}"
     );
-    let windows = samples_by_window(&influx, "genesys_queue");
-    let checked = assert_every_window(&windows, &sim.queues(), timing, &BTreeSet::new(), &logs);
-    assert!(
-        checked.contains(&interrupted),
-        "window {interrupted} checked"
-    );
-    for (id, _) in sim.queues().iter().take(3) {
-        assert_values(&sim, &influx, timing, id, interrupted);
-    }
+    assert_interrupted_window_complete(&sim, &influx, timing, interrupted, &logs);
 }
 
 #[test]
@@ -261,10 +253,6 @@ fn sigkill_during_live_updates_leaves_at_most_that_window_incomplete() {
 #[test]
 fn auto_leaves_live_updates_off_for_victoriametrics_and_says_so() {
     let Some(victoria) = Victoria::start() else {
-        println!(
-            "SKIPPED: {} is not installed (apt-get install victoria-metrics)",
-            crate::util::victoria::VICTORIA
-        );
         return;
     };
     let sim = sim_with(QUEUES);

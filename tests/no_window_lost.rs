@@ -23,7 +23,7 @@ use crate::util::gate::{Gate, Silent};
 use crate::util::influxd::{self, Influxd, Options};
 use crate::util::process::Service;
 use crate::util::victoria::Victoria;
-use crate::util::TempDir;
+use crate::util::{sim_env, TempDir};
 
 pub(crate) const DB: &str = "genesys";
 pub(crate) const QUEUES: usize = 20;
@@ -62,11 +62,8 @@ pub(crate) fn env(
     spool_dir: Option<&Path>,
     credentials: Option<(&str, &str)>,
 ) -> Vec<(&'static str, String)> {
-    let mut env = vec![
-        ("GENESYS_CLIENT_ID", "sim-client-id".to_string()),
-        ("GENESYS_CLIENT_SECRET", "sim-client-secret".to_string()),
-        ("GENESYS_API_URL", sim.base_url()),
-        ("GENESYS_LOGIN_URL", sim.base_url()),
+    let mut env = sim_env(sim);
+    env.extend([
         ("POLL_INTERVAL", format!("{}s", timing.poll)),
         ("WINDOW", format!("{}s", timing.window)),
         ("KPIS", "off".to_string()),
@@ -74,7 +71,7 @@ pub(crate) fn env(
         ("INFLUXDB_DATABASE", DB.to_string()),
         ("INSTANCE", "outage-test".to_string()),
         ("SHUTDOWN_TIMEOUT", "5s".to_string()),
-    ];
+    ]);
     if let Some(dir) = spool_dir {
         env.push(("SPOOL_DIR", dir.display().to_string()));
     }
@@ -489,15 +486,27 @@ fn a_restart_in_the_same_window_completes_the_window() {
         },
     );
     let log = stop(service);
-    let windows = samples_by_window(&influx, "genesys_queue");
     let logs = format!("{first_log}\n--- restart ---\n{log}");
-    let checked = assert_every_window(&windows, &sim.queues(), timing, &BTreeSet::new(), &logs);
+    assert_interrupted_window_complete(&sim, &influx, timing, interrupted, &logs);
+}
+
+/// After a restart within the window `interrupted`: every window, that one included, is
+/// complete, and the first queues' values in it are the simulator's.
+pub(crate) fn assert_interrupted_window_complete(
+    sim: &Sim,
+    influx: &Influxd,
+    timing: Timing,
+    interrupted: u64,
+    logs: &str,
+) {
+    let windows = samples_by_window(influx, "genesys_queue");
+    let checked = assert_every_window(&windows, &sim.queues(), timing, &BTreeSet::new(), logs);
     assert!(
         checked.contains(&interrupted),
         "window {interrupted} checked"
     );
     for (id, _) in sim.queues().iter().take(3) {
-        assert_values(&sim, &influx, timing, id, interrupted);
+        assert_values(sim, influx, timing, id, interrupted);
     }
 }
 
@@ -723,12 +732,7 @@ fn too_large_bodies_are_split_and_all_land() {
         &["run"],
         &env(&sim, &influx.url(), timing, Some(spool_dir.path()), None),
     );
-    let first = first_complete_window(&influx, &service, timing);
-    wait_until("three windows", Duration::from_secs(30), &service, || {
-        samples_by_window(&influx, "genesys_queue")
-            .keys()
-            .any(|w| *w >= first + 3 * timing.window)
-    });
+    wait_for_three_windows(&influx, &service, timing);
     let log = stop(service);
     let windows = samples_by_window(&influx, "genesys_queue");
     let checked = assert_every_window(&windows, &sim.queues(), timing, &BTreeSet::new(), &log);
@@ -741,6 +745,38 @@ fn too_large_bodies_are_split_and_all_land() {
         "the 413s happened"
     );
     assert_eq!(self_metric_sum(&influx, "lines_dropped"), 0);
+}
+
+/// Lets `service`, whose writes all fail, run `windows` more windows, stops it, and
+/// checks that nothing reached InfluxDB and the spool kept it; returns the log.
+fn stop_after_spooling(
+    service: Service,
+    influx: &Influxd,
+    spool_dir: &Path,
+    timing: Timing,
+    windows: u64,
+) -> String {
+    let started = now_s() as u64;
+    wait_until(
+        &format!("{windows} windows spooled"),
+        Duration::from_secs(30),
+        &service,
+        || now_s() as u64 >= started + windows * timing.window,
+    );
+    let log = stop(service);
+    assert!(samples_by_window(influx, "genesys_queue").is_empty());
+    assert!(!segments(spool_dir).is_empty(), "kept in the spool");
+    log
+}
+
+/// Waits (bounded) until the third window after the first complete one is stored.
+fn wait_for_three_windows(influx: &Influxd, service: &Service, timing: Timing) {
+    let first = first_complete_window(influx, service, timing);
+    wait_until("three windows", Duration::from_secs(30), service, || {
+        samples_by_window(influx, "genesys_queue")
+            .keys()
+            .any(|w| *w >= first + 3 * timing.window)
+    });
 }
 
 /// A field type conflict with stored data → 400 partial write: the good lines (media,
@@ -818,16 +854,7 @@ fn refused_credentials_keep_the_data_until_a_restart_fixes_them() {
     );
     let service = Service::start(&["run"], &wrong);
     service.wait_for_log("refusing the credentials", Duration::from_secs(30));
-    let started = now_s() as u64;
-    wait_until(
-        "four windows spooled",
-        Duration::from_secs(30),
-        &service,
-        || now_s() as u64 >= started + 4 * timing.window,
-    );
-    let first_log = stop(service);
-    assert!(samples_by_window(&influx, "genesys_queue").is_empty());
-    assert!(!segments(spool_dir.path()).is_empty(), "kept in the spool");
+    let first_log = stop_after_spooling(service, &influx, spool_dir.path(), timing, 4);
 
     let right = env(
         &sim,
@@ -910,12 +937,7 @@ fn a_non_ascii_tag_with_413_for_every_multi_line_body_loses_nothing() {
     let mut env = env(&sim, &gate.url(), timing, None, None);
     env.push(("INFLUXDB_TAGS", format!("site={TOKYO}")));
     let service = Service::start(&["run"], &env);
-    let first = first_complete_window(&influx, &service, timing);
-    wait_until("three windows", Duration::from_secs(30), &service, || {
-        samples_by_window(&influx, "genesys_queue")
-            .keys()
-            .any(|w| *w >= first + 3 * timing.window)
-    });
+    wait_for_three_windows(&influx, &service, timing);
     let log = stop(service);
     let windows = samples_where(
         &influx,
@@ -951,18 +973,9 @@ fn redirected_writes_wait_in_the_spool_until_influxdb_url_is_right() {
         &["run"],
         &env(&sim, &gate.url(), timing, Some(spool_dir.path()), None),
     );
-    let started = now_s() as u64;
     // Five windows: started in an odd second, the last one shares its window with the
     // restart (excluded from the check), and at least two complete ones must remain.
-    wait_until(
-        "five windows spooled",
-        Duration::from_secs(30),
-        &service,
-        || now_s() as u64 >= started + 5 * timing.window,
-    );
-    let first_log = stop(service);
-    assert!(samples_by_window(&influx, "genesys_queue").is_empty());
-    assert!(!segments(spool_dir.path()).is_empty(), "kept in the spool");
+    let first_log = stop_after_spooling(service, &influx, spool_dir.path(), timing, 5);
     assert_eq!(
         first_log.matches("redirecting the writes").count(),
         1,
@@ -1091,10 +1104,6 @@ fn a_spool_that_comes_back_is_used_again_and_loss_at_exit_is_counted() {
 #[test]
 fn victoriametrics_takes_the_v1_writes() {
     let Some(victoria) = Victoria::start() else {
-        println!(
-            "SKIPPED: {} is not installed (apt-get install victoria-metrics)",
-            crate::util::victoria::VICTORIA
-        );
         return;
     };
     let timing = Timing::FAST;

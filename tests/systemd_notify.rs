@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use genesys2influx::sim::{Endpoint, Fault, Sim, SimOptions};
 
 use crate::util::process::Service;
-use crate::util::TempDir;
+use crate::util::{sim_env, TempDir};
 
 /// The queue list is answered this late, so a READY sent before it is in shows.
 const QUEUE_LIST_DELAY: Duration = Duration::from_millis(1500);
@@ -117,23 +117,17 @@ fn ready_after_token_and_queue_list_watchdog_while_polling_stopping_on_sigterm()
     .expect("simulated Genesys starts");
     sim.inject(Endpoint::Queues, Fault::Delay(QUEUE_LIST_DELAY), 1);
     let systemd = FakeSystemd::bind();
-    let options = SimOptions::default();
+    let mut env = sim_env(&sim);
+    env.extend([
+        ("POLL_INTERVAL", "1s".into()),
+        ("WINDOW", "5s".into()),
+        ("KPIS", "off".into()),
+        ("INFLUXDB_URL", "-".into()),
+        ("NOTIFY_SOCKET", systemd.path.clone()),
+        ("WATCHDOG_USEC", "4000000".into()),
+    ]);
     let started_ms = now_ms();
-    let mut service = Service::start(
-        &["run"],
-        &[
-            ("GENESYS_CLIENT_ID", options.client_id.clone()),
-            ("GENESYS_CLIENT_SECRET", options.client_secret.clone()),
-            ("GENESYS_API_URL", sim.base_url()),
-            ("GENESYS_LOGIN_URL", sim.base_url()),
-            ("POLL_INTERVAL", "1s".into()),
-            ("WINDOW", "5s".into()),
-            ("KPIS", "off".into()),
-            ("INFLUXDB_URL", "-".into()),
-            ("NOTIFY_SOCKET", systemd.path.clone()),
-            ("WATCHDOG_USEC", "4000000".into()),
-        ],
-    );
+    let mut service = Service::start(&["run"], &env);
 
     // READY=1 comes first, and only after the token and the (slow) queue list are in.
     systemd.wait_for("READY=1", 1, started_ms, &service);

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use genesys2influx::sim::{Sim, SimOptions, ODD_NAMES};
 
 use crate::util::process::{binary, run_to_end, Service};
-use crate::util::TempDir;
+use crate::util::{sim_env, TempDir};
 
 const WIDTH: usize = 80;
 
@@ -121,14 +121,8 @@ fn sim_org(queues: usize) -> (Sim, Vec<(&'static str, String)>) {
         ..SimOptions::default()
     })
     .expect("simulated Genesys starts");
-    let options = SimOptions::default();
-    let env = vec![
-        ("GENESYS_CLIENT_ID", options.client_id.clone()),
-        ("GENESYS_CLIENT_SECRET", options.client_secret.clone()),
-        ("GENESYS_API_URL", sim.base_url()),
-        ("GENESYS_LOGIN_URL", sim.base_url()),
-        ("POLL_INTERVAL", "1s".to_string()),
-    ];
+    let mut env = sim_env(&sim);
+    env.push(("POLL_INTERVAL", "1s".to_string()));
     (sim, env)
 }
 

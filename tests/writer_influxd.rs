@@ -19,14 +19,13 @@ use genesys2influx::influx::live::{LiveSlot, LiveUpdates};
 use genesys2influx::influx::spool::Spool;
 use genesys2influx::influx::writer::{self, WriterSettings};
 use genesys2influx::model::Batch;
-use genesys2influx::sim::SimOptions;
 use genesys2influx::stats::Stats;
 
 use crate::core_pipeline::sim_with;
 use crate::util::influxd::{Influxd, Options, ADMIN_PASSWORD, ADMIN_USER};
 use crate::util::process::Service;
-use crate::util::victoria::{Victoria, VICTORIA};
-use crate::util::{agent, free_port, TempDir};
+use crate::util::victoria::Victoria;
+use crate::util::{agent, free_port, sim_env, TempDir};
 
 const DB: &str = "genesys";
 
@@ -413,16 +412,11 @@ fn v2_mode_writes_the_windows_to_victoriametrics() {
     const POLL_S: u64 = 1;
     const WINDOW_S: u64 = 2;
     let Some(victoria) = Victoria::start() else {
-        println!("SKIPPED: {VICTORIA} is not installed (apt-get install victoria-metrics)");
         return;
     };
     let sim = sim_with(5);
-    let options = SimOptions::default();
-    let env = [
-        ("GENESYS_CLIENT_ID", options.client_id.clone()),
-        ("GENESYS_CLIENT_SECRET", options.client_secret.clone()),
-        ("GENESYS_API_URL", sim.base_url()),
-        ("GENESYS_LOGIN_URL", sim.base_url()),
+    let mut env = sim_env(&sim);
+    env.extend([
         ("POLL_INTERVAL", format!("{POLL_S}s")),
         ("WINDOW", format!("{WINDOW_S}s")),
         ("KPIS", "off".to_string()),
@@ -431,7 +425,7 @@ fn v2_mode_writes_the_windows_to_victoriametrics() {
         ("INFLUXDB_ORG", "my org".to_string()),
         ("INFLUXDB_TOKEN", "v2-token-never-logged".to_string()),
         ("INSTANCE", "v2-test".to_string()),
-    ];
+    ]);
     let mut service = Service::start(&["run"], &env);
     let (id, _) = sim.queues()[2].clone();
     let samples = format!("{{__name__=\"genesys_queue_samples\",queue_id=\"{id}\"}}");

@@ -160,6 +160,7 @@ mod tests {
     use super::*;
     use crate::config::tests::{error, run};
     use crate::config::{from_lookup, Mode};
+    use crate::testing::TempDir;
     use std::collections::HashMap;
 
     #[test]
@@ -224,7 +225,8 @@ mod tests {
 
     #[test]
     fn queue_file_keeps_commas_in_names() {
-        let path = std::env::temp_dir().join(format!("g2i-queues-{}", std::process::id()));
+        let temp = TempDir::new("config-queues");
+        let path = temp.0.join("queues");
         std::fs::write(&path, "# comment\nSales, EMEA = \"Tier 1\"\n\n*VIP*\r\n").unwrap();
         let c = run(&[("GENESYS_QUEUES_FILE", &path.display().to_string())]).unwrap();
         assert_eq!(
@@ -234,7 +236,6 @@ mod tests {
                 QueueSelector::Pattern("*VIP*".into())
             ]
         );
-        std::fs::remove_file(path).unwrap();
         assert_eq!(
             error(&[("GENESYS_QUEUES_FILE", "/nonexistent")])
                 .split(':')

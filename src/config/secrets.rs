@@ -92,11 +92,12 @@ fn checked_secret(name: &str, value: String) -> Result<Secret> {
 mod tests {
     use super::*;
     use crate::config::tests::{error, run};
+    use crate::testing::TempDir;
 
     #[test]
     fn secret_comes_from_a_file_or_a_systemd_credential() {
-        let dir = std::env::temp_dir().join(format!("g2i-config-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let temp = TempDir::new("config-secret");
+        let dir = &temp.0;
         std::fs::write(dir.join("secret"), "from-file\n").unwrap();
         std::fs::write(dir.join(SECRET_CREDENTIAL_NAME), "from-credential").unwrap();
         let file = dir.join("secret").display().to_string();
@@ -119,7 +120,6 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(err.variable, "GENESYS_CLIENT_SECRET_FILE");
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

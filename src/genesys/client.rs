@@ -587,14 +587,20 @@ pub(crate) mod tests {
 
     /// A client for `server` whose waits are recorded, not slept.
     pub(crate) fn client_for(url: &str) -> (GenesysClient, Arc<Mutex<Vec<Duration>>>, Arc<Stats>) {
-        let config = GenesysConfig {
+        recording_client(&GenesysConfig {
             region_label: "custom".into(),
             api_url: url.to_string(),
             login_url: url.to_string(),
             client_id: "client-id".into(),
             client_secret: Secret::new("top-secret-value"),
             requests_per_minute: 300,
-        };
+        })
+    }
+
+    /// A client for `config` whose waits are recorded, not slept.
+    pub(crate) fn recording_client(
+        config: &GenesysConfig,
+    ) -> (GenesysClient, Arc<Mutex<Vec<Duration>>>, Arc<Stats>) {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(5)))
@@ -604,7 +610,7 @@ pub(crate) mod tests {
         let stats = Arc::new(Stats::default());
         let waits = Arc::new(Mutex::new(Vec::new()));
         let record = waits.clone();
-        let client = GenesysClient::new(&config, agent, stats.clone()).with_sleeper(
+        let client = GenesysClient::new(config, agent, stats.clone()).with_sleeper(
             Arc::new(move |d| record.lock().unwrap().push(d)),
             Duration::from_millis(500),
         );

@@ -276,6 +276,7 @@ impl Backlog {
 mod tests {
     use super::*;
     use crate::influx::testing::{batch, lines, no_spool};
+    use crate::testing::TempDir;
     use std::sync::atomic::Ordering::Relaxed;
 
     #[test]
@@ -311,8 +312,8 @@ mod tests {
 
     #[test]
     fn an_unwritable_spool_is_tried_again_and_what_waited_in_memory_moves_there_in_order() {
-        let dir = std::env::temp_dir().join(format!("g2i-writer-spool-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let temp = TempDir::new("writer-spool");
+        let dir = temp.0.join("spool");
         let config = SpoolConfig {
             dir: Some(dir.clone()),
             max_bytes: 1 << 20,
@@ -339,6 +340,5 @@ mod tests {
         assert_eq!(stats.lines_dropped.load(Relaxed), 2);
         assert!(backlog.why_not_spooled().contains("cannot be written"));
         assert_eq!(backlog.lines(), 0);
-        std::fs::remove_file(&dir).unwrap();
     }
 }

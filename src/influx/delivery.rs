@@ -186,6 +186,24 @@ mod tests {
     use proptest::prelude::*;
     use std::sync::atomic::Ordering::Relaxed;
 
+    /// Delivers `body` as a first attempt, with no earlier rejections logged.
+    fn first_attempt(
+        t: &mut dyn Transport,
+        body: &str,
+        max_lines: usize,
+        stats: &Stats,
+    ) -> Delivery {
+        deliver(
+            t,
+            body,
+            max_lines,
+            stats,
+            &mut RejectionLog::default(),
+            1,
+            0.5,
+        )
+    }
+
     #[test]
     fn a_type_conflict_in_one_body_is_isolated_by_halves() {
         let stats = Stats::default();
@@ -204,15 +222,7 @@ mod tests {
                 status(204, "")
             }
         });
-        let result = deliver(
-            &mut t,
-            &body,
-            5000,
-            &stats,
-            &mut RejectionLog::default(),
-            1,
-            0.5,
-        );
+        let result = first_attempt(&mut t, &body, 5000, &stats);
         assert_eq!(result, Delivery::Done);
         assert_eq!(stats.points_written.load(Relaxed), 16);
         assert_eq!(stats.lines_dropped.load(Relaxed), 1);
@@ -239,18 +249,7 @@ mod tests {
                 status(204, "")
             }
         });
-        assert_eq!(
-            deliver(
-                &mut t,
-                &body,
-                5000,
-                &stats,
-                &mut RejectionLog::default(),
-                1,
-                0.5
-            ),
-            Delivery::Done
-        );
+        assert_eq!(first_attempt(&mut t, &body, 5000, &stats), Delivery::Done);
         assert_eq!(stats.points_written.load(Relaxed), 20);
         assert_eq!(stats.lines_dropped.load(Relaxed), 1);
         let stored: String = t.sent.iter().filter(|b| b.len() <= 200).cloned().collect();
@@ -262,15 +261,7 @@ mod tests {
         let stats = Stats::default();
         let mut t = fake(|_| status(204, ""));
         let body = lines(0..12);
-        deliver(
-            &mut t,
-            &body,
-            5,
-            &stats,
-            &mut RejectionLog::default(),
-            1,
-            0.5,
-        );
+        first_attempt(&mut t, &body, 5, &stats);
         let sizes: Vec<usize> = t.sent.iter().map(|b| b.matches('\n').count()).collect();
         assert_eq!(sizes, vec![5, 5, 2]);
         assert_eq!(t.sent.concat(), body);
@@ -289,15 +280,7 @@ mod tests {
             }
         });
         let body = lines(0..10);
-        match deliver(
-            &mut t,
-            &body,
-            4,
-            &stats,
-            &mut RejectionLog::default(),
-            1,
-            0.5,
-        ) {
+        match first_attempt(&mut t, &body, 4, &stats) {
             Delivery::Retry {
                 class,
                 rest,
@@ -344,15 +327,7 @@ mod tests {
         let body: String = (0..9)
             .map(|i| format!("m,site=東京センター f={i}i {i}\n"))
             .collect();
-        let result = deliver(
-            &mut t,
-            &body,
-            5000,
-            &stats,
-            &mut RejectionLog::default(),
-            1,
-            0.5,
-        );
+        let result = first_attempt(&mut t, &body, 5000, &stats);
         assert_eq!(result, Delivery::Done);
         assert_eq!(stats.points_written.load(Relaxed), 9);
         assert_eq!(stats.lines_dropped.load(Relaxed), 0);
@@ -368,15 +343,7 @@ mod tests {
             body: String::new(),
         });
         let body = lines(0..3);
-        match deliver(
-            &mut t,
-            &body,
-            5000,
-            &stats,
-            &mut RejectionLog::default(),
-            1,
-            0.5,
-        ) {
+        match first_attempt(&mut t, &body, 5000, &stats) {
             Delivery::Retry {
                 class: FailureClass::Redirected,
                 rest,
@@ -434,7 +401,7 @@ mod tests {
             let stats = Stats::default();
             let body = joined(&lines);
             let mut t = scripted(answers);
-            let result = deliver(&mut t, &body.lines, max_lines, &stats, &mut RejectionLog::default(), 1, 0.5);
+            let result = first_attempt(&mut t, &body.lines, max_lines, &stats);
             let unsent = match &result {
                 Delivery::Done => 0,
                 Delivery::Retry { rest, rest_lines, .. } => {

@@ -507,28 +507,8 @@ fn record_at(buf: &[u8], at: usize, crc_budget: &mut usize) -> Scan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{mkfifo, TempDir};
     use std::sync::atomic::Ordering::Relaxed;
-
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(label: &str) -> TempDir {
-            static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-            let path = std::env::temp_dir().join(format!(
-                "g2i-spool-{label}-{}-{}",
-                std::process::id(),
-                COUNTER.fetch_add(1, Relaxed)
-            ));
-            let _ = fs::remove_dir_all(&path);
-            TempDir(path)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
 
     fn batch(n: usize) -> String {
         format!("m f={n}i {n}\n")
@@ -578,7 +558,7 @@ mod tests {
 
     #[test]
     fn write_replay_ack() {
-        let dir = TempDir::new("basic");
+        let dir = TempDir::new("spool-basic");
         let stats = Arc::new(Stats::default());
         let mut spool = Spool::open(&dir.0, 1 << 20, stats.clone()).unwrap();
         assert!(spool.is_empty());
@@ -602,7 +582,7 @@ mod tests {
 
     #[test]
     fn restart_reads_existing_segments_and_progress() {
-        let dir = TempDir::new("restart");
+        let dir = TempDir::new("spool-restart");
         let stats = Arc::new(Stats::default());
         {
             let mut spool = Spool::open(&dir.0, 1 << 20, stats.clone()).unwrap();
@@ -625,7 +605,7 @@ mod tests {
 
     #[test]
     fn cap_overflow_drops_the_oldest_segment() {
-        let dir = TempDir::new("cap");
+        let dir = TempDir::new("spool-cap");
         let stats = Arc::new(Stats::default());
         // Segments are at least 64 KiB: 10 KiB records, cap 200 KiB.
         let line = "x".repeat(10 * 1024 - 1) + "\n";
@@ -663,8 +643,7 @@ mod tests {
         assert!(skipped > 0);
 
         // The same through files: a segment of junk and a torn tail never crash.
-        let dir = TempDir::new("corrupt");
-        fs::create_dir_all(&dir.0).unwrap();
+        let dir = TempDir::new("spool-corrupt");
         fs::write(dir.0.join(format!("{:020}.seg", 3)), &buf).unwrap();
         fs::write(dir.0.join(format!("{:020}.seg", 4)), b"\xde\xad\xbe\xef").unwrap();
         let mut spool = Spool::open(&dir.0, 1 << 20, Arc::new(Stats::default())).unwrap();
@@ -678,7 +657,7 @@ mod tests {
 
     #[test]
     fn replay_seals_the_segment_being_written() {
-        let dir = TempDir::new("seal");
+        let dir = TempDir::new("spool-seal");
         let mut spool = Spool::open(&dir.0, 1 << 20, Arc::new(Stats::default())).unwrap();
         spool.push(&batch(1), 1).unwrap();
         assert_eq!(spool.front().unwrap().map(|f| f.1), Some(1));
@@ -687,19 +666,10 @@ mod tests {
         assert_eq!(drain(&mut spool), vec![batch(2)]);
     }
 
-    fn mkfifo(path: &Path) {
-        let status = std::process::Command::new("mkfifo")
-            .arg(path)
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
     #[test]
     fn unreadable_entries_are_skipped_and_the_good_segments_kept() {
         use std::os::unix::fs::symlink;
-        let dir = TempDir::new("bad-entries");
-        fs::create_dir_all(&dir.0).unwrap();
+        let dir = TempDir::new("spool-bad-entries");
         let name = |seq: u64| dir.0.join(format!("{seq:020}.seg"));
         mkfifo(&name(1));
         symlink(dir.0.join("absent"), name(2)).unwrap();
@@ -725,8 +695,7 @@ mod tests {
 
     #[test]
     fn a_segment_larger_than_it_can_grow_is_skipped() {
-        let dir = TempDir::new("too-large");
-        fs::create_dir_all(&dir.0).unwrap();
+        let dir = TempDir::new("spool-too-large");
         let record = encode_record(&"x".repeat(2000), 1);
         let big: Vec<u8> = record
             .iter()
@@ -747,7 +716,7 @@ mod tests {
 
     #[test]
     fn a_segment_replaced_after_the_start_up_scan_is_skipped_not_fatal() {
-        let dir = TempDir::new("replaced");
+        let dir = TempDir::new("spool-replaced");
         let stats = Arc::new(Stats::default());
         let mut spool = Spool::open(&dir.0, 1 << 20, stats.clone()).unwrap();
         spool.push(&batch(1), 1).unwrap();
@@ -868,7 +837,7 @@ mod tests {
                 damages in proptest::collection::vec((0usize..8, damage()), 0..4),
                 swap in proptest::option::of((0usize..8, 0usize..8)),
             ) {
-                let dir = TempDir::new("prop");
+                let dir = TempDir::new("spool-prop");
                 let stats = Arc::new(Stats::default());
                 {
                     // 64 KiB segments: several of them.

@@ -609,6 +609,24 @@ mod tests {
         }
     }
 
+    /// A writer over `transport` without a spool, offering live updates to `slot`.
+    fn writer<T: Transport>(
+        transport: T,
+        max_lines: usize,
+        stats: &Arc<Stats>,
+        slot: LiveSlot,
+    ) -> Writer<T> {
+        let backlog = Backlog::new(&no_spool(), 1 << 20, stats.clone());
+        Writer::new(
+            transport,
+            backlog,
+            &settings(max_lines),
+            stats.clone(),
+            clock(),
+            slot,
+        )
+    }
+
     #[test]
     fn an_outage_keeps_batches_and_replays_them_oldest_first() {
         let stats = Arc::new(Stats::default());
@@ -621,15 +639,7 @@ mod tests {
                 Answer::NoAnswer("connection refused".into())
             }
         });
-        let backlog = Backlog::new(&no_spool(), 1 << 20, stats.clone());
-        let mut w = Writer::new(
-            t,
-            backlog,
-            &settings(100),
-            stats.clone(),
-            clock(),
-            LiveSlot::new(stats.clone()),
-        );
+        let mut w = writer(t, 100, &stats, LiveSlot::new(stats.clone()));
         w.fresh.push_back(batch(0..3));
         w.fresh.push_back(batch(3..5));
         w.step(Instant::now());
@@ -661,15 +671,7 @@ mod tests {
     fn at_exit_without_a_spool_every_unsent_line_is_counted_as_lost() {
         let stats = Arc::new(Stats::default());
         let t = fake(|_| Answer::NoAnswer("connection refused".into()));
-        let backlog = Backlog::new(&no_spool(), 1 << 20, stats.clone());
-        let mut w = Writer::new(
-            t,
-            backlog,
-            &settings(100),
-            stats.clone(),
-            clock(),
-            LiveSlot::new(stats.clone()),
-        );
+        let mut w = writer(t, 100, &stats, LiveSlot::new(stats.clone()));
         w.fresh.push_back(batch(0..3));
         w.step(Instant::now());
         w.fresh.push_back(batch(3..5));
@@ -693,15 +695,7 @@ mod tests {
         let stats = Arc::new(Stats::default());
         let slot = LiveSlot::new(stats.clone());
         slot.enable();
-        let backlog = Backlog::new(&no_spool(), 1 << 20, stats.clone());
-        let w = Writer::new(
-            transport,
-            backlog,
-            &settings(100),
-            stats.clone(),
-            clock(),
-            slot.clone(),
-        );
+        let w = writer(transport, 100, &stats, slot.clone());
         (w, slot, stats)
     }
 

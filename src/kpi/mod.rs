@@ -439,6 +439,7 @@ fn poll_loop(
 mod tests {
     use super::*;
     use crate::config::{GenesysConfig, Secret};
+    use crate::genesys::client::tests::recording_client;
     use crate::genesys::conversation_aggregates::KpiBucket;
     use crate::genesys::conversation_aggregates::{bucket_floor, Interval};
     use crate::sim::{Endpoint, Fault, KpiValues, RequestRecord, Sim, SimOptions};
@@ -458,23 +459,14 @@ mod tests {
     }
 
     fn poller_for(sim: &Sim, timing: Timing) -> KpiPoller {
-        let config = GenesysConfig {
+        let (client, _, stats) = recording_client(&GenesysConfig {
             region_label: "sim".into(),
             api_url: sim.base_url(),
             login_url: sim.base_url(),
             client_id: "sim-client-id".into(),
             client_secret: Secret::new("sim-client-secret"),
             requests_per_minute: 300,
-        };
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(5)))
-            .proxy(None)
-            .build()
-            .into();
-        let stats = Arc::new(Stats::default());
-        let client = GenesysClient::new(&config, agent, stats.clone())
-            .with_sleeper(Arc::new(|_| {}), Duration::from_millis(1));
+        });
         KpiPoller {
             client: Arc::new(client),
             timing,

@@ -83,22 +83,15 @@ pub fn save_state(path: &Path, resume_from_ms: u64) -> Result<(), StateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::time::now_ms;
+    use crate::testing::{mkfifo, TempDir};
 
     /// 2025-06-02T14:31:05Z.
     const NOW: u64 = 1_748_874_665_000;
 
-    fn temp_dir(name: &str) -> PathBuf {
-        let nanos = now_ms();
-        let dir =
-            std::env::temp_dir().join(format!("g2i-kpi-{name}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     #[test]
     fn the_state_file_round_trips_atomically() {
-        let dir = temp_dir("state");
+        let temp = TempDir::new("kpi-state");
+        let dir = &temp.0;
         let path = dir.join(STATE_FILE);
         assert_eq!(load_state(&path).unwrap(), None);
         save_state(&path, NOW).unwrap();
@@ -107,7 +100,7 @@ mod tests {
         assert!(text.contains("2025-06-02T14:31:05.000Z"), "{text}");
         save_state(&path, NOW + 1).unwrap();
         assert_eq!(load_state(&path).unwrap(), Some(NOW + 1));
-        let names: Vec<_> = std::fs::read_dir(&dir)
+        let names: Vec<_> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
@@ -118,11 +111,7 @@ mod tests {
         assert!(error.to_string().contains("look-back only"));
         // A FIFO or a link to /dev/zero is refused without blocking or reading forever.
         std::fs::remove_file(&path).unwrap();
-        let status = std::process::Command::new("mkfifo")
-            .arg(&path)
-            .status()
-            .unwrap();
-        assert!(status.success());
+        mkfifo(&path);
         let error = load_state(&path).unwrap_err();
         assert!(error.to_string().contains("a FIFO"), "{error}");
         std::fs::remove_file(&path).unwrap();
@@ -136,6 +125,5 @@ mod tests {
             save_state(&missing_dir, NOW),
             Err(StateError::Write(..))
         ));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use genesys2influx::sim::{Sim, SimOptions};
+
 /// A directory under the system temp dir, removed with everything in it on drop.
 pub struct TempDir {
     path: PathBuf,
@@ -67,4 +69,16 @@ pub fn agent() -> ureq::Agent {
         .timeout_global(Some(std::time::Duration::from_secs(30)))
         .build()
         .new_agent()
+}
+
+/// The variables that point the service at the simulated org `sim`, with the
+/// simulator's (default) credentials.
+pub fn sim_env(sim: &Sim) -> Vec<(&'static str, String)> {
+    let options = SimOptions::default();
+    vec![
+        ("GENESYS_CLIENT_ID", options.client_id),
+        ("GENESYS_CLIENT_SECRET", options.client_secret),
+        ("GENESYS_API_URL", sim.base_url()),
+        ("GENESYS_LOGIN_URL", sim.base_url()),
+    ]
 }

@@ -26,9 +26,11 @@ pub struct Victoria {
 }
 
 impl Victoria {
-    /// Starts a server, or `None` when [`VICTORIA`] is not installed.
+    /// Starts a server, or `None` (saying the test is skipped) when [`VICTORIA`] is not
+    /// installed.
     pub fn start() -> Option<Victoria> {
         if !Path::new(VICTORIA).exists() {
+            println!("SKIPPED: {VICTORIA} is not installed (apt-get install victoria-metrics)");
             return None;
         }
         let dir = TempDir::new("victoria");
