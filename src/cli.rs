@@ -94,6 +94,8 @@ Environment (defaults in brackets):
   SPOOL_DIR                     on-disk buffer for unsent points [none]
   SPOOL_MAX_BYTES               spool cap, 65536 to 1099511627776 [104857600]
   SHUTDOWN_TIMEOUT              flush time allowed on SIGTERM, 1s to 10m [10s]
+  LIVE_UPDATES                  on|off|auto: write the window in progress after every poll;
+                                auto = on for InfluxDB, off for VictoriaMetrics/unknown [auto]
   KPIS                          on|off: interval KPIs from conversation aggregates [on]
   KPI_BUCKET, KPI_POLL, KPI_LOOKBACK   KPI bucket (whole minutes dividing a day), poll
                                 period (1s to 1h), look-back (0s to 24h) [15m, 60s, 10m]
@@ -351,6 +353,7 @@ mod tests {
             "SPOOL_DIR",
             "SPOOL_MAX_BYTES",
             "SHUTDOWN_TIMEOUT",
+            "LIVE_UPDATES",
             "KPIS",
             "KPI_BUCKET",
             "KPI_POLL",

@@ -408,7 +408,7 @@ mod tests {
     }
 
     /// Every variable `from_lookup` reads, with the `_FILE` forms.
-    const VARIABLES: [&str; 38] = [
+    const VARIABLES: [&str; 39] = [
         "GENESYS_CLIENT_ID",
         "GENESYS_CLIENT_SECRET",
         "GENESYS_CLIENT_SECRET_FILE",
@@ -440,6 +440,7 @@ mod tests {
         "SPOOL_DIR",
         "SPOOL_MAX_BYTES",
         "SHUTDOWN_TIMEOUT",
+        "LIVE_UPDATES",
         "KPIS",
         "KPI_BUCKET",
         "KPI_POLL",
