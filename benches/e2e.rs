@@ -9,7 +9,9 @@
 //! `BENCH_E2E_QUEUES` (default `100,1000,5000`) and `BENCH_E2E_SECONDS` (default 30)
 //! choose the sizes and the length of each run; `BENCH_E2E_POLL` and `BENCH_E2E_WINDOW`
 //! (whole seconds, default 1 and 5) the cadence, so that the production cadence (10 s,
-//! 60 s) can be measured too; `BENCH_E2E_KPIS` (default `off`) the service's `KPIS`. CPU
+//! 60 s) can be measured too; `BENCH_E2E_KPIS` (default `off`) the service's `KPIS` and
+//! `BENCH_E2E_LIVE` (default `off`) its `LIVE_UPDATES` (`auto` would see no InfluxDB
+//! version through the gate and mean off). CPU
 //! and faults per poll are measured over the steady state only: from the first
 //! acknowledged window to the end.
 
@@ -35,6 +37,7 @@ struct Setup {
     poll_s: u64,
     window_s: u64,
     kpis: String,
+    live: String,
 }
 
 fn main() {
@@ -49,6 +52,7 @@ fn main() {
             poll_s: common::env_number("BENCH_E2E_POLL", 1),
             window_s: common::env_number("BENCH_E2E_WINDOW", 5),
             kpis: std::env::var("BENCH_E2E_KPIS").unwrap_or_else(|_| "off".to_string()),
+            live: std::env::var("BENCH_E2E_LIVE").unwrap_or_else(|_| "off".to_string()),
         });
     }
 }
@@ -67,6 +71,8 @@ fn run(setup: &Setup) {
         value_period: Duration::from_millis(poll_ms),
         rate_limit_per_minute: Some(1_000_000),
         max_connections: 64,
+        // Rendering 50 answers a second for 5,000 queues would make the Sim the bottleneck.
+        prerendered_answers: true,
         ..SimOptions::default()
     })
     .expect("sim starts");
@@ -79,6 +85,7 @@ fn run(setup: &Setup) {
         ("POLL_INTERVAL", format!("{poll_s}s")),
         ("WINDOW", format!("{window_s}s")),
         ("KPIS", setup.kpis.clone()),
+        ("LIVE_UPDATES", setup.live.clone()),
         ("INFLUXDB_URL", gate.url()),
         ("INFLUXDB_DATABASE", "genesys".to_string()),
         ("INSTANCE", "bench".to_string()),
@@ -154,7 +161,7 @@ fn run(setup: &Setup) {
         latencies[((latencies.len() - 1) as f64 * p).round() as usize]
     };
     println!(
-        "RESULT e2e queues={queue_count} seconds={} poll_s={poll_s} window_s={window_s} kpis={} exit={} polls={} \
+        "RESULT e2e queues={queue_count} seconds={} poll_s={poll_s} window_s={window_s} kpis={} live={} exit={} polls={} \
          windows={} peak_rss_kb={hwm_kb} rss_kb={rss_kb} \
          cpu_s={cpu:.2} cpu_ms_per_poll={cpu_ms_per_poll:.2} cpu_ms_per_poll_per_1000_queues={:.2} \
          minor_faults_per_poll={faults_per_poll:.0} \
@@ -162,6 +169,7 @@ fn run(setup: &Setup) {
          latency_ms_p50={} latency_ms_max={}",
         length.as_secs(),
         setup.kpis,
+        setup.live,
         status.code().unwrap_or(-1),
         ticks.len(),
         windows.len(),

@@ -160,6 +160,7 @@ pub struct Aggregator {
     media_fields: Vec<FieldNames>,
     /// `INFLUXDB_TAGS`, sorted by key.
     static_tags: Vec<(String, String)>,
+    tag_order: Vec<Tag>,
     open: Option<OpenWindow>,
 }
 
@@ -178,6 +179,7 @@ impl Aggregator {
                 .iter()
                 .map(|(name, kind)| FieldNames::new(name, *kind))
                 .collect(),
+            tag_order: tag_order(&static_tags),
             static_tags,
             open: None,
         }
@@ -351,7 +353,8 @@ impl Aggregator {
             .finish(timestamp_s)
     }
 
-    /// Starts a line with the measurement and every tag, sorted by key as InfluxDB prefers.
+    /// Starts a line with the measurement and every tag, sorted by key as InfluxDB prefers
+    /// (the order is worked out once, in [`tag_order`]).
     fn tagged<'a>(
         &self,
         out: &'a mut String,
@@ -359,23 +362,46 @@ impl Aggregator {
         queue: &QueueWindow,
         media_type: Option<&str>,
     ) -> LineBuilder<'a> {
-        let mut tags: Vec<(&str, &str)> = Vec::with_capacity(self.static_tags.len() + 3);
-        tags.extend(
-            self.static_tags
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str())),
-        );
-        tags.push(("queue_id", &queue.id));
-        tags.push(("queue_name", &queue.name));
-        if let Some(media_type) = media_type {
-            tags.push(("media_type", media_type));
+        let mut line = LineBuilder::new(out, measurement);
+        for tag in &self.tag_order {
+            line = match *tag {
+                Tag::Static(i) => line.tag(&self.static_tags[i].0, &self.static_tags[i].1),
+                Tag::QueueId => line.tag("queue_id", &queue.id),
+                Tag::QueueName => line.tag("queue_name", &queue.name),
+                Tag::MediaType => match media_type {
+                    Some(media_type) => line.tag("media_type", media_type),
+                    None => line,
+                },
+            };
         }
-        tags.sort_unstable_by_key(|(k, _)| *k);
-        tags.into_iter()
-            .fold(LineBuilder::new(out, measurement), |line, (k, v)| {
-                line.tag(k, v)
-            })
+        line
     }
+}
+
+/// One tag of a window's lines: a configured one (`INFLUXDB_TAGS`, by index) or one the
+/// queue or media type supplies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tag {
+    Static(usize),
+    QueueId,
+    QueueName,
+    MediaType,
+}
+
+/// Every tag in InfluxDB's order (sorted by key), so no line sorts its tags again.
+fn tag_order(static_tags: &[(String, String)]) -> Vec<Tag> {
+    let mut order: Vec<(&str, Tag)> = static_tags
+        .iter()
+        .enumerate()
+        .map(|(i, (key, _))| (key.as_str(), Tag::Static(i)))
+        .collect();
+    order.extend([
+        ("queue_id", Tag::QueueId),
+        ("queue_name", Tag::QueueName),
+        ("media_type", Tag::MediaType),
+    ]);
+    order.sort_by_key(|(key, _)| *key);
+    order.into_iter().map(|(_, tag)| tag).collect()
 }
 
 /// The four field keys of one metric, built once instead of at every point.

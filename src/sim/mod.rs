@@ -90,6 +90,11 @@ pub struct SimOptions {
     pub rate_limit_per_minute: Option<u32>,
     /// Connections served at once; more are answered 503 and closed.
     pub max_connections: usize,
+    /// Serve a repeated observation query from the answer rendered for it earlier in the
+    /// same value period (see [`observations::AnswerCache`]): for benchmarks with
+    /// thousands of queues, where rendering every answer would make the Sim, not the
+    /// service, the bottleneck. Queue changes then show from the next period.
+    pub prerendered_answers: bool,
 }
 
 impl Default for SimOptions {
@@ -109,6 +114,7 @@ impl Default for SimOptions {
             min_granularity: Duration::from_secs(60),
             rate_limit_per_minute: None,
             max_connections: 32,
+            prerendered_answers: false,
         }
     }
 }
@@ -243,6 +249,7 @@ struct State {
     /// UTC minute of the rate-limit window and API calls counted in it.
     rate_minute: u64,
     rate_count: u32,
+    answers: observations::AnswerCache,
 }
 
 /// State shared by the connection threads and the [`Sim`] handle.
@@ -293,6 +300,7 @@ impl Sim {
             log: VecDeque::new(),
             rate_minute: 0,
             rate_count: 0,
+            answers: observations::AnswerCache::default(),
             options,
         };
         let server_options = loopback_http::Options {

@@ -2,12 +2,14 @@
 //! qualifiers of docs/genesys-api.md#observations-answer, with the sparse shapes and
 //! unknown-queue behaviours of docs/genesys-api.md#missing-and-unknown.
 
+use std::collections::HashMap;
+
 use serde_json::{json, Map, Value};
 
 use super::errors::bad_request;
 use super::query::{filter_values, snapshot};
 use super::values;
-use super::{Shared, UnknownQueues};
+use super::{period_ms, Shared, UnknownQueues};
 use crate::loopback_http::{Request, Response};
 
 /// The eleven observation metrics (docs/genesys-api.md#observation-metrics): user metrics, then conversation metrics.
@@ -26,12 +28,54 @@ const CONVERSATION_METRICS: [&str; 5] = [
     "oLongestWaiting",
     "oLongestInteracting",
 ];
+/// Answers rendered in the current value period, by request body (only with
+/// `SimOptions::prerendered_answers`). Emptied when the period changes, so it holds one
+/// period's chunks at most.
+#[derive(Debug, Default)]
+pub(super) struct AnswerCache {
+    slot: u64,
+    answers: HashMap<Vec<u8>, Vec<u8>>,
+}
+
+impl AnswerCache {
+    pub(super) fn get(&self, slot: u64, query: &[u8]) -> Option<&[u8]> {
+        if self.slot != slot {
+            return None;
+        }
+        self.answers.get(query).map(Vec::as_slice)
+    }
+
+    pub(super) fn put(&mut self, slot: u64, query: &[u8], answer: &[u8]) {
+        if self.slot != slot {
+            self.slot = slot;
+            self.answers.clear();
+        }
+        self.answers.insert(query.to_vec(), answer.to_vec());
+    }
+}
+
 pub(super) fn observations(
     shared: &Shared,
     req: &Request,
     now: u64,
     context: &str,
 ) -> Result<Response, Response> {
+    let cache_slot = {
+        let state = shared.lock();
+        let slot = now / period_ms(&state.options);
+        if let Some(answer) = state.answers.get(slot, &req.body) {
+            return Ok(Response::new(200, "application/json", answer));
+        }
+        state.options.prerendered_answers.then_some(slot)
+    };
+    let response = render(shared, req, now, context)?;
+    if let Some(slot) = cache_slot {
+        shared.lock().answers.put(slot, &req.body, &response.body);
+    }
+    Ok(response)
+}
+
+fn render(shared: &Shared, req: &Request, now: u64, context: &str) -> Result<Response, Response> {
     let body: Value = serde_json::from_slice(&req.body).map_err(|_| bad_request(context))?;
     let metrics: Vec<&str> = body
         .get("metrics")

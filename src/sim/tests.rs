@@ -1211,3 +1211,71 @@ fn sparse_and_full_shapes_read_the_same() {
     assert_eq!(sparse_values, full_values);
     assert_eq!(full_values[0].1[3], 42.0, "email longest waiting");
 }
+
+#[test]
+fn prerendered_answers_repeat_within_a_period_and_answer_each_query_for_itself() {
+    let sim = Sim::start(SimOptions {
+        queue_count: 4,
+        value_period: Duration::from_secs(3600),
+        prerendered_answers: true,
+        ..SimOptions::default()
+    })
+    .expect("sim starts");
+    let agent = agent();
+    let t = token(&sim, &agent);
+    let all = ids(&sim, 4);
+    let queue_ids = |answer: &Answer| -> Vec<String> {
+        let results = answer.body["results"].as_array().expect("results");
+        let mut ids: Vec<String> = results
+            .iter()
+            .map(|r| r["group"]["queueId"].as_str().unwrap().to_string())
+            .collect();
+        ids.dedup();
+        ids
+    };
+    let first = post(
+        &sim,
+        &agent,
+        &t,
+        OBSERVATIONS,
+        &observation_query(&all[..2], &ALL_METRICS),
+    );
+    let again = post(
+        &sim,
+        &agent,
+        &t,
+        OBSERVATIONS,
+        &observation_query(&all[..2], &ALL_METRICS),
+    );
+    let other = post(
+        &sim,
+        &agent,
+        &t,
+        OBSERVATIONS,
+        &observation_query(&all[2..], &ALL_METRICS),
+    );
+    assert_eq!((first.status, again.status, other.status), (200, 200, 200));
+    assert_eq!(first.body, again.body);
+    assert_eq!(queue_ids(&first), all[..2]);
+    assert_eq!(queue_ids(&other), all[2..]);
+    let refused = post(
+        &sim,
+        &agent,
+        &t,
+        OBSERVATIONS,
+        &observation_query(&all[..2], &["oBogus"]),
+    );
+    assert_eq!(refused.status, 400);
+}
+
+#[test]
+fn the_answer_cache_forgets_a_period_once_the_next_begins() {
+    let mut cache = super::observations::AnswerCache::default();
+    cache.put(7, b"query", b"answer");
+    assert_eq!(cache.get(7, b"query"), Some(&b"answer"[..]));
+    assert_eq!(cache.get(7, b"other"), None);
+    assert_eq!(cache.get(8, b"query"), None);
+    cache.put(8, b"other", b"later");
+    assert_eq!(cache.get(8, b"query"), None);
+    assert_eq!(cache.get(8, b"other"), Some(&b"later"[..]));
+}
