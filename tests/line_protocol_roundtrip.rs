@@ -384,8 +384,8 @@ fn encode(point: &GeneratedPoint, out: &mut String, ts: i64) -> bool {
     }
     for (key, value) in &point.fields {
         line = match *value {
-            FieldValue::Integer(v) => line.field_i64(key, v),
-            FieldValue::Float(v) => line.field_f64(key, v),
+            FieldValue::Integer(v) => line.field_i64(key.as_str(), v),
+            FieldValue::Float(v) => line.field_f64(key.as_str(), v),
         };
     }
     line.finish(ts)

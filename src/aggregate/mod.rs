@@ -14,7 +14,7 @@ pub mod job;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use crate::influx::line_protocol::LineBuilder;
+use crate::influx::line_protocol::{FieldKey, LineBuilder};
 use crate::model::{MetricKind, PollEvent, QueueObservation, AGENT_METRICS, MEDIA_METRICS};
 
 pub const QUEUE_MEASUREMENT: &str = "genesys_queue";
@@ -407,20 +407,20 @@ fn tag_order(static_tags: &[(String, String)]) -> Vec<Tag> {
 /// The four field keys of one metric, built once instead of at every point.
 struct FieldNames {
     kind: MetricKind,
-    min: String,
-    max: String,
-    last: String,
-    mean: String,
+    min: FieldKey,
+    max: FieldKey,
+    last: FieldKey,
+    mean: FieldKey,
 }
 
 impl FieldNames {
     fn new(metric: &str, kind: MetricKind) -> Self {
         FieldNames {
             kind,
-            min: format!("{metric}_min"),
-            max: format!("{metric}_max"),
-            last: format!("{metric}_last"),
-            mean: format!("{metric}_mean"),
+            min: FieldKey::new(&format!("{metric}_min")),
+            max: FieldKey::new(&format!("{metric}_max")),
+            last: FieldKey::new(&format!("{metric}_last")),
+            mean: FieldKey::new(&format!("{metric}_mean")),
         }
     }
 

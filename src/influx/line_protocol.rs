@@ -108,7 +108,7 @@ impl<'a> LineBuilder<'a> {
     }
 
     /// Adds an integer field: `key=123i`.
-    pub fn field_i64(mut self, key: &str, value: i64) -> Self {
+    pub fn field_i64<K: FieldName + ?Sized>(mut self, key: &K, value: i64) -> Self {
         self.field_key(key);
         push_i64(self.out, value);
         self.out.push('i');
@@ -120,7 +120,7 @@ impl<'a> LineBuilder<'a> {
     /// (docs/line-protocol.md#field-types, case N07); very large or small values may use
     /// an exponent (`1e-7`, case N08).
     /// NaN and infinities cannot be written (N11-N13): the field is left out.
-    pub fn field_f64(mut self, key: &str, value: f64) -> Self {
+    pub fn field_f64<K: FieldName + ?Sized>(mut self, key: &K, value: f64) -> Self {
         if !value.is_finite() {
             return self;
         }
@@ -142,16 +142,46 @@ impl<'a> LineBuilder<'a> {
         true
     }
 
-    fn field_key(&mut self, key: &str) {
-        debug_assert!(
-            !key.is_empty() && !key.starts_with(['\t', '\0']),
-            "empty field key, or one influxd would cut (leading tab or NUL): {key:?}"
-        );
+    fn field_key<K: FieldName + ?Sized>(&mut self, key: &K) {
         self.out.push(if self.fields == 0 { ' ' } else { ',' });
         self.section = Section::Fields;
         self.fields += 1;
-        push_escaped(self.out, key, Name::FieldKey);
+        key.push_to(self.out);
         self.out.push('=');
+    }
+}
+
+/// A field key as the builder takes it: any `&str` (escaped as it is written) or a
+/// [`FieldKey`] escaped once, for the keys a window repeats on thousands of lines.
+pub trait FieldName {
+    fn push_to(&self, out: &mut String);
+}
+
+impl FieldName for str {
+    fn push_to(&self, out: &mut String) {
+        debug_assert!(
+            !self.is_empty() && !self.starts_with(['\t', '\0']),
+            "empty field key, or one influxd would cut (leading tab or NUL): {self:?}"
+        );
+        push_escaped(out, self, Name::FieldKey);
+    }
+}
+
+/// A field key escaped in advance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldKey(String);
+
+impl FieldKey {
+    pub fn new(key: &str) -> FieldKey {
+        let mut escaped = String::with_capacity(key.len());
+        key.push_to(&mut escaped);
+        FieldKey(escaped)
+    }
+}
+
+impl FieldName for FieldKey {
+    fn push_to(&self, out: &mut String) {
+        out.push_str(&self.0);
     }
 }
 
@@ -174,14 +204,24 @@ impl<'a> LineBuilder<'a> {
 /// A field key is unescaped differently: there `\"` also stands for `"`, so backslashes
 /// right before a `"` get one more.
 fn push_escaped(out: &mut String, text: &str, name: Name) {
-    // Nearly every name needs no escaping (the field keys are constants, most queue
-    // names are plain words): one scan, one copy.
-    if !text.bytes().any(|b| b"\\ ,=\n\r".contains(&b)) {
-        out.push_str(text);
-        return;
-    }
     let mut backslashes = 0;
-    for c in text.chars() {
+    let mut rest = text;
+    loop {
+        // Runs without a special byte are copied whole (every special is ASCII, so the
+        // cut is at a character boundary).
+        let at = rest
+            .bytes()
+            .position(|b| SPECIAL[usize::from(b)])
+            .unwrap_or(rest.len());
+        let (plain, tail) = rest.split_at_checked(at).unwrap_or((rest, ""));
+        if !plain.is_empty() {
+            push_backslashes(out, backslashes);
+            backslashes = 0;
+            out.push_str(plain);
+        }
+        let mut chars = tail.chars();
+        let Some(c) = chars.next() else { break };
+        rest = chars.as_str();
         match c {
             '\\' => backslashes += 1,
             '"' if name == Name::FieldKey && backslashes > 0 => {
@@ -208,6 +248,19 @@ fn push_escaped(out: &mut String, text: &str, name: Name) {
     }
 }
 
+/// The bytes [`push_escaped`] looks at: the escapes, what becomes a space, the backslash
+/// and the quote (a field key's `\"`).
+const SPECIAL: [bool; 256] = {
+    let mut table = [false; 256];
+    let specials = b" ,=\n\r\\\"";
+    let mut i = 0;
+    while i < specials.len() {
+        table[specials[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
+
 /// What [`push_escaped`] writes: influxd unescapes a field key in its own way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Name {
@@ -226,7 +279,9 @@ fn push_backslashes_before_escape(out: &mut String, count: usize) {
 }
 
 fn push_backslashes(out: &mut String, count: usize) {
-    out.extend(std::iter::repeat_n('\\', count));
+    for _ in 0..count {
+        out.push('\\');
+    }
 }
 
 /// Appends the decimal digits of `value` (itoa: no allocation, no formatting machinery).
@@ -520,13 +575,45 @@ mod tests {
     mod fast_paths {
         use proptest::prelude::*;
 
-        use super::super::{push_escaped, push_f64, Name};
+        use super::super::{push_escaped, push_f64, FieldKey, LineBuilder, Name};
 
-        fn escaped_char_by_char(text: &str) -> String {
-            // A leading space takes the escaping path whatever the text is; cut it off again.
+        /// The escaping as it was written first, one character at a time: the oracle
+        /// for the run-copying [`push_escaped`].
+        fn escaped_char_by_char(text: &str, name: Name) -> String {
             let mut out = String::new();
-            push_escaped(&mut out, &format!(" {text}"), Name::Tag);
-            out.split_off(2)
+            let mut backslashes = 0;
+            let backslashes_before_escape = |out: &mut String, count: usize| {
+                out.push_str(&"\\".repeat(count - count % 2));
+                if count % 2 == 1 {
+                    out.push_str("\\ ");
+                }
+            };
+            for c in text.chars() {
+                match c {
+                    '\\' => backslashes += 1,
+                    '"' if name == Name::FieldKey && backslashes > 0 => {
+                        out.push_str(&"\\".repeat(backslashes + 1));
+                        backslashes = 0;
+                        out.push(c);
+                    }
+                    ' ' | ',' | '=' | '\n' | '\r' => {
+                        backslashes_before_escape(&mut out, backslashes);
+                        backslashes = 0;
+                        out.push('\\');
+                        out.push(if matches!(c, '\n' | '\r') { ' ' } else { c });
+                    }
+                    _ => {
+                        out.push_str(&"\\".repeat(backslashes));
+                        backslashes = 0;
+                        out.push(c);
+                    }
+                }
+            }
+            if backslashes > 0 {
+                backslashes_before_escape(&mut out, backslashes - 1);
+                out.push_str("\\ ");
+            }
+            out
         }
 
         proptest! {
@@ -554,11 +641,31 @@ mod tests {
             }
 
             #[test]
-            fn text_without_specials_is_copied_as_the_slow_path_would(text in r"[^ ,=\\\n\r]{0,40}") {
-                let mut out = String::new();
-                push_escaped(&mut out, &text, Name::Tag);
-                prop_assert_eq!(&out, &escaped_char_by_char(&text));
-                prop_assert_eq!(out, text);
+            fn names_are_escaped_as_one_character_at_a_time_would(
+                text in r#"([\\ ,="\n\r]|[a-zé📞]{1,3}){0,24}"#,
+                field_key in any::<bool>(),
+            ) {
+                let name = if field_key { Name::FieldKey } else { Name::Tag };
+                let mut out = String::from("before ");
+                push_escaped(&mut out, &text, name);
+                let expected = escaped_char_by_char(&text, name);
+                prop_assert_eq!(out.strip_prefix("before "), Some(expected.as_str()));
+            }
+
+            #[test]
+            fn a_field_key_escaped_in_advance_writes_what_the_text_would(
+                key in r#"[a-z]([\\ ,="\n\r]|[a-zé📞_]{1,3}){0,12}"#,
+            ) {
+                let line = |build: &dyn Fn(LineBuilder) -> LineBuilder| {
+                    let mut out = String::new();
+                    build(LineBuilder::new(&mut out, "m")).finish(1);
+                    out
+                };
+                let ahead = FieldKey::new(&key);
+                prop_assert_eq!(
+                    line(&|l| l.field_i64(&ahead, 1).field_f64(&ahead, 0.5)),
+                    line(&|l| l.field_i64(key.as_str(), 1).field_f64(key.as_str(), 0.5))
+                );
             }
         }
     }
@@ -654,8 +761,8 @@ mod tests {
             }
             for (key, value) in &point.fields {
                 line = match *value {
-                    FieldValue::Integer(v) => line.field_i64(key, v),
-                    FieldValue::Float(v) => line.field_f64(key, v),
+                    FieldValue::Integer(v) => line.field_i64(key.as_str(), v),
+                    FieldValue::Float(v) => line.field_f64(key.as_str(), v),
                 };
             }
             line.finish(point.timestamp)
