@@ -56,7 +56,7 @@ struct Query<'a> {
 }
 
 /// The request body for `queues`: their ids `or`-ed, each once, the [`METRICS`].
-pub fn query_body(queues: &[Arc<Queue>]) -> String {
+fn query_body(queues: &[Arc<Queue>]) -> String {
     let query = Query {
         filter: filter::queue_ids(queues),
         metrics: &METRICS,
