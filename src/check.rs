@@ -226,7 +226,8 @@ fn check_observations(
     chunk: &[Arc<Queue>],
     report: &mut Report,
 ) -> Option<Vec<QueueObservation>> {
-    match observations::observe(client, chunk, Instant::now() + STEP_DEADLINE) {
+    let asked = observations::Chunk::new(chunk);
+    match observations::observe(client, &asked, Instant::now() + STEP_DEADLINE) {
         Ok(result) => {
             report.ok(&format!(
                 "observations: answered for {} of {} queue(s) asked",

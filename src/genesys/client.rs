@@ -13,7 +13,7 @@
 //! Retries are logged at info/debug; the final failure is returned, not logged, so the
 //! caller decides how loud to be (the poller warns once per failure class).
 //!
-//! About 440 lines of code; the rest are its tests and the scripted test server (on
+//! About 450 lines of code; the rest are its tests and the scripted test server (on
 //! [`crate::loopback_http`]) that the other client modules' tests share.
 
 use std::fmt;
@@ -26,7 +26,9 @@ use serde::{Deserialize, Serialize};
 use crate::config::{GenesysConfig, Secret};
 use crate::stats::Stats;
 
+use super::answer_buffers::{Answer, AnswerBuffers, ReadError};
 use super::auth::Authenticator;
+use super::budget::REQUESTS_IN_FLIGHT;
 use super::error::{describe_transport_error, ApiError};
 use super::lenient;
 use super::paths;
@@ -64,9 +66,9 @@ struct ErrorBody {
 
 /// One HTTP answer, reduced to what the policy needs.
 #[derive(Debug)]
-struct Reply {
+struct Reply<'a> {
     status: u16,
-    body: String,
+    body: Answer<'a>,
     retry_after: Option<u64>,
     /// `inin-ratelimit-reset`: seconds until the rate-limit window resets.
     ratelimit_reset: Option<u64>,
@@ -98,6 +100,9 @@ pub struct GenesysClient {
     auth: Authenticator,
     stats: Arc<Stats>,
     rate: Mutex<RateWindow>,
+    /// Answers are read into these, one kept per request the poll has in flight; the
+    /// KPI poller's occasional request borrows one of them or a buffer of its own.
+    answers: AnswerBuffers,
     sleep: Sleeper,
     backoff_base: Duration,
 }
@@ -119,6 +124,7 @@ impl GenesysClient {
             agent,
             stats,
             rate: Mutex::new(RateWindow::default()),
+            answers: AnswerBuffers::new(REQUESTS_IN_FLIGHT),
             sleep: Arc::new(std::thread::sleep),
             backoff_base: BACKOFF_BASE,
         }
@@ -155,10 +161,7 @@ impl GenesysClient {
         body: &B,
         deadline: Instant,
     ) -> Result<T, ApiError> {
-        let body = serde_json::to_string(body).map_err(|e| {
-            ApiError::Malformed(format!("cannot encode the request to {path}: {e}"))
-        })?;
-        self.call("POST", path, Some(&body), deadline, &json)
+        self.post_decoded(path, body, deadline, &json)
     }
 
     /// Like [`post`](Self::post), but the 2xx answer is read by `decode`, which may
@@ -174,7 +177,19 @@ impl GenesysClient {
         let body = serde_json::to_string(body).map_err(|e| {
             ApiError::Malformed(format!("cannot encode the request to {path}: {e}"))
         })?;
-        self.call("POST", path, Some(&body), deadline, decode)
+        self.post_encoded(path, &body, deadline, decode)
+    }
+
+    /// [`post_decoded`](Self::post_decoded) with a body already encoded as JSON (the
+    /// poller sends the same bodies every tick).
+    pub fn post_encoded<T>(
+        &self,
+        path: &str,
+        body: &str,
+        deadline: Instant,
+        decode: &dyn Fn(&str) -> Result<T, String>,
+    ) -> Result<T, ApiError> {
+        self.call("POST", path, Some(body), deadline, decode)
     }
 
     fn call<T>(
@@ -281,7 +296,7 @@ impl GenesysClient {
         body: Option<&str>,
         token: &Secret,
         deadline: Instant,
-    ) -> Result<Reply, ApiError> {
+    ) -> Result<Reply<'_>, ApiError> {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             return Err(ApiError::DeadlineExceeded);
@@ -337,12 +352,16 @@ impl GenesysClient {
             ratelimit_reset,
         );
         let status = response.status().as_u16();
-        let body = response.body_mut().read_to_string().map_err(|e| {
-            ApiError::Network(format!(
-                "{method} {url}: reading the answer: {}",
-                describe_transport_error(&e)
-            ))
-        })?;
+        let body = self
+            .answers
+            .read(response.body_mut().as_reader())
+            .map_err(|e| {
+                let why = match e {
+                    ReadError::Io(e) => describe_transport_error(&ureq::Error::from(e)),
+                    too_large => too_large.to_string(),
+                };
+                ApiError::Network(format!("{method} {url}: reading the answer: {why}"))
+            })?;
         log::debug!("{method} {url} → HTTP {status}, {} bytes", body.len());
         Ok(Reply {
             status,
@@ -368,8 +387,9 @@ impl GenesysClient {
         decode: &dyn Fn(&str) -> Result<T, String>,
     ) -> Next<T> {
         let status = reply.status;
+        let body = reply.body.text();
         if (200..300).contains(&status) {
-            return match decode(&reply.body) {
+            return match decode(&body) {
                 Ok(value) => Next::Done(value),
                 Err(e) => Next::Retry {
                     error: ApiError::Malformed(format!(
@@ -379,7 +399,7 @@ impl GenesysClient {
                 },
             };
         }
-        let parsed: ErrorBody = lenient::answer(&reply.body).unwrap_or_default();
+        let parsed: ErrorBody = lenient::answer(&body).unwrap_or_default();
         let context_id = parsed.context_id.or(reply.correlation_id);
         let message = parsed.message.unwrap_or_else(|| format!("HTTP {status}"));
         let code = parsed.code.unwrap_or_default();
@@ -583,6 +603,7 @@ pub(crate) mod test_server {
 pub(crate) mod tests {
     use super::test_server::{fixture, reply, reply_with, token, Canned, Server};
     use super::*;
+    use crate::genesys::answer_buffers::MAX_ANSWER_BYTES;
     use std::sync::atomic::Ordering::Relaxed;
 
     /// A client for `server` whose waits are recorded, not slept.
@@ -832,6 +853,46 @@ pub(crate) mod tests {
             assert!(*wait >= floor && *wait <= floor.mul_f64(1.25), "{waits:?}");
         }
         assert_eq!(stats.api_requests.load(Relaxed), 5);
+    }
+
+    #[test]
+    fn an_answer_over_the_size_limit_is_refused_with_a_clear_error() {
+        let huge = format!(r#"{{"ok":1,"pad":"{}"}}"#, " ".repeat(MAX_ANSWER_BYTES));
+        let mut script = vec![token(86_399, "t")];
+        script.extend((0..MAX_ATTEMPTS).map(|_| reply(200, &huge)));
+        let server = Server::start(script);
+        let (client, _, _) = client_for(&server.url);
+        let err = client.get::<Pong>("/api/v2/x", soon()).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, ApiError::Network(_)), "{err:?}");
+        assert!(text.contains("GET http://"), "{text}");
+        assert!(
+            text.contains("/api/v2/x: reading the answer: the answer is larger than 10 MiB"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_shorter_answer_after_a_longer_one_is_read_alone() {
+        let long = format!(r#"{{"ok":1,"pad":"{}"}}"#, "x".repeat(300_000));
+        let server = Server::start(vec![
+            token(86_399, "t"),
+            reply(200, &long),
+            reply(200, r#"{"ok":2}"#),
+            reply(200, r#"{"ok":3}  "#),
+        ]);
+        let (client, _, _) = client_for(&server.url);
+        let seen = |body: &str| Ok(body.to_string());
+        let first = client
+            .call("GET", "/api/v2/x", None, soon(), &seen)
+            .unwrap();
+        assert_eq!(first, long);
+        let second = client
+            .call("GET", "/api/v2/x", None, soon(), &seen)
+            .unwrap();
+        assert_eq!(second, r#"{"ok":2}"#);
+        let pong: Pong = client.get("/api/v2/x", soon()).unwrap();
+        assert_eq!(pong.ok, 3);
     }
 
     #[test]

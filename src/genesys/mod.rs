@@ -1,5 +1,6 @@
 //! Everything that talks to Genesys Cloud (the simulated one is `crate::sim`).
 
+pub mod answer_buffers;
 pub mod auth;
 pub mod budget;
 pub mod client;

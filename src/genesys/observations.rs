@@ -55,14 +55,43 @@ struct Query<'a> {
     metrics: &'static [&'static str],
 }
 
-/// The request body for `chunk`: its queue ids `or`-ed, each once, all eleven metrics.
-pub fn query_body(chunk: &[Arc<Queue>]) -> serde_json::Value {
+/// The request body for `queues`: their ids `or`-ed, each once, the [`METRICS`].
+fn query_body(queues: &[Arc<Queue>]) -> String {
     let query = Query {
-        filter: filter::queue_ids(chunk),
+        filter: filter::queue_ids(queues),
         metrics: &METRICS,
     };
     // Serialising plain structs of strings cannot fail.
-    serde_json::to_value(query).unwrap_or(serde_json::Value::Null)
+    serde_json::to_string(&query).unwrap_or_default()
+}
+
+/// The queues of one request and its body, encoded once: the poller asks for the same
+/// chunks every tick until the queue list changes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chunk {
+    queues: Vec<Arc<Queue>>,
+    body: String,
+}
+
+impl Chunk {
+    pub fn new(queues: &[Arc<Queue>]) -> Self {
+        Chunk {
+            body: query_body(queues),
+            queues: queues.to_vec(),
+        }
+    }
+
+    pub fn queues(&self) -> &[Arc<Queue>] {
+        &self.queues
+    }
+}
+
+/// `queues` in chunks of at most [`MAX_QUEUES_PER_REQUEST`], in order.
+pub fn chunks(queues: &[Arc<Queue>]) -> Vec<Chunk> {
+    queues
+        .chunks(MAX_QUEUES_PER_REQUEST)
+        .map(Chunk::new)
+        .collect()
 }
 
 // The answer is parsed borrowing from the body: a poll of 1,000 queues reads a few
@@ -121,14 +150,14 @@ pub struct ChunkResult {
     pub missing: Vec<Arc<Queue>>,
 }
 
-/// Queries the current state of `chunk` (≤ 100 queues).
+/// Queries the current state of the queues of `chunk`.
 pub fn observe(
     client: &GenesysClient,
-    chunk: &[Arc<Queue>],
+    chunk: &Chunk,
     deadline: Instant,
 ) -> Result<ChunkResult, ApiError> {
-    client.post_decoded(paths::OBSERVATIONS, &query_body(chunk), deadline, &|body| {
-        decode(body, chunk, crate::time::now_ms())
+    client.post_encoded(paths::OBSERVATIONS, &chunk.body, deadline, &|body| {
+        decode(body, &chunk.queues, crate::time::now_ms())
     })
 }
 
@@ -361,10 +390,26 @@ mod tests {
         let metrics = expected["metrics"].as_array_mut().unwrap();
         metrics.retain(|m| m != "oUserPresences" && m != "oUserRoutingStatuses");
         assert_eq!(metrics.len(), 9);
-        assert_eq!(query_body(&chunk()), expected);
+        let sent = |queues: &[Arc<Queue>]| -> serde_json::Value {
+            serde_json::from_str(&query_body(queues)).unwrap()
+        };
+        assert_eq!(sent(&chunk()), expected);
         let mut doubled = chunk();
         doubled.push(queue(SUPPORT, "again"));
-        assert_eq!(query_body(&doubled), expected);
+        assert_eq!(sent(&doubled), expected);
+    }
+
+    #[test]
+    fn chunks_hold_at_most_a_request_of_queues_in_order_each_with_its_own_body() {
+        let queues: Vec<Arc<Queue>> = (0..250).map(|i| queue(&format!("{i:032x}"), "q")).collect();
+        let chunks = chunks(&queues);
+        let sizes: Vec<usize> = chunks.iter().map(|c| c.queues().len()).collect();
+        assert_eq!(sizes, vec![100, 100, 50]);
+        for (chunk, queues) in chunks.iter().zip(queues.chunks(MAX_QUEUES_PER_REQUEST)) {
+            assert_eq!(chunk.queues(), queues);
+            assert_eq!(chunk.body, query_body(queues));
+        }
+        assert!(super::chunks(&[]).is_empty());
     }
 
     #[test]

@@ -26,7 +26,7 @@ use crate::stats::Stats;
 use super::budget::{self, PollPlan, REQUESTS_IN_FLIGHT};
 use super::client::GenesysClient;
 use super::error::ApiError;
-use super::observations::{self, ChunkResult, MAX_QUEUES_PER_REQUEST};
+use super::observations::{self, Chunk, ChunkResult};
 use super::poller_start::{StartError, StartInfo};
 use super::queues::{self, merge_queue_lists, QueueChanges};
 use super::retry::BACKOFF_BASE;
@@ -49,7 +49,7 @@ struct Answers<'a> {
     deadline: Instant,
     events: &'a Sender<PollEvent>,
     done: &'a Receiver<(usize, Result<ChunkResult, ApiError>)>,
-    chunks: &'a [Vec<Arc<Queue>>],
+    chunks: &'a [Chunk],
 }
 
 /// What the poller needs to know besides the client.
@@ -108,7 +108,7 @@ fn wait(control: &Receiver<PollerControl>, duration: Duration) -> Wake {
 /// `Retry-After` does not fit is not asked again.
 fn observe_chunk(
     client: &GenesysClient,
-    chunk: &[Arc<Queue>],
+    chunk: &Chunk,
     deadline: Instant,
 ) -> Result<ChunkResult, ApiError> {
     let result = observations::observe(client, chunk, deadline);
@@ -155,6 +155,8 @@ pub struct ObservationPoller {
     settings: PollerSettings,
     stats: Arc<Stats>,
     queues: Vec<Arc<Queue>>,
+    /// `queues` as the poll's requests, rebuilt when the list changes.
+    chunks: Arc<[Chunk]>,
     plan: PollPlan,
     last_refresh: Instant,
     next_refresh: Instant,
@@ -174,6 +176,7 @@ impl ObservationPoller {
             client,
             stats,
             queues: Vec::new(),
+            chunks: Arc::new([]),
             plan,
             last_refresh: Instant::now(),
             next_refresh: Instant::now() + settings.queue_refresh,
@@ -279,6 +282,7 @@ impl ObservationPoller {
         let (merged, changes) = merge_queue_lists(&self.queues, selected);
         let first = self.queues.is_empty();
         self.queues = merged;
+        self.chunks = observations::chunks(&self.queues).into();
         self.settings.published.publish(self.queues.clone());
         self.refreshed();
         Stats::set(&self.stats.queues, self.queues.len() as u64);
@@ -400,11 +404,7 @@ impl ObservationPoller {
         control: &Receiver<PollerControl>,
     ) -> Wake {
         let started = Instant::now();
-        let chunks: Vec<Vec<Arc<Queue>>> = self
-            .queues
-            .chunks(MAX_QUEUES_PER_REQUEST)
-            .map(<[_]>::to_vec)
-            .collect();
+        let chunks = Arc::clone(&self.chunks);
         let deadline = Instant::now()
             + Duration::from_millis(self.plan.deadline_ms(tick).saturating_sub(now_ms()));
         let client = Arc::clone(&self.client);
@@ -548,7 +548,7 @@ impl ObservationPoller {
         let Some(chunk) = answers.chunks.get(index) else {
             return true;
         };
-        let Some(result) = self.chunk_result(chunk, result, answers.deadline) else {
+        let Some(result) = self.chunk_result(chunk.queues(), result, answers.deadline) else {
             return true;
         };
         result.observations.is_empty()
@@ -611,7 +611,7 @@ impl ObservationPoller {
             "retrying the rejected request without {} queue(s) that no longer exist",
             chunk.len() - kept.len()
         );
-        match observations::observe(&self.client, &kept, deadline) {
+        match observations::observe(&self.client, &Chunk::new(&kept), deadline) {
             Ok(result) => {
                 self.note_missing(&result.missing);
                 Some(result)
@@ -716,6 +716,43 @@ mod tests {
         let (tx, rx) = crossbeam_channel::bounded(1);
         drop(tx);
         assert_eq!(poller.start(&rx).unwrap_err(), StartError::Stopped);
+    }
+
+    /// The chunks are kept between polls: each change of the list (added, removed,
+    /// renamed queues) must show in them, and nothing of the list before.
+    #[test]
+    fn the_chunks_follow_every_change_of_the_queue_list() {
+        let (client, _, _) = client_for("http://127.0.0.1:9");
+        let mut poller = ObservationPoller::new(
+            Arc::new(client),
+            settings(Duration::from_secs(10), vec![]),
+            Arc::default(),
+        );
+        let list = |ids: std::ops::Range<usize>, name: &str| -> Vec<Arc<Queue>> {
+            ids.map(|i| {
+                Arc::new(Queue {
+                    id: format!("{i:032x}"),
+                    name: format!("{name} {i}"),
+                })
+            })
+            .collect()
+        };
+        for selected in [
+            list(0..250, "a"),
+            list(0..120, "a"),
+            list(0..120, "renamed"),
+            list(50..51, "b"),
+            list(0..300, "c"),
+        ] {
+            poller.install(selected.clone());
+            assert_eq!(&*poller.chunks, &observations::chunks(&selected)[..]);
+            let polled: Vec<Arc<Queue>> = poller
+                .chunks
+                .iter()
+                .flat_map(|chunk| chunk.queues().iter().cloned())
+                .collect();
+            assert_eq!(polled, selected);
+        }
     }
 
     #[test]
