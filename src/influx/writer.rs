@@ -41,6 +41,7 @@ use crate::duration;
 use crate::influx::backlog::{Backlog, MEMORY_BACKLOG_MAX_BYTES};
 use crate::influx::delivery::{count_lines, deliver, Delivery, RejectionLog};
 use crate::influx::endpoint::Endpoint;
+use crate::influx::gzip::Gzip;
 use crate::influx::live::{self, LiveSlot, LiveUpdates};
 use crate::influx::policy::{decide, Decision, FailureClass};
 use crate::influx::shutdown::ShutdownClock;
@@ -104,6 +105,7 @@ pub fn run(
         agent,
         endpoint,
         clock: clock.clone(),
+        gzip: Gzip::new(),
     };
     let backlog = Backlog::new(&settings.spool, MEMORY_BACKLOG_MAX_BYTES, stats.clone());
     log::info!("writer: sending to {description}; {}", backlog.summary());
