@@ -29,10 +29,10 @@ impl Transport for HttpTransport {
     /// cannot hold the writer past the shutdown deadline; once shutting down, requests
     /// also carry a timeout no longer than the time left.
     fn post(&mut self, lines: &str) -> Answer {
-        let mut body = Vec::new();
-        if let Err(e) = self.gzip.compress(lines.as_bytes(), &mut body) {
-            return Answer::NoAnswer(format!("gzip: {e}"));
-        }
+        let body = match self.gzip.body(lines.as_bytes()) {
+            Ok(body) => body,
+            Err(e) => return Answer::NoAnswer(format!("gzip: {e}")),
+        };
         let timeout = match self.clock.deadline() {
             None => None,
             Some(deadline) => {
@@ -49,14 +49,20 @@ impl Transport for HttpTransport {
         let started = std::thread::Builder::new()
             .name("influx-write".into())
             .spawn(move || {
-                let _ = done.send(post_once(&agent, &endpoint, &body, timeout));
+                let answer = post_once(&agent, &endpoint, &body, timeout);
+                let _ = done.send((answer, body));
             });
         if let Err(e) = started {
             return Answer::NoAnswer(format!("cannot start the request thread: {e}"));
         }
-        self.clock
-            .wait_for(&answer)
-            .unwrap_or_else(|| Answer::NoAnswer(SHUTDOWN_OVER.to_string()))
+        // An abandoned request keeps its buffer; the next body gets a new one.
+        match self.clock.wait_for(&answer) {
+            Some((answer, body)) => {
+                self.gzip.give_back(body);
+                answer
+            }
+            None => Answer::NoAnswer(SHUTDOWN_OVER.to_string()),
+        }
     }
 }
 
@@ -130,8 +136,7 @@ mod tests {
             .http_status_as_error(false)
             .build()
             .new_agent();
-        let mut body = Vec::new();
-        Gzip::new().compress(b"m f=1i 1\n", &mut body).unwrap();
+        let body = Gzip::new().body(b"m f=1i 1\n").unwrap();
         match post_once(&agent, &endpoint, &body, Some(Duration::from_secs(10))) {
             Answer::Status { code, body, .. } => {
                 assert_eq!(code, 400);
