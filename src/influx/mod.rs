@@ -3,6 +3,7 @@
 mod backlog;
 mod delivery;
 pub mod endpoint;
+mod gzip;
 pub mod line_protocol;
 pub mod live;
 mod policy;

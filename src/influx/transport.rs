@@ -2,14 +2,11 @@
 //! of line protocol and says what came back. [`HttpTransport`] gzips the body and POSTs
 //! it on a helper thread the shutdown deadline can abandon; tests use a scripted fake.
 
-use std::io::{self, Write as _};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flate2::write::GzEncoder;
-use flate2::Compression;
-
 use crate::influx::endpoint::{header, read_bounded, write_request, Endpoint};
+use crate::influx::gzip::Gzip;
 use crate::influx::policy::Answer;
 use crate::influx::shutdown::ShutdownClock;
 
@@ -24,6 +21,7 @@ pub(crate) struct HttpTransport {
     pub(crate) agent: ureq::Agent,
     pub(crate) endpoint: Arc<Endpoint>,
     pub(crate) clock: ShutdownClock,
+    pub(crate) gzip: Gzip,
 }
 
 impl Transport for HttpTransport {
@@ -31,7 +29,7 @@ impl Transport for HttpTransport {
     /// cannot hold the writer past the shutdown deadline; once shutting down, requests
     /// also carry a timeout no longer than the time left.
     fn post(&mut self, lines: &str) -> Answer {
-        let body = match gzip(lines.as_bytes()) {
+        let body = match self.gzip.body(lines.as_bytes()) {
             Ok(body) => body,
             Err(e) => return Answer::NoAnswer(format!("gzip: {e}")),
         };
@@ -51,14 +49,20 @@ impl Transport for HttpTransport {
         let started = std::thread::Builder::new()
             .name("influx-write".into())
             .spawn(move || {
-                let _ = done.send(post_once(&agent, &endpoint, &body, timeout));
+                let answer = post_once(&agent, &endpoint, &body, timeout);
+                let _ = done.send((answer, body));
             });
         if let Err(e) = started {
             return Answer::NoAnswer(format!("cannot start the request thread: {e}"));
         }
-        self.clock
-            .wait_for(&answer)
-            .unwrap_or_else(|| Answer::NoAnswer(SHUTDOWN_OVER.to_string()))
+        // An abandoned request keeps its buffer; the next body gets a new one.
+        match self.clock.wait_for(&answer) {
+            Some((answer, body)) => {
+                self.gzip.give_back(body);
+                answer
+            }
+            None => Answer::NoAnswer(SHUTDOWN_OVER.to_string()),
+        }
     }
 }
 
@@ -86,18 +90,6 @@ fn post_once(
     }
 }
 
-/// Deflate level of the request bodies. Measured on demo windows (miniz_oxide, one core):
-/// level 1 shrinks 8× at 266 MB/s but only 5× on some windows, level 3 15× at 105 MB/s,
-/// the default level 6 16× at 52 MB/s. Level 3 keeps a wide margin on the ratio for half
-/// the CPU of the default.
-const GZIP_LEVEL: Compression = Compression::new(3);
-
-fn gzip(data: &[u8]) -> io::Result<Vec<u8>> {
-    let mut encoder = GzEncoder::new(Vec::with_capacity(data.len() / 10 + 64), GZIP_LEVEL);
-    encoder.write_all(data)?;
-    encoder.finish()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,7 +98,7 @@ mod tests {
 
     /// A loopback server answering 400 with a body that goes on for 16 MB.
     fn endless_answer_server() -> String {
-        use std::io::{BufRead, BufReader};
+        use std::io::{BufRead, BufReader, Write as _};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         std::thread::spawn(move || {
@@ -144,7 +136,7 @@ mod tests {
             .http_status_as_error(false)
             .build()
             .new_agent();
-        let body = gzip(b"m f=1i 1\n").unwrap();
+        let body = Gzip::new().body(b"m f=1i 1\n").unwrap();
         match post_once(&agent, &endpoint, &body, Some(Duration::from_secs(10))) {
             Answer::Status { code, body, .. } => {
                 assert_eq!(code, 400);

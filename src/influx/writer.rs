@@ -26,7 +26,7 @@
 //! not delivered then is spooled; what cannot be spooled (no `SPOOL_DIR`, or the spool
 //! unwritable) is counted in `lines_dropped` and logged as lost, with the number.
 //!
-//! About 590 lines of code, the thread loop and nothing else; the rest are its tests,
+//! About 615 lines of code, the thread loop and nothing else; the rest are its tests,
 //! which drive that loop with a scripted transport and a clock passed in.
 
 use std::collections::VecDeque;
@@ -41,6 +41,7 @@ use crate::duration;
 use crate::influx::backlog::{Backlog, MEMORY_BACKLOG_MAX_BYTES};
 use crate::influx::delivery::{count_lines, deliver, Delivery, RejectionLog};
 use crate::influx::endpoint::Endpoint;
+use crate::influx::gzip::Gzip;
 use crate::influx::live::{self, LiveSlot, LiveUpdates};
 use crate::influx::policy::{decide, Decision, FailureClass};
 use crate::influx::shutdown::ShutdownClock;
@@ -104,6 +105,7 @@ pub fn run(
         agent,
         endpoint,
         clock: clock.clone(),
+        gzip: Gzip::new(),
     };
     let backlog = Backlog::new(&settings.spool, MEMORY_BACKLOG_MAX_BYTES, stats.clone());
     log::info!("writer: sending to {description}; {}", backlog.summary());
@@ -129,6 +131,8 @@ struct Writer<T: Transport> {
     stats: Arc<Stats>,
     max_lines: usize,
     fresh: VecDeque<Batch>,
+    /// Fresh batches joined into one request; kept between requests.
+    coalesced: String,
     /// While InfluxDB is failing: when to try again.
     retry_at: Option<Instant>,
     attempt: u32,
@@ -170,6 +174,7 @@ impl<T: Transport> Writer<T> {
             stats,
             max_lines: settings.max_lines_per_request.max(1),
             fresh: VecDeque::new(),
+            coalesced: String::new(),
             retry_at: None,
             attempt: 0,
             outage: None,
@@ -350,28 +355,29 @@ impl<T: Transport> Writer<T> {
         }
     }
 
+    /// Sends the fresh batches that fit in one request: a batch alone as it is, several
+    /// joined in the kept coalescing buffer.
     fn send_fresh(&mut self) {
-        let mut body = Batch::default();
-        while let Some(next) = self.fresh.front() {
-            let full = body.line_count + next.line_count > self.max_lines
-                || body.lines.len() + next.lines.len() > COALESCE_MAX_BYTES;
-            if body.line_count > 0 && full {
-                break;
-            }
-            let next = self.fresh.pop_front().expect("front exists");
-            if body.line_count == 0 {
-                body = next;
-            } else {
-                body.lines.push_str(&next.lines);
-                body.line_count += next.line_count;
-            }
-        }
-        if body.line_count == 0 {
+        let Some(first) = self.fresh.pop_front() else {
+            return;
+        };
+        let join = self
+            .fresh
+            .front()
+            .is_some_and(|next| self.fits(first.lines.len(), first.line_count, next));
+        let (alone, line_count) = if join {
+            (None, self.coalesce(&first))
+        } else {
+            let count = first.line_count;
+            (Some(first), count)
+        };
+        if line_count == 0 {
             return;
         }
+        let lines = alone.as_ref().map_or(&self.coalesced, |batch| &batch.lines);
         match deliver(
             &mut self.transport,
-            &body.lines,
+            lines,
             self.max_lines,
             &self.stats,
             &mut self.rejections,
@@ -394,6 +400,30 @@ impl<T: Transport> Writer<T> {
                 });
             }
         }
+    }
+
+    /// Whether `next` joins a request of `bytes` and `lines` so far.
+    fn fits(&self, bytes: usize, lines: usize, next: &Batch) -> bool {
+        lines + next.line_count <= self.max_lines && bytes + next.lines.len() <= COALESCE_MAX_BYTES
+    }
+
+    /// Joins `first` and the fresh batches after it that fit into the coalescing buffer;
+    /// returns their line count. The buffer holds at most [`COALESCE_MAX_BYTES`], the
+    /// room it is given once, so it never grows and is kept for the writer's life.
+    fn coalesce(&mut self, first: &Batch) -> usize {
+        self.coalesced.clear();
+        self.coalesced.reserve(COALESCE_MAX_BYTES);
+        self.coalesced.push_str(&first.lines);
+        let mut line_count = first.line_count;
+        while let Some(next) = self.fresh.front() {
+            if !self.fits(self.coalesced.len(), line_count, next) {
+                break;
+            }
+            self.coalesced.push_str(&next.lines);
+            line_count += next.line_count;
+            self.fresh.pop_front();
+        }
+        line_count
     }
 
     /// After a failure: one attempt with the oldest kept data (or fresh data).
@@ -839,6 +869,37 @@ mod tests {
                 produced,
                 "final lines, each once; live ones never among them"
             );
+        }
+
+        /// Batches of any sizes, some sent alone and some joined in the kept coalescing
+        /// buffer (shorter requests after longer ones included): the requests together
+        /// are exactly the batches, in order, each line once, nothing left from an
+        /// earlier request.
+        #[test]
+        fn coalesced_requests_carry_exactly_the_batches(
+            batches in proptest::collection::vec(arbitrary_lines(), 1..12),
+            max_lines in 1usize..40,
+            rounds in 1usize..4,
+        ) {
+            let stats = Arc::new(Stats::default());
+            let mut w = writer(fake(|_| status(204, "")), max_lines, &stats, LiveSlot::new(stats.clone()));
+            let (mut expected, mut produced) = (String::new(), 0);
+            for (i, lines) in batches.iter().enumerate() {
+                let batch = joined(lines);
+                expected.push_str(&batch.lines);
+                produced += batch.line_count as u64;
+                w.fresh.push_back(batch);
+                if i % rounds == 0 {
+                    while !w.fresh.is_empty() {
+                        w.step(Instant::now());
+                    }
+                }
+            }
+            while !w.fresh.is_empty() {
+                w.step(Instant::now());
+            }
+            prop_assert_eq!(w.transport.sent.concat(), expected);
+            prop_assert_eq!(stats.points_written.load(Relaxed), produced);
         }
 
         /// The writer over many batches, answers and a small memory cap, then the exit:
