@@ -4,7 +4,9 @@
 //! lose the other queues of the request. Bad data is logged once per kind, not per
 //! occurrence, because the same oddity repeats on every poll.
 //!
-//! Use on struct fields: `#[serde(default, deserialize_with = "lenient::number")]`.
+//! Use on struct fields: `#[serde(default, deserialize_with = "lenient::number")]`. A
+//! parser that folds a big answer as it reads it walks its lists with [`Each`] instead of
+//! collecting them with [`list`]: the same rules, nothing kept.
 //! Every visitor consumes the value it rejects, so reading goes on after it.
 
 use std::fmt;
@@ -129,41 +131,52 @@ macro_rules! absent_unless_overridden {
     };
 }
 
-struct TopVisitor<T>(PhantomData<T>);
+struct TopVisitor<S>(S);
 
-impl<'de, T: Deserialize<'de>> Visitor<'de> for TopVisitor<T> {
-    type Value = T;
+impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for TopVisitor<S> {
+    type Value = S::Value;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON object")
     }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
-        T::deserialize(MapAccessDeserializer::new(map))
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<S::Value, A::Error> {
+        self.0.deserialize(MapAccessDeserializer::new(map))
     }
 }
 
 /// A whole answer, which must be a JSON object (serde would also take a struct written as
 /// a list, so `[1]` would read as an empty answer); its fields are read by `T`.
 pub fn answer<'de, T: Deserialize<'de>>(body: &'de str) -> Result<T, serde_json::Error> {
+    answer_seed(body, PhantomData)
+}
+
+/// [`answer`] read by a seed, for parsers that fold the answer as it is read.
+pub fn answer_seed<'de, S: DeserializeSeed<'de>>(
+    body: &'de str,
+    seed: S,
+) -> Result<S::Value, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(body);
-    let value = de.deserialize_map(TopVisitor(PhantomData))?;
+    let value = de.deserialize_map(TopVisitor(seed))?;
     de.end()?;
     Ok(value)
 }
 
-struct ObjectVisitor<T>(PhantomData<T>);
+/// An object read by the seed `S` (given it as a map); anything else → absent.
+struct ObjectVisitor<S>(S);
 
-impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
-    type Value = Option<T>;
+impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for ObjectVisitor<S> {
+    type Value = Option<S::Value>;
     absent_unless_overridden!("an object"; bool, number, text, list);
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        T::deserialize(MapAccessDeserializer::new(map)).map(Some)
+        self.0
+            .deserialize(MapAccessDeserializer::new(map))
+            .map(Some)
     }
 }
 
-impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for ObjectVisitor<T> {
-    type Value = Option<T>;
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for ObjectVisitor<S> {
+    type Value = Option<S::Value>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
@@ -180,18 +193,76 @@ where
         .map(Option::unwrap_or_default)
 }
 
-struct ListVisitor<T>(PhantomData<T>);
+/// [`object`] as a seed, for hand-written map visitors (`map.next_value_seed(..)`).
+pub struct Object<T>(PhantomData<T>);
 
-impl<'de, T: Deserialize<'de>> Visitor<'de> for ListVisitor<T> {
-    type Value = Option<Vec<T>>;
+impl<T> Default for Object<T> {
+    fn default() -> Self {
+        Object(PhantomData)
+    }
+}
+
+impl<'de, T: Deserialize<'de> + Default> DeserializeSeed<'de> for Object<T> {
+    type Value = T;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
+        object(d)
+    }
+}
+
+/// Takes the objects of a list one at a time, as they are read (see [`Each`]).
+pub trait Entry<'de> {
+    /// Reads one object of the list, given as a map.
+    fn entry<D: Deserializer<'de>>(&mut self, object: D) -> Result<(), D::Error>;
+}
+
+/// Each object read as `T` and handed to a closure: made by [`each`].
+pub struct Typed<T, F>(F, PhantomData<T>);
+
+/// An [`Entry`] reading each object as `T` (whose fields must be lenient too) for `take`.
+pub fn each<'de, T: Deserialize<'de>, F: FnMut(T)>(take: F) -> Typed<T, F> {
+    Typed(take, PhantomData)
+}
+
+impl<'de, T: Deserialize<'de>, F: FnMut(T)> Entry<'de> for Typed<T, F> {
+    fn entry<D: Deserializer<'de>>(&mut self, object: D) -> Result<(), D::Error> {
+        T::deserialize(object).map(&mut self.0)
+    }
+}
+
+struct EntrySeed<'a, E>(&'a mut E);
+
+impl<'de, E: Entry<'de>> DeserializeSeed<'de> for EntrySeed<'_, E> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        self.0.entry(d)
+    }
+}
+
+/// A list of objects walked as it is read, each handed to the [`Entry`]: nothing of the
+/// list is kept. Entries that are not objects are left out, and anything but a list is an
+/// empty one. A seed, for hand-written map visitors; [`list`] is the same collected.
+pub struct Each<'a, E>(pub &'a mut E);
+
+impl<'de, N: Entry<'de>> DeserializeSeed<'de> for Each<'_, N> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self).map(drop)
+    }
+}
+
+impl<'de, N: Entry<'de>> Visitor<'de> for Each<'_, N> {
+    type Value = Option<()>;
     absent_unless_overridden!("a list"; bool, number, text, object);
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
-        while let Some(item) = seq.next_element_seed(ObjectVisitor(PhantomData))? {
-            items.extend(item);
-        }
-        Ok(Some(items))
+        while seq
+            .next_element_seed(ObjectVisitor(EntrySeed(&mut *self.0)))?
+            .is_some()
+        {}
+        Ok(Some(()))
     }
 }
 
@@ -202,8 +273,9 @@ where
     D: Deserializer<'de>,
     T: Deserialize<'de>,
 {
-    d.deserialize_any(ListVisitor(PhantomData))
-        .map(Option::unwrap_or_default)
+    let mut items = Vec::new();
+    Each(&mut each(|item| items.push(item))).deserialize(d)?;
+    Ok(items)
 }
 
 struct NumberVisitor;

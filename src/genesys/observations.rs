@@ -9,9 +9,11 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{agent, media, MediaObservation, Queue, QueueObservation};
@@ -94,21 +96,26 @@ pub fn chunks(queues: &[Arc<Queue>]) -> Vec<Chunk> {
         .collect()
 }
 
-// The answer is parsed borrowing from the body: a poll of 1,000 queues reads a few
-// megabytes of JSON, and owned strings for every metric name would be most of its cost.
+// The answer is parsed borrowing from the body, and folded into the observations as it is
+// read: a poll of 1,000 queues reads a few megabytes of JSON, and owned strings for every
+// metric name, or a list of every group and datum kept until the end of the answer, would
+// be most of its cost (thousands of short-lived allocations per poll).
 
-#[derive(Debug, Default, Deserialize)]
-struct Response<'a> {
-    #[serde(default, borrow, deserialize_with = "lenient::list")]
-    results: Vec<Group<'a>>,
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "camelCase")]
+enum AnswerField {
+    Results,
+    #[serde(other)]
+    Other,
 }
 
-#[derive(Debug, Deserialize)]
-struct Group<'a> {
-    #[serde(default, borrow, deserialize_with = "lenient::object")]
-    group: GroupKey<'a>,
-    #[serde(default, borrow, deserialize_with = "lenient::list")]
-    data: Vec<Datum<'a>>,
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "camelCase")]
+enum GroupField {
+    Group,
+    Data,
+    #[serde(other)]
+    Other,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -168,39 +175,71 @@ pub fn parse(body: &str, chunk: &[Arc<Queue>], now_ms: u64) -> Result<ChunkResul
 }
 
 fn decode(body: &str, chunk: &[Arc<Queue>], now_ms: u64) -> Result<ChunkResult, String> {
-    let response: Response = lenient::answer(body)
+    let mut fold = Fold::new(chunk, now_ms);
+    lenient::answer_seed(body, Answer(&mut fold))
         .map_err(|e| format!("observations answer is not the expected JSON: {e}"))?;
-    Ok(to_observations(response, chunk, now_ms))
+    Ok(fold.finish())
 }
 
-fn to_observations(response: Response, chunk: &[Arc<Queue>], now_ms: u64) -> ChunkResult {
-    // Position in `chunk` of each id (ids are lower-case; answers are matched in any case).
-    let positions: HashMap<&str, usize> = chunk
-        .iter()
-        .enumerate()
-        .rev()
-        .map(|(i, q)| (q.id.as_str(), i))
-        .collect();
-    let mut found: Vec<Option<QueueObservation>> = vec![None; chunk.len()];
-    let mut agents_seen = vec![false; chunk.len()];
-    for group in response.results {
-        let Some(id) = group.group.queue_id.as_deref() else {
-            continue;
+/// One chunk's observations, built group by group as the answer is read.
+struct Fold<'c> {
+    chunk: &'c [Arc<Queue>],
+    now_ms: u64,
+    /// Position in `chunk` of each id (ids are lower-case; answers are matched in any case).
+    positions: HashMap<&'c str, usize>,
+    found: Vec<Option<QueueObservation>>,
+    agents_seen: Vec<bool>,
+}
+
+/// Where the data of one result group goes.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// The agent counts of the queue at this position of the chunk.
+    Agents(usize),
+    /// The values of one media entry (position in the chunk, index in its `media`).
+    Media(usize, usize),
+    /// Nowhere: no queue id, a queue not asked for, or a group already read.
+    Skip,
+}
+
+impl<'c> Fold<'c> {
+    fn new(chunk: &'c [Arc<Queue>], now_ms: u64) -> Self {
+        Fold {
+            chunk,
+            now_ms,
+            positions: chunk
+                .iter()
+                .enumerate()
+                .rev()
+                .map(|(i, q)| (q.id.as_str(), i))
+                .collect(),
+            found: vec![None; chunk.len()],
+            agents_seen: vec![false; chunk.len()],
+        }
+    }
+
+    /// Where the data of the group `key` goes; the queue's observation (and the group's
+    /// media entry) exists from here on, even if the group has no data.
+    fn target(&mut self, key: &GroupKey) -> Target {
+        let Some(id) = key.queue_id.as_deref() else {
+            return Target::Skip;
         };
-        let position = positions
+        let position = self
+            .positions
             .get(id)
-            .or_else(|| positions.get(id.to_ascii_lowercase().as_str()));
+            .or_else(|| self.positions.get(id.to_ascii_lowercase().as_str()));
         let Some(&position) = position else {
-            continue;
+            return Target::Skip;
         };
-        let observation = found[position].get_or_insert_with(|| QueueObservation {
-            queue: Arc::clone(&chunk[position]),
+        let queue = &self.chunk[position];
+        let observation = self.found[position].get_or_insert_with(|| QueueObservation {
+            queue: Arc::clone(queue),
             agents: [0.0; 8],
             media: Vec::with_capacity(5),
         });
-        let media_type = group.group.media_type.as_deref();
+        let media_type = key.media_type.as_deref();
         let seen = match media_type {
-            None => std::mem::replace(&mut agents_seen[position], true),
+            None => std::mem::replace(&mut self.agents_seen[position], true),
             Some(media_type) => observation
                 .media
                 .iter()
@@ -214,83 +253,198 @@ fn to_observations(response: Response, chunk: &[Arc<Queue>], now_ms: u64) -> Chu
                     media_type.unwrap_or("none")
                 ),
             );
-            continue;
+            return Target::Skip;
         }
         match media_type {
-            None => add_agent_metrics(&mut observation.agents, &group.data),
+            None => Target::Agents(position),
             Some(media_type) => {
                 observation.media.push(MediaObservation {
                     media_type: intern(media_type),
                     values: [0.0; 5],
                 });
-                let last = observation.media.len() - 1;
-                add_media_metrics(&mut observation.media[last].values, &group.data, now_ms);
+                Target::Media(position, observation.media.len() - 1)
             }
         }
     }
-    let mut result = ChunkResult {
-        observations: Vec::with_capacity(chunk.len()),
-        missing: Vec::new(),
-    };
-    for (position, queue) in chunk.iter().enumerate() {
-        if positions.get(queue.id.as_str()) != Some(&position) {
-            continue; // the same id twice in the chunk: reported once
-        }
-        match found[position].take() {
-            Some(observation) => result.observations.push(observation),
-            None => result.missing.push(Arc::clone(queue)),
+
+    fn add(&mut self, target: Target, datum: &Datum) {
+        match target {
+            Target::Agents(position) => {
+                if let Some(observation) = &mut self.found[position] {
+                    add_agent_metric(&mut observation.agents, datum);
+                }
+            }
+            Target::Media(position, i) => {
+                let entry = self.found[position]
+                    .as_mut()
+                    .and_then(|o| o.media.get_mut(i));
+                if let Some(entry) = entry {
+                    add_media_metric(&mut entry.values, datum, self.now_ms);
+                }
+            }
+            Target::Skip => {}
         }
     }
-    result
+
+    /// The observations in chunk order, and the queues the answer said nothing about.
+    fn finish(mut self) -> ChunkResult {
+        let mut result = ChunkResult {
+            observations: Vec::with_capacity(self.chunk.len()),
+            missing: Vec::new(),
+        };
+        for (position, queue) in self.chunk.iter().enumerate() {
+            if self.positions.get(queue.id.as_str()) != Some(&position) {
+                continue; // the same id twice in the chunk: reported once
+            }
+            match self.found[position].take() {
+                Some(observation) => result.observations.push(observation),
+                None => result.missing.push(Arc::clone(queue)),
+            }
+        }
+        result
+    }
+}
+
+/// The whole answer: its `results` read group by group into the fold (unknown keys skipped;
+/// a key twice is an error, as for any derived struct).
+struct Answer<'f, 'c>(&'f mut Fold<'c>);
+
+impl<'de> DeserializeSeed<'de> for Answer<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Answer<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an observations answer")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut results = false;
+        while let Some(field) = map.next_key()? {
+            match field {
+                AnswerField::Results if results => {
+                    return Err(de::Error::duplicate_field("results"))
+                }
+                AnswerField::Results => {
+                    results = true;
+                    map.next_value_seed(lenient::Each(&mut *self.0))?;
+                }
+                AnswerField::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Each entry of `results` is one group.
+impl<'de> lenient::Entry<'de> for Fold<'_> {
+    fn entry<D: Deserializer<'de>>(&mut self, group: D) -> Result<(), D::Error> {
+        group.deserialize_map(Group(self))
+    }
+}
+
+/// One result group: its `data` folded into the target its `group` names. Keys may come
+/// in any order: data read before the group key is kept until the key is known.
+struct Group<'f, 'c>(&'f mut Fold<'c>);
+
+impl<'de> Visitor<'de> for Group<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an observations group")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let fold = self.0;
+        let mut target = None;
+        let mut data = false;
+        let mut early: Vec<Datum<'de>> = Vec::new();
+        while let Some(field) = map.next_key()? {
+            match field {
+                GroupField::Group if target.is_some() => {
+                    return Err(de::Error::duplicate_field("group"))
+                }
+                GroupField::Data if data => return Err(de::Error::duplicate_field("data")),
+                GroupField::Group => {
+                    let key: GroupKey = map.next_value_seed(lenient::Object::default())?;
+                    let known = fold.target(&key);
+                    for datum in early.drain(..) {
+                        fold.add(known, &datum);
+                    }
+                    target = Some(known);
+                }
+                GroupField::Data => {
+                    data = true;
+                    match target {
+                        Some(known) => map.next_value_seed(lenient::Each(&mut lenient::each(
+                            |datum: Datum| fold.add(known, &datum),
+                        )))?,
+                        None => {
+                            map.next_value_seed(lenient::Each(&mut lenient::each(|datum| {
+                                early.push(datum)
+                            })))?
+                        }
+                    }
+                }
+                GroupField::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 fn count(datum: &Datum) -> f64 {
     lenient::count(datum.stats.count)
 }
 
-fn add_agent_metrics(agents: &mut [f64; 8], data: &[Datum]) {
-    for datum in data {
-        let n = count(datum);
-        match datum.metric.as_deref().unwrap_or_default() {
-            "oOnQueueUsers" => {
-                agents[agent::ON_QUEUE] += n;
-                let slot = match datum.qualifier.as_deref() {
-                    Some("IDLE") => Some(agent::IDLE),
-                    Some("INTERACTING") => Some(agent::INTERACTING),
-                    Some("COMMUNICATING") => Some(agent::COMMUNICATING),
-                    Some("NOT_RESPONDING") => Some(agent::NOT_RESPONDING),
-                    _ => None,
-                };
-                if let Some(slot) = slot {
-                    agents[slot] += n;
-                }
+fn add_agent_metric(agents: &mut [f64; 8], datum: &Datum) {
+    let n = count(datum);
+    match datum.metric.as_deref().unwrap_or_default() {
+        "oOnQueueUsers" => {
+            agents[agent::ON_QUEUE] += n;
+            let slot = match datum.qualifier.as_deref() {
+                Some("IDLE") => Some(agent::IDLE),
+                Some("INTERACTING") => Some(agent::INTERACTING),
+                Some("COMMUNICATING") => Some(agent::COMMUNICATING),
+                Some("NOT_RESPONDING") => Some(agent::NOT_RESPONDING),
+                _ => None,
+            };
+            if let Some(slot) = slot {
+                agents[slot] += n;
             }
-            "oOffQueueUsers" => agents[agent::OFF_QUEUE] += n,
-            "oActiveUsers" => agents[agent::ACTIVE] += n,
-            "oMemberUsers" => agents[agent::MEMBERS] += n,
-            _ => {}
         }
+        "oOffQueueUsers" => agents[agent::OFF_QUEUE] += n,
+        "oActiveUsers" => agents[agent::ACTIVE] += n,
+        "oMemberUsers" => agents[agent::MEMBERS] += n,
+        _ => {}
     }
 }
 
-fn add_media_metrics(values: &mut [f64; 5], data: &[Datum], now_ms: u64) {
-    for datum in data {
-        match datum.metric.as_deref().unwrap_or_default() {
-            "oWaiting" => values[media::WAITING] += count(datum),
-            "oInteracting" => values[media::INTERACTING] += count(datum),
-            "oAlerting" => values[media::ALERTING] += count(datum),
-            "oLongestWaiting" => {
-                let s = longest_seconds_of(datum, now_ms);
-                values[media::LONGEST_WAITING_SECONDS] =
-                    values[media::LONGEST_WAITING_SECONDS].max(s);
-            }
-            "oLongestInteracting" => {
-                let s = longest_seconds_of(datum, now_ms);
-                values[media::LONGEST_INTERACTING_SECONDS] =
-                    values[media::LONGEST_INTERACTING_SECONDS].max(s);
-            }
-            _ => {}
+fn add_media_metric(values: &mut [f64; 5], datum: &Datum, now_ms: u64) {
+    match datum.metric.as_deref().unwrap_or_default() {
+        "oWaiting" => values[media::WAITING] += count(datum),
+        "oInteracting" => values[media::INTERACTING] += count(datum),
+        "oAlerting" => values[media::ALERTING] += count(datum),
+        "oLongestWaiting" => {
+            let s = longest_seconds_of(datum, now_ms);
+            values[media::LONGEST_WAITING_SECONDS] = values[media::LONGEST_WAITING_SECONDS].max(s);
         }
+        "oLongestInteracting" => {
+            let s = longest_seconds_of(datum, now_ms);
+            values[media::LONGEST_INTERACTING_SECONDS] =
+                values[media::LONGEST_INTERACTING_SECONDS].max(s);
+        }
+        _ => {}
     }
 }
 
@@ -581,6 +735,126 @@ mod tests {
         assert_eq!(longest_seconds(None, Some(f64::NAN), SERVED_MS), 0.0);
     }
 
+    #[test]
+    fn data_before_the_group_key_is_folded_once_the_key_is_read() {
+        let body = r#"{"results":[
+            {"data":[{"metric":"oWaiting","stats":{"count":2}},{"metric":"oAlerting","stats":{"count":1}}],
+             "extra":[1],"group":{"mediaType":"voice","queueId":"118fd762-9005-45cf-9fad-a87f37eacbc3"}},
+            {"data":[{"metric":"oMemberUsers","stats":{"count":4}}],
+             "group":{"queueId":"118fd762-9005-45cf-9fad-a87f37eacbc3"}},
+            {"data":[{"metric":"oWaiting","stats":{"count":50}}],
+             "group":{"mediaType":"VOICE","queueId":"118fd762-9005-45cf-9fad-a87f37eacbc3"}},
+            {"data":[{"metric":"oWaiting","stats":{"count":9}}]},
+            {"data":[{"metric":"oMemberUsers","stats":{"count":9}}],"group":{"queueId":"unasked"}},
+            {"group":{"mediaType":"chat","queueId":"118fd762-9005-45cf-9fad-a87f37eacbc3"}}
+        ]}"#;
+        let result = parse(body, &chunk(), SERVED_MS).unwrap();
+        assert_eq!(result.observations.len(), 1);
+        let support = &result.observations[0];
+        assert_eq!(support.agents[agent::MEMBERS], 4.0);
+        assert_eq!(media(support, "voice"), &[2.0, 0.0, 1.0, 0.0, 0.0]);
+        assert_eq!(media(support, "chat"), &[0.0; 5]);
+        assert_eq!(support.media.len(), 2);
+        assert_eq!(result.missing.len(), 2);
+        // As for any derived struct, a key twice in one object is not the expected JSON.
+        let twice = r#"{"results":[{"data":[],"group":{},"data":[]}]}"#;
+        assert!(parse(twice, &chunk(), SERVED_MS).is_err());
+    }
+
+    /// The parser as it was before answers were folded while read: the whole answer into
+    /// a list of groups, each with its list of data, then folded. The streaming parser
+    /// must give exactly its results.
+    mod oracle {
+        use super::*;
+
+        #[derive(Debug, Default, Deserialize)]
+        struct Response<'a> {
+            #[serde(default, borrow, deserialize_with = "lenient::list")]
+            results: Vec<Group<'a>>,
+        }
+
+        #[derive(Debug, Deserialize)]
+        struct Group<'a> {
+            #[serde(default, borrow, deserialize_with = "lenient::object")]
+            group: GroupKey<'a>,
+            #[serde(default, borrow, deserialize_with = "lenient::list")]
+            data: Vec<Datum<'a>>,
+        }
+
+        pub fn parse(body: &str, chunk: &[Arc<Queue>], now_ms: u64) -> Option<ChunkResult> {
+            let response: Response = lenient::answer(body).ok()?;
+            Some(to_observations(response, chunk, now_ms))
+        }
+
+        fn to_observations(response: Response, chunk: &[Arc<Queue>], now_ms: u64) -> ChunkResult {
+            let positions: HashMap<&str, usize> = chunk
+                .iter()
+                .enumerate()
+                .rev()
+                .map(|(i, q)| (q.id.as_str(), i))
+                .collect();
+            let mut found: Vec<Option<QueueObservation>> = vec![None; chunk.len()];
+            let mut agents_seen = vec![false; chunk.len()];
+            for group in response.results {
+                let Some(id) = group.group.queue_id.as_deref() else {
+                    continue;
+                };
+                let position = positions
+                    .get(id)
+                    .or_else(|| positions.get(id.to_ascii_lowercase().as_str()));
+                let Some(&position) = position else {
+                    continue;
+                };
+                let observation = found[position].get_or_insert_with(|| QueueObservation {
+                    queue: Arc::clone(&chunk[position]),
+                    agents: [0.0; 8],
+                    media: Vec::with_capacity(5),
+                });
+                let media_type = group.group.media_type.as_deref();
+                let seen = match media_type {
+                    None => std::mem::replace(&mut agents_seen[position], true),
+                    Some(media_type) => observation
+                        .media
+                        .iter()
+                        .any(|m| m.media_type.eq_ignore_ascii_case(media_type)),
+                };
+                if seen {
+                    continue;
+                }
+                match media_type {
+                    None => group
+                        .data
+                        .iter()
+                        .for_each(|d| add_agent_metric(&mut observation.agents, d)),
+                    Some(media_type) => {
+                        let mut values = [0.0; 5];
+                        for datum in &group.data {
+                            add_media_metric(&mut values, datum, now_ms);
+                        }
+                        observation.media.push(MediaObservation {
+                            media_type: intern(media_type),
+                            values,
+                        });
+                    }
+                }
+            }
+            let mut result = ChunkResult {
+                observations: Vec::with_capacity(chunk.len()),
+                missing: Vec::new(),
+            };
+            for (position, queue) in chunk.iter().enumerate() {
+                if positions.get(queue.id.as_str()) != Some(&position) {
+                    continue;
+                }
+                match found[position].take() {
+                    Some(observation) => result.observations.push(observation),
+                    None => result.missing.push(Arc::clone(queue)),
+                }
+            }
+            result
+        }
+    }
+
     mod mutated {
         use super::*;
         use crate::genesys::lenient::mutation;
@@ -588,8 +862,83 @@ mod tests {
 
         const BODY: &str = include_str!("../../tests/fixtures/genesys/observations-response.json");
 
+        /// `value` as JSON text, each object's keys rotated (and maybe reversed) by the
+        /// next of `order`.
+        fn render<'a>(
+            value: &serde_json::Value,
+            order: &mut impl Iterator<Item = &'a u8>,
+            out: &mut String,
+        ) {
+            match value {
+                serde_json::Value::Object(map) => {
+                    let mut entries: Vec<_> = map.iter().collect();
+                    let turn = usize::from(*order.next().unwrap_or(&0));
+                    let n = entries.len().max(1);
+                    entries.rotate_left(turn % n);
+                    if turn & 0x80 != 0 {
+                        entries.reverse();
+                    }
+                    out.push('{');
+                    for (i, (key, child)) in entries.into_iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        out.push_str(&serde_json::Value::from(key.as_str()).to_string());
+                        out.push(':');
+                        render(child, order, out);
+                    }
+                    out.push('}');
+                }
+                serde_json::Value::Array(items) => {
+                    out.push('[');
+                    for (i, child) in items.iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        render(child, order, out);
+                    }
+                    out.push(']');
+                }
+                scalar => out.push_str(&scalar.to_string()),
+            }
+        }
+
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Damaged answers, with groups repeated, ids in upper case and every object's
+            /// keys in a random order (`data` before `group` too), parse exactly as the
+            /// parser that kept every group and datum until the end of the answer did.
+            #[test]
+            fn streaming_gives_exactly_what_the_list_based_parser_gave(
+                mutations in mutation::mutations(),
+                repeats in proptest::collection::vec(any::<usize>(), 0..3),
+                upper in proptest::option::of(any::<usize>()),
+                order in proptest::collection::vec(any::<u8>(), 1..64),
+            ) {
+                let mut doc: serde_json::Value = serde_json::from_str(BODY).unwrap();
+                if let Some(results) = doc["results"].as_array_mut() {
+                    for i in repeats {
+                        let copy = results[i % results.len()].clone();
+                        results.push(copy);
+                    }
+                    if let Some(i) = upper {
+                        let n = results.len();
+                        let id = &mut results[i % n]["group"]["queueId"];
+                        if let Some(upper) = id.as_str().map(str::to_ascii_uppercase) {
+                            *id = upper.into();
+                        }
+                    }
+                }
+                mutation::apply(&mut doc, &mutations);
+                let mut body = String::new();
+                render(&doc, &mut order.iter().cycle(), &mut body);
+                let mut asked = chunk();
+                asked.push(queue(SUPPORT, "again"));
+                asked.push(queue(WEEKEND, "Weekend Overflow"));
+                let streamed = parse(&body, &asked, SERVED_MS).ok();
+                prop_assert_eq!(streamed, oracle::parse(&body, &asked, SERVED_MS));
+            }
 
             /// Whatever is damaged, nothing panics, and every queue none of whose result
             /// groups was touched keeps exactly the readings of the intact answer.
