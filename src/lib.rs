@@ -24,6 +24,7 @@ mod logging;
 pub mod loopback_http;
 pub mod model;
 mod notify;
+pub mod part_buffers;
 mod pipeline;
 pub mod sim;
 mod state_file;

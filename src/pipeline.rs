@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, select, Receiver, Sender};
 
 use crate::aggregate::job::AggregatorJob;
+use crate::aggregate::PART_CAPACITY;
 use crate::config::{Config, InfluxTarget};
 use crate::duration;
 use crate::exit::Exit;
@@ -33,6 +34,7 @@ use crate::kpi::{self, KpiSettings};
 use crate::model::Batch;
 use crate::model::SharedQueues;
 use crate::notify::Notifier;
+use crate::part_buffers::PartBuffers;
 use crate::stats::Stats;
 use crate::wallboard::Wallboard;
 
@@ -77,6 +79,7 @@ pub fn run(config: &Config, stop_after: Option<Duration>, view: Option<Arc<Wallb
     let (event_tx, event_rx) = bounded(EVENT_QUEUE);
     let (batch_tx, batch_rx) = bounded(BATCH_QUEUE);
     let live = LiveSlot::new(stats.clone());
+    let part_buffers = PartBuffers::new(PART_CAPACITY);
     let writer = if view.is_some() && config.influx == InfluxTarget::Stdout {
         spawn_discard(batch_rx)
     } else {
@@ -87,6 +90,7 @@ pub fn run(config: &Config, stop_after: Option<Duration>, view: Option<Arc<Wallb
             live.clone(),
             shutdown.stop.clone(),
             stats.clone(),
+            part_buffers.clone(),
         )
     };
     spawn_kpis(
@@ -106,7 +110,8 @@ pub fn run(config: &Config, stop_after: Option<Duration>, view: Option<Arc<Wallb
         stats,
         notifier.clone(),
         view,
-    );
+    )
+    .with_part_buffers(part_buffers);
     let stop = shutdown.stop.clone();
     let aggregator = thread::Builder::new()
         .name("aggregator".into())
@@ -171,6 +176,7 @@ fn spawn_writer(
     live: LiveSlot,
     stop: Receiver<()>,
     stats: Arc<Stats>,
+    part_buffers: PartBuffers,
 ) -> std::io::Result<thread::JoinHandle<()>> {
     let settings = WriterSettings {
         target: config.influx.clone(),
@@ -181,7 +187,7 @@ fn spawn_writer(
     };
     thread::Builder::new()
         .name("writer".into())
-        .spawn(move || writer::run(settings, agent, batches, live, stop, stats))
+        .spawn(move || writer::run(settings, agent, batches, live, stop, stats, part_buffers))
 }
 
 /// Takes the batches and drops them: the writer of a `demo` whose stdout shows the table.

@@ -12,6 +12,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
+use genesys2influx::aggregate::PART_CAPACITY;
 use genesys2influx::config::{InfluxTarget, Secret, SpoolConfig, V1Auth};
 use genesys2influx::exit::Exit;
 use genesys2influx::influx::endpoint::{self, CheckError};
@@ -19,6 +20,7 @@ use genesys2influx::influx::live::{LiveSlot, LiveUpdates};
 use genesys2influx::influx::spool::Spool;
 use genesys2influx::influx::writer::{self, WriterSettings};
 use genesys2influx::model::Batch;
+use genesys2influx::part_buffers::PartBuffers;
 use genesys2influx::stats::Stats;
 
 use crate::core_pipeline::sim_with;
@@ -87,6 +89,8 @@ impl Running {
                 live,
                 crossbeam_channel::never(),
                 thread_stats,
+                // The writer hands sent buffers back as in the service; nobody takes them.
+                PartBuffers::new(PART_CAPACITY),
             )
         });
         Running {

@@ -17,6 +17,7 @@ use crate::influx::live::{LiveSlot, LiveUpdate};
 use crate::model::Batch;
 use crate::model::PollEvent;
 use crate::notify::Notifier;
+use crate::part_buffers::PartBuffers;
 use crate::state_file;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::time::{millis, now_ms};
@@ -130,6 +131,12 @@ impl AggregatorJob {
             summary: Summary::new(Instant::now()),
             view,
         }
+    }
+
+    /// Encodes windows into the buffers the writer hands back.
+    pub(crate) fn with_part_buffers(mut self, part_buffers: PartBuffers) -> Self {
+        self.aggregator = self.aggregator.with_part_buffers(part_buffers);
+        self
     }
 
     pub(crate) fn run(mut self, events: Receiver<PollEvent>, stop: Receiver<()>) {

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 
 use crate::influx::line_protocol::{FieldKey, LineBuilder};
 use crate::model::{MetricKind, PollEvent, QueueObservation, AGENT_METRICS, MEDIA_METRICS};
+use crate::part_buffers::PartBuffers;
 
 pub const QUEUE_MEASUREMENT: &str = "genesys_queue";
 pub const MEDIA_MEASUREMENT: &str = "genesys_queue_media";
@@ -152,6 +153,8 @@ pub struct Part {
 pub const PART_BYTES: usize = 128 * 1024;
 /// Room beyond [`PART_BYTES`]: the last queue added, and the self-metrics point.
 const SPARE_BYTES: usize = 16 * 1024;
+/// The room a part's buffer is given.
+pub const PART_CAPACITY: usize = PART_BYTES + SPARE_BYTES;
 
 pub struct Aggregator {
     window_ms: u64,
@@ -162,6 +165,8 @@ pub struct Aggregator {
     static_tags: Vec<(String, String)>,
     tag_order: Vec<Tag>,
     open: Option<OpenWindow>,
+    /// Where part buffers come from: kept ones handed back by the writer, when set.
+    part_buffers: Option<PartBuffers>,
 }
 
 impl Aggregator {
@@ -182,7 +187,20 @@ impl Aggregator {
             tag_order: tag_order(&static_tags),
             static_tags,
             open: None,
+            part_buffers: None,
         }
+    }
+
+    /// Fills the part buffers the writer hands back instead of new ones.
+    pub(crate) fn with_part_buffers(mut self, part_buffers: PartBuffers) -> Self {
+        self.part_buffers = Some(part_buffers);
+        self
+    }
+
+    fn part_buffer(&self) -> String {
+        self.part_buffers
+            .as_ref()
+            .map_or_else(|| String::with_capacity(PART_CAPACITY), PartBuffers::take)
     }
 
     pub fn window_start(&self, tick_ms: u64) -> u64 {
@@ -305,7 +323,7 @@ impl Aggregator {
         std::iter::from_fn(move || {
             queues.peek()?;
             let mut part = Part {
-                lines: String::with_capacity(PART_BYTES + SPARE_BYTES),
+                lines: self.part_buffer(),
                 points: 0,
             };
             while part.lines.len() < PART_BYTES {

@@ -140,8 +140,8 @@ pub(crate) fn deliver(
 }
 
 pub(crate) fn count_lines(lines: &str) -> usize {
-    lines.bytes().filter(|&b| b == b'\n').count()
-        + usize::from(!lines.is_empty() && !lines.ends_with('\n'))
+    // A char pattern searches with memchr: several times faster than a byte filter.
+    lines.matches('\n').count() + usize::from(!lines.is_empty() && !lines.ends_with('\n'))
 }
 
 /// Consecutive groups of at most `max_lines` (at least 1) whole lines.

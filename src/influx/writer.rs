@@ -48,6 +48,7 @@ use crate::influx::shutdown::ShutdownClock;
 use crate::influx::transport::{HttpTransport, Transport};
 use crate::jitter::Jitter;
 use crate::model::Batch;
+use crate::part_buffers::PartBuffers;
 use crate::stats::Stats;
 
 /// Small batches (KPI polls, small windows) are joined into one request up to this many
@@ -89,6 +90,7 @@ pub fn run(
     live: LiveSlot,
     stop: Receiver<()>,
     stats: Arc<Stats>,
+    part_buffers: PartBuffers,
 ) {
     let Some(endpoint) = Endpoint::new(&settings.target) else {
         if settings.live_updates != LiveUpdates::Off {
@@ -111,6 +113,7 @@ pub fn run(
     log::info!("writer: sending to {description}; {}", backlog.summary());
     let mut writer = Writer::new(transport, backlog, &settings, stats, clock, live);
     writer.identify = identify;
+    writer.part_buffers = Some(part_buffers);
     writer.run(&input);
 }
 
@@ -133,6 +136,8 @@ struct Writer<T: Transport> {
     fresh: VecDeque<Batch>,
     /// Fresh batches joined into one request; kept between requests.
     coalesced: String,
+    /// Where sent batches' buffers go back to the aggregator (not in stdout mode or tests).
+    part_buffers: Option<PartBuffers>,
     /// While InfluxDB is failing: when to try again.
     retry_at: Option<Instant>,
     attempt: u32,
@@ -175,6 +180,7 @@ impl<T: Transport> Writer<T> {
             max_lines: settings.max_lines_per_request.max(1),
             fresh: VecDeque::new(),
             coalesced: String::new(),
+            part_buffers: None,
             retry_at: None,
             attempt: 0,
             outage: None,
@@ -344,6 +350,9 @@ impl<T: Transport> Writer<T> {
             }
         }
         self.live_retry_at = None;
+        for part in update.parts {
+            self.give_back(part);
+        }
     }
 
     /// After a successful write: if the backend is still to be identified, ask again.
@@ -366,7 +375,7 @@ impl<T: Transport> Writer<T> {
             .front()
             .is_some_and(|next| self.fits(first.lines.len(), first.line_count, next));
         let (alone, line_count) = if join {
-            (None, self.coalesce(&first))
+            (None, self.coalesce(first))
         } else {
             let count = first.line_count;
             (Some(first), count)
@@ -400,6 +409,16 @@ impl<T: Transport> Writer<T> {
                 });
             }
         }
+        if let Some(batch) = alone {
+            self.give_back(batch.lines);
+        }
+    }
+
+    /// A buffer whose lines are sent (or kept elsewhere) goes back to the aggregator.
+    fn give_back(&self, lines: String) {
+        if let Some(part_buffers) = &self.part_buffers {
+            part_buffers.give_back(lines);
+        }
     }
 
     /// Whether `next` joins a request of `bytes` and `lines` so far.
@@ -410,18 +429,21 @@ impl<T: Transport> Writer<T> {
     /// Joins `first` and the fresh batches after it that fit into the coalescing buffer;
     /// returns their line count. The buffer holds at most [`COALESCE_MAX_BYTES`], the
     /// room it is given once, so it never grows and is kept for the writer's life.
-    fn coalesce(&mut self, first: &Batch) -> usize {
+    fn coalesce(&mut self, first: Batch) -> usize {
         self.coalesced.clear();
         self.coalesced.reserve(COALESCE_MAX_BYTES);
         self.coalesced.push_str(&first.lines);
         let mut line_count = first.line_count;
+        self.give_back(first.lines);
         while let Some(next) = self.fresh.front() {
             if !self.fits(self.coalesced.len(), line_count, next) {
                 break;
             }
             self.coalesced.push_str(&next.lines);
             line_count += next.line_count;
-            self.fresh.pop_front();
+            if let Some(next) = self.fresh.pop_front() {
+                self.give_back(next.lines);
+            }
         }
         line_count
     }
