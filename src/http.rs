@@ -12,6 +12,14 @@ use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
 use crate::config::HttpConfig;
 
+/// Each pooled connection keeps an input and an output buffer (ureq's default: 128 KiB
+/// each), and up to four Genesys requests run at once: 1 MB resident for buffers alone.
+/// The input buffer must hold a whole response header (ureq allows 64 KiB of them); the
+/// output buffer only stages the request, whose body is a few KB (Genesys) or ≤ 512 KiB
+/// of gzip written through it in pieces (InfluxDB).
+const INPUT_BUFFER_BYTES: usize = 64 * 1024;
+const OUTPUT_BUFFER_BYTES: usize = 16 * 1024;
+
 /// Builds an agent with the configured timeout on connect and on the whole call, the
 /// proxy from the environment, and the bundled web PKI roots plus `TLS_CA_FILE`.
 pub fn agent(http: &HttpConfig) -> Result<ureq::Agent, String> {
@@ -24,6 +32,8 @@ pub fn agent(http: &HttpConfig) -> Result<ureq::Agent, String> {
         .timeout_connect(Some(http.timeout))
         .timeout_global(Some(http.timeout))
         .max_idle_age(Duration::from_secs(50))
+        .input_buffer_size(INPUT_BUFFER_BYTES)
+        .output_buffer_size(OUTPUT_BUFFER_BYTES)
         .user_agent(concat!("genesys2influx/", env!("CARGO_PKG_VERSION")))
         .proxy(ureq::Proxy::try_from_env())
         .tls_config(tls.build())
