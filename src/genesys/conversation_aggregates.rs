@@ -369,17 +369,17 @@ fn add_metric(b: &mut KpiBucket, metric: &Metric) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const SUPPORT: &str = "118fd762-9005-45cf-9fad-a87f37eacbc3";
-    const SALES: &str = "a5b4e893-b5b4-4d27-a7de-d6d3b104b490";
+    pub(crate) const SUPPORT: &str = "118fd762-9005-45cf-9fad-a87f37eacbc3";
+    pub(crate) const SALES: &str = "a5b4e893-b5b4-4d27-a7de-d6d3b104b490";
     const VIP: &str = "da689914-f8d0-4a56-aa1c-425d83163d12";
     const WEEKEND: &str = "1ba56b25-0d62-42e3-b4c3-dc6280f604f3";
     /// 2025-06-02T14:00:00Z, 14:15, 14:30 and 14:45.
     const T1400: u64 = 1_748_872_800_000;
-    const T1415: u64 = T1400 + 15 * MINUTE_MS;
-    const T1430: u64 = T1400 + 30 * MINUTE_MS;
+    pub(crate) const T1415: u64 = T1400 + 15 * MINUTE_MS;
+    pub(crate) const T1430: u64 = T1400 + 30 * MINUTE_MS;
     const T1445: u64 = T1400 + 45 * MINUTE_MS;
     const QUARTER: Duration = Duration::from_secs(15 * 60);
 
@@ -390,14 +390,15 @@ mod tests {
         })
     }
 
-    fn fixture_response() -> Parsed {
+    /// The fixture answer, parsed (the KPI line encoder's tests read it too).
+    pub(crate) fn fixture_response() -> Parsed {
         parse(include_str!(
             "../../tests/fixtures/genesys/aggregates-response.json"
         ))
         .unwrap()
     }
 
-    fn find<'a>(parsed: &'a Parsed, id: &str, media: &str, start: u64) -> &'a KpiBucket {
+    pub(crate) fn find<'a>(parsed: &'a Parsed, id: &str, media: &str, start: u64) -> &'a KpiBucket {
         parsed
             .buckets
             .iter()

@@ -64,28 +64,13 @@ pub(crate) fn encode(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::genesys::conversation_aggregates::{parse, Parsed};
-
-    const SUPPORT: &str = "118fd762-9005-45cf-9fad-a87f37eacbc3";
-    const SALES: &str = "a5b4e893-b5b4-4d27-a7de-d6d3b104b490";
-    /// 2025-06-02T14:15:00Z and 14:30.
-    const T1415: u64 = 1_748_873_700_000;
-    const T1430: u64 = T1415 + 15 * 60_000;
-
-    fn find<'a>(parsed: &'a Parsed, id: &str, media: &str, start: u64) -> &'a KpiBucket {
-        parsed
-            .buckets
-            .iter()
-            .find(|b| b.queue_id == id && b.media_type == media && b.bucket_start_ms == start)
-            .unwrap()
-    }
+    use crate::genesys::conversation_aggregates::tests::{
+        find, fixture_response, SALES, SUPPORT, T1415, T1430,
+    };
 
     #[test]
     fn encodes_the_contract_point() {
-        let parsed = parse(include_str!(
-            "../../tests/fixtures/genesys/aggregates-response.json"
-        ))
-        .unwrap();
+        let parsed = fixture_response();
         let mut out = String::new();
         let tags = [
             ("env".to_string(), "prod".to_string()),
