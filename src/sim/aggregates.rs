@@ -11,7 +11,7 @@ use crate::loopback_http::Response;
 use crate::time;
 
 /// The ten KPI metrics of docs/genesys-api.md#aggregates-request.
-const KPI_METRICS: [&str; 10] = [
+pub(super) const KPI_METRICS: [&str; 10] = [
     "nOffered",
     "tAnswered",
     "tAbandon",

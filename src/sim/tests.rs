@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use super::aggregates::KPI_METRICS;
 use super::*;
+use crate::genesys::paths::{AGGREGATES, OBSERVATIONS};
 
-const OBSERVATIONS: &str = "/api/v2/analytics/queues/observations/query";
-const AGGREGATES: &str = "/api/v2/analytics/conversations/aggregates/query";
 const ALL_METRICS: [&str; 11] = [
     "oWaiting",
     "oInteracting",
@@ -26,18 +26,6 @@ const ALL_METRICS: [&str; 11] = [
     "oMemberUsers",
     "oUserPresences",
     "oUserRoutingStatuses",
-];
-const KPI_METRICS: [&str; 10] = [
-    "nOffered",
-    "tAnswered",
-    "tAbandon",
-    "tShortAbandon",
-    "tFlowOut",
-    "tWait",
-    "tHandle",
-    "nOverSla",
-    "nTransferred",
-    "oServiceLevel",
 ];
 
 fn sim(queue_count: usize) -> Sim {
