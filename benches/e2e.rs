@@ -11,7 +11,8 @@
 //! (whole seconds, default 1 and 5) the cadence, so that the production cadence (10 s,
 //! 60 s) can be measured too; `BENCH_E2E_KPIS` (default `off`) the service's `KPIS` and
 //! `BENCH_E2E_LIVE` (default `off`) its `LIVE_UPDATES` (`auto` would see no InfluxDB
-//! version through the gate and mean off). CPU
+//! version through the gate and mean off); `BENCH_E2E_STDERR=on` prints the service's own
+//! log after each run, to see what it did while a figure was taken. CPU
 //! and faults per poll are measured over the steady state only: from the first
 //! acknowledged window to the end.
 //!
@@ -129,6 +130,12 @@ fn run(setup: &Setup) {
     service.signal("TERM");
     let status = service.wait(Duration::from_secs(30));
 
+    if std::env::var("BENCH_E2E_STDERR").is_ok_and(|v| v == "on") {
+        eprintln!(
+            "--- service log ---\n{}--- end of service log ---",
+            service.stderr()
+        );
+    }
     let requests = sim.requests();
     let ticks: BTreeSet<u64> = requests
         .iter()

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::config::{GenesysConfig, Secret};
 use crate::stats::Stats;
@@ -155,33 +155,20 @@ impl GenesysClient {
 
     /// `POST {api}{path}` with a JSON body → JSON.
     #[cfg(test)]
-    pub fn post<T: DeserializeOwned, B: Serialize>(
+    pub fn post<T: DeserializeOwned, B: serde::Serialize>(
         &self,
         path: &str,
         body: &B,
         deadline: Instant,
     ) -> Result<T, ApiError> {
-        self.post_decoded(path, body, deadline, &json)
+        let body = serde_json::to_string(body).expect("a test body encodes");
+        self.post_encoded(path, &body, deadline, &json)
     }
 
-    /// Like [`post`](Self::post), but the 2xx answer is read by `decode`, which may
-    /// borrow from the body (the observation poll parses megabytes per minute). A
-    /// `decode` error counts as malformed JSON: retried like a 5xx.
-    pub fn post_decoded<T, B: Serialize>(
-        &self,
-        path: &str,
-        body: &B,
-        deadline: Instant,
-        decode: &dyn Fn(&str) -> Result<T, String>,
-    ) -> Result<T, ApiError> {
-        let body = serde_json::to_string(body).map_err(|e| {
-            ApiError::Malformed(format!("cannot encode the request to {path}: {e}"))
-        })?;
-        self.post_encoded(path, &body, deadline, decode)
-    }
-
-    /// [`post_decoded`](Self::post_decoded) with a body already encoded as JSON (the
-    /// poller sends the same bodies every tick).
+    /// `POST {api}{path}` with `body`, already encoded as JSON (the poller sends the same
+    /// bodies every tick); the 2xx answer is read by `decode`, which may borrow from the
+    /// body (the observation poll parses megabytes per minute). A `decode` error counts
+    /// as malformed JSON: retried like a 5xx.
     pub fn post_encoded<T>(
         &self,
         path: &str,

@@ -266,6 +266,54 @@ impl<'de, N: Entry<'de>> Visitor<'de> for Each<'_, N> {
     }
 }
 
+/// A whole answer of the `{"results": [...]}` shape both analytics queries answer with:
+/// each object of `results` handed to the [`Entry`] as it is read, other keys skipped, and
+/// `results` twice an error (as for any derived struct). The seed for [`answer_seed`].
+pub struct Results<'a, E>(pub &'a mut E);
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "camelCase")]
+enum ResultsField {
+    Results,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de, E: Entry<'de>> DeserializeSeed<'de> for Results<'_, E> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, E: Entry<'de>> Visitor<'de> for Results<'_, E> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an analytics answer")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut results = false;
+        while let Some(field) = map.next_key()? {
+            match field {
+                ResultsField::Results if results => {
+                    return Err(serde::de::Error::duplicate_field("results"))
+                }
+                ResultsField::Results => {
+                    results = true;
+                    map.next_value_seed(Each(&mut *self.0))?;
+                }
+                ResultsField::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A list of objects, each read as `T`; entries that are not objects are left out, and
 /// anything but a list is an empty one.
 pub fn list<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>

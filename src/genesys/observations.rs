@@ -13,7 +13,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{agent, media, MediaObservation, Queue, QueueObservation};
@@ -103,14 +103,6 @@ pub fn chunks(queues: &[Arc<Queue>]) -> Vec<Chunk> {
 
 #[derive(Deserialize)]
 #[serde(field_identifier, rename_all = "camelCase")]
-enum AnswerField {
-    Results,
-    #[serde(other)]
-    Other,
-}
-
-#[derive(Deserialize)]
-#[serde(field_identifier, rename_all = "camelCase")]
 enum GroupField {
     Group,
     Data,
@@ -176,7 +168,7 @@ pub fn parse(body: &str, chunk: &[Arc<Queue>], now_ms: u64) -> Result<ChunkResul
 
 fn decode(body: &str, chunk: &[Arc<Queue>], now_ms: u64) -> Result<ChunkResult, String> {
     let mut fold = Fold::new(chunk, now_ms);
-    lenient::answer_seed(body, Answer(&mut fold))
+    lenient::answer_seed(body, lenient::Results(&mut fold))
         .map_err(|e| format!("observations answer is not the expected JSON: {e}"))?;
     Ok(fold.finish())
 }
@@ -302,45 +294,6 @@ impl<'c> Fold<'c> {
             }
         }
         result
-    }
-}
-
-/// The whole answer: its `results` read group by group into the fold (unknown keys skipped;
-/// a key twice is an error, as for any derived struct).
-struct Answer<'f, 'c>(&'f mut Fold<'c>);
-
-impl<'de> DeserializeSeed<'de> for Answer<'_, '_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Answer<'_, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an observations answer")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut results = false;
-        while let Some(field) = map.next_key()? {
-            match field {
-                AnswerField::Results if results => {
-                    return Err(de::Error::duplicate_field("results"))
-                }
-                AnswerField::Results => {
-                    results = true;
-                    map.next_value_seed(lenient::Each(&mut *self.0))?;
-                }
-                AnswerField::Other => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(())
     }
 }
 
