@@ -8,6 +8,7 @@
 
 pub mod aggregate;
 pub mod app;
+pub mod buffer_pool;
 mod check;
 mod cli;
 pub mod config;
@@ -24,7 +25,6 @@ mod logging;
 pub mod loopback_http;
 pub mod model;
 mod notify;
-pub mod part_buffers;
 mod pipeline;
 pub mod sim;
 mod state_file;

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, select, Receiver, Sender};
 
 use crate::aggregate::job::AggregatorJob;
-use crate::aggregate::PART_CAPACITY;
+use crate::aggregate::{self, PartBuffers};
 use crate::config::{Config, InfluxTarget};
 use crate::duration;
 use crate::exit::Exit;
@@ -34,7 +34,6 @@ use crate::kpi::{self, KpiSettings};
 use crate::model::Batch;
 use crate::model::SharedQueues;
 use crate::notify::Notifier;
-use crate::part_buffers::PartBuffers;
 use crate::stats::Stats;
 use crate::wallboard::Wallboard;
 
@@ -79,7 +78,7 @@ pub fn run(config: &Config, stop_after: Option<Duration>, view: Option<Arc<Wallb
     let (event_tx, event_rx) = bounded(EVENT_QUEUE);
     let (batch_tx, batch_rx) = bounded(BATCH_QUEUE);
     let live = LiveSlot::new(stats.clone());
-    let part_buffers = PartBuffers::new(PART_CAPACITY);
+    let part_buffers = aggregate::part_buffers();
     let writer = if view.is_some() && config.influx == InfluxTarget::Stdout {
         spawn_discard(batch_rx)
     } else {
@@ -176,7 +175,7 @@ fn spawn_writer(
     live: LiveSlot,
     stop: Receiver<()>,
     stats: Arc<Stats>,
-    part_buffers: PartBuffers,
+    part_buffers: Arc<PartBuffers>,
 ) -> std::io::Result<thread::JoinHandle<()>> {
     let settings = WriterSettings {
         target: config.influx.clone(),

@@ -12,7 +12,6 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
-use genesys2influx::aggregate::PART_CAPACITY;
 use genesys2influx::config::{InfluxTarget, Secret, SpoolConfig, V1Auth};
 use genesys2influx::exit::Exit;
 use genesys2influx::influx::endpoint::{self, CheckError};
@@ -20,7 +19,6 @@ use genesys2influx::influx::live::{LiveSlot, LiveUpdates};
 use genesys2influx::influx::spool::Spool;
 use genesys2influx::influx::writer::{self, WriterSettings};
 use genesys2influx::model::Batch;
-use genesys2influx::part_buffers::PartBuffers;
 use genesys2influx::stats::Stats;
 
 use crate::core_pipeline::sim_with;
@@ -90,7 +88,7 @@ impl Running {
                 crossbeam_channel::never(),
                 thread_stats,
                 // The writer hands sent buffers back as in the service; nobody takes them.
-                PartBuffers::new(PART_CAPACITY),
+                genesys2influx::aggregate::part_buffers(),
             )
         });
         Running {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, Sender};
 
+use crate::aggregate::PartBuffers;
 use crate::aggregate::{Aggregator, ClosedWindow, OpenWindow};
 use crate::config::Config;
 use crate::duration;
@@ -17,7 +18,6 @@ use crate::influx::live::{LiveSlot, LiveUpdate};
 use crate::model::Batch;
 use crate::model::PollEvent;
 use crate::notify::Notifier;
-use crate::part_buffers::PartBuffers;
 use crate::state_file;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::time::{millis, now_ms};
@@ -134,7 +134,7 @@ impl AggregatorJob {
     }
 
     /// Encodes windows into the buffers the writer hands back.
-    pub(crate) fn with_part_buffers(mut self, part_buffers: PartBuffers) -> Self {
+    pub(crate) fn with_part_buffers(mut self, part_buffers: Arc<PartBuffers>) -> Self {
         self.aggregator = self.aggregator.with_part_buffers(part_buffers);
         self
     }

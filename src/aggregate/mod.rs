@@ -13,10 +13,11 @@ pub mod job;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use crate::buffer_pool::BufferPool;
 use crate::influx::line_protocol::{FieldKey, LineBuilder};
 use crate::model::{MetricKind, PollEvent, QueueObservation, AGENT_METRICS, MEDIA_METRICS};
-use crate::part_buffers::PartBuffers;
 
 pub const QUEUE_MEASUREMENT: &str = "genesys_queue";
 pub const MEDIA_MEASUREMENT: &str = "genesys_queue_media";
@@ -157,6 +158,23 @@ pub const PART_BYTES: usize = 128 * 1024;
 const SPARE_BYTES: usize = 16 * 1024;
 /// The room a part's buffer is given.
 pub const PART_CAPACITY: usize = PART_BYTES + SPARE_BYTES;
+/// Part buffers kept between windows: enough for the writer to hand one back while the
+/// aggregator fills the next (31 parts a window at 1,000 queues, more with live updates,
+/// each above musl's mmap threshold).
+const PART_BUFFERS_KEPT: usize = 2;
+
+/// The buffers of window parts: the aggregator takes them, the writer gives them back once
+/// their lines are sent. At most [`PART_BUFFERS_KEPT`] of a part's size are kept.
+pub type PartBuffers = BufferPool<String>;
+
+/// A pool of part buffers, shared by the aggregator and the writer.
+pub fn part_buffers() -> Arc<PartBuffers> {
+    Arc::new(BufferPool::new(
+        PART_BUFFERS_KEPT,
+        PART_CAPACITY,
+        2 * PART_CAPACITY,
+    ))
+}
 
 pub struct Aggregator {
     window_ms: u64,
@@ -168,7 +186,7 @@ pub struct Aggregator {
     tag_order: Vec<Tag>,
     open: Option<OpenWindow>,
     /// Where part buffers come from: kept ones handed back by the writer, when set.
-    part_buffers: Option<PartBuffers>,
+    part_buffers: Option<Arc<PartBuffers>>,
 }
 
 impl Aggregator {
@@ -194,7 +212,7 @@ impl Aggregator {
     }
 
     /// Fills the part buffers the writer hands back instead of new ones.
-    pub(crate) fn with_part_buffers(mut self, part_buffers: PartBuffers) -> Self {
+    pub(crate) fn with_part_buffers(mut self, part_buffers: Arc<PartBuffers>) -> Self {
         self.part_buffers = Some(part_buffers);
         self
     }
@@ -202,7 +220,7 @@ impl Aggregator {
     fn part_buffer(&self) -> String {
         self.part_buffers
             .as_ref()
-            .map_or_else(|| String::with_capacity(PART_CAPACITY), PartBuffers::take)
+            .map_or_else(|| String::with_capacity(PART_CAPACITY), |pool| pool.take())
     }
 
     pub fn window_start(&self, tick_ms: u64) -> u64 {

@@ -3,15 +3,16 @@
 //! An observation answer is about 240 KB, four of them in flight every poll. Read into a
 //! fresh `String` each, every one grew by doubling past musl's mmap threshold: a new
 //! mapping per step, its pages faulted in, copied, unmapped after parsing; that was a
-//! third of the service's page faults. Here a few buffers live in a small pool instead;
-//! a request takes one, reads the answer into it and hands it back when the answer has
-//! been parsed, so the pages stay mapped. A buffer that grew for an unusually large
-//! answer is freed instead of kept, so one such answer does not hold its memory for good.
+//! third of the service's page faults. Here a request takes a buffer from a small
+//! [`BufferPool`], reads the answer into it and hands it back when the answer has been
+//! parsed, so the pages stay mapped. A buffer that grew past [`MAX_KEPT_CAPACITY`] for an
+//! unusually large answer is freed instead of kept.
 
 use std::borrow::Cow;
 use std::fmt;
 use std::io::{self, Read};
-use std::sync::Mutex;
+
+use crate::buffer_pool::BufferPool;
 
 /// The largest answer read: the bound `ureq`'s `read_to_string` applied before (10 MiB).
 /// A poll's largest answer, 100 queues' observations, is about 240 KB.
@@ -43,10 +44,7 @@ impl fmt::Display for ReadError {
 
 /// A pool of at most `kept` answer buffers, shared by the threads of one client.
 #[derive(Debug)]
-pub struct AnswerBuffers {
-    free: Mutex<Vec<Vec<u8>>>,
-    kept: usize,
-}
+pub struct AnswerBuffers(BufferPool<Vec<u8>>);
 
 /// One answer, read; its buffer goes back to the pool when it is dropped.
 #[derive(Debug)]
@@ -58,17 +56,14 @@ pub struct Answer<'a> {
 impl AnswerBuffers {
     /// A pool keeping at most `kept` buffers: as many as requests can be in flight.
     pub fn new(kept: usize) -> Self {
-        AnswerBuffers {
-            free: Mutex::new(Vec::with_capacity(kept)),
-            kept,
-        }
+        AnswerBuffers(BufferPool::new(kept, 0, MAX_KEPT_CAPACITY))
     }
 
     /// Reads `body` to its end into a pooled buffer, refusing more than
     /// [`MAX_ANSWER_BYTES`].
     pub fn read(&self, body: impl Read) -> Result<Answer<'_>, ReadError> {
         let mut answer = Answer {
-            bytes: self.take(),
+            bytes: self.0.take(),
             home: self,
         };
         // One byte past the limit tells a too-long answer from one exactly at it.
@@ -79,25 +74,6 @@ impl AnswerBuffers {
             return Err(ReadError::TooLarge);
         }
         Ok(answer)
-    }
-
-    fn take(&self) -> Vec<u8> {
-        self.lock().pop().unwrap_or_default()
-    }
-
-    fn give_back(&self, mut bytes: Vec<u8>) {
-        if bytes.capacity() > MAX_KEPT_CAPACITY {
-            return;
-        }
-        bytes.clear();
-        let mut free = self.lock();
-        if free.len() < self.kept {
-            free.push(bytes);
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Vec<u8>>> {
-        self.free.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -120,7 +96,7 @@ impl Answer<'_> {
 
 impl Drop for Answer<'_> {
     fn drop(&mut self) {
-        self.home.give_back(std::mem::take(&mut self.bytes));
+        self.home.0.give_back(std::mem::take(&mut self.bytes));
     }
 }
 
@@ -130,7 +106,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn pooled(pool: &AnswerBuffers) -> usize {
-        pool.lock().len()
+        pool.0.kept_now()
     }
 
     #[test]

@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender, TryRecvError};
 
+use crate::aggregate::PartBuffers;
 use crate::config::{InfluxTarget, SpoolConfig};
 use crate::duration;
 use crate::influx::backlog::{Backlog, MEMORY_BACKLOG_MAX_BYTES};
@@ -48,7 +49,6 @@ use crate::influx::shutdown::ShutdownClock;
 use crate::influx::transport::{HttpTransport, Transport};
 use crate::jitter::Jitter;
 use crate::model::Batch;
-use crate::part_buffers::PartBuffers;
 use crate::stats::Stats;
 
 /// Small batches (KPI polls, small windows) are joined into one request up to this many
@@ -90,7 +90,7 @@ pub fn run(
     live: LiveSlot,
     stop: Receiver<()>,
     stats: Arc<Stats>,
-    part_buffers: PartBuffers,
+    part_buffers: Arc<PartBuffers>,
 ) {
     let Some(endpoint) = Endpoint::new(&settings.target) else {
         if settings.live_updates != LiveUpdates::Off {
@@ -137,7 +137,7 @@ struct Writer<T: Transport> {
     /// Fresh batches joined into one request; kept between requests.
     coalesced: String,
     /// Where sent batches' buffers go back to the aggregator (not in stdout mode or tests).
-    part_buffers: Option<PartBuffers>,
+    part_buffers: Option<Arc<PartBuffers>>,
     /// While InfluxDB is failing: when to try again.
     retry_at: Option<Instant>,
     attempt: u32,
