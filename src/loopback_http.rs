@@ -18,10 +18,20 @@ use std::time::{Duration, Instant};
 
 /// How often blocked reads and the accept loop look at the stop flag.
 const POLL: Duration = Duration::from_millis(20);
-/// An idle keep-alive connection is closed after this long (longer than ureq's pool age).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
-/// A request must arrive completely within this time once it has started.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long connections may wait: a server's constant, a test's choice.
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    /// An idle keep-alive connection is closed after this long.
+    idle: Duration,
+    /// A request must arrive completely within this time of its first byte.
+    request: Duration,
+}
+
+const TIMEOUTS: Timeouts = Timeouts {
+    // Longer than ureq's pool age, so the client is the one that gives a connection up.
+    idle: Duration::from_secs(120),
+    request: Duration::from_secs(10),
+};
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// What differs between the servers built on this module.
@@ -81,11 +91,21 @@ impl Server {
         stop: Stop,
         handler: impl Fn(&Request) -> Reply + Send + Sync + 'static,
     ) -> std::io::Result<Server> {
+        Server::start_timed(options, TIMEOUTS, stop, handler)
+    }
+
+    fn start_timed(
+        options: Options,
+        timeouts: Timeouts,
+        stop: Stop,
+        handler: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+    ) -> std::io::Result<Server> {
         let listener = TcpListener::bind(("127.0.0.1", 0))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let context = Arc::new(Context {
             options,
+            timeouts,
             stop: stop.clone(),
             handler: Box::new(handler),
         });
@@ -121,6 +141,7 @@ impl Drop for Server {
 /// What the accept loop hands every connection thread.
 struct Context {
     options: Options,
+    timeouts: Timeouts,
     stop: Stop,
     handler: Box<Handler>,
 }
@@ -297,7 +318,22 @@ fn read_request(
     buf: &mut Vec<u8>,
     context: &Context,
 ) -> Result<Option<Request>, Response> {
+    // The request's time runs from its first byte, not from when the connection went
+    // idle: a keep-alive connection idle for longer than the request timeout must still
+    // get the whole of it for its next request.
+    if buf.is_empty()
+        && !fill(
+            stream,
+            buf,
+            &context.stop,
+            Instant::now(),
+            context.timeouts.idle,
+        )
+    {
+        return Ok(None);
+    }
     let started = Instant::now();
+    let limit = context.timeouts.request;
     let head_end = loop {
         if let Some(pos) = find(buf, b"\r\n\r\n") {
             break pos + 4;
@@ -305,11 +341,6 @@ fn read_request(
         if buf.len() > MAX_HEAD_BYTES {
             return Err(Response::new(431, "text/plain", "request head too large"));
         }
-        let limit = if buf.is_empty() {
-            IDLE_TIMEOUT
-        } else {
-            REQUEST_TIMEOUT
-        };
         if !fill(stream, buf, &context.stop, started, limit) {
             return Ok(None);
         }
@@ -320,7 +351,7 @@ fn read_request(
         return Err(Response::new(413, "text/plain", "request body too large"));
     }
     while buf.len() < head_end + length {
-        if !fill(stream, buf, &context.stop, started, REQUEST_TIMEOUT) {
+        if !fill(stream, buf, &context.stop, started, limit) {
             return Ok(None);
         }
     }
@@ -503,6 +534,41 @@ mod tests {
         );
         assert!(answer.starts_with("HTTP/1.1 411 "), "{answer}");
         assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+
+    /// A keep-alive connection idle for longer than the request timeout, then a request
+    /// whose body comes in two pieces: served (it was dropped, resetting the client's
+    /// write, when the request's time counted from the end of the previous one).
+    #[test]
+    fn a_request_after_a_long_idle_gets_the_whole_request_timeout() {
+        let timeouts = Timeouts {
+            idle: Duration::from_secs(5),
+            request: Duration::from_millis(300),
+        };
+        let server = Server::start_timed(options(1024, true), timeouts, Stop::default(), |r| {
+            Reply::Send(Response::new(200, "text/plain", r.body.clone()))
+        })
+        .unwrap();
+        let mut stream = TcpStream::connect(server.addr()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut answers = Vec::new();
+        for _ in 0..2 {
+            thread::sleep(Duration::from_millis(400));
+            stream
+                .write_all(b"POST / HTTP/1.1\r\nContent-Length: 6\r\n\r\nabc")
+                .unwrap();
+            thread::sleep(Duration::from_millis(100));
+            stream.write_all(b"def").unwrap();
+            let mut answer = [0u8; 1024];
+            let n = stream.read(&mut answer).unwrap();
+            answers.push(String::from_utf8_lossy(&answer[..n]).into_owned());
+        }
+        for answer in answers {
+            assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+            assert!(answer.ends_with("\r\n\r\nabcdef"), "{answer}");
+        }
     }
 
     #[test]
