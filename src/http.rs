@@ -9,8 +9,13 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+use ureq::unversioned::transport::DefaultConnector;
+
+use resolver::CachingResolver;
 
 use crate::config::HttpConfig;
+
+mod resolver;
 
 /// Each pooled connection keeps an input and an output buffer (ureq's default: 128 KiB
 /// each), and up to four Genesys requests run at once: 1 MB resident for buffers alone.
@@ -21,7 +26,8 @@ const INPUT_BUFFER_BYTES: usize = 64 * 1024;
 const OUTPUT_BUFFER_BYTES: usize = 16 * 1024;
 
 /// Builds an agent with the configured timeout on connect and on the whole call, the
-/// proxy from the environment, and the bundled web PKI roots plus `TLS_CA_FILE`.
+/// proxy from the environment, the bundled web PKI roots plus `TLS_CA_FILE`, and host
+/// names looked up once a minute (`resolver`).
 pub fn agent(http: &HttpConfig) -> Result<ureq::Agent, String> {
     let mut tls = TlsConfig::builder();
     if let Some(path) = &http.tls_ca_file {
@@ -38,7 +44,11 @@ pub fn agent(http: &HttpConfig) -> Result<ureq::Agent, String> {
         .proxy(ureq::Proxy::try_from_env())
         .tls_config(tls.build())
         .build();
-    Ok(config.new_agent())
+    Ok(ureq::Agent::with_parts(
+        config,
+        DefaultConnector::default(),
+        CachingResolver::default(),
+    ))
 }
 
 /// The bundled roots plus every certificate in the PEM file at `path`.
