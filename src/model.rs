@@ -6,10 +6,13 @@
 
 use std::sync::{Arc, RwLock};
 
+use serde::{Deserialize, Serialize};
+
 /// A queue selected for polling. Shared (`Arc`) between the poller, which sends it with
 /// every observation, and the aggregator, which writes its id and name as tags; a queue
-/// renamed in Genesys simply arrives as a new `Arc` carrying the new name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// renamed in Genesys simply arrives as a new `Arc` carrying the new name. Serialisable
+/// because the open window, saved across restarts, holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Queue {
     pub id: String,
     pub name: String,
