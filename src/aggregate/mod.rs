@@ -129,7 +129,10 @@ impl QueueWindow {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OpenWindow {
     pub start_ms: u64,
-    queues: BTreeMap<String, QueueWindow>,
+    /// Boxed: a map node has room for eleven entries and is about two thirds full, so
+    /// ~300-byte windows held in the nodes left a third of that room empty (1,570 → 1,345
+    /// bytes per queue with five media types, `benches/aggregate.rs`).
+    queues: BTreeMap<String, Box<QueueWindow>>,
 }
 
 /// A finished window, not yet encoded: [`Aggregator::encode`] turns it into line
@@ -300,7 +303,7 @@ impl Aggregator {
         }
         Some(ClosedWindow {
             start_ms: open.start_ms,
-            queues: open.queues.into_values().collect(),
+            queues: open.queues.into_values().map(|w| *w).collect(),
         })
     }
 
@@ -332,7 +335,10 @@ impl Aggregator {
             .open
             .as_ref()
             .filter(|w| w.start_ms == start_ms && !w.queues.is_empty())?;
-        Some((start_ms, self.encode_queues(start_ms, open.queues.values())))
+        Some((
+            start_ms,
+            self.encode_queues(start_ms, open.queues.values().map(|w| &**w)),
+        ))
     }
 
     fn encode_queues<'a>(
@@ -486,8 +492,10 @@ impl OpenWindow {
         match self.queues.get_mut(&observation.queue.id) {
             Some(window) => window.add(observation),
             None => {
-                self.queues
-                    .insert(observation.queue.id.clone(), QueueWindow::new(observation));
+                self.queues.insert(
+                    observation.queue.id.clone(),
+                    Box::new(QueueWindow::new(observation)),
+                );
             }
         }
     }
