@@ -21,7 +21,7 @@ use crate::time;
 
 use super::client::GenesysClient;
 use super::error::ApiError;
-use super::filter::{self, QueueFilter};
+use super::filter::{self, GroupKey, QueueFilter};
 use super::lenient;
 use super::paths;
 
@@ -172,15 +172,6 @@ struct Group<'a> {
     group: GroupKey<'a>,
     #[serde(default, borrow, deserialize_with = "lenient::list")]
     data: Vec<BucketData<'a>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct GroupKey<'a> {
-    #[serde(default, borrow, deserialize_with = "lenient::text")]
-    queue_id: Option<Cow<'a, str>>,
-    #[serde(default, borrow, deserialize_with = "lenient::text")]
-    media_type: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Deserialize)]

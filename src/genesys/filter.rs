@@ -1,13 +1,28 @@
 //! The analytics query filter both queries send: the chunk's queue ids `or`-ed, each id
 //! once (docs/genesys-api.md#observations-request and
-//! docs/genesys-api.md#aggregates-request share the shape).
+//! docs/genesys-api.md#aggregates-request share the shape); and the group key both
+//! answers carry back for each result, by the same dimensions.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::Queue;
+
+use super::lenient;
+
+/// The `group` of one result: which queue, and which media type (absent for the
+/// observations' agent counts). Read leniently, borrowing from the answer.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupKey<'a> {
+    #[serde(default, borrow, deserialize_with = "lenient::text")]
+    pub queue_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "lenient::text")]
+    pub media_type: Option<Cow<'a, str>>,
+}
 
 #[derive(Debug, Serialize)]
 pub struct QueueFilter<'a> {

@@ -20,7 +20,7 @@ use crate::model::{agent, media, MediaObservation, Queue, QueueObservation};
 
 use super::client::GenesysClient;
 use super::error::ApiError;
-use super::filter::{self, QueueFilter};
+use super::filter::{self, GroupKey, QueueFilter};
 use super::lenient;
 use super::paths;
 
@@ -108,15 +108,6 @@ enum GroupField {
     Data,
     #[serde(other)]
     Other,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct GroupKey<'a> {
-    #[serde(default, borrow, deserialize_with = "lenient::text")]
-    queue_id: Option<Cow<'a, str>>,
-    #[serde(default, borrow, deserialize_with = "lenient::text")]
-    media_type: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Deserialize)]
