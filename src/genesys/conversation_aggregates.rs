@@ -21,7 +21,7 @@ use crate::time;
 
 use super::client::GenesysClient;
 use super::error::ApiError;
-use super::filter::{self, GroupKey, QueueFilter};
+use super::filter::{self, QueueFilter, ResultGroup};
 use super::lenient;
 use super::paths;
 
@@ -167,14 +167,6 @@ pub fn query_body(chunk: &[Arc<Queue>], interval: Interval, bucket: Duration) ->
 // leniently: a `null` or a wrong type is absent.
 
 #[derive(Debug, Deserialize)]
-struct Group<'a> {
-    #[serde(default, borrow, deserialize_with = "lenient::object")]
-    group: GroupKey<'a>,
-    #[serde(default, borrow, deserialize_with = "lenient::list")]
-    data: Vec<BucketData<'a>>,
-}
-
-#[derive(Debug, Deserialize)]
 struct BucketData<'a> {
     #[serde(default, borrow, deserialize_with = "lenient::text")]
     interval: Option<Cow<'a, str>>,
@@ -285,7 +277,7 @@ struct Fold {
 }
 
 impl Fold {
-    fn add(&mut self, group: Group) {
+    fn add(&mut self, group: ResultGroup<BucketData>) {
         let Some(queue_id) = group.group.queue_id.map(|id| id.to_ascii_lowercase()) else {
             return;
         };

@@ -24,6 +24,17 @@ pub struct GroupKey<'a> {
     pub media_type: Option<Cow<'a, str>>,
 }
 
+/// One entry of an analytics answer's `results`: its group key and its `data`, each
+/// datum read as `D` (whose fields must be lenient too).
+#[derive(Debug, Deserialize)]
+#[serde(bound(deserialize = "D: Deserialize<'de>"))]
+pub struct ResultGroup<'a, D> {
+    #[serde(default, borrow, deserialize_with = "lenient::object")]
+    pub group: GroupKey<'a>,
+    #[serde(default, deserialize_with = "lenient::list")]
+    pub data: Vec<D>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct QueueFilter<'a> {
     #[serde(rename = "type")]

@@ -710,19 +710,12 @@ mod tests {
     /// must give exactly its results.
     mod oracle {
         use super::*;
+        use crate::genesys::filter::ResultGroup;
 
         #[derive(Debug, Default, Deserialize)]
         struct Response<'a> {
             #[serde(default, borrow, deserialize_with = "lenient::list")]
-            results: Vec<Group<'a>>,
-        }
-
-        #[derive(Debug, Deserialize)]
-        struct Group<'a> {
-            #[serde(default, borrow, deserialize_with = "lenient::object")]
-            group: GroupKey<'a>,
-            #[serde(default, borrow, deserialize_with = "lenient::list")]
-            data: Vec<Datum<'a>>,
+            results: Vec<ResultGroup<'a, Datum<'a>>>,
         }
 
         pub fn parse(body: &str, chunk: &[Arc<Queue>], now_ms: u64) -> Option<ChunkResult> {
