@@ -119,6 +119,18 @@ impl SharedQueues {
     }
 }
 
+/// A hint from Genesys Cloud's Notifications API that a selected queue's observations
+/// changed: the notifications thread sends it, the poller re-polls the queue early (within
+/// the request budget, at most once a second per queue). Only a hint: every value written
+/// still comes from an observations query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueChanged {
+    /// The queue's id, as in [`Queue::id`].
+    pub queue_id: Arc<str>,
+    /// When the message arrived (`time::now_ms`, UTC milliseconds).
+    pub at_ms: u64,
+}
+
 /// Finished line protocol on its way to the writer (from the aggregator and the KPI
 /// poller): complete, `\n`-terminated lines, and how many.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
