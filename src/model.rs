@@ -137,4 +137,15 @@ pub struct QueueChanged {
 pub struct Batch {
     pub lines: String,
     pub line_count: usize,
+    /// Which window's final point these lines are part of (none for KPI buckets): the
+    /// writer keeps a copy of a window whose live update may still land late.
+    pub window: Option<WindowPart>,
+}
+
+/// A part of a window's final point, as the aggregator hands it to the writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowPart {
+    pub start_ms: u64,
+    /// The window's last part (it carries the self-metrics point).
+    pub last: bool,
 }

@@ -16,6 +16,7 @@ use crate::no_window_lost::{
     env, first_complete_window, now_s, point, samples_by_window, segments, self_metric_sum, stop,
     wait_drained, wait_for_phase, wait_until, Timing, DB, QUEUES,
 };
+use crate::util::gate::Gate;
 use crate::util::influxd::Influxd;
 use crate::util::process::Service;
 use crate::util::victoria::Victoria;
@@ -87,6 +88,82 @@ fn the_window_in_progress_is_in_influxdb_within_one_poll_with_the_values_so_far(
         "the decision is logged:\n{log}"
     );
     assert!(self_metric_sum(&influx, "live_points_written") > 0);
+}
+
+/// A live update held by something between the service and InfluxDB (a proxy, a stalled
+/// influxd) past `HTTP_TIMEOUT`, then applied after the window's final point: the final
+/// point is written again once the late update can no longer land, so the window read
+/// back is exactly what the simulator served.
+#[test]
+fn a_live_update_applied_after_the_final_point_is_overwritten_by_it_again() {
+    let sim = sim_with(QUEUES);
+    let influx = Influxd::start_default();
+    influx.create_database(DB);
+    let gate = Gate::start(&influx.url());
+    let spool_dir = TempDir::new("spool");
+    let mut run_env = live_env(&sim, &gate.url(), LIVE, Some(spool_dir.path()), "on");
+    run_env.push(("HTTP_TIMEOUT", "1s".to_string()));
+    let service = Service::start(&["run"], &run_env);
+    first_complete_window(&influx, &service, LIVE);
+    // The live update after the second poll of the next window but one is held 4 s (four
+    // times HTTP_TIMEOUT): it lands about 3 s after that window's final point.
+    let window = LIVE.window_of(now_s() as u64) + 2 * LIVE.window;
+    gate.hold_write_with_line_ending(&format!("samples=2i {window}"), Duration::from_secs(4));
+    wait_until(
+        "the held live update applied",
+        Duration::from_secs(40),
+        &service,
+        || {
+            gate.exchanges().iter().any(|e| {
+                e.acknowledged()
+                    && e.answered_ms > (window + LIVE.window) * 1000
+                    && e.lines
+                        .iter()
+                        .any(|l| l.ends_with(&format!("samples=2i {window}")))
+            })
+        },
+    );
+    // Long enough for the re-write the late update calls for (8 × HTTP_TIMEOUT after it).
+    std::thread::sleep(Duration::from_secs(6));
+    let log = stop(service);
+    let windows = samples_by_window(&influx, "genesys_queue");
+    assert_eq!(
+        windows
+            .get(&window)
+            .map(|q| (q.len(), q.values().min().copied())),
+        Some((QUEUES, Some(LIVE.samples()))),
+        "window {window} after the late live update; log:\n{log}"
+    );
+    for (id, _) in sim.queues() {
+        assert_values(&sim, &influx, LIVE, &id, window);
+    }
+    // What landed last for that window, as InfluxDB applied the writes: a final point.
+    let mut landed: Vec<_> = gate
+        .exchanges()
+        .into_iter()
+        .filter(|e| e.acknowledged())
+        .filter(|e| e.lines.iter().any(|l| l.ends_with(&format!(" {window}"))))
+        .collect();
+    landed.sort_by_key(|e| e.answered_ms);
+    let finals = format!("samples={}i {window}", LIVE.samples());
+    let last = landed.last().expect("writes of the window");
+    assert!(
+        last.lines.iter().any(|l| l.ends_with(&finals)),
+        "the last write of window {window} is not its final point: {:?}",
+        last.lines.first()
+    );
+    assert!(
+        landed
+            .iter()
+            .filter(|e| e.lines.iter().any(|l| l.ends_with(&finals)))
+            .count()
+            >= 2,
+        "written again after the late update"
+    );
+    assert!(
+        log.contains("outcome unknown"),
+        "the doubtful live update is logged:\n{log}"
+    );
 }
 
 /// Every `genesys_queue` line in the spool, as (window, samples).

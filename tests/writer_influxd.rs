@@ -54,6 +54,7 @@ fn batch(first: usize, count: usize) -> Batch {
     Batch {
         lines,
         line_count: count,
+        window: None,
     }
 }
 
@@ -211,6 +212,7 @@ fn too_large_bodies_are_split() {
     w.send(Batch {
         lines,
         line_count: 800,
+        window: None,
     });
     let stats = w.finish();
     assert_eq!(count(&server), 800);
@@ -525,8 +527,80 @@ fn a_rejected_body_is_halved_even_when_its_middle_byte_is_inside_a_character() {
     w.send(Batch {
         lines,
         line_count: 7,
+        window: None,
     });
     let stats = w.finish();
     assert_eq!(count(&server), 6);
     assert_eq!(stats.lines_dropped.load(Relaxed), 1);
+}
+
+/// (lines, garbled) of each request a test server saw.
+type Seen = Arc<std::sync::Mutex<Vec<(usize, bool)>>>;
+
+/// A server answering every body that holds a `q=bad` line with a 400 whose
+/// `X-Influxdb-Error` carries a control character (ureq: `http parse fail: invalid header
+/// value`), and 204 to the rest; it records (lines, garbled) per request.
+fn garbling_influx() -> (genesys2influx::loopback_http::Server, Seen) {
+    use genesys2influx::loopback_http::{Options, Reply, Response, Server, Stop};
+    let seen: Seen = Arc::default();
+    let log = seen.clone();
+    let options = Options {
+        name: "garbling",
+        max_connections: 16,
+        max_body_bytes: 64 << 20,
+        keep_alive: true,
+    };
+    let server = Server::start(options, Stop::default(), move |request| {
+        let mut text = String::new();
+        let _ = flate2::read::GzDecoder::new(&request.body[..]).read_to_string(&mut text);
+        let garbled = text.contains("q=bad");
+        log.lock().unwrap().push((text.lines().count(), garbled));
+        Reply::Send(if garbled {
+            Response::new(400, "application/json", "")
+                .with_header("X-Influxdb-Error", "unable to parse 'm,q=bad\u{1} v=1i'")
+        } else {
+            Response::new(204, "text/plain", "")
+        })
+    })
+    .expect("garbling server starts");
+    (server, seen)
+}
+
+/// An answer that arrived but cannot be read is not "unreachable", and cannot block the
+/// queue for ever: after three tries the body is split like a refused one, the one line
+/// it comes down to is dropped and counted, and everything else, later batches included,
+/// is delivered.
+#[test]
+fn an_unreadable_answer_costs_one_line_not_the_queue() {
+    let (server, seen) = garbling_influx();
+    let target = InfluxTarget::V1 {
+        url: server.url(),
+        database: DB.into(),
+        retention_policy: None,
+        auth: V1Auth::None,
+    };
+    let writer = Running::start(target, None, Duration::from_secs(5));
+    let mut first = batch(0, 6);
+    first.lines.push_str("m,q=bad v=1i 1600000099\n");
+    first.lines.push_str(&batch(6, 5).lines);
+    first.line_count = 12;
+    writer.send(first);
+    writer.send(batch(20, 4));
+    let stats = writer.stats.clone();
+    wait_for("every good line delivered", Duration::from_secs(30), || {
+        stats.points_written.load(Relaxed) >= 15
+    });
+    let stats = writer.finish();
+    assert_eq!(stats.points_written.load(Relaxed), 15);
+    assert_eq!(stats.lines_dropped.load(Relaxed), 1);
+    let seen = seen.lock().unwrap().clone();
+    let garbled: Vec<usize> = seen.iter().filter(|r| r.1).map(|r| r.0).collect();
+    // Three tries of the whole body (the two batches joined or not), then one garbled
+    // half per level down to the line.
+    assert!(
+        garbled[0] >= 12 && garbled[..3] == [garbled[0]; 3],
+        "{seen:?}"
+    );
+    assert_eq!(garbled.last(), Some(&1), "{seen:?}");
+    assert!(garbled.len() <= 3 + 4, "{seen:?}");
 }

@@ -15,8 +15,8 @@ use crate::aggregate::{Aggregator, ClosedWindow, OpenWindow};
 use crate::config::Config;
 use crate::duration;
 use crate::influx::live::{LiveSlot, LiveUpdate};
-use crate::model::Batch;
 use crate::model::PollEvent;
+use crate::model::{Batch, WindowPart};
 use crate::notify::Notifier;
 use crate::state_file;
 use crate::stats::{Stats, StatsSnapshot};
@@ -180,7 +180,8 @@ impl AggregatorJob {
         let mut parts = self.aggregator.encode(&window).peekable();
         while let Some(mut part) = parts.next() {
             let mut points = part.points;
-            if parts.peek().is_none() {
+            let last = parts.peek().is_none();
+            if last {
                 snapshot.encode(
                     &mut part.lines,
                     &self.instance,
@@ -195,6 +196,10 @@ impl AggregatorJob {
                 .send(Batch {
                     lines: part.lines,
                     line_count: points,
+                    window: Some(WindowPart {
+                        start_ms: window.start_ms,
+                        last,
+                    }),
                 })
                 .is_err()
             {

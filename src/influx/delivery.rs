@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::influx::policy::{decide, truncate, Decision, FailureClass};
+use crate::influx::policy::{decide, truncate, Decision, FailureClass, Failures};
 use crate::influx::transport::Transport;
 use crate::stats::Stats;
 
@@ -56,15 +56,15 @@ impl RejectionLog {
 }
 
 /// Sends `lines` in requests of at most `max_lines` lines, splitting what InfluxDB
-/// rejects as a whole until the bad line is isolated. `attempt` counts the consecutive
-/// failures should this request fail too; `random` in `[0, 1)` jitters the retry.
+/// rejects as a whole until the bad line is isolated. `failures` counts the failures in a
+/// row should this request fail too; `random` in `[0, 1)` jitters the retry.
 pub(crate) fn deliver(
     transport: &mut dyn Transport,
     lines: &str,
     max_lines: usize,
     stats: &Stats,
     rejections: &mut RejectionLog,
-    attempt: u32,
+    failures: Failures,
     random: f64,
 ) -> Delivery {
     // Pieces still to send; the next one is at the end.
@@ -78,7 +78,7 @@ pub(crate) fn deliver(
             &stats.write_ms_max,
             started.elapsed().as_millis().min(u128::from(u64::MAX)) as u64,
         );
-        match decide(&answer, attempt, Instant::now(), random) {
+        match decide(&answer, failures, Instant::now(), random) {
             Decision::Stored => Stats::add(&stats.points_written, count as u64),
             Decision::Partial { message, rejected } => {
                 let rejected = rejected.min(count);
@@ -103,7 +103,7 @@ pub(crate) fn deliver(
                         Stats::add(&stats.lines_dropped, count as u64);
                         rejections.report(Instant::now(), count, || {
                             format!(
-                                "InfluxDB rejected a line, dropped: {message}; line: {}",
+                                "dropped a line InfluxDB did not take: {message}; line: {}",
                                 truncate(piece.trim_end(), 500)
                             )
                         });
@@ -199,7 +199,7 @@ mod tests {
             max_lines,
             stats,
             &mut RejectionLog::default(),
-            1,
+            Failures::attempt(1),
             0.5,
         )
     }
@@ -276,7 +276,7 @@ mod tests {
             if calls == 1 {
                 status(204, "")
             } else {
-                Answer::NoAnswer("connection refused".into())
+                Answer::Unanswered("connection refused".into())
             }
         });
         let body = lines(0..10);

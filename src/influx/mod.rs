@@ -7,6 +7,7 @@ mod gzip;
 pub mod line_protocol;
 pub mod live;
 mod policy;
+mod rewrite;
 mod shutdown;
 pub mod spool;
 #[cfg(test)]

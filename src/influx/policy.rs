@@ -8,8 +8,9 @@
 //! | InfluxDB answers | the writer |
 //! |---|---|
 //! | 2xx | done |
-//! | 400 `partial write` (bad lines, or a type conflict with stored data) | the good lines of that body were stored: log InfluxDB's message (which names the first bad line) once per minute, count the rejected lines as dropped, do not resend |
+//! | 400 `partial write` (bad lines, or a type conflict with stored data), v2 422 `partial write` | the good lines of that body were stored: log InfluxDB's message (which names the first bad line) once per minute, count the rejected lines as dropped, do not resend |
 //! | 400 `field type conflict` within one body (nothing stored), other 400/4xx, 413 too large | split the body in halves and send them again, down to the single line InfluxDB refuses, which is dropped, counted and logged |
+//! | an answer that cannot be read (`http parse fail`, a head too large) | keep the data, backoff as below; the third such answer in a row to the same body splits it like a refused one, so no body blocks the queue for ever |
 //! | 401 / 403 credentials refused | keep the data, retry every 30 s, log loudly once |
 //! | 404 database / bucket not found | keep the data, retry every 30 s, log once |
 //! | 3xx redirect | never followed (a client would resend a write as a GET without its body): keep the data, retry every 30 s, log the `Location` once with the `INFLUXDB_URL` to set |
@@ -25,6 +26,8 @@ pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// The longest `Retry-After` honoured.
 pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+/// Unreadable answers in a row to the same body before it is split like a refused one.
+pub(crate) const GARBLED_TRIES: u32 = 3;
 
 /// What one POST came back with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,15 +39,52 @@ pub(crate) enum Answer {
         location: Option<String>,
         body: String,
     },
-    /// No HTTP answer: refused connection, timeout, reset, DNS, TLS, or none before the
-    /// shutdown deadline.
-    NoAnswer(String),
+    /// No HTTP answer, and the request may have reached InfluxDB: a timeout, a reset
+    /// connection, TLS, or none before the shutdown deadline. It may still be applied
+    /// later (held by a proxy, queued in a stalled influxd).
+    Unanswered(String),
+    /// The request never left: connection refused, host not found.
+    NotSent(String),
+    /// An answer came but could not be read (`http parse fail: invalid header value`, a
+    /// head too large): something is there and answering, so this is not "unreachable".
+    Garbled(String),
+}
+
+impl Answer {
+    /// Why, when the request may have been stored (or may yet be) although no answer
+    /// said so.
+    pub(crate) fn outcome_unknown(&self) -> Option<&str> {
+        match self {
+            Answer::Unanswered(why) => Some(why),
+            _ => None,
+        }
+    }
+}
+
+/// The failures in a row before an answer, as the policy counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Failures {
+    /// This request's number among the failing ones, from 1: the backoff grows with it.
+    pub(crate) attempt: u32,
+    /// Unreadable answers in a row to the same body before this one.
+    pub(crate) garbled: u32,
+}
+
+impl Failures {
+    /// The `attempt`-th request in a row, with no unreadable answer before it.
+    pub(crate) fn attempt(attempt: u32) -> Failures {
+        Failures {
+            attempt,
+            garbled: 0,
+        }
+    }
 }
 
 /// Why InfluxDB is not taking data right now; each is logged once, not per retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FailureClass {
     Unreachable,
+    Garbled,
     ServerError,
     Busy,
     Refused,
@@ -56,6 +96,7 @@ impl FailureClass {
     pub(crate) fn describe(self) -> &'static str {
         match self {
             FailureClass::Unreachable => "unreachable",
+            FailureClass::Garbled => "answering with something that cannot be read",
             FailureClass::ServerError => "failing (5xx)",
             FailureClass::Busy => "busy (429/503)",
             FailureClass::Refused => "refusing the credentials",
@@ -87,11 +128,11 @@ pub(crate) enum Decision {
     },
 }
 
-/// The decision on `answer`, given the consecutive failures so far including this one
-/// (`attempt`, from 1), the time of the answer and `random` in `[0, 1)` for the jitter.
-pub(crate) fn decide(answer: &Answer, attempt: u32, now: Instant, random: f64) -> Decision {
+/// The decision on `answer`, given the failures in a row so far (`failures`), the time
+/// of the answer and `random` in `[0, 1)` for the jitter.
+pub(crate) fn decide(answer: &Answer, failures: Failures, now: Instant, random: f64) -> Decision {
     let retry = |class, hint, message| {
-        let wait = retry_delay(class, hint, attempt, random);
+        let wait = retry_delay(class, hint, failures.attempt, random);
         Decision::Retry {
             class,
             message,
@@ -100,9 +141,18 @@ pub(crate) fn decide(answer: &Answer, attempt: u32, now: Instant, random: f64) -
         }
     };
     let (code, retry_after, body) = match answer {
-        Answer::NoAnswer(message) => {
+        Answer::Unanswered(message) | Answer::NotSent(message) => {
             return retry(FailureClass::Unreachable, None, message.clone())
         }
+        Answer::Garbled(message) if failures.garbled + 1 >= GARBLED_TRIES => {
+            return Decision::Split {
+                message: format!(
+                    "its answer could not be read {GARBLED_TRIES} times in a row, so whether \
+                     it was stored is unknown ({message})"
+                ),
+            }
+        }
+        Answer::Garbled(message) => return retry(FailureClass::Garbled, None, message.clone()),
         Answer::Status {
             code: code @ 300..=399,
             location,
@@ -128,7 +178,7 @@ pub(crate) fn decide(answer: &Answer, attempt: u32, now: Instant, random: f64) -
         401 | 403 => status_retry(FailureClass::Refused),
         404 => status_retry(FailureClass::NotFound),
         429 | 503 => status_retry(FailureClass::Busy),
-        400 if message.to_ascii_lowercase().contains("partial write") => Decision::Partial {
+        400 | 422 if message.to_ascii_lowercase().contains("partial write") => Decision::Partial {
             rejected: rejected_lines(&message),
             message,
         },
@@ -272,7 +322,7 @@ mod tests {
     #[test]
     fn decisions_follow_the_policy_table_row_by_row() {
         let now = Instant::now();
-        let first = |answer: &Answer| decide(answer, 1, now, 0.0);
+        let first = |answer: &Answer| decide(answer, Failures::attempt(1), now, 0.0);
         // 2xx: done.
         assert_eq!(first(&status(204, "")), Decision::Stored);
         assert_eq!(first(&status(200, "{}")), Decision::Stored);
@@ -317,7 +367,7 @@ mod tests {
             assert_eq!(
                 decide(
                     &status(401, r#"{"error":"authorization failed"}"#),
-                    attempt,
+                    Failures::attempt(attempt),
                     now,
                     0.3
                 ),
@@ -353,7 +403,7 @@ mod tests {
                 ),
                 body: String::new(),
             };
-            match decide(&answer, 3, now, 0.5) {
+            match decide(&answer, Failures::attempt(3), now, 0.5) {
                 Decision::Retry {
                     class: FailureClass::Redirected,
                     message,
@@ -400,7 +450,7 @@ mod tests {
             )
         );
         assert_eq!(
-            decide(&status(502, ""), 3, now, 0.5),
+            decide(&status(502, ""), Failures::attempt(3), now, 0.5),
             retry(
                 FailureClass::ServerError,
                 "502 ",
@@ -410,8 +460,8 @@ mod tests {
         );
         assert_eq!(
             decide(
-                &Answer::NoAnswer("connection refused".into()),
-                40,
+                &Answer::Unanswered("connection refused".into()),
+                Failures::attempt(40),
                 now,
                 0.999
             ),
@@ -422,6 +472,79 @@ mod tests {
                 now
             )
         );
+    }
+
+    #[test]
+    fn a_v2_partial_write_is_not_resent_and_counts_its_dropped_lines() {
+        let now = Instant::now();
+        let answer = status(
+            422,
+            r#"{"code":"unprocessable entity","message":"failure writing points to database: partial write: field type conflict: input field \"f\" on measurement \"m\" is type float, already exists as type integer dropped=3"}"#,
+        );
+        assert!(matches!(
+            decide(&answer, Failures::attempt(1), now, 0.5),
+            Decision::Partial { rejected: 3, .. }
+        ));
+        assert!(matches!(
+            decide(
+                &status(422, "unprocessable"),
+                Failures::attempt(1),
+                now,
+                0.5
+            ),
+            Decision::Split { .. }
+        ));
+    }
+
+    #[test]
+    fn an_unreadable_answer_is_retried_then_its_body_split() {
+        let now = Instant::now();
+        let garbled = Answer::Garbled("http parse fail: invalid header value".into());
+        for garbled_before in 0..GARBLED_TRIES - 1 {
+            let failures = Failures {
+                attempt: garbled_before + 1,
+                garbled: garbled_before,
+            };
+            match decide(&garbled, failures, now, 0.0) {
+                Decision::Retry {
+                    class: FailureClass::Garbled,
+                    message,
+                    ..
+                } => assert_eq!(message, "http parse fail: invalid header value"),
+                other => panic!("{other:?}"),
+            }
+        }
+        let third = Failures {
+            attempt: GARBLED_TRIES,
+            garbled: GARBLED_TRIES - 1,
+        };
+        match decide(&garbled, third, now, 0.0) {
+            Decision::Split { message } => assert!(
+                message.contains("could not be read 3 times in a row")
+                    && message.contains("invalid header value"),
+                "{message}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // Refused connections never reached InfluxDB; timeouts may have.
+        assert!(matches!(
+            decide(
+                &Answer::NotSent("connection refused".into()),
+                third,
+                now,
+                0.0
+            ),
+            Decision::Retry {
+                class: FailureClass::Unreachable,
+                ..
+            }
+        ));
+        assert_eq!(
+            Answer::Unanswered("timeout".into()).outcome_unknown(),
+            Some("timeout")
+        );
+        assert_eq!(Answer::NotSent("refused".into()).outcome_unknown(), None);
+        assert_eq!(garbled.outcome_unknown(), None);
     }
 
     #[test]
@@ -453,6 +576,27 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whatever was answered before: an unreadable answer never counts as stored, is
+        /// retried while fewer than GARBLED_TRIES came in a row, and splits the body after.
+        #[test]
+        fn an_unreadable_answer_is_retried_a_bounded_number_of_times(
+            message in ".{0,80}",
+            attempt in 1u32..100,
+            garbled in 0u32..100,
+            random in 0.0f64..1.0,
+        ) {
+            let now = Instant::now();
+            let failures = Failures { attempt, garbled };
+            match decide(&Answer::Garbled(message), failures, now, random) {
+                Decision::Retry { class: FailureClass::Garbled, at, .. } => {
+                    prop_assert!(garbled + 1 < GARBLED_TRIES);
+                    prop_assert!(at > now && at <= now + MAX_BACKOFF);
+                }
+                Decision::Split { .. } => prop_assert!(garbled + 1 >= GARBLED_TRIES),
+                other => prop_assert!(false, "{:?}", other),
+            }
+        }
 
         /// Any Unicode text cut at any byte count: no panic, a prefix on a char boundary
         /// within the limit, and the longest such prefix (the next character would not fit).

@@ -56,6 +56,7 @@ pub(crate) fn batch(range: std::ops::Range<usize>) -> Batch {
     Batch {
         line_count: range.len(),
         lines: lines(range),
+        window: None,
     }
 }
 
@@ -63,6 +64,7 @@ pub(crate) fn joined(lines: &[String]) -> Batch {
     Batch {
         lines: lines.iter().map(|l| format!("{l}\n")).collect(),
         line_count: lines.len(),
+        window: None,
     }
 }
 
@@ -107,8 +109,8 @@ pub(crate) fn arbitrary_answer() -> impl Strategy<Value = Answer> {
             code,
             format!("partial write{}", "ü".repeat(70_000 + tail.len()))
         )),
-        Just(Answer::NoAnswer("connection reset".into())),
-        Just(Answer::NoAnswer(SHUTDOWN_OVER.into())),
+        Just(Answer::Unanswered("connection reset".into())),
+        Just(Answer::Unanswered(SHUTDOWN_OVER.into())),
     ]
 }
 

@@ -31,14 +31,14 @@ impl Transport for HttpTransport {
     fn post(&mut self, lines: &str) -> Answer {
         let body = match self.gzip.body(lines.as_bytes()) {
             Ok(body) => body,
-            Err(e) => return Answer::NoAnswer(format!("gzip: {e}")),
+            Err(e) => return Answer::Unanswered(format!("gzip: {e}")),
         };
         let timeout = match self.clock.deadline() {
             None => None,
             Some(deadline) => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    return Answer::NoAnswer(SHUTDOWN_OVER.to_string());
+                    return Answer::Unanswered(SHUTDOWN_OVER.to_string());
                 }
                 let configured = self.agent.config().timeouts().global;
                 Some(configured.map_or(left, |t| t.min(left)))
@@ -53,7 +53,7 @@ impl Transport for HttpTransport {
                 let _ = done.send((answer, body));
             });
         if let Err(e) = started {
-            return Answer::NoAnswer(format!("cannot start the request thread: {e}"));
+            return Answer::Unanswered(format!("cannot start the request thread: {e}"));
         }
         // An abandoned request keeps its buffer; the next body gets a new one.
         match self.clock.wait_for(&answer) {
@@ -61,7 +61,7 @@ impl Transport for HttpTransport {
                 self.gzip.give_back(body);
                 answer
             }
-            None => Answer::NoAnswer(SHUTDOWN_OVER.to_string()),
+            None => Answer::Unanswered(SHUTDOWN_OVER.to_string()),
         }
     }
 }
@@ -86,7 +86,24 @@ fn post_once(
             location: header(&response, "location"),
             body: read_bounded(response.body_mut()),
         },
-        Err(e) => Answer::NoAnswer(e.to_string()),
+        Err(e) => unanswered(e),
+    }
+}
+
+/// What a request that got no usable answer means: never sent, answered unreadably, or
+/// unknown (it may have been, or may yet be, applied).
+fn unanswered(error: ureq::Error) -> Answer {
+    use ureq::{Error, Timeout};
+    let message = error.to_string();
+    match error {
+        Error::Protocol(_) | Error::LargeResponseHeader(..) => Answer::Garbled(message),
+        Error::HostNotFound
+        | Error::ConnectionFailed
+        | Error::Timeout(Timeout::Resolve | Timeout::Connect) => Answer::NotSent(message),
+        Error::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Answer::NotSent(message)
+        }
+        _ => Answer::Unanswered(message),
     }
 }
 

@@ -16,7 +16,9 @@
 //!
 //! Live updates of the window in progress (`live.rs`) come through a [`LiveSlot`], not
 //! the channel: one is sent only when no final data waits, InfluxDB is not failing and
-//! shutdown has not begun, and it is dropped, never kept, when it cannot be sent.
+//! shutdown has not begun, and it is dropped, never kept, when it cannot be sent. One
+//! that got no answer may still land late: its window's final point is written again
+//! later (`rewrite.rs`).
 //!
 //! Every failure class is logged once when it starts, then as a summary every 5 minutes
 //! (`InfluxDB unreachable for 5m, 30 batches (1200 lines) spooled`), and once on recovery.
@@ -44,7 +46,8 @@ use crate::influx::delivery::{count_lines, deliver, Delivery, RejectionLog};
 use crate::influx::endpoint::Endpoint;
 use crate::influx::gzip::Gzip;
 use crate::influx::live::{self, LiveSlot, LiveUpdates};
-use crate::influx::policy::{decide, Decision, FailureClass};
+use crate::influx::policy::{decide, Decision, FailureClass, Failures};
+use crate::influx::rewrite::{self, Rewrites};
 use crate::influx::shutdown::ShutdownClock;
 use crate::influx::transport::{HttpTransport, Transport};
 use crate::jitter::Jitter;
@@ -68,6 +71,8 @@ const IDLE_WAIT: Duration = Duration::from_secs(1);
 /// After the shutdown deadline, how long the last parts of the closing window may still
 /// take to arrive (they are spooled, not sent).
 const FINAL_PARTS_GRACE: Duration = Duration::from_millis(200);
+/// `HTTP_TIMEOUT` when the agent has none (tests): paces the re-writes of `rewrite.rs`.
+const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct WriterSettings {
     pub target: InfluxTarget,
@@ -103,6 +108,11 @@ pub fn run(
     let clock = ShutdownClock::new(stop, settings.shutdown_timeout);
     let endpoint = Arc::new(endpoint);
     let identify = live::start(settings.live_updates, &agent, &endpoint, &live);
+    let http_timeout = agent
+        .config()
+        .timeouts()
+        .global
+        .unwrap_or(DEFAULT_HTTP_TIMEOUT);
     let transport = HttpTransport {
         agent,
         endpoint,
@@ -114,6 +124,7 @@ pub fn run(
     let mut writer = Writer::new(transport, backlog, &settings, stats, clock, live);
     writer.identify = identify;
     writer.part_buffers = Some(part_buffers);
+    writer.rewrites = Rewrites::new(http_timeout);
     writer.run(&input);
 }
 
@@ -141,6 +152,8 @@ struct Writer<T: Transport> {
     /// While InfluxDB is failing: when to try again.
     retry_at: Option<Instant>,
     attempt: u32,
+    /// Unreadable answers in a row (to the body at the front).
+    garbled: u32,
     outage: Option<Outage>,
     next_replay: Instant,
     rejections: RejectionLog,
@@ -154,6 +167,8 @@ struct Writer<T: Transport> {
     live: LiveSlot,
     /// After a live update failed: no other before then.
     live_retry_at: Option<Instant>,
+    /// Windows whose live update got no answer, and their final lines to write again.
+    rewrites: Rewrites,
     /// While `LIVE_UPDATES=auto` has not identified the backend: asks for another ping.
     identify: Option<Sender<()>>,
 }
@@ -183,6 +198,7 @@ impl<T: Transport> Writer<T> {
             part_buffers: None,
             retry_at: None,
             attempt: 0,
+            garbled: 0,
             outage: None,
             next_replay: Instant::now(),
             rejections: RejectionLog::default(),
@@ -192,6 +208,7 @@ impl<T: Transport> Writer<T> {
             clock,
             live,
             live_retry_at: None,
+            rewrites: Rewrites::new(DEFAULT_HTTP_TIMEOUT),
             identify: None,
         }
     }
@@ -262,19 +279,26 @@ impl<T: Transport> Writer<T> {
             },
         };
         match first {
-            Ok(batch) => self.fresh.push_back(batch),
+            Ok(batch) => self.take_in(batch, Instant::now()),
             // Woken by a live update: final data that came meanwhile still goes first.
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return false,
         }
         while !self.fresh_is_full() {
             match input.try_recv() {
-                Ok(batch) => self.fresh.push_back(batch),
+                Ok(batch) => self.take_in(batch, Instant::now()),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => return false,
             }
         }
         true
+    }
+
+    /// A batch from the input joins the fresh ones; a copy is kept if its window is in
+    /// doubt.
+    fn take_in(&mut self, batch: Batch, now: Instant) {
+        self.rewrites.capture(&batch, now);
+        self.fresh.push_back(batch);
     }
 
     /// Whether the fresh batches already make a full request.
@@ -302,8 +326,12 @@ impl<T: Transport> Writer<T> {
     }
 
     /// Does at most one unit of work: a fresh request, a retry, one replay request, or,
-    /// with nothing final waiting, the live update.
+    /// with nothing final waiting, the live update. A re-write that is due joins the
+    /// fresh batches first.
     fn step(&mut self, now: Instant) {
+        if let Some(rewrite) = self.rewrites.due(now) {
+            self.fresh.push_back(rewrite);
+        }
         match self.retry_at {
             Some(at) if now < at => {
                 self.summarise_outage(now);
@@ -320,7 +348,9 @@ impl<T: Transport> Writer<T> {
     }
 
     /// Sends the waiting live update, if any and none failed lately; any failure drops
-    /// it (counted in `live_updates_skipped`): the next poll brings a newer one.
+    /// it (counted in `live_updates_skipped`): the next poll brings a newer one. One
+    /// without an answer puts its window in doubt (see `rewrite.rs`); no live update of
+    /// a window in doubt is sent.
     fn send_live(&mut self, now: Instant) {
         if self.live_retry_at.is_some_and(|at| now < at) {
             return;
@@ -328,11 +358,24 @@ impl<T: Transport> Writer<T> {
         let Some(update) = self.live.take() else {
             return;
         };
-        let stats = &self.stats;
+        let stats = Arc::clone(&self.stats);
+        if !self.rewrites.live_allowed(update.window_start_ms) {
+            Stats::incr(&stats.live_updates_skipped);
+            return;
+        }
         for part in &update.parts {
             let count = count_lines(part);
+            let sent_at = Instant::now();
             let answer = self.transport.post(part);
-            match decide(&answer, 1, now, self.jitter.next_fraction()) {
+            if let Some(why) = answer.outcome_unknown() {
+                self.doubt_live(update.window_start_ms, sent_at, why);
+            }
+            match decide(
+                &answer,
+                Failures::attempt(1),
+                now,
+                self.jitter.next_fraction(),
+            ) {
                 Decision::Stored => Stats::add(&stats.live_points_written, count as u64),
                 Decision::Partial { rejected, .. } => Stats::add(
                     &stats.live_points_written,
@@ -353,6 +396,25 @@ impl<T: Transport> Writer<T> {
         for part in update.parts {
             self.give_back(part);
         }
+    }
+
+    /// A live request of the window starting at `window_start_ms` got no answer: logged
+    /// (a warning when no other window is in doubt), and the window put in doubt.
+    fn doubt_live(&mut self, window_start_ms: u64, sent_at: Instant, why: &str) {
+        let level = if self.rewrites.is_empty() {
+            log::Level::Warn
+        } else {
+            log::Level::Debug
+        };
+        log::log!(
+            level,
+            "a live update of the window of {} got no answer ({why}), outcome unknown: it \
+             may still land, so that window's final point will be written again {} after it \
+             was sent, and no more live updates of it are sent",
+            crate::time::format_utc_ms(window_start_ms),
+            rewrite::schedule(self.rewrites.http_timeout())
+        );
+        self.rewrites.doubt(window_start_ms, sent_at);
     }
 
     /// After a successful write: if the backend is still to be identified, ask again.
@@ -390,7 +452,10 @@ impl<T: Transport> Writer<T> {
             self.max_lines,
             &self.stats,
             &mut self.rejections,
-            self.attempt.saturating_add(1),
+            Failures {
+                attempt: self.attempt.saturating_add(1),
+                garbled: self.garbled,
+            },
             self.jitter.next_fraction(),
         ) {
             Delivery::Done => self.wrote(),
@@ -406,6 +471,7 @@ impl<T: Transport> Writer<T> {
                 self.keep(Batch {
                     lines: rest,
                     line_count: rest_lines,
+                    window: None,
                 });
             }
         }
@@ -474,7 +540,10 @@ impl<T: Transport> Writer<T> {
             self.max_lines,
             &self.stats,
             &mut self.rejections,
-            self.attempt.saturating_add(1),
+            Failures {
+                attempt: self.attempt.saturating_add(1),
+                garbled: self.garbled,
+            },
             self.jitter.next_fraction(),
         );
         match delivery {
@@ -494,6 +563,7 @@ impl<T: Transport> Writer<T> {
                 self.backlog.front_partly_delivered(Batch {
                     lines: rest,
                     line_count: rest_lines,
+                    window: None,
                 });
                 self.failed(class, wait, at, &message);
                 false
@@ -513,6 +583,10 @@ impl<T: Transport> Writer<T> {
     fn failed(&mut self, class: FailureClass, wait: Duration, at: Instant, message: &str) {
         let now = Instant::now();
         self.attempt = self.attempt.saturating_add(1);
+        self.garbled = match class {
+            FailureClass::Garbled => self.garbled.saturating_add(1),
+            _ => 0,
+        };
         self.retry_at = Some(at);
         if self.live.take().is_some() {
             Stats::incr(&self.stats.live_updates_skipped);
@@ -572,6 +646,7 @@ impl<T: Transport> Writer<T> {
     fn recovered(&mut self) {
         self.retry_at = None;
         self.attempt = 0;
+        self.garbled = 0;
         if let Some(outage) = self.outage.take() {
             log::info!(
                 "InfluxDB accepts writes again after {}; {} lines waiting are being replayed",
@@ -583,14 +658,16 @@ impl<T: Transport> Writer<T> {
 
     /// At exit: the parts of the closing window still arriving, the fresh batches and
     /// the memory backlog go to the spool; what cannot is counted and logged as lost.
+    /// Re-writes still to come go to the spool too, to be done after a restart.
     fn settle_at_exit(&mut self, input: &Receiver<Batch>) {
         let until = Instant::now() + FINAL_PARTS_GRACE;
         while let Ok(batch) = input.recv_deadline(until) {
-            self.fresh.push_back(batch);
+            self.take_in(batch, Instant::now());
         }
         while let Some(batch) = self.fresh.pop_front() {
             self.backlog.push(batch);
         }
+        self.spool_rewrites_at_exit();
         let lost = self.backlog.abandon_memory();
         if lost > 0 {
             log::error!(
@@ -600,7 +677,44 @@ impl<T: Transport> Writer<T> {
         }
     }
 
+    /// The final points still to be written again go to the spool, replayed at the next
+    /// start; without a spool they are abandoned (their windows were written, only the
+    /// protection against a late live update ends), and the log says which.
+    fn spool_rewrites_at_exit(&mut self) {
+        let (batches, windows) = self.rewrites.take_all();
+        if windows.is_empty() {
+            return;
+        }
+        let windows: Vec<String> = windows
+            .into_iter()
+            .map(crate::time::format_utc_ms)
+            .collect();
+        let windows = windows.join(", ");
+        if !self.backlog.spool_configured() {
+            log::warn!(
+                "shutdown: the final points of the windows of {windows} are not written again \
+                 (a live update of each got no answer and may still land; no SPOOL_DIR to keep \
+                 them until the next start)"
+            );
+            return;
+        }
+        for batch in batches {
+            self.backlog.push(batch);
+        }
+        log::info!(
+            "shutdown: the final points of the windows of {windows} are spooled, to be written \
+             again at the next start (a live update of each got no answer and may still land)"
+        );
+    }
+
     fn log_summary_at_exit(&self) {
+        let rewritten = self.rewrites.lines_rewritten();
+        if rewritten > 0 {
+            log::info!(
+                "writer: {rewritten} lines of final points were written again, after live \
+                 updates that got no answer (counted in points_written)"
+            );
+        }
         let waiting = self.backlog.lines();
         if waiting > 0 {
             log::info!(
@@ -688,7 +802,7 @@ mod tests {
             if up2.get() {
                 status(204, "")
             } else {
-                Answer::NoAnswer("connection refused".into())
+                Answer::Unanswered("connection refused".into())
             }
         });
         let mut w = writer(t, 100, &stats, LiveSlot::new(stats.clone()));
@@ -722,7 +836,7 @@ mod tests {
     #[test]
     fn at_exit_without_a_spool_every_unsent_line_is_counted_as_lost() {
         let stats = Arc::new(Stats::default());
-        let t = fake(|_| Answer::NoAnswer("connection refused".into()));
+        let t = fake(|_| Answer::Unanswered("connection refused".into()));
         let mut w = writer(t, 100, &stats, LiveSlot::new(stats.clone()));
         w.fresh.push_back(batch(0..3));
         w.step(Instant::now());
@@ -787,7 +901,7 @@ mod tests {
             if up2.get() {
                 status(204, "")
             } else {
-                Answer::NoAnswer("connection refused".into())
+                Answer::NotSent("connection refused".into())
             }
         }));
         let now = Instant::now();
@@ -813,6 +927,172 @@ mod tests {
         assert_eq!(slot.take(), None);
         assert_eq!(stats.live_updates_skipped.load(Relaxed), 1);
         assert_eq!(w.backlog.lines(), 2, "the final lines are kept");
+    }
+
+    /// A final point's part of the window starting at `start_ms`.
+    fn final_part(start_ms: u64, lines: &str, last: bool) -> Batch {
+        Batch {
+            lines: lines.to_string(),
+            line_count: count_lines(lines),
+            window: Some(crate::model::WindowPart { start_ms, last }),
+        }
+    }
+
+    #[test]
+    fn a_live_update_without_an_answer_gets_its_final_point_written_again_later() {
+        let (mut w, slot, stats) = live_writer(fake(|body: &str| {
+            if body.starts_with("live") {
+                Answer::Unanswered("timeout: global".into())
+            } else {
+                status(204, "")
+            }
+        }));
+        let t = Duration::from_secs(1);
+        w.rewrites = Rewrites::new(t);
+        let t0 = Instant::now();
+        slot.offer(live(0, "live 0\n"));
+        w.step(t0);
+        // No other live update of that window is sent.
+        slot.offer(live(0, "live 0 again\n"));
+        w.step(t0 + MAX_BACKOFF);
+        assert_eq!(stats.live_updates_skipped.load(Relaxed), 2);
+        w.take_in(final_part(0, "final a\n", false), t0 + MAX_BACKOFF);
+        w.take_in(final_part(0, "final b\n", true), t0 + MAX_BACKOFF);
+        let mut at = t0 + MAX_BACKOFF;
+        while at < t0 + 40 * t {
+            w.step(at);
+            at += Duration::from_millis(500);
+        }
+        let finals = w
+            .transport
+            .sent
+            .iter()
+            .filter(|b| b.starts_with("final"))
+            .count();
+        // The final itself (after 2 s and 8 s: the 30 s backoff passed them), then 32 s.
+        assert_eq!(finals, 2, "{:?}", w.transport.sent);
+        assert_eq!(
+            w.transport.sent.last().map(String::as_str),
+            Some("final a\nfinal b\n")
+        );
+        assert!(w.rewrites.is_empty());
+    }
+
+    #[test]
+    fn a_live_update_that_never_left_puts_nothing_in_doubt() {
+        let (mut w, slot, _) = live_writer(fake(|_| Answer::NotSent("connection refused".into())));
+        slot.offer(live(0, "live 0\n"));
+        w.step(Instant::now());
+        assert!(w.rewrites.is_empty());
+    }
+
+    #[test]
+    fn re_writes_still_due_at_exit_go_to_the_spool() {
+        let temp = crate::testing::TempDir::new("writer-rewrites");
+        let spool = SpoolConfig {
+            dir: Some(temp.0.clone()),
+            max_bytes: 1 << 20,
+        };
+        let stats = Arc::new(Stats::default());
+        let slot = LiveSlot::new(stats.clone());
+        slot.enable();
+        let backlog = Backlog::new(&spool, 1 << 20, stats.clone());
+        let t = fake(|body: &str| {
+            if body.starts_with("live") {
+                Answer::Unanswered("connection reset".into())
+            } else {
+                status(204, "")
+            }
+        });
+        let mut w = Writer::new(
+            t,
+            backlog,
+            &settings(100),
+            stats.clone(),
+            clock(),
+            slot.clone(),
+        );
+        slot.offer(live(0, "live 0\n"));
+        w.step(Instant::now());
+        w.take_in(final_part(0, "final 0\n", true), Instant::now());
+        w.step(Instant::now());
+        let (_, closed) = crossbeam_channel::bounded::<Batch>(0);
+        w.settle_at_exit(&closed);
+        assert_eq!(
+            w.backlog.front().map(|f| f.0.to_string()),
+            Some("final 0\n".into())
+        );
+        assert_eq!(stats.lines_dropped.load(Relaxed), 0);
+    }
+
+    /// InfluxDB answers every body holding `bad` with something unreadable, the rest 204.
+    fn garbling(bad: &'static str) -> impl FnMut(&str) -> Answer {
+        move |body: &str| {
+            if body.contains(bad) {
+                Answer::Garbled("http parse fail: invalid header value".into())
+            } else {
+                status(204, "")
+            }
+        }
+    }
+
+    #[test]
+    fn a_body_whose_answer_cannot_be_read_is_split_and_its_line_dropped_after_three_tries() {
+        let stats = Arc::new(Stats::default());
+        let mut w = writer(
+            fake(garbling("f=5i")),
+            100,
+            &stats,
+            LiveSlot::new(stats.clone()),
+        );
+        w.fresh.push_back(batch(0..16));
+        let mut now = Instant::now();
+        // Bounded: each step is later than any retry due.
+        for _ in 0..10 {
+            w.step(now);
+            now += MAX_BACKOFF;
+        }
+        w.fresh.push_back(batch(16..20));
+        w.step(now);
+        assert!(
+            w.backlog.is_empty() && w.retry_at.is_none(),
+            "the queue moves"
+        );
+        assert_eq!(stats.points_written.load(Relaxed), 19);
+        assert_eq!(stats.lines_dropped.load(Relaxed), 1);
+        // Three tries of the whole body, then halves down to the line: 2 per level.
+        assert_eq!(
+            w.transport.sent.len(),
+            3 + 2 * 4 + 1,
+            "{:?}",
+            w.transport.sent
+        );
+        assert_eq!(w.transport.sent.last(), Some(&lines(16..20)));
+    }
+
+    #[test]
+    fn a_v2_partial_write_is_not_resent() {
+        let stats = Arc::new(Stats::default());
+        let t = fake(|_| {
+            status(
+                422,
+                r#"{"code":"unprocessable entity","message":"failure writing points to database: partial write: points beyond retention policy dropped=2"}"#,
+            )
+        });
+        let mut w = writer(t, 100, &stats, LiveSlot::new(stats.clone()));
+        w.fresh.push_back(batch(0..5));
+        let now = Instant::now();
+        for i in 0..5 {
+            w.step(now + MAX_RETRY_AFTER * i);
+        }
+        assert_eq!(
+            w.transport.sent,
+            vec![lines(0..5)],
+            "one request, never resent"
+        );
+        assert_eq!(stats.points_written.load(Relaxed), 3);
+        assert_eq!(stats.lines_dropped.load(Relaxed), 2);
+        assert!(w.backlog.is_empty() && w.retry_at.is_none());
     }
 
     /// What the aggregator and the clock do in the property below.
@@ -862,7 +1142,11 @@ mod tests {
                         handed_at.push((window, w.transport.sent.len()));
                         let lines: String =
                             (0..count).map(|i| format!("final,w={window} i={i}i\n")).collect();
-                        w.fresh.push_back(Batch { lines, line_count: count });
+                        w.take_in(Batch {
+                            lines,
+                            line_count: count,
+                            window: Some(crate::model::WindowPart { start_ms: window, last: true }),
+                        }, now);
                         produced += count as u64;
                         window += 1;
                     }
@@ -888,8 +1172,8 @@ mod tests {
             w.settle_at_exit(&closed);
             prop_assert_eq!(
                 stats.points_written.load(Relaxed) + stats.lines_dropped.load(Relaxed),
-                produced,
-                "final lines, each once; live ones never among them"
+                produced + w.rewrites.lines_rewritten(),
+                "final lines, each once (and once per re-write); live ones never among them"
             );
         }
 

@@ -193,6 +193,7 @@ impl KpiPoller {
                                 sink(Batch {
                                     lines: std::mem::take(&mut lines),
                                     line_count,
+                                    window: None,
                                 });
                                 line_count = 0;
                             }
@@ -234,7 +235,11 @@ impl KpiPoller {
             self.resume_from_ms = resume_from_ms;
         }
         if line_count > 0 {
-            sink(Batch { lines, line_count });
+            sink(Batch {
+                lines,
+                line_count,
+                window: None,
+            });
         }
         PollOutcome::Polled { resume_from_ms }
     }

@@ -1,9 +1,10 @@
 //! A loopback HTTP gate in front of a real `influxd`: it forwards every write, records
 //! what it saw (decompressed lines, sizes, the status it answered, when) and can be told
-//! to fail: answer 500 the next `n` times, delay the next forward, drop connections
-//! without answering (InfluxDB "unreachable" without stopping it), answer 413 to every
-//! body of more than one line, or redirect. [`Silent`] accepts connections and never
-//! answers.
+//! to fail: answer 500 the next `n` times, delay the next forward, hold the next write
+//! carrying a chosen line for a while and then apply it (a proxy or a stalled InfluxDB
+//! that lets a request land long after the client gave up), drop connections without
+//! answering (InfluxDB "unreachable" without stopping it), answer 413 to every body of
+//! more than one line, or redirect. [`Silent`] accepts connections and never answers.
 //!
 //! It answers without InfluxDB's headers, so `LIVE_UPDATES=auto` sees an unknown backend
 //! behind it and leaves live updates off: what passes the gate is final windows only.
@@ -52,6 +53,8 @@ impl Exchange {
 struct Plan {
     fail_500: u32,
     delay_next: Option<Duration>,
+    /// The next write with a line ending in this text is forwarded only after the delay.
+    hold_line_ending: Option<(String, Duration)>,
     dropping: bool,
     single_lines_only: bool,
     /// Answered in turn instead of forwarding: (status, Location).
@@ -93,6 +96,13 @@ impl Gate {
     /// The next forwarded request is answered only after `delay`.
     pub fn delay_next(&self, delay: Duration) {
         self.plan.lock().unwrap().delay_next = Some(delay);
+    }
+
+    /// The next write with a line ending in `suffix` is held for `delay`, then forwarded
+    /// to InfluxDB whether or not the client is still waiting (it has usually given up):
+    /// the write lands `delay` after it was sent.
+    pub fn hold_write_with_line_ending(&self, suffix: &str, delay: Duration) {
+        self.plan.lock().unwrap().hold_line_ending = Some((suffix.to_string(), delay));
     }
 
     /// While on, every request is read and its connection closed without an answer.
@@ -196,6 +206,11 @@ fn serve(
             Action::Fail500
         } else if plan.single_lines_only && exchange.lines.len() > 1 {
             Action::TooLarge
+        } else if let Some(delay) = plan
+            .hold_line_ending
+            .take_if(|(suffix, _)| exchange.lines.iter().any(|l| l.ends_with(suffix.as_str())))
+        {
+            Action::Forward(Some(delay.1))
         } else {
             Action::Forward(plan.delay_next.take())
         }
