@@ -42,10 +42,7 @@ impl std::fmt::Display for CheckError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CheckError::Unreachable(m) => write!(f, "InfluxDB unreachable: {m}"),
-            CheckError::Refused(m) => write!(
-                f,
-                "InfluxDB refused the credentials: {m}; check INFLUXDB_USERNAME/INFLUXDB_PASSWORD or INFLUXDB_TOKEN"
-            ),
+            CheckError::Refused(m) => write!(f, "InfluxDB refused the credentials: {m}"),
             CheckError::NotFound(m) => write!(
                 f,
                 "InfluxDB answered 404: {m}; check INFLUXDB_DATABASE/INFLUXDB_BUCKET and INFLUXDB_URL"
@@ -88,12 +85,26 @@ pub fn check(target: &InfluxTarget, agent: &ureq::Agent) -> Result<String, Check
             status,
             location.as_deref(),
         ))),
-        401 | 403 => Err(CheckError::Refused(format!("{status} {message}"))),
+        401 | 403 => Err(CheckError::Refused(format!(
+            "{status} {message}; check {}",
+            credentials_hint(target)
+        ))),
         404 => Err(CheckError::NotFound(format!(
             "{} ({message})",
             endpoint.destination
         ))),
         _ => Err(CheckError::Rejected(format!("{status} {message}"))),
+    }
+}
+
+/// The variables that hold the credentials of `target`, for a hint after a 401/403: a
+/// v2 target (a bucket) authenticates with a token only.
+pub(crate) fn credentials_hint(target: &InfluxTarget) -> &'static str {
+    match target {
+        InfluxTarget::V2 { .. } => "INFLUXDB_TOKEN (a token allowed to write to the bucket)",
+        InfluxTarget::V1 { .. } | InfluxTarget::Stdout => {
+            "INFLUXDB_USERNAME/INFLUXDB_PASSWORD or INFLUXDB_TOKEN"
+        }
     }
 }
 
@@ -232,6 +243,62 @@ pub(crate) fn read_bounded(body: &mut ureq::Body) -> String {
 mod tests {
     use super::*;
     use crate::config::Secret;
+
+    /// `check` against a loopback InfluxDB that answers the ping and refuses every write.
+    fn check_refused(target_of: impl Fn(String) -> InfluxTarget) -> String {
+        use crate::loopback_http::{Options, Reply, Response, Server, Stop};
+        let options = Options {
+            name: "refusing",
+            max_connections: 4,
+            max_body_bytes: 1 << 20,
+            keep_alive: true,
+        };
+        let server = Server::start(options, Stop::default(), |request| {
+            Reply::Send(if request.path == "/ping" {
+                Response::new(204, "text/plain", "").with_header("X-Influxdb-Version", "v2.7.11")
+            } else {
+                Response::new(
+                    401,
+                    "application/json",
+                    r#"{"code":"unauthorized","message":"unauthorized access"}"#,
+                )
+            })
+        })
+        .unwrap();
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        let error = check(&target_of(server.url()), &agent).unwrap_err();
+        assert_eq!(error.exit_code(), Exit::Credentials);
+        error.to_string()
+    }
+
+    #[test]
+    fn refused_credentials_name_the_variables_of_the_api_in_use() {
+        let v2 = check_refused(|url| InfluxTarget::V2 {
+            url,
+            org: Some("acme".into()),
+            bucket: "genesys".into(),
+            token: Secret::new("tok"),
+        });
+        assert!(
+            v2.contains("401 unauthorized access; check INFLUXDB_TOKEN")
+                && !v2.contains("INFLUXDB_USERNAME")
+                && !v2.contains("tok)"),
+            "{v2}"
+        );
+        let v1 = check_refused(|url| InfluxTarget::V1 {
+            url,
+            database: "genesys".into(),
+            retention_policy: None,
+            auth: V1Auth::None,
+        });
+        assert!(
+            v1.ends_with("check INFLUXDB_USERNAME/INFLUXDB_PASSWORD or INFLUXDB_TOKEN"),
+            "{v1}"
+        );
+    }
 
     #[test]
     fn endpoints_put_secrets_in_headers_only() {

@@ -43,7 +43,7 @@ use crate::config::{InfluxTarget, SpoolConfig};
 use crate::duration;
 use crate::influx::backlog::{Backlog, MEMORY_BACKLOG_MAX_BYTES};
 use crate::influx::delivery::{count_lines, deliver, Delivery, RejectionLog};
-use crate::influx::endpoint::Endpoint;
+use crate::influx::endpoint::{credentials_hint, Endpoint};
 use crate::influx::gzip::Gzip;
 use crate::influx::live::{self, LiveSlot, LiveUpdates};
 use crate::influx::policy::{decide, Decision, FailureClass, Failures};
@@ -159,6 +159,8 @@ struct Writer<T: Transport> {
     rejections: RejectionLog,
     jitter: Jitter,
     destination: &'static str,
+    /// The variables to check when InfluxDB refuses the credentials.
+    credentials: &'static str,
     /// An earlier run left a backlog: until it is replayed, fresh batches queue behind it
     /// instead of going first, so a partial window spooled at that run's shutdown can never
     /// overwrite the complete point of the same window written after the restart.
@@ -204,6 +206,7 @@ impl<T: Transport> Writer<T> {
             rejections: RejectionLog::default(),
             jitter: Jitter::from_clock(),
             destination,
+            credentials: credentials_hint(&settings.target),
             behind_old_backlog,
             clock,
             live,
@@ -594,8 +597,12 @@ impl<T: Transport> Writer<T> {
         match &mut self.outage {
             Some(outage) if outage.class == class => outage.failed_requests += 1,
             _ => {
+                let hint = match class {
+                    FailureClass::Refused => format!(" (check {})", self.credentials),
+                    _ => String::new(),
+                };
                 let line = format!(
-                    "InfluxDB {}: {message}; unsent data is {} and retried (next in {})",
+                    "InfluxDB {}: {message}{hint}; unsent data is {} and retried (next in {})",
                     class.describe(),
                     self.destination,
                     duration::format(Duration::from_secs(wait.as_secs().max(1)))
