@@ -93,6 +93,17 @@ pub fn overwrite(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
     Ok(())
 }
 
+/// Writes `bytes` over the start of the regular file at `path` (creating it if absent),
+/// without truncating it first, and fsyncs. A file kept at one size and rewritten so
+/// needs no new disk block: this still works when the disk is full.
+pub fn write_in_place(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
+    use std::os::unix::fs::FileExt;
+    let file = open_regular(OpenOptions::new().write(true).create(true), path)?;
+    file.write_all_at(bytes, 0)?;
+    file.sync_data()?;
+    Ok(())
+}
+
 /// Replaces `path` with `bytes` atomically: `<name>.tmp` is written, fsynced and renamed
 /// over it (a link at `path` is replaced, not followed).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), FileError> {

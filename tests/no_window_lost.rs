@@ -1100,6 +1100,53 @@ fn a_spool_that_comes_back_is_used_again_and_loss_at_exit_is_counted() {
     std::fs::remove_file(&spool_dir).unwrap();
 }
 
+/// The spool cannot take a segment (as on a full disk) while InfluxDB is unreachable: at
+/// SIGTERM the windows in memory are lost, and the log says how many. The next start
+/// counts them in its first `lines_dropped`, so the self-metrics InfluxDB stores say
+/// what the log said.
+#[test]
+fn lines_lost_at_exit_are_counted_in_lines_dropped_after_the_restart() {
+    let timing = Timing { poll: 1, window: 4 };
+    let sim = sim_with(QUEUES);
+    let influx = Influxd::start_default();
+    influx.create_database(DB);
+    let gate = Gate::start(&influx.url());
+    gate.set_dropping(true);
+    let spool_dir = TempDir::new("spool");
+    let run_env = env(&sim, &gate.url(), timing, Some(spool_dir.path()), None);
+    // Early in a window, so the spool's first segment is blocked before a window closes.
+    wait_for_phase(timing, 0.1, 0.6);
+    let service = Service::start(&["run"], &run_env);
+    service.wait_for_log("writer: sending to", Duration::from_secs(3));
+    std::fs::create_dir(spool_dir.path().join(format!("{:020}.seg", 1))).unwrap();
+    service.wait_for_log("cannot be written", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(timing.window));
+    let first_log = stop(service);
+    let lost = first_log
+        .lines()
+        .find_map(|l| {
+            let (_, after) = l.split_once("shutdown: ")?;
+            after.split(' ').next()?.parse::<i64>().ok()
+        })
+        .unwrap_or_else(|| panic!("no loss counted at exit:\n{first_log}"));
+    assert!(lost > 0, "{first_log}");
+
+    gate.set_dropping(false);
+    let service = Service::start(&["run"], &run_env);
+    wait_until(
+        "the lines lost at the last exit in lines_dropped",
+        Duration::from_secs(30),
+        &service,
+        || self_metric_sum(&influx, "lines_dropped") >= lost,
+    );
+    let log = stop(service);
+    assert_eq!(
+        self_metric_sum(&influx, "lines_dropped"),
+        lost,
+        "{first_log}\n--- restart ---\n{log}"
+    );
+}
+
 /// VictoriaMetrics' v1 `/write`: the same windows, read back through `/api/v1/export`.
 #[test]
 fn victoriametrics_takes_the_v1_writes() {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::config::SpoolConfig;
 use crate::influx::spool::Spool;
+use crate::influx::unreported;
 use crate::model::Batch;
 use crate::stats::Stats;
 
@@ -43,8 +44,45 @@ impl Backlog {
             dropping: None,
             stats,
         };
-        backlog.open_spool();
+        if backlog.open_spool() {
+            backlog.count_earlier_unreported_drops();
+        }
         backlog
+    }
+
+    /// Lines an earlier run dropped after its last self-metrics point join this run's
+    /// `lines_dropped`.
+    fn count_earlier_unreported_drops(&self) {
+        let Some(dir) = &self.spool_config.dir else {
+            return;
+        };
+        let carried = unreported::take(dir);
+        if carried > 0 {
+            Stats::add(&self.stats.lines_dropped, carried);
+            log::warn!(
+                "the last run dropped {carried} lines after its last self-metrics point (see its \
+                 log); they are counted in this run's first lines_dropped"
+            );
+        }
+    }
+
+    /// At exit: `count` dropped lines no self-metrics point will report are kept in the
+    /// spool directory for the next start to count. Without a spool they stay in the log.
+    pub(crate) fn keep_unreported_drops(&self, count: u64) {
+        let Some(dir) = self.spool_config.dir.as_deref().filter(|_| count > 0) else {
+            return;
+        };
+        match unreported::keep(dir, count) {
+            Ok(()) => log::info!(
+                "{count} dropped lines are kept in {} for the next start to count in lines_dropped",
+                unreported::path(dir).display()
+            ),
+            Err(e) => log::error!(
+                "cannot keep the count of {count} dropped lines in {} ({e}): lines_dropped in \
+                 InfluxDB will not show them",
+                unreported::path(dir).display()
+            ),
+        }
     }
 
     /// Opens the spool if `SPOOL_DIR` is set and it is not open yet; false when there is

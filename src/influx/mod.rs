@@ -13,4 +13,5 @@ pub mod spool;
 #[cfg(test)]
 mod testing;
 mod transport;
+mod unreported;
 pub mod writer;
