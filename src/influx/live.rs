@@ -8,7 +8,9 @@
 //! newer one replaces it), and the writer takes it only when no final data is waiting.
 //! The slot refuses and drops updates of any window whose final point was handed over,
 //! and everything once shutdown has begun. Live updates are never spooled or kept: a
-//! failed one is simply dropped (the next poll brings a newer one).
+//! failed one is simply dropped (the next poll brings a newer one). One that got no
+//! answer may still be applied late, after the final point: the writer then writes that
+//! final point again (`rewrite.rs`, with the bound it keeps).
 //!
 //! `auto` turns them on only for a backend that keeps one point per series and
 //! timestamp, told by its `/ping` answer: InfluxDB 1.x/2.x/3.x send `X-Influxdb-Version`,

@@ -453,6 +453,7 @@ impl<T: Transport> Writer<T> {
         if line_count == 0 {
             return;
         }
+        let failures = self.failures();
         let lines = alone.as_ref().map_or(&self.coalesced, |batch| &batch.lines);
         match deliver(
             &mut self.transport,
@@ -460,10 +461,7 @@ impl<T: Transport> Writer<T> {
             self.max_lines,
             &self.stats,
             &mut self.rejections,
-            Failures {
-                attempt: self.attempt.saturating_add(1),
-                garbled: self.garbled,
-            },
+            failures,
             self.jitter.next_fraction(),
         ) {
             Delivery::Done => self.wrote(),
@@ -539,6 +537,7 @@ impl<T: Transport> Writer<T> {
 
     /// Sends the oldest backlog record; true when it was delivered.
     fn replay_one(&mut self) -> bool {
+        let failures = self.failures();
         let Some((lines, _)) = self.backlog.front() else {
             return true;
         };
@@ -548,10 +547,7 @@ impl<T: Transport> Writer<T> {
             self.max_lines,
             &self.stats,
             &mut self.rejections,
-            Failures {
-                attempt: self.attempt.saturating_add(1),
-                garbled: self.garbled,
-            },
+            failures,
             self.jitter.next_fraction(),
         );
         match delivery {
@@ -576,6 +572,14 @@ impl<T: Transport> Writer<T> {
                 self.failed(class, wait, at, &message);
                 false
             }
+        }
+    }
+
+    /// The failures in a row so far, as the policy counts them, for the next request.
+    fn failures(&self) -> Failures {
+        Failures {
+            attempt: self.attempt.saturating_add(1),
+            garbled: self.garbled,
         }
     }
 
