@@ -103,7 +103,7 @@ pub(crate) fn deliver(
                         Stats::add(&stats.lines_dropped, count as u64);
                         rejections.report(Instant::now(), count, || {
                             format!(
-                                "dropped a line InfluxDB did not take: {message}; line: {}",
+                                "dropped a line ({message}): {}",
                                 truncate(piece.trim_end(), 500)
                             )
                         });

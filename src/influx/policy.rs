@@ -115,7 +115,8 @@ pub(crate) enum Decision {
         message: String,
         rejected: usize,
     },
-    /// Nothing stored and resending the same body will not help: split it.
+    /// Nothing stored (or nothing known) and resending the same body will not help:
+    /// split it. `message` says why, as a whole clause for the log.
     Split {
         message: String,
     },
@@ -147,8 +148,8 @@ pub(crate) fn decide(answer: &Answer, failures: Failures, now: Instant, random: 
         Answer::Garbled(message) if failures.garbled + 1 >= GARBLED_TRIES => {
             return Decision::Split {
                 message: format!(
-                    "its answer could not be read {GARBLED_TRIES} times in a row, so whether \
-                     it was stored is unknown ({message})"
+                    "InfluxDB's answer could not be read {GARBLED_TRIES} times in a row \
+                     ({message}), so whether it was stored is unknown"
                 ),
             }
         }
@@ -183,7 +184,7 @@ pub(crate) fn decide(answer: &Answer, failures: Failures, now: Instant, random: 
             message,
         },
         400..=499 => Decision::Split {
-            message: format!("{code} {message}"),
+            message: format!("InfluxDB rejected it: {code} {message}"),
         },
         _ => status_retry(FailureClass::ServerError),
     }
@@ -349,13 +350,13 @@ mod tests {
         assert_eq!(
             first(&status(400, r#"{"error":"field type conflict"}"#)),
             Decision::Split {
-                message: "400 field type conflict".into()
+                message: "InfluxDB rejected it: 400 field type conflict".into()
             }
         );
         assert_eq!(
             first(&status(413, r#"{"error":"Request Entity Too Large"}"#)),
             Decision::Split {
-                message: "413 Request Entity Too Large".into()
+                message: "InfluxDB rejected it: 413 Request Entity Too Large".into()
             }
         );
         assert!(matches!(
