@@ -14,7 +14,9 @@
 //! after it was sent; one applied later still is not.
 //!
 //! Re-writes go to the writer as fresh batches: delivered, or spooled while InfluxDB is
-//! failing, like any final data. At most [`MAX_DOUBTFUL_WINDOWS`] windows are in doubt
+//! failing, like any final data (so they come later than their time, never sooner). At
+//! exit the pending ones are spooled and written once at the next start: across a
+//! restart the bound ends with that start. At most [`MAX_DOUBTFUL_WINDOWS`] windows are in doubt
 //! (each holds a copy of its final lines); while that many are, no live update is sent.
 
 use std::collections::BTreeMap;
