@@ -534,18 +534,19 @@ fn a_rejected_body_is_halved_even_when_its_middle_byte_is_inside_a_character() {
     assert_eq!(stats.lines_dropped.load(Relaxed), 1);
 }
 
-/// (lines, garbled) of each request a test server saw.
-type Seen = Arc<std::sync::Mutex<Vec<(usize, bool)>>>;
+/// (lines, answer status) of each request a test server saw.
+type Seen = Arc<std::sync::Mutex<Vec<(usize, u16)>>>;
 
-/// A server answering every body that holds a `q=bad` line with a 400 whose
-/// `X-Influxdb-Error` carries a control character (ureq: `http parse fail: invalid header
-/// value`), and 204 to the rest; it records (lines, garbled) per request.
-fn garbling_influx() -> (genesys2influx::loopback_http::Server, Seen) {
-    use genesys2influx::loopback_http::{Options, Reply, Response, Server, Stop};
+/// A loopback server answering each write with `answer(line protocol)`, recording what
+/// it saw.
+fn scripted_influx(
+    answer: impl Fn(&str) -> genesys2influx::loopback_http::Response + Send + Sync + 'static,
+) -> (genesys2influx::loopback_http::Server, Seen) {
+    use genesys2influx::loopback_http::{Options, Reply, Server, Stop};
     let seen: Seen = Arc::default();
     let log = seen.clone();
     let options = Options {
-        name: "garbling",
+        name: "scripted-influx",
         max_connections: 16,
         max_body_bytes: 64 << 20,
         keep_alive: true,
@@ -553,17 +554,26 @@ fn garbling_influx() -> (genesys2influx::loopback_http::Server, Seen) {
     let server = Server::start(options, Stop::default(), move |request| {
         let mut text = String::new();
         let _ = flate2::read::GzDecoder::new(&request.body[..]).read_to_string(&mut text);
-        let garbled = text.contains("q=bad");
-        log.lock().unwrap().push((text.lines().count(), garbled));
-        Reply::Send(if garbled {
-            Response::new(400, "application/json", "")
-                .with_header("X-Influxdb-Error", "unable to parse 'm,q=bad\u{1} v=1i'")
-        } else {
-            Response::new(204, "text/plain", "")
-        })
+        let response = answer(&text);
+        log.lock()
+            .unwrap()
+            .push((text.lines().count(), response.status));
+        Reply::Send(response)
     })
-    .expect("garbling server starts");
+    .expect("scripted server starts");
     (server, seen)
+}
+
+/// Every body holding a `q=bad` line is answered 400 with a control character in
+/// `X-Influxdb-Error` (ureq: `http parse fail: invalid header value`), the rest 204.
+fn garbling(text: &str) -> genesys2influx::loopback_http::Response {
+    use genesys2influx::loopback_http::Response;
+    if text.contains("q=bad") {
+        Response::new(400, "application/json", "")
+            .with_header("X-Influxdb-Error", "unable to parse 'm,q=bad\u{1} v=1i'")
+    } else {
+        Response::new(204, "text/plain", "")
+    }
 }
 
 /// An answer that arrived but cannot be read is not "unreachable", and cannot block the
@@ -572,7 +582,7 @@ fn garbling_influx() -> (genesys2influx::loopback_http::Server, Seen) {
 /// is delivered.
 #[test]
 fn an_unreadable_answer_costs_one_line_not_the_queue() {
-    let (server, seen) = garbling_influx();
+    let (server, seen) = scripted_influx(garbling);
     let target = InfluxTarget::V1 {
         url: server.url(),
         database: DB.into(),
@@ -594,7 +604,7 @@ fn an_unreadable_answer_costs_one_line_not_the_queue() {
     assert_eq!(stats.points_written.load(Relaxed), 15);
     assert_eq!(stats.lines_dropped.load(Relaxed), 1);
     let seen = seen.lock().unwrap().clone();
-    let garbled: Vec<usize> = seen.iter().filter(|r| r.1).map(|r| r.0).collect();
+    let garbled: Vec<usize> = seen.iter().filter(|r| r.1 == 400).map(|r| r.0).collect();
     // Three tries of the whole body (the two batches joined or not), then one garbled
     // half per level down to the line.
     assert!(
@@ -603,4 +613,36 @@ fn an_unreadable_answer_costs_one_line_not_the_queue() {
     );
     assert_eq!(garbled.last(), Some(&1), "{seen:?}");
     assert!(garbled.len() <= 3 + 4, "{seen:?}");
+}
+
+/// InfluxDB 2.x's 422 "partial write … dropped=N": the good lines were stored, so the
+/// body is sent once, the dropped lines are counted, and nothing is resent.
+#[test]
+fn a_v2_partial_write_is_sent_once_and_its_dropped_lines_counted() {
+    use genesys2influx::loopback_http::Response;
+    let (server, seen) = scripted_influx(|_| {
+        Response::new(
+            422,
+            "application/json",
+            r#"{"code":"unprocessable entity","message":"failure writing points to database: partial write: field type conflict: input field \"v\" on measurement \"m\" is type float, already exists as type integer dropped=1"}"#,
+        )
+    });
+    let target = InfluxTarget::V2 {
+        url: server.url(),
+        org: Some("acme".into()),
+        bucket: "genesys".into(),
+        token: Secret::new("token"),
+    };
+    let writer = Running::start(target, None, Duration::from_secs(5));
+    writer.send(batch(0, 10));
+    let stats = writer.stats.clone();
+    wait_for("the body answered", Duration::from_secs(10), || {
+        stats.lines_dropped.load(Relaxed) > 0
+    });
+    // Time enough for any resend to show.
+    thread::sleep(Duration::from_secs(2));
+    let stats = writer.finish();
+    assert_eq!(seen.lock().unwrap().clone(), vec![(10, 422)], "one request");
+    assert_eq!(stats.points_written.load(Relaxed), 9);
+    assert_eq!(stats.lines_dropped.load(Relaxed), 1);
 }

@@ -3,6 +3,7 @@
 //! memory whose overflow drops the oldest lines in logged episodes.
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::config::SpoolConfig;
@@ -66,22 +67,30 @@ impl Backlog {
         }
     }
 
-    /// At exit: `count` dropped lines no self-metrics point will report are kept in the
-    /// spool directory for the next start to count. Without a spool they stay in the log.
-    pub(crate) fn keep_unreported_drops(&self, count: u64) {
-        let Some(dir) = self.spool_config.dir.as_deref().filter(|_| count > 0) else {
+    /// At exit, after the last self-metrics point was made: the dropped lines counted
+    /// since (the ones lost at exit among them) are kept in the spool directory for the
+    /// next start to count. Without a spool they are in the log only.
+    pub(crate) fn keep_unreported_drops(&self) {
+        let Some(dir) = self.spool_config.dir.as_deref() else {
             return;
         };
+        let count = self.stats.lines_dropped.swap(0, Ordering::Relaxed);
+        if count == 0 {
+            return;
+        }
         match unreported::keep(dir, count) {
             Ok(()) => log::info!(
                 "{count} dropped lines are kept in {} for the next start to count in lines_dropped",
                 unreported::path(dir).display()
             ),
-            Err(e) => log::error!(
-                "cannot keep the count of {count} dropped lines in {} ({e}): lines_dropped in \
-                 InfluxDB will not show them",
-                unreported::path(dir).display()
-            ),
+            Err(e) => {
+                Stats::add(&self.stats.lines_dropped, count);
+                log::error!(
+                    "cannot keep the count of {count} dropped lines in {} ({e}): lines_dropped \
+                     in InfluxDB will not show them",
+                    unreported::path(dir).display()
+                );
+            }
         }
     }
 

@@ -33,7 +33,6 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Write as _};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -264,8 +263,7 @@ impl<T: Transport> Writer<T> {
         self.settle_at_exit(input);
         // The last window's self-metrics point is made: drops since then (the lines lost
         // at exit among them) are reported by the next start.
-        self.backlog
-            .keep_unreported_drops(self.stats.lines_dropped.swap(0, Ordering::Relaxed));
+        self.backlog.keep_unreported_drops();
         self.log_summary_at_exit();
     }
 
