@@ -28,7 +28,7 @@
 //! not delivered then is spooled; what cannot be spooled (no `SPOOL_DIR`, or the spool
 //! unwritable) is counted in `lines_dropped` and logged as lost, with the number.
 //!
-//! About 615 lines of code, the thread loop and nothing else; the rest are its tests,
+//! About 740 lines of code, the thread loop and nothing else; the rest are its tests,
 //! which drive that loop with a scripted transport and a clock passed in.
 
 use std::collections::VecDeque;
