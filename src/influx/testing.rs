@@ -111,7 +111,24 @@ pub(crate) fn arbitrary_answer() -> impl Strategy<Value = Answer> {
         )),
         Just(Answer::Unanswered("connection reset".into())),
         Just(Answer::Unanswered(SHUTDOWN_OVER.into())),
+        Just(Answer::NotSent("connection refused".into())),
+        Just(Answer::Garbled(
+            "http parse fail: invalid header value".into()
+        )),
     ]
+}
+
+/// Any answer but one that refuses the lines themselves (a 4xx other than 401, 403,
+/// 404 and 429, or an unreadable one, which ends in a split): InfluxDB failing for a
+/// while, never for a line's content.
+pub(crate) fn transient_answer() -> impl Strategy<Value = Answer> {
+    arbitrary_answer().prop_filter("refuses lines", |answer| match answer {
+        Answer::Status { code, .. } => {
+            !(400..500).contains(code) || matches!(code, 401 | 403 | 404 | 429)
+        }
+        Answer::Garbled(_) => false,
+        Answer::Unanswered(_) | Answer::NotSent(_) => true,
+    })
 }
 
 /// Lines of any text but a newline, multi-byte characters included.

@@ -369,9 +369,11 @@ impl<T: Transport> Writer<T> {
             Stats::incr(&stats.live_updates_skipped);
             return;
         }
+        // `now` moved on by the requests already made: when each part is sent.
+        let started = Instant::now();
         for part in &update.parts {
             let count = count_lines(part);
-            let sent_at = Instant::now();
+            let sent_at = now + started.elapsed();
             let answer = self.transport.post(part);
             if let Some(why) = answer.outcome_unknown() {
                 self.doubt_live(update.window_start_ms, sent_at, why);
@@ -770,8 +772,10 @@ mod tests {
     use crate::influx::policy::{Answer, MAX_BACKOFF, MAX_RETRY_AFTER};
     use crate::influx::testing::{
         arbitrary_answer, arbitrary_lines, batch, fake, joined, lines, no_spool, scripted, status,
+        transient_answer,
     };
     use proptest::prelude::*;
+    use std::collections::BTreeMap;
     use std::sync::atomic::Ordering::Relaxed;
 
     /// A shutdown clock no signal starts.
@@ -1189,6 +1193,106 @@ mod tests {
                 produced + w.rewrites.lines_rewritten(),
                 "final lines, each once (and once per re-write); live ones never among them"
             );
+        }
+
+        /// The defect of issue 20: a live request without an answer that InfluxDB applies
+        /// late, after its window's final point. Any events and any failures of InfluxDB
+        /// (none refusing a line for its content, which would refuse it every time), each
+        /// request applied when sent, or (no answer) up to 31 × HTTP_TIMEOUT later: once
+        /// the re-writes are done, the write of every window applied last is a final one.
+        #[test]
+        fn a_live_update_applied_late_is_always_followed_by_its_final_point(
+            events in proptest::collection::vec(arbitrary_event(), 1..60),
+            answers in proptest::collection::vec(transient_answer(), 0..30),
+            delays in proptest::collection::vec(0u64..31_000, 1..8),
+        ) {
+            let t = Duration::from_secs(1);
+            let clock = std::rc::Rc::new(std::cell::Cell::new(Instant::now()));
+            let applied = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+            let (sent_clock, sent_log) = (clock.clone(), applied.clone());
+            let mut script = scripted(answers);
+            let mut late = 0;
+            let transport = fake(move |body: &str| {
+                let answer = script.post(body);
+                let at = sent_clock.get();
+                let applied_at = match &answer {
+                    Answer::Status { code: 200..=299, .. } => Some(at),
+                    Answer::Status { code: 400 | 422, body: text, .. }
+                        if text.contains("partial write") => Some(at),
+                    Answer::Unanswered(_) => {
+                        late += 1;
+                        Some(at + Duration::from_millis(delays[late % delays.len()]))
+                    }
+                    _ => None,
+                };
+                if let Some(applied_at) = applied_at {
+                    sent_log.borrow_mut().push((applied_at, body.to_string()));
+                }
+                answer
+            });
+            let (mut w, slot, _) = live_writer(transport);
+            w.rewrites = Rewrites::new(t);
+            let (mut window, mut poll) = (0u64, 0);
+            let mut now = clock.get();
+            let step = |w: &mut Writer<_>, now: Instant| {
+                clock.set(now);
+                if w.retry_at.is_some_and(|at| now < at) {
+                    while let Some(batch) = w.fresh.pop_front() {
+                        w.keep(batch);
+                    }
+                }
+                w.step(now);
+            };
+            for event in events {
+                match event {
+                    Event::Poll => {
+                        poll += 1;
+                        slot.offer(live(window, &format!("live,w={window} p={poll}i\n")));
+                    }
+                    Event::Close(count) => {
+                        slot.final_handed(window);
+                        let lines: String =
+                            (0..count).map(|i| format!("final,w={window} i={i}i\n")).collect();
+                        w.take_in(Batch {
+                            lines,
+                            line_count: count,
+                            window: Some(crate::model::WindowPart { start_ms: window, last: true }),
+                        }, now);
+                        window += 1;
+                    }
+                    Event::Step(ms) => {
+                        now += Duration::from_millis(ms);
+                        step(&mut w, now);
+                    }
+                }
+            }
+            // Bounded: long enough for every re-write and every retry of final data (a
+            // Retry-After of up to 300 s included).
+            for _ in 0..800 {
+                now += Duration::from_millis(500);
+                step(&mut w, now);
+            }
+            // Per window: the write applied last (when, whether final), and whether any
+            // final one was (InfluxDB may have refused them all: then nothing to keep).
+            let mut last: BTreeMap<String, (Instant, bool, bool)> = BTreeMap::new();
+            for (at, body) in applied.borrow().iter() {
+                for line in body.lines() {
+                    let (kind, rest) = line.split_once(",w=").unwrap_or(("", ""));
+                    let is_final = kind == "final";
+                    let w = rest.split(' ').next().unwrap_or("").to_string();
+                    let entry = last.entry(w).or_insert((*at, is_final, false));
+                    entry.2 |= is_final;
+                    if *at >= entry.0 {
+                        (entry.0, entry.1) = (*at, is_final);
+                    }
+                }
+            }
+            for (w, (_, final_last, any_final)) in &last {
+                prop_assert!(
+                    !any_final || *final_last,
+                    "window {} ends with a live write: {:?}", w, applied.borrow()
+                );
+            }
         }
 
         /// Batches of any sizes, some sent alone and some joined in the kept coalescing
