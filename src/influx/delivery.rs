@@ -25,6 +25,9 @@ pub(crate) enum Delivery {
         at: Instant,
         rest: String,
         rest_lines: usize,
+        /// When the failed request got no answer at all (it may still be applied): when
+        /// it was sent, and its length, a prefix of `rest`.
+        unanswered: Option<(Instant, usize)>,
     },
 }
 
@@ -117,6 +120,7 @@ pub(crate) fn deliver(
                 at,
             } => {
                 Stats::incr(&stats.write_errors);
+                let unanswered = answer.outcome_unknown().map(|_| (started, piece.len()));
                 let mut rest = String::with_capacity(
                     piece.len() + stack.iter().map(|p| p.len()).sum::<usize>(),
                 );
@@ -132,6 +136,7 @@ pub(crate) fn deliver(
                     at,
                     rest,
                     rest_lines,
+                    unanswered,
                 };
             }
         }

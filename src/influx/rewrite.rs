@@ -13,6 +13,11 @@
 //! of its sending is overwritten by the final point again, at most four times its delay
 //! after it was sent; one applied later still is not.
 //!
+//! The same holds for a request replaying an earlier run's backlog: it may carry the
+//! partial point that run spooled at SIGTERM, and a restart inside that window writes
+//! the complete point at its close. Such a request without an answer puts the windows of
+//! its lines in doubt in the same way.
+//!
 //! Re-writes go to the writer as fresh batches: delivered, or spooled while InfluxDB is
 //! failing, like any final data (so they come later than their time, never sooner). At
 //! exit the pending ones are spooled and written once at the next start: across a
@@ -92,6 +97,22 @@ impl Rewrites {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.doubtful.is_empty()
+    }
+
+    /// A request replaying an earlier run's backlog, sent at `sent_at`, got no answer:
+    /// it may hold the partial point that run spooled at shutdown, and land after the
+    /// complete point this run writes when it closes that window. Every window whose
+    /// lines it carried (told by each line's timestamp, the window start in seconds) is
+    /// in doubt; those whose final point never comes drop out when a newer one does.
+    pub(crate) fn doubt_replayed(&mut self, lines: &str, sent_at: Instant) {
+        let starts: std::collections::BTreeSet<u64> = lines
+            .lines()
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+            .map(|seconds| seconds.saturating_mul(1000))
+            .collect();
+        for start in starts {
+            self.doubt(start, sent_at);
+        }
     }
 
     /// Whether a live update of the window starting at `window_start_ms` may be sent.
@@ -251,6 +272,27 @@ mod tests {
         r.doubt(5, t0);
         r.capture(&part(5, "g\n", true), t0 + Duration::from_secs(321));
         assert!(r.take_all().0.is_empty());
+    }
+
+    #[test]
+    fn a_replayed_request_without_an_answer_puts_the_windows_of_its_lines_in_doubt() {
+        let t0 = Instant::now();
+        let mut r = Rewrites::new(T);
+        r.doubt_replayed("q,a=1 f=1i 60\nq,a=2 f=2i 60\nno timestamp\n", t0);
+        assert!(!r.live_allowed(60_000));
+        assert_eq!(r.doubtful.len(), 1);
+        r.capture(
+            &part(60_000, "complete\n", true),
+            t0 + Duration::from_secs(1),
+        );
+        assert_eq!(
+            rewrites_until(&mut r, t0, Duration::from_secs(400)),
+            vec![
+                (20, "complete\n".to_string()),
+                (80, "complete\n".to_string()),
+                (320, "complete\n".to_string())
+            ]
+        );
     }
 
     #[test]

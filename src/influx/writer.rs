@@ -472,6 +472,7 @@ impl<T: Transport> Writer<T> {
                 at,
                 rest,
                 rest_lines,
+                ..
             } => {
                 self.failed(class, wait, at, &message);
                 self.keep(Batch {
@@ -563,7 +564,12 @@ impl<T: Transport> Writer<T> {
                 at,
                 rest,
                 rest_lines,
+                unanswered,
             } => {
+                if let (true, Some((sent_at, len))) = (self.behind_old_backlog, unanswered) {
+                    self.rewrites
+                        .doubt_replayed(rest.get(..len).unwrap_or_default(), sent_at);
+                }
                 self.backlog.front_partly_delivered(Batch {
                     lines: rest,
                     line_count: rest_lines,
@@ -1041,6 +1047,64 @@ mod tests {
             Some("final 0\n".into())
         );
         assert_eq!(stats.lines_dropped.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn an_earlier_runs_partial_point_replayed_without_an_answer_gets_the_complete_one_again() {
+        let temp = crate::testing::TempDir::new("writer-replay-doubt");
+        let spool = SpoolConfig {
+            dir: Some(temp.0.clone()),
+            max_bytes: 1 << 20,
+        };
+        let stats = Arc::new(Stats::default());
+        // The earlier run spooled the partial point of the window starting at 60 s.
+        Backlog::new(&spool, 1 << 20, stats.clone()).push(Batch {
+            lines: "q samples=2i 60\n".into(),
+            line_count: 1,
+            window: None,
+        });
+        let mut answers = vec![Answer::Unanswered("timeout: global".into())].into_iter();
+        let t = fake(move |_| answers.next().unwrap_or_else(|| status(204, "")));
+        let backlog = Backlog::new(&spool, 1 << 20, stats.clone());
+        let mut w = Writer::new(
+            t,
+            backlog,
+            &settings(100),
+            stats.clone(),
+            clock(),
+            LiveSlot::new(stats.clone()),
+        );
+        w.rewrites = Rewrites::new(Duration::from_secs(1));
+        assert!(w.behind_old_backlog);
+        let t0 = Instant::now();
+        w.step(t0);
+        w.step(t0 + MAX_BACKOFF);
+        assert!(w.backlog.is_empty(), "replayed on the retry");
+        // This run closes that window: complete, written, then written again later.
+        w.take_in(
+            final_part(60_000, "q samples=6i 60\n", true),
+            t0 + MAX_BACKOFF,
+        );
+        let mut at = t0 + MAX_BACKOFF;
+        while at < t0 + 40 * Duration::from_secs(1) {
+            w.step(at);
+            at += Duration::from_millis(500);
+        }
+        let complete = w
+            .transport
+            .sent
+            .iter()
+            .filter(|b| b.contains("samples=6i"))
+            .count();
+        assert_eq!(
+            complete, 2,
+            "the final and its re-write 32 s after: {:?}",
+            w.transport.sent
+        );
+        assert_eq!(
+            w.transport.sent.last().map(String::as_str),
+            Some("q samples=6i 60\n")
+        );
     }
 
     /// InfluxDB answers every body holding `bad` with something unreadable, the rest 204.
