@@ -5,14 +5,14 @@
 //!
 //! A poll's requests are spread, but never so far that a retry of the last one (a 429's
 //! `Retry-After: 1`, a 5xx backoff) no longer fits before the poll's deadline: a retry
-//! that does not fit loses that chunk's sample. Up to [`REQUESTS_IN_FLIGHT`] requests run
+//! that does not fit loses that chunk's sample. Up to [`REQUESTS_IN_FLIGHT`](super::limits::REQUESTS_IN_FLIGHT) requests run
 //! at once, so one waiting out its retry does not hold the following ones back.
 //!
 //! Pure arithmetic, so the plan (and the sentence explaining it) can be tested exactly.
 
 use std::time::Duration;
 
-use super::observations::MAX_QUEUES_PER_REQUEST;
+use super::limits::MAX_QUEUES_PER_REQUEST;
 
 /// Share of the per-minute budget planned polls may use; the rest is for retries.
 pub const PLANNED_SHARE: f64 = 0.8;
@@ -27,9 +27,6 @@ pub const RETRY_ROOM: Duration = Duration::from_secs(4);
 /// Time kept free at the end of each poll interval, so a poll's last retry ends before
 /// the next poll starts.
 pub const MAX_TICK_MARGIN: Duration = Duration::from_secs(1);
-/// Observation requests of one poll under way at once: up to three chunks may be waiting
-/// out a retry while the next one is sent on schedule.
-pub const REQUESTS_IN_FLIGHT: usize = 4;
 /// The poll interval is never widened beyond this multiple of `POLL_INTERVAL`.
 pub const MAX_WIDENING: u32 = 360;
 

@@ -28,9 +28,9 @@ use crate::stats::Stats;
 
 use super::answer_buffers::{Answer, AnswerBuffers, ReadError};
 use super::auth::Authenticator;
-use super::budget::REQUESTS_IN_FLIGHT;
 use super::error::{describe_transport_error, ApiError};
 use super::lenient;
+use super::limits::REQUESTS_IN_FLIGHT;
 use super::paths;
 use super::retry::{
     backoff, jitter, rate_limit_seconds, RateWindow, BACKOFF_BASE, MAX_ATTEMPTS, MAX_RETRY_AFTER,

@@ -8,6 +8,7 @@ pub mod conversation_aggregates;
 pub mod error;
 pub mod filter;
 pub mod lenient;
+pub mod limits;
 pub mod observations;
 pub mod paths;
 pub mod poller;

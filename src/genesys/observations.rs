@@ -22,10 +22,9 @@ use super::client::GenesysClient;
 use super::error::ApiError;
 use super::filter::{self, GroupKey, QueueFilter};
 use super::lenient;
+use super::limits::MAX_QUEUES_PER_REQUEST;
 use super::paths;
 
-/// Queue ids per request (docs/genesys-api.md#observations-request).
-pub const MAX_QUEUES_PER_REQUEST: usize = 100;
 /// The metrics the contract writes, in the order of
 /// docs/genesys-api.md#observation-metrics. The endpoint knows two more, `oUserPresences`
 /// and `oUserRoutingStatuses` (per-presence and per-status member counts); nothing is

@@ -23,9 +23,10 @@ use crate::config::{QueueSelector, Shard};
 use crate::model::{PollEvent, Queue, SharedQueues};
 use crate::stats::Stats;
 
-use super::budget::{self, PollPlan, REQUESTS_IN_FLIGHT};
+use super::budget::{self, PollPlan};
 use super::client::GenesysClient;
 use super::error::ApiError;
+use super::limits::REQUESTS_IN_FLIGHT;
 use super::observations::{self, Chunk, ChunkResult};
 use super::poller_start::{StartError, StartInfo};
 use super::queues::{self, merge_queue_lists, QueueChanges};
