@@ -110,7 +110,8 @@ pub fn run(config: &Config, stop_after: Option<Duration>, view: Option<Arc<Wallb
         notifier.clone(),
         view,
     )
-    .with_part_buffers(part_buffers);
+    .with_part_buffers(part_buffers)
+    .with_poller_liveness(poller.liveness());
     let stop = shutdown.stop.clone();
     let aggregator = thread::Builder::new()
         .name("aggregator".into())

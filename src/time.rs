@@ -8,7 +8,7 @@
 //! `civil_from_days` (proleptic Gregorian): std has no calendar, and these few functions
 //! do not justify a date crate.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const DAY_S: u64 = 86_400;
 
@@ -17,6 +17,36 @@ pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, millis)
+}
+
+/// Both clocks read at one moment: the wall clock, which ticks and timestamps follow and
+/// which may be stepped (NTP, `date -s`), and the monotonic clock, which waits follow and
+/// which never jumps. Comparing two readings tells a step from the passing of time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clocks {
+    pub wall_ms: u64,
+    pub mono: Instant,
+}
+
+impl Clocks {
+    pub fn now() -> Clocks {
+        Clocks {
+            wall_ms: now_ms(),
+            mono: Instant::now(),
+        }
+    }
+
+    /// The monotonic moment at which the wall clock will show `wall_ms`, if it is not
+    /// stepped meanwhile (a time already past gives a past moment, or this reading's).
+    pub fn instant_of(&self, wall_ms: u64) -> Instant {
+        if wall_ms >= self.wall_ms {
+            self.mono + Duration::from_millis(wall_ms - self.wall_ms)
+        } else {
+            self.mono
+                .checked_sub(Duration::from_millis(self.wall_ms - wall_ms))
+                .unwrap_or(self.mono)
+        }
+    }
 }
 
 /// A duration in whole milliseconds, saturating (a duration beyond `u64` ms is ~585 million years).
@@ -208,6 +238,21 @@ mod tests {
         ] {
             assert_eq!(parse_utc(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_wall_time_maps_to_the_monotonic_moment_it_will_be_shown() {
+        let mono = Instant::now() + Duration::from_secs(100);
+        let clocks = Clocks {
+            wall_ms: 1_000_000,
+            mono,
+        };
+        assert_eq!(
+            clocks.instant_of(1_002_500),
+            mono + Duration::from_millis(2500)
+        );
+        assert_eq!(clocks.instant_of(1_000_000), mono);
+        assert_eq!(clocks.instant_of(999_000), mono - Duration::from_secs(1));
     }
 
     #[test]

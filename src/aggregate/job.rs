@@ -3,6 +3,11 @@
 //! writer part by part, saves the open window at shutdown and continues it after a
 //! restart inside the same window. With live updates on, it also leaves the open
 //! window so far for the writer after each poll.
+//!
+//! Its loop also pings systemd's watchdog, every quarter of `WatchdogSec`, as long as the
+//! poller keeps its promise of progress ([`Liveness`]): pings follow the health of both
+//! threads, not the polls, so a wide poll interval or a wall clock stepped back is no
+//! reason for a restart, and a stuck poller is.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,6 +20,7 @@ use crate::aggregate::{Aggregator, ClosedWindow, OpenWindow};
 use crate::config::Config;
 use crate::duration;
 use crate::influx::live::{LiveSlot, LiveUpdate};
+use crate::liveness::Liveness;
 use crate::model::Batch;
 use crate::model::PollEvent;
 use crate::notify::Notifier;
@@ -42,9 +48,47 @@ pub(crate) struct AggregatorJob {
     static_tags: Vec<(String, String)>,
     state_file: Option<PathBuf>,
     notifier: Arc<Notifier>,
-    watchdog_every: Option<Duration>,
+    watchdog: Option<Watchdog>,
     summary: Summary,
     view: Option<Arc<Wallboard>>,
+}
+
+/// When to ping systemd's watchdog next, and whose progress decides whether to.
+struct Watchdog {
+    every: Duration,
+    next: Instant,
+    poller: Arc<Liveness>,
+    /// The poller's stall was logged (once until it recovers).
+    stall_logged: bool,
+}
+
+impl Watchdog {
+    /// Pings when one is due and the poller keeps its promise; logs a stall once.
+    fn tick(&mut self, notifier: &Notifier, now: Instant) {
+        if now < self.next {
+            return;
+        }
+        self.next = now + self.every;
+        match self.poller.overdue(now) {
+            None => {
+                notifier.watchdog();
+                if std::mem::take(&mut self.stall_logged) {
+                    log::info!(
+                        "the poller makes progress again; pinging the systemd watchdog again"
+                    );
+                }
+            }
+            Some(late) if !self.stall_logged => {
+                self.stall_logged = true;
+                log::error!(
+                    "the poller is stuck ({} s past the time it promised to be back); \
+                     not pinging the systemd watchdog, so WatchdogSec= restarts the service",
+                    late.as_secs()
+                );
+            }
+            Some(_) => {}
+        }
+    }
 }
 
 /// What the windows' self-metrics added up to since the last periodic summary line.
@@ -126,11 +170,24 @@ impl AggregatorJob {
                 .dir
                 .as_deref()
                 .map(|dir| dir.join(OPEN_WINDOW_FILE)),
-            watchdog_every: notifier.watchdog_interval().map(|d| d / 2),
+            watchdog: notifier.watchdog_interval().map(|interval| Watchdog {
+                every: interval / 4,
+                next: Instant::now(),
+                poller: Arc::default(),
+                stall_logged: false,
+            }),
             notifier,
             summary: Summary::new(Instant::now()),
             view,
         }
+    }
+
+    /// Pings the watchdog only while `poller` keeps its promises of progress.
+    pub(crate) fn with_poller_liveness(mut self, poller: Arc<Liveness>) -> Self {
+        if let Some(watchdog) = &mut self.watchdog {
+            watchdog.poller = poller;
+        }
+        self
     }
 
     /// Encodes windows into the buffers the writer hands back.
@@ -141,12 +198,17 @@ impl AggregatorJob {
 
     pub(crate) fn run(mut self, events: Receiver<PollEvent>, stop: Receiver<()>) {
         self.resume_saved_window();
-        let heartbeat = self.watchdog_every.unwrap_or(Duration::from_secs(3600));
+        let heartbeat = self
+            .watchdog
+            .as_ref()
+            .map_or(Duration::from_secs(3600), |w| w.every);
         loop {
+            if let Some(watchdog) = &mut self.watchdog {
+                watchdog.tick(&self.notifier, Instant::now());
+            }
             select! {
                 recv(events) -> event => match event {
                     Ok(event) => {
-                        self.notifier.watchdog();
                         if let Some(view) = &self.view {
                             view.observe(&event);
                         }

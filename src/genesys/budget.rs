@@ -53,14 +53,10 @@ pub struct PollPlan {
 }
 
 impl PollPlan {
-    /// When request `index` of the poll at `tick_ms` may start (ms since the epoch).
-    pub fn start_ms(&self, tick_ms: u64, index: usize) -> u64 {
-        tick_ms.saturating_add((self.spacing * index as u32).as_millis() as u64)
-    }
-
-    /// When the poll at `tick_ms` must be over (ms since the epoch).
-    pub fn deadline_ms(&self, tick_ms: u64) -> u64 {
-        tick_ms.saturating_add(self.poll_time.as_millis() as u64)
+    /// How long after its tick request `index` of a poll may start; the poll must be
+    /// over `poll_time` after its tick.
+    pub fn start_offset(&self, index: usize) -> Duration {
+        self.spacing * u32::try_from(index).unwrap_or(u32::MAX)
     }
 
     /// One line for the start-up log.
@@ -224,6 +220,7 @@ pub fn kpi_poll(queue_count: usize, configured: Duration, budget_per_minute: u32
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::millis;
     use proptest::prelude::*;
 
     const TEN_S: Duration = Duration::from_secs(10);
@@ -298,13 +295,13 @@ mod tests {
         let p = plan(1200, Duration::from_secs(5), 300, 0);
         let tick = 1_795_981_785_000;
         assert_eq!(p.spacing.as_micros(), 41_666);
-        assert_eq!(p.start_ms(tick, 0), tick);
-        assert_eq!(p.start_ms(tick, 11), tick + 458);
-        assert_eq!(p.deadline_ms(tick), tick + 4500);
+        assert_eq!((tick + millis(p.start_offset(0))), tick);
+        assert_eq!((tick + millis(p.start_offset(11))), tick + 458);
+        assert_eq!((tick + millis(p.poll_time)), tick + 4500);
         // Two 429s (`Retry-After: 1`) and a 500 (backoff ≤ 0.625 s) in a row on the last
         // request, each answer taking 0.3 s: its third retry is answered at +4.283 s.
-        let answered = p.start_ms(tick, 11) + 4 * 300 + 2 * 1000 + 625;
-        assert!(answered <= p.deadline_ms(tick));
+        let answered = (tick + millis(p.start_offset(11))) + 4 * 300 + 2 * 1000 + 625;
+        assert!(answered <= (tick + millis(p.poll_time)));
     }
 
     #[test]
@@ -314,7 +311,7 @@ mod tests {
         assert_eq!(six.spacing, Duration::from_millis(1400) / 12);
         let two = plan(1200, Duration::from_secs(2), 1000, 0);
         assert_eq!(two.spacing, Duration::ZERO);
-        assert_eq!(two.start_ms(0, 11), 0);
+        assert_eq!(two.start_offset(11), Duration::ZERO);
         assert!(two.summary().ends_with("all at once"), "{}", two.summary());
     }
 
@@ -335,14 +332,14 @@ mod tests {
             let tick = 1_795_981_785_000;
             let last = p.chunks.saturating_sub(1);
             let interval_ms = p.poll_interval.as_millis() as u64;
-            prop_assert!(p.deadline_ms(tick) <= tick + interval_ms);
-            prop_assert!(p.deadline_ms(tick) >= tick + interval_ms * 9 / 10);
-            prop_assert!(p.start_ms(tick, last) <= tick + interval_ms / 2);
+            prop_assert!((tick + millis(p.poll_time)) <= tick + interval_ms);
+            prop_assert!((tick + millis(p.poll_time)) >= tick + interval_ms * 9 / 10);
+            prop_assert!((tick + millis(p.start_offset(last))) <= tick + interval_ms / 2);
             for i in 1..p.chunks {
-                prop_assert!(p.start_ms(tick, i - 1) <= p.start_ms(tick, i));
+                prop_assert!((tick + millis(p.start_offset(i - 1))) <= (tick + millis(p.start_offset(i))));
             }
             if p.poll_time >= RETRY_ROOM {
-                let room = p.deadline_ms(tick) - p.start_ms(tick, last);
+                let room = (tick + millis(p.poll_time)) - (tick + millis(p.start_offset(last)));
                 prop_assert!(room >= RETRY_ROOM.as_millis() as u64, "room {room} ms");
             }
         }
