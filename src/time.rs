@@ -85,9 +85,6 @@ pub fn format_utc_s(time: SystemTime) -> String {
 /// `Sun, 06 Nov 1994 08:49:37 GMT` (RFC 9110's IMF-fixdate, for `Date` headers).
 pub fn format_http_date(ms: u64) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
     let secs = ms / 1000;
     let (year, month, day) = date_of(secs);
     let rem = secs % DAY_S;
@@ -99,6 +96,57 @@ pub fn format_http_date(ms: u64) -> String {
         rem / 60 % 60,
         rem % 60
     )
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// An HTTP date (RFC 9110, section 5.6.7: `Date`, `Retry-After`) → epoch ms. Accepts the
+/// IMF-fixdate `Sun, 06 Nov 1994 08:49:37 GMT` and, as recipients must, the obsolete
+/// RFC 850 `Sunday, 06-Nov-94 08:49:37 GMT` and asctime `Sun Nov  6 08:49:37 1994`
+/// forms. The weekday is not checked; a two-digit year is 19xx from 70 on, else 20xx.
+/// `None` for anything else, or a time before 1970.
+pub fn parse_http_date(text: &str) -> Option<u64> {
+    let words: Vec<&str> = text.split_ascii_whitespace().collect();
+    let (year, month, day, clock) = match words.as_slice() {
+        [weekday, day, month, year, clock, "GMT"] if weekday.ends_with(',') => (
+            parse_digits(year, 4)?,
+            *month,
+            parse_digits(day, 2)?,
+            *clock,
+        ),
+        [weekday, date, clock, "GMT"] if weekday.ends_with(',') => {
+            let mut parts = date.split('-');
+            let (day, month, year) = (parts.next()?, parts.next()?, parts.next()?);
+            if parts.next().is_some() {
+                return None;
+            }
+            let year = parse_digits(year, 2)?;
+            let year = if year >= 70 { 1900 + year } else { 2000 + year };
+            (year, month, parse_digits(day, 2)?, *clock)
+        }
+        [_weekday, month, day, clock, year] => {
+            let day = if day.len() == 1 {
+                parse_digits(day, 1)?
+            } else {
+                parse_digits(day, 2)?
+            };
+            (parse_digits(year, 4)?, *month, day, *clock)
+        }
+        _ => return None,
+    };
+    let month = MONTHS.iter().position(|m| *m == month)? as i64 + 1;
+    let mut parts = clock.split(':');
+    let hour = parse_digits(parts.next()?, 2)?;
+    let minute = parse_digits(parts.next()?, 2)?;
+    let second = parse_digits(parts.next()?, 2)?;
+    if parts.next().is_some() || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60
+    {
+        return None;
+    }
+    let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
+    u64::try_from(secs).ok()?.checked_mul(1000)
 }
 
 /// `2025-06-02T14:15:00.000Z` (fraction optional, `Z` or `±HH:MM`) → epoch ms. `None`
@@ -264,6 +312,35 @@ mod tests {
         assert_eq!(format_http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
     }
 
+    #[test]
+    fn http_dates_parse_in_all_three_forms_of_rfc_9110() {
+        const SUNDAY: Option<u64> = Some(784_111_777_000);
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), SUNDAY);
+        assert_eq!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), SUNDAY);
+        assert_eq!(parse_http_date("Sun Nov  6 08:49:37 1994"), SUNDAY);
+        assert_eq!(parse_http_date(" Sun, 06 Nov 1994 08:49:37 GMT "), SUNDAY);
+        assert_eq!(
+            parse_http_date("Monday, 07-Dec-26 03:00:00 GMT"),
+            Some(1_796_612_400_000)
+        );
+        for bad in [
+            "",
+            "20",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 06 Nov 1994 08:49 GMT",
+            "Sun, 6 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Foo 1994 08:49:37 GMT",
+            "Sun, 32 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 24:00:00 GMT",
+            "Sun 06 Nov 1994 08:49:37 GMT",
+            "Sun, 06-Nov-1994 08:49:37 GMT",
+            "Wed, 31 Dec 1969 23:59:59 GMT",
+            "Sun Nov  6 08:49:37 94",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad:?}");
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -275,6 +352,20 @@ mod tests {
         #[test]
         fn any_text_parses_or_is_refused(text in "\\PC{0,40}") {
             let _ = parse_utc(&text);
+            let _ = parse_http_date(&text);
+        }
+
+        /// Text shaped like an HTTP date, digits and names anywhere: never a panic.
+        #[test]
+        fn http_date_lookalikes_never_panic(
+            text in "[A-Za-z]{0,9},? [0-9]{0,3}[ -][A-Z][a-z]{2}[ -][0-9]{0,5} [0-9:]{0,9} (GMT|[0-9]{4})?"
+        ) {
+            let _ = parse_http_date(&text);
+        }
+
+        #[test]
+        fn formatted_http_dates_parse_back_to_the_second(ms in 0u64..253_402_300_800_000) {
+            prop_assert_eq!(parse_http_date(&format_http_date(ms)), Some(ms / 1000 * 1000));
         }
     }
 }

@@ -332,6 +332,12 @@ fn wall_clock_steps_neither_freeze_polling_nor_the_watchdog() {
         1,
         "the step forward is logged once:\n{stderr}"
     );
+    // Genesys's Date headers show the host 300 s behind: said once.
+    assert_eq!(
+        lines("this host's clock is 300 s behind Genesys Cloud's"),
+        1,
+        "the skew is logged once:\n{stderr}"
+    );
     assert_eq!(
         lines("fewer queues"),
         0,

@@ -18,4 +18,5 @@ pub mod poller_start;
 pub mod queues;
 pub mod region;
 pub mod retry;
+pub mod skew;
 pub mod ticks;
