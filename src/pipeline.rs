@@ -200,6 +200,7 @@ fn spawn_discard(batches: Receiver<Batch>) -> std::io::Result<thread::JoinHandle
 pub(crate) fn poller_settings(config: &Config, published: SharedQueues) -> PollerSettings {
     PollerSettings {
         poll_interval: config.poll_interval,
+        window: config.window,
         queue_refresh: config.queue_refresh,
         selectors: config.queues.clone(),
         shard: config.shard,

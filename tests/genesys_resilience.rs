@@ -824,3 +824,35 @@ fn ticks_missed_while_the_process_was_stopped_are_blamed_on_the_pause() {
         late[0]
     );
 }
+
+/// Genesys failing every observation query from the start: no queue gets a point, but
+/// every window still gets its self-metrics point, and it says why (`poll_errors`).
+#[test]
+fn self_metrics_are_written_every_window_while_every_poll_fails() {
+    let timing = Timing { poll: 1, window: 5 };
+    let sim = sim(5, timing, 100);
+    sim.every_nth(Endpoint::Observations, 1, Fault::Status(503));
+    let service = Service::start(&["run"], &env(&sim, None, timing, &[]));
+    let self_metrics = |service: &Service| -> Vec<String> {
+        service
+            .stdout()
+            .lines()
+            .filter(|l| l.starts_with("genesys2influx,"))
+            .map(str::to_string)
+            .collect()
+    };
+    wait_until(&service, "two windows of self-metrics", || {
+        self_metrics(&service).len() >= 2
+    });
+    let lines = self_metrics(&service);
+    let stdout = service.stdout();
+    stop(service);
+    assert!(
+        stdout.lines().all(|l| l.starts_with("genesys2influx,")),
+        "a queue point without a successful poll:\n{stdout}"
+    );
+    assert!(
+        lines.iter().all(|l| !l.contains(",poll_errors=0i")),
+        "{lines:?}"
+    );
+}

@@ -300,3 +300,94 @@ fn request_budget_at_scale() {
         );
     }
 }
+
+/// An org too large for its request budget: 300 queues need 3 requests a poll, and a
+/// budget of 30 requests per minute (24 planned) cannot take even one poll per 5 s
+/// window (36/min).
+/// The service polls once per window anyway (never wider: it once widened to 360×, an
+/// hour, and wrote nothing), warns with the fixes in numbers, writes the self-metrics
+/// of every window from the first one, and `check` says the same.
+#[test]
+fn an_org_too_large_for_its_budget_polls_once_per_window_and_names_the_fix() {
+    let sim = sim(QUEUES);
+    let mut env = crate::util::sim_env(&sim);
+    env.extend([
+        ("POLL_INTERVAL", "1s".to_string()),
+        ("WINDOW", "5s".to_string()),
+        ("KPIS", "off".to_string()),
+        ("GENESYS_REQUESTS_PER_MINUTE", "30".to_string()),
+        ("INFLUXDB_URL", "-".to_string()),
+        ("INSTANCE", "small-budget".to_string()),
+    ]);
+    let mut service = Service::start(&["run"], &env);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(30);
+    let windows = |service: &Service| -> Vec<u64> {
+        service
+            .stdout()
+            .lines()
+            .filter(|l| l.starts_with("genesys2influx,"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .collect()
+    };
+    while windows(&service).len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no two windows of self-metrics within 30 s:\n{}",
+            service.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let first_window_after = started.elapsed();
+    service.signal("TERM");
+    service.wait(Duration::from_secs(30));
+    let stderr = service.stderr();
+    assert!(
+        stderr.contains("polling 300 queues in 3 requests every 5s"),
+        "{stderr}"
+    );
+    let advice = stderr
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("request budget is too small"))
+        .unwrap_or_else(|| panic!("no budget warning:\n{stderr}"));
+    for fix in [
+        "QUEUE_SHARD=1/",
+        "each with its own OAuth client",
+        "GENESYS_REQUESTS_PER_MINUTE=",
+    ] {
+        assert!(advice.contains(fix), "{fix} missing from: {advice}");
+    }
+    let polls: Vec<u64> = sim
+        .requests()
+        .iter()
+        .filter(|r| r.endpoint == Some(Endpoint::Observations))
+        .map(|r| r.time_ms / 5000)
+        .collect();
+    let mut per_window = BTreeMap::new();
+    for window in polls {
+        *per_window.entry(window).or_insert(0) += 1;
+    }
+    assert!(
+        per_window.values().all(|&n| n <= 3),
+        "more than one poll per 5 s window: {per_window:?}"
+    );
+
+    let (code, stdout, _) = run_to_end(&["check"], &env, Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        stdout.contains("! budget: polling 300 queues in 3 requests every 5s")
+            && stdout.contains(
+                advice
+                    .split("WARN")
+                    .nth(1)
+                    .unwrap_or_default()
+                    .split(": ")
+                    .skip(1)
+                    .collect::<Vec<_>>()
+                    .join(": ")
+                    .trim()
+            ),
+        "check does not print the service's budget lines:\n{stdout}"
+    );
+    println!("two windows of self-metrics after {first_window_after:?}");
+}

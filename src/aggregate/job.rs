@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select, Receiver, Sender};
 
 use crate::aggregate::PartBuffers;
-use crate::aggregate::{Aggregator, ClosedWindow, OpenWindow};
+use crate::aggregate::{Aggregator, ClosedWindow, OpenWindow, Part};
 use crate::config::Config;
 use crate::duration;
 use crate::influx::live::{LiveSlot, LiveUpdate};
@@ -239,7 +239,16 @@ impl AggregatorJob {
         let timestamp_s = (window.start_ms / 1000) as i64;
         let snapshot = self.stats.take_window();
         let mut line_count = 0;
-        let mut parts = self.aggregator.encode(&window).peekable();
+        // A window without queues is one part: the self-metrics point alone.
+        let only_metrics = window.queues.is_empty().then(|| Part {
+            lines: String::new(),
+            points: 0,
+        });
+        let mut parts = self
+            .aggregator
+            .encode(&window)
+            .chain(only_metrics)
+            .peekable();
         while let Some(mut part) = parts.next() {
             let mut points = part.points;
             if parts.peek().is_none() {

@@ -308,12 +308,11 @@ impl Aggregator {
         }
     }
 
-    /// Closes the open window now, with whatever samples it has (shutdown).
+    /// Closes the open window now, with whatever samples it has (shutdown). A window
+    /// without a single successful poll is closed too, with no queue: it still gets its
+    /// self-metrics point, which says why (`poll_errors`).
     pub fn close(&mut self) -> Option<ClosedWindow> {
         let open = self.open.take()?;
-        if open.queues.is_empty() {
-            return None;
-        }
         Some(ClosedWindow {
             start_ms: open.start_ms,
             queues: open.queues.into_values().map(|w| *w).collect(),
@@ -947,11 +946,16 @@ mod tests {
         );
     }
 
+    /// A window in which no poll succeeded has no queue point, but it closes: its
+    /// self-metrics point (written by the job) must say why.
     #[test]
-    fn an_empty_window_writes_nothing() {
+    fn an_empty_window_closes_without_queue_points() {
         let mut aggregator = Aggregator::new(20_000, POLL, vec![]);
         poll(&mut aggregator, T0, vec![]);
-        assert!(poll(&mut aggregator, T0 + POLL, vec![]).is_empty());
+        let closed = poll(&mut aggregator, T0 + POLL, vec![]);
+        assert_eq!(closed.len(), 1);
+        assert_eq!((closed[0].start_ms, closed[0].points), (T0, 0));
+        assert!(closed[0].lines.is_empty());
     }
 
     #[test]

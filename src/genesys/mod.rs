@@ -3,6 +3,7 @@
 pub mod answer_buffers;
 pub mod auth;
 pub mod budget;
+pub mod budget_fit;
 pub mod client;
 pub mod clock_step;
 pub mod conversation_aggregates;

@@ -31,6 +31,7 @@ use crate::model::{PollEvent, Queue, SharedQueues};
 use crate::stats::Stats;
 
 use super::budget::{self, PollPlan};
+use super::budget_fit::{self, BudgetSettings, Org};
 use super::client::GenesysClient;
 use super::clock_step::{pause_between, ClockWatch};
 use super::error::ApiError;
@@ -71,6 +72,8 @@ struct Answers<'a> {
 #[derive(Debug, Clone)]
 pub struct PollerSettings {
     pub poll_interval: Duration,
+    /// `WINDOW`: a widened poll interval divides it and never exceeds it.
+    pub window: Duration,
     pub queue_refresh: Duration,
     pub selectors: Vec<QueueSelector>,
     pub shard: Option<Shard>,
@@ -82,14 +85,14 @@ pub struct PollerSettings {
 }
 
 impl PollerSettings {
-    /// Requests per minute that `queue_count` queues leave to the queue-list refresh
-    /// and the KPI poll, which the observation poll must not use.
-    fn reserved_per_minute(&self, queue_count: usize) -> u32 {
-        let refresh = budget::requests_per_minute(queue_count, self.queue_refresh);
-        let kpi = self
-            .kpi_poll
-            .map_or(0, |poll| budget::requests_per_minute(queue_count, poll));
-        refresh.saturating_add(kpi)
+    fn budget(&self) -> BudgetSettings {
+        BudgetSettings {
+            poll_interval: self.poll_interval,
+            window: self.window,
+            requests_per_minute: self.requests_per_minute,
+            queue_refresh: self.queue_refresh,
+            kpi_poll: self.kpi_poll,
+        }
     }
 }
 
@@ -181,6 +184,10 @@ pub struct ObservationPoller {
     refresh_asked: bool,
     /// Requests of the last queue listing (its pages).
     listing_requests: usize,
+    /// Queues of the last listing, and how many of them `GENESYS_QUEUES` selected (over
+    /// all shards): what the budget advice is computed for.
+    listed: usize,
+    selected: usize,
     warned_unmatched: HashSet<String>,
     warned_missing: HashSet<String>,
     failures: FailureLog,
@@ -192,7 +199,13 @@ pub struct ObservationPoller {
 
 impl ObservationPoller {
     pub fn new(client: Arc<GenesysClient>, settings: PollerSettings, stats: Arc<Stats>) -> Self {
-        let plan = budget::plan(0, settings.poll_interval, settings.requests_per_minute, 0);
+        let plan = budget::plan(
+            0,
+            settings.poll_interval,
+            settings.window,
+            settings.requests_per_minute,
+            0,
+        );
         ObservationPoller {
             client,
             stats,
@@ -203,6 +216,8 @@ impl ObservationPoller {
             next_refresh: Instant::now() + settings.queue_refresh,
             refresh_asked: false,
             listing_requests: 1,
+            listed: 0,
+            selected: 0,
             warned_unmatched: HashSet::new(),
             warned_missing: HashSet::new(),
             failures: FailureLog::default(),
@@ -291,6 +306,8 @@ impl ObservationPoller {
         self.warned_unmatched
             .extend(selection.unmatched.iter().cloned());
         let selected = selection.queues.len();
+        self.listed = all.len();
+        self.selected = selected;
         let sharded = queues::in_shard(selection.queues, self.settings.shard);
         if let Some(shard) = self.settings.shard {
             if self.queues.is_empty() || self.queues.len() != sharded.len() {
@@ -315,15 +332,19 @@ impl ObservationPoller {
         self.settings.published.publish(self.queues.clone());
         self.refreshed();
         Stats::set(&self.stats.queues, self.queues.len() as u64);
-        let plan = budget::plan(
-            self.queues.len(),
-            self.settings.poll_interval,
-            self.settings.requests_per_minute,
-            self.settings.reserved_per_minute(self.queues.len()),
-        );
+        let polled = self.queues.len();
+        let org = Org {
+            polled,
+            selected: self.selected.max(polled),
+            listed: self.listed.max(polled),
+        };
+        let plan = budget_fit::plan_for(org, &self.settings.budget());
         if first || plan.chunks != self.plan.chunks || plan.poll_interval != self.plan.poll_interval
         {
             log::info!("{}", plan.summary());
+            if let Some(advice) = &plan.advice {
+                log::warn!("{advice}");
+            }
         }
         if !first && changes != QueueChanges::default() {
             log::info!(
@@ -732,6 +753,7 @@ mod tests {
     fn settings(poll_interval: Duration, selectors: Vec<QueueSelector>) -> PollerSettings {
         PollerSettings {
             poll_interval,
+            window: poll_interval * 6,
             queue_refresh: Duration::from_secs(300),
             selectors,
             shard: None,
