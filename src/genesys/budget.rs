@@ -202,7 +202,7 @@ fn per_minute(rate: f64) -> String {
 }
 
 /// `12000` → `12,000`.
-fn thousands(n: u64) -> String {
+pub(super) fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {

@@ -195,6 +195,78 @@ mod tests {
         kpi_poll: Some(Duration::from_secs(60)),
     };
 
+    /// One row of the scaling table of README.md and docs/scaling.md, from the planner.
+    fn scaling_row(queues: usize) -> String {
+        use super::budget::thousands;
+        let org = Org::whole(queues);
+        let plan = plan_for(org, &DEFAULTS);
+        let without_kpis = BudgetSettings {
+            kpi_poll: None,
+            ..DEFAULTS
+        };
+        let off = plan_for(org, &without_kpis);
+        let refresh = budget::requests_per_minute(queues, DEFAULTS.queue_refresh);
+        let kpis = plan.reserved_per_minute - refresh;
+        let interval = |plan: &PollPlan| {
+            let s = plan.poll_interval.as_secs();
+            if plan.over_budget {
+                format!("**{s} s, over budget**")
+            } else {
+                format!("{s} s")
+            }
+        };
+        let verdict = if plan.over_budget {
+            let mut fixes = Vec::new();
+            if let Some(n) = shards_needed(org, &DEFAULTS) {
+                fixes.push(format!("{n} shards"));
+            }
+            if let Some(budget) = budget_needed(org, &DEFAULTS) {
+                fixes.push(format!("`GENESYS_REQUESTS_PER_MINUTE={budget}`"));
+            }
+            if !off.over_budget {
+                fixes.push("`KPIS=off`".into());
+            }
+            format!("WARN, fix: {}", fixes.join(" or "))
+        } else {
+            "fits".into()
+        };
+        format!(
+            "| {} | {} | {} | {} + {refresh} + {kpis} = {} | {} | {verdict} |",
+            thousands(queues as u64),
+            plan.chunks,
+            interval(&plan),
+            plan.requests_per_minute.ceil(),
+            plan.requests_per_minute.ceil() as u32 + plan.reserved_per_minute,
+            interval(&off),
+        )
+    }
+
+    /// The queue counts of the scaling table.
+    const SCALING_ROWS: [usize; 9] = [
+        1_000, 3_000, 4_000, 5_000, 10_000, 15_000, 20_000, 30_000, 50_000,
+    ];
+
+    /// The scaling tables of the README and docs/scaling.md are what the planner does:
+    /// each of their rows is computed here, so they cannot drift from the code.
+    #[test]
+    fn the_scaling_tables_of_the_docs_are_the_planners() {
+        let rows: Vec<String> = SCALING_ROWS.iter().map(|&q| scaling_row(q)).collect();
+        for doc in ["README.md", "docs/scaling.md"] {
+            let text =
+                std::fs::read_to_string(format!("{}/{doc}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+            let table: Vec<&str> = text
+                .lines()
+                .skip_while(|l| !l.contains("<!-- scaling table"))
+                .skip(3)
+                .take_while(|l| l.starts_with('|'))
+                .collect();
+            assert_eq!(
+                table, rows,
+                "{doc}: the scaling table differs from the planner"
+            );
+        }
+    }
+
     #[test]
     fn kpis_are_reserved_at_the_rate_they_are_really_polled() {
         // 20,000 queues: KPI_POLL=60s would be 200/min; widened to 4 min it is 50/min.
