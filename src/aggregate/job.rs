@@ -349,6 +349,56 @@ fn take_saved_window(path: &Path) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::TempDir;
+    use std::os::unix::net::UnixDatagram;
+
+    /// Pings follow the poller's promise, not the polls: due pings are sent while it
+    /// holds (however long since the last poll), none while it is broken (one error line),
+    /// and they resume when the poller shows progress again.
+    #[test]
+    fn the_watchdog_is_pinged_while_the_poller_keeps_its_promise() {
+        let dir = TempDir::new("watchdog");
+        let socket_path = dir.0.join("notify");
+        let systemd = UnixDatagram::bind(&socket_path).unwrap();
+        systemd.set_nonblocking(true).unwrap();
+        let notifier = Notifier::from_env_values(socket_path.to_str(), None, None, 1);
+        let pings = || {
+            let mut buf = [0u8; 64];
+            std::iter::from_fn(|| systemd.recv(&mut buf).ok()).count()
+        };
+        let poller = Arc::new(Liveness::default());
+        let t0 = Instant::now();
+        let every = Duration::from_secs(15);
+        let mut watchdog = Watchdog {
+            every,
+            next: t0,
+            poller: poller.clone(),
+            stall_logged: false,
+        };
+        poller.promise(t0, Duration::from_secs(1));
+        watchdog.tick(&notifier, t0);
+        watchdog.tick(&notifier, t0 + Duration::from_secs(1));
+        assert_eq!(pings(), 1, "at most one ping per period");
+        // The poller sleeps through a long wait in slices, renewing its promise.
+        for i in 1..=8 {
+            let now = t0 + every * i;
+            poller.promise(now, Duration::from_secs(1));
+            watchdog.tick(&notifier, now);
+        }
+        assert_eq!(pings(), 8, "pings while no poll runs");
+        // Stuck: no promise renewed for a minute.
+        let stuck = t0 + every * 10;
+        for i in 0..4 {
+            watchdog.tick(&notifier, stuck + every * i);
+        }
+        assert_eq!(pings(), 0, "pings for a stuck poller");
+        assert!(watchdog.stall_logged);
+        let back = stuck + every * 4;
+        poller.promise(back, Duration::from_secs(1));
+        watchdog.tick(&notifier, back);
+        assert_eq!(pings(), 1);
+        assert!(!watchdog.stall_logged);
+    }
 
     #[test]
     fn the_summary_line_comes_once_per_period_and_adds_up_the_windows() {
