@@ -13,10 +13,12 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Config, KpiConfig};
 use crate::exit::Exit;
+use crate::genesys::budget_fit::{self, BudgetSettings, Org};
 use crate::genesys::client::GenesysClient;
 use crate::genesys::conversation_aggregates::{self, Interval};
 use crate::genesys::error::ApiError;
-use crate::genesys::observations::{self, MAX_QUEUES_PER_REQUEST};
+use crate::genesys::limits::MAX_QUEUES_PER_REQUEST;
+use crate::genesys::observations;
 use crate::genesys::queues;
 use crate::logging::redact;
 use crate::model::{agent, media, Queue, QueueObservation};
@@ -212,12 +214,34 @@ fn check_genesys(
             ))
             .unwrap_or_default()
     ));
+    check_budget(
+        config,
+        Org {
+            polled: polled.len(),
+            selected: selected_count,
+            listed: all.len(),
+        },
+        report,
+    );
     let chunk = &polled[..polled.len().min(MAX_QUEUES_PER_REQUEST)];
     let observed = check_observations(&client, chunk, report);
     if let Some(kpi) = config.kpi {
         check_kpis(&client, chunk, kpi, report);
     }
     observed
+}
+
+/// The request plan the service would start with, and what to change when the budget is
+/// too small (the same lines `run` logs).
+fn check_budget(config: &Config, org: Org, report: &mut Report) {
+    let plan = budget_fit::plan_for(org, &BudgetSettings::of(config));
+    match &plan.advice {
+        None => report.ok(&format!("budget: {}", plan.summary())),
+        Some(advice) => {
+            report.warn(&format!("budget: {}", plan.summary()));
+            report.warn(&format!("budget: {advice}"));
+        }
+    }
 }
 
 /// One observations request for the first chunk of queues.

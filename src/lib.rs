@@ -21,6 +21,7 @@ pub mod http;
 pub mod influx;
 mod jitter;
 mod kpi;
+mod liveness;
 mod logging;
 pub mod loopback_http;
 pub mod model;

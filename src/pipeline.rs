@@ -110,7 +110,8 @@ pub fn run(config: &Config, stop_after: Option<Duration>, view: Option<Arc<Wallb
         notifier.clone(),
         view,
     )
-    .with_part_buffers(part_buffers);
+    .with_part_buffers(part_buffers)
+    .with_poller_liveness(poller.liveness());
     let stop = shutdown.stop.clone();
     let aggregator = thread::Builder::new()
         .name("aggregator".into())
@@ -199,6 +200,7 @@ fn spawn_discard(batches: Receiver<Batch>) -> std::io::Result<thread::JoinHandle
 pub(crate) fn poller_settings(config: &Config, published: SharedQueues) -> PollerSettings {
     PollerSettings {
         poll_interval: config.poll_interval,
+        window: config.window,
         queue_refresh: config.queue_refresh,
         selectors: config.queues.clone(),
         shard: config.shard,

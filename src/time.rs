@@ -8,7 +8,7 @@
 //! `civil_from_days` (proleptic Gregorian): std has no calendar, and these few functions
 //! do not justify a date crate.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const DAY_S: u64 = 86_400;
 
@@ -17,6 +17,36 @@ pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, millis)
+}
+
+/// Both clocks read at one moment: the wall clock, which ticks and timestamps follow and
+/// which may be stepped (NTP, `date -s`), and the monotonic clock, which waits follow and
+/// which never jumps. Comparing two readings tells a step from the passing of time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clocks {
+    pub wall_ms: u64,
+    pub mono: Instant,
+}
+
+impl Clocks {
+    pub fn now() -> Clocks {
+        Clocks {
+            wall_ms: now_ms(),
+            mono: Instant::now(),
+        }
+    }
+
+    /// The monotonic moment at which the wall clock will show `wall_ms`, if it is not
+    /// stepped meanwhile (a time already past gives a past moment, or this reading's).
+    pub fn instant_of(&self, wall_ms: u64) -> Instant {
+        if wall_ms >= self.wall_ms {
+            self.mono + Duration::from_millis(wall_ms - self.wall_ms)
+        } else {
+            self.mono
+                .checked_sub(Duration::from_millis(self.wall_ms - wall_ms))
+                .unwrap_or(self.mono)
+        }
+    }
 }
 
 /// A duration in whole milliseconds, saturating (a duration beyond `u64` ms is ~585 million years).
@@ -55,9 +85,6 @@ pub fn format_utc_s(time: SystemTime) -> String {
 /// `Sun, 06 Nov 1994 08:49:37 GMT` (RFC 9110's IMF-fixdate, for `Date` headers).
 pub fn format_http_date(ms: u64) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
     let secs = ms / 1000;
     let (year, month, day) = date_of(secs);
     let rem = secs % DAY_S;
@@ -69,6 +96,57 @@ pub fn format_http_date(ms: u64) -> String {
         rem / 60 % 60,
         rem % 60
     )
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// An HTTP date (RFC 9110, section 5.6.7: `Date`, `Retry-After`) → epoch ms. Accepts the
+/// IMF-fixdate `Sun, 06 Nov 1994 08:49:37 GMT` and, as recipients must, the obsolete
+/// RFC 850 `Sunday, 06-Nov-94 08:49:37 GMT` and asctime `Sun Nov  6 08:49:37 1994`
+/// forms. The weekday is not checked; a two-digit year is 19xx from 70 on, else 20xx.
+/// `None` for anything else, or a time before 1970.
+pub fn parse_http_date(text: &str) -> Option<u64> {
+    let words: Vec<&str> = text.split_ascii_whitespace().collect();
+    let (year, month, day, clock) = match words.as_slice() {
+        [weekday, day, month, year, clock, "GMT"] if weekday.ends_with(',') => (
+            parse_digits(year, 4)?,
+            *month,
+            parse_digits(day, 2)?,
+            *clock,
+        ),
+        [weekday, date, clock, "GMT"] if weekday.ends_with(',') => {
+            let mut parts = date.split('-');
+            let (day, month, year) = (parts.next()?, parts.next()?, parts.next()?);
+            if parts.next().is_some() {
+                return None;
+            }
+            let year = parse_digits(year, 2)?;
+            let year = if year >= 70 { 1900 + year } else { 2000 + year };
+            (year, month, parse_digits(day, 2)?, *clock)
+        }
+        [_weekday, month, day, clock, year] => {
+            let day = if day.len() == 1 {
+                parse_digits(day, 1)?
+            } else {
+                parse_digits(day, 2)?
+            };
+            (parse_digits(year, 4)?, *month, day, *clock)
+        }
+        _ => return None,
+    };
+    let month = MONTHS.iter().position(|m| *m == month)? as i64 + 1;
+    let mut parts = clock.split(':');
+    let hour = parse_digits(parts.next()?, 2)?;
+    let minute = parse_digits(parts.next()?, 2)?;
+    let second = parse_digits(parts.next()?, 2)?;
+    if parts.next().is_some() || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60
+    {
+        return None;
+    }
+    let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
+    u64::try_from(secs).ok()?.checked_mul(1000)
 }
 
 /// `2025-06-02T14:15:00.000Z` (fraction optional, `Z` or `±HH:MM`) → epoch ms. `None`
@@ -211,12 +289,56 @@ mod tests {
     }
 
     #[test]
+    fn a_wall_time_maps_to_the_monotonic_moment_it_will_be_shown() {
+        let mono = Instant::now() + Duration::from_secs(100);
+        let clocks = Clocks {
+            wall_ms: 1_000_000,
+            mono,
+        };
+        assert_eq!(
+            clocks.instant_of(1_002_500),
+            mono + Duration::from_millis(2500)
+        );
+        assert_eq!(clocks.instant_of(1_000_000), mono);
+        assert_eq!(clocks.instant_of(999_000), mono - Duration::from_secs(1));
+    }
+
+    #[test]
     fn http_dates() {
         assert_eq!(
             format_http_date(784_111_777_000),
             "Sun, 06 Nov 1994 08:49:37 GMT"
         );
         assert_eq!(format_http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+    }
+
+    #[test]
+    fn http_dates_parse_in_all_three_forms_of_rfc_9110() {
+        const SUNDAY: Option<u64> = Some(784_111_777_000);
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), SUNDAY);
+        assert_eq!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), SUNDAY);
+        assert_eq!(parse_http_date("Sun Nov  6 08:49:37 1994"), SUNDAY);
+        assert_eq!(parse_http_date(" Sun, 06 Nov 1994 08:49:37 GMT "), SUNDAY);
+        assert_eq!(
+            parse_http_date("Monday, 07-Dec-26 03:00:00 GMT"),
+            Some(1_796_612_400_000)
+        );
+        for bad in [
+            "",
+            "20",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 06 Nov 1994 08:49 GMT",
+            "Sun, 6 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Foo 1994 08:49:37 GMT",
+            "Sun, 32 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 24:00:00 GMT",
+            "Sun 06 Nov 1994 08:49:37 GMT",
+            "Sun, 06-Nov-1994 08:49:37 GMT",
+            "Wed, 31 Dec 1969 23:59:59 GMT",
+            "Sun Nov  6 08:49:37 94",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad:?}");
+        }
     }
 
     proptest! {
@@ -230,6 +352,20 @@ mod tests {
         #[test]
         fn any_text_parses_or_is_refused(text in "\\PC{0,40}") {
             let _ = parse_utc(&text);
+            let _ = parse_http_date(&text);
+        }
+
+        /// Text shaped like an HTTP date, digits and names anywhere: never a panic.
+        #[test]
+        fn http_date_lookalikes_never_panic(
+            text in "[A-Za-z]{0,9},? [0-9]{0,3}[ -][A-Z][a-z]{2}[ -][0-9]{0,5} [0-9:]{0,9} (GMT|[0-9]{4})?"
+        ) {
+            let _ = parse_http_date(&text);
+        }
+
+        #[test]
+        fn formatted_http_dates_parse_back_to_the_second(ms in 0u64..253_402_300_800_000) {
+            prop_assert_eq!(parse_http_date(&format_http_date(ms)), Some(ms / 1000 * 1000));
         }
     }
 }

@@ -800,3 +800,59 @@ fn sigterm_during_a_slow_login_exits_0_at_once() {
     assert!(took < Duration::from_secs(2), "took {took:?}; log:\n{log}");
     assert!(log.contains("stopped during start-up"), "log:\n{log}");
 }
+
+/// A process stopped for 8 s (SIGSTOP, as a suspended VM would be) skips the ticks it
+/// missed and says why: not a slow Genesys, not too small a budget.
+#[test]
+fn ticks_missed_while_the_process_was_stopped_are_blamed_on_the_pause() {
+    let timing = Timing { poll: 1, window: 5 };
+    let sim = sim(5, timing, 100);
+    let service = Service::start(&["run"], &env(&sim, None, timing, &[]));
+    wait_until(&service, "first polls", || {
+        observation_requests(&sim).len() >= 2
+    });
+    service.signal("STOP");
+    std::thread::sleep(Duration::from_secs(8));
+    service.signal("CONT");
+    service.wait_for_log("tick(s) late", PATIENCE);
+    let log = stop(service);
+    let late: Vec<&str> = log.lines().filter(|l| l.contains("tick(s) late")).collect();
+    assert_eq!(late.len(), 1, "{log}");
+    assert!(
+        late[0].contains("the process did not run for") && !late[0].contains("POLL_INTERVAL"),
+        "{}",
+        late[0]
+    );
+}
+
+/// Genesys failing every observation query from the start: no queue gets a point, but
+/// every window still gets its self-metrics point, and it says why (`poll_errors`).
+#[test]
+fn self_metrics_are_written_every_window_while_every_poll_fails() {
+    let timing = Timing { poll: 1, window: 5 };
+    let sim = sim(5, timing, 100);
+    sim.every_nth(Endpoint::Observations, 1, Fault::Status(503));
+    let service = Service::start(&["run"], &env(&sim, None, timing, &[]));
+    let self_metrics = |service: &Service| -> Vec<String> {
+        service
+            .stdout()
+            .lines()
+            .filter(|l| l.starts_with("genesys2influx,"))
+            .map(str::to_string)
+            .collect()
+    };
+    wait_until(&service, "two windows of self-metrics", || {
+        self_metrics(&service).len() >= 2
+    });
+    let lines = self_metrics(&service);
+    let stdout = service.stdout();
+    stop(service);
+    assert!(
+        stdout.lines().all(|l| l.starts_with("genesys2influx,")),
+        "a queue point without a successful poll:\n{stdout}"
+    );
+    assert!(
+        lines.iter().all(|l| !l.contains(",poll_errors=0i")),
+        "{lines:?}"
+    );
+}

@@ -227,3 +227,130 @@ fn ready_after_token_and_queue_list_watchdog_while_polling_stopping_on_sigterm()
         datagrams.len()
     );
 }
+
+/// libfaketime (Debian `faketime`): its preload library fakes the wall clock of a glibc
+/// program from a file read at every clock call, and leaves the monotonic clock alone.
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
+/// Timestamps (s) of the self-metrics points on stdout, one per window written.
+fn self_metric_windows(stdout: &str) -> Vec<u64> {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with("genesys2influx,"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect()
+}
+
+fn observation_requests_since(sim: &Sim, since_ms: u64) -> usize {
+    sim.requests()
+        .iter()
+        .filter(|r| r.endpoint == Some(Endpoint::Observations) && r.time_ms >= since_ms)
+        .count()
+}
+
+/// The wall clock stepped back by 5 minutes (as an NTP correction or an operator's
+/// `date -s` does) and then forward to an hour ahead, the monotonic clock untouched: polling
+/// goes on at the re-aligned tick within a second or two, each step is logged once as
+/// what it is, the watchdog keeps being pinged, and no window is written twice.
+#[test]
+fn wall_clock_steps_neither_freeze_polling_nor_the_watchdog() {
+    assert!(
+        std::path::Path::new(LIBFAKETIME).exists(),
+        "{LIBFAKETIME} is missing: apt-get install faketime (tests/run.sh does)"
+    );
+    let sim = Sim::start(SimOptions {
+        queue_count: 20,
+        value_period: Duration::from_secs(1),
+        ..SimOptions::default()
+    })
+    .expect("simulated Genesys starts");
+    let systemd = FakeSystemd::bind();
+    let dir = TempDir::new("faketime");
+    let offset_file = dir.join("offset");
+    std::fs::write(&offset_file, "+0\n").unwrap();
+    let mut env = sim_env(&sim);
+    env.extend([
+        ("POLL_INTERVAL", "1s".into()),
+        ("WINDOW", "5s".into()),
+        ("KPIS", "off".into()),
+        ("INFLUXDB_URL", "-".into()),
+        ("NOTIFY_SOCKET", systemd.path.clone()),
+        ("WATCHDOG_USEC", "4000000".into()),
+        ("LD_PRELOAD", LIBFAKETIME.into()),
+        (
+            "FAKETIME_TIMESTAMP_FILE",
+            offset_file.to_str().unwrap().into(),
+        ),
+        ("FAKETIME_NO_CACHE", "1".into()),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1".into()),
+    ]);
+    let started_ms = now_ms();
+    let mut service = Service::start(&["run"], &env);
+    systemd.wait_for("READY=1", 1, started_ms, &service);
+    systemd.wait_for("WATCHDOG=1", 2, started_ms, &service);
+    // Let a window or two be written before the step.
+    thread::sleep(Duration::from_secs(6));
+
+    std::fs::write(&offset_file, "-300\n").unwrap();
+    let back_ms = now_ms();
+    thread::sleep(Duration::from_secs(8));
+    let pings = systemd
+        .datagrams()
+        .iter()
+        .filter(|(t, d)| *t >= back_ms + 1000 && d == "WATCHDOG=1")
+        .count();
+    let polled = observation_requests_since(&sim, back_ms + 2000);
+    assert!(
+        pings >= 3 && polled >= 4,
+        "after the step back: {pings} watchdog pings and {polled} polls in 6 s\nstderr:\n{}",
+        service.stderr()
+    );
+
+    std::fs::write(&offset_file, "+3600\n").unwrap();
+    let forward_ms = now_ms();
+    thread::sleep(Duration::from_secs(5));
+    let polled = observation_requests_since(&sim, forward_ms + 2000);
+    assert!(
+        polled >= 2,
+        "after the step forward: {polled} polls in 3 s\nstderr:\n{}",
+        service.stderr()
+    );
+
+    service.signal("TERM");
+    let status = service.wait(Duration::from_secs(30));
+    let stderr = service.stderr();
+    assert_eq!(status.code(), Some(0), "stderr:\n{stderr}");
+    let lines = |needle: &str| stderr.lines().filter(|l| l.contains(needle)).count();
+    assert_eq!(
+        lines("wall clock stepped back by 300 s"),
+        1,
+        "the step back is logged once:\n{stderr}"
+    );
+    assert_eq!(
+        // from 300 s behind to 3,600 s ahead
+        lines("wall clock stepped forward by 3900 s"),
+        1,
+        "the step forward is logged once:\n{stderr}"
+    );
+    // Genesys's Date headers show the host 300 s behind: said once.
+    assert_eq!(
+        lines("this host's clock is 300 s behind Genesys Cloud's"),
+        1,
+        "the skew is logged once:\n{stderr}"
+    );
+    assert_eq!(
+        lines("fewer queues"),
+        0,
+        "a clock step is not a budget problem:\n{stderr}"
+    );
+    let windows = self_metric_windows(&service.stdout());
+    let mut unique = windows.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        windows.len(),
+        "a window was written twice: {windows:?}"
+    );
+    assert!(windows.len() >= 3, "windows written: {windows:?}");
+}

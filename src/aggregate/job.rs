@@ -3,6 +3,11 @@
 //! writer part by part, saves the open window at shutdown and continues it after a
 //! restart inside the same window. With live updates on, it also leaves the open
 //! window so far for the writer after each poll.
+//!
+//! Its loop also pings systemd's watchdog, every quarter of `WatchdogSec`, as long as the
+//! poller keeps its promise of progress ([`Liveness`]): pings follow the health of both
+//! threads, not the polls, so a wide poll interval or a wall clock stepped back is no
+//! reason for a restart, and a stuck poller is.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,10 +16,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select, Receiver, Sender};
 
 use crate::aggregate::PartBuffers;
-use crate::aggregate::{Aggregator, ClosedWindow, OpenWindow};
+use crate::aggregate::{Aggregator, ClosedWindow, OpenWindow, Part};
 use crate::config::Config;
 use crate::duration;
 use crate::influx::live::{LiveSlot, LiveUpdate};
+use crate::liveness::Liveness;
 use crate::model::PollEvent;
 use crate::model::{Batch, WindowPart};
 use crate::notify::Notifier;
@@ -42,9 +48,47 @@ pub(crate) struct AggregatorJob {
     static_tags: Vec<(String, String)>,
     state_file: Option<PathBuf>,
     notifier: Arc<Notifier>,
-    watchdog_every: Option<Duration>,
+    watchdog: Option<Watchdog>,
     summary: Summary,
     view: Option<Arc<Wallboard>>,
+}
+
+/// When to ping systemd's watchdog next, and whose progress decides whether to.
+struct Watchdog {
+    every: Duration,
+    next: Instant,
+    poller: Arc<Liveness>,
+    /// The poller's stall was logged (once until it recovers).
+    stall_logged: bool,
+}
+
+impl Watchdog {
+    /// Pings when one is due and the poller keeps its promise; logs a stall once.
+    fn tick(&mut self, notifier: &Notifier, now: Instant) {
+        if now < self.next {
+            return;
+        }
+        self.next = now + self.every;
+        match self.poller.overdue(now) {
+            None => {
+                notifier.watchdog();
+                if std::mem::take(&mut self.stall_logged) {
+                    log::info!(
+                        "the poller makes progress again; pinging the systemd watchdog again"
+                    );
+                }
+            }
+            Some(late) if !self.stall_logged => {
+                self.stall_logged = true;
+                log::error!(
+                    "the poller is stuck ({} s past the time it promised to be back); \
+                     not pinging the systemd watchdog, so WatchdogSec= restarts the service",
+                    late.as_secs()
+                );
+            }
+            Some(_) => {}
+        }
+    }
 }
 
 /// What the windows' self-metrics added up to since the last periodic summary line.
@@ -126,11 +170,24 @@ impl AggregatorJob {
                 .dir
                 .as_deref()
                 .map(|dir| dir.join(OPEN_WINDOW_FILE)),
-            watchdog_every: notifier.watchdog_interval().map(|d| d / 2),
+            watchdog: notifier.watchdog_interval().map(|interval| Watchdog {
+                every: interval / 4,
+                next: Instant::now(),
+                poller: Arc::default(),
+                stall_logged: false,
+            }),
             notifier,
             summary: Summary::new(Instant::now()),
             view,
         }
+    }
+
+    /// Pings the watchdog only while `poller` keeps its promises of progress.
+    pub(crate) fn with_poller_liveness(mut self, poller: Arc<Liveness>) -> Self {
+        if let Some(watchdog) = &mut self.watchdog {
+            watchdog.poller = poller;
+        }
+        self
     }
 
     /// Encodes windows into the buffers the writer hands back.
@@ -141,12 +198,17 @@ impl AggregatorJob {
 
     pub(crate) fn run(mut self, events: Receiver<PollEvent>, stop: Receiver<()>) {
         self.resume_saved_window();
-        let heartbeat = self.watchdog_every.unwrap_or(Duration::from_secs(3600));
+        let heartbeat = self
+            .watchdog
+            .as_ref()
+            .map_or(Duration::from_secs(3600), |w| w.every);
         loop {
+            if let Some(watchdog) = &mut self.watchdog {
+                watchdog.tick(&self.notifier, Instant::now());
+            }
             select! {
                 recv(events) -> event => match event {
                     Ok(event) => {
-                        self.notifier.watchdog();
                         if let Some(view) = &self.view {
                             view.observe(&event);
                         }
@@ -177,7 +239,16 @@ impl AggregatorJob {
         let timestamp_s = (window.start_ms / 1000) as i64;
         let snapshot = self.stats.take_window();
         let mut line_count = 0;
-        let mut parts = self.aggregator.encode(&window).peekable();
+        // A window without queues is one part: the self-metrics point alone.
+        let only_metrics = window.queues.is_empty().then(|| Part {
+            lines: String::new(),
+            points: 0,
+        });
+        let mut parts = self
+            .aggregator
+            .encode(&window)
+            .chain(only_metrics)
+            .peekable();
         while let Some(mut part) = parts.next() {
             let mut points = part.points;
             let last = parts.peek().is_none();
@@ -283,6 +354,56 @@ fn take_saved_window(path: &Path) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::TempDir;
+    use std::os::unix::net::UnixDatagram;
+
+    /// Pings follow the poller's promise, not the polls: due pings are sent while it
+    /// holds (however long since the last poll), none while it is broken (one error line),
+    /// and they resume when the poller shows progress again.
+    #[test]
+    fn the_watchdog_is_pinged_while_the_poller_keeps_its_promise() {
+        let dir = TempDir::new("watchdog");
+        let socket_path = dir.0.join("notify");
+        let systemd = UnixDatagram::bind(&socket_path).unwrap();
+        systemd.set_nonblocking(true).unwrap();
+        let notifier = Notifier::from_env_values(socket_path.to_str(), None, None, 1);
+        let pings = || {
+            let mut buf = [0u8; 64];
+            std::iter::from_fn(|| systemd.recv(&mut buf).ok()).count()
+        };
+        let poller = Arc::new(Liveness::default());
+        let t0 = Instant::now();
+        let every = Duration::from_secs(15);
+        let mut watchdog = Watchdog {
+            every,
+            next: t0,
+            poller: poller.clone(),
+            stall_logged: false,
+        };
+        poller.promise(t0, Duration::from_secs(1));
+        watchdog.tick(&notifier, t0);
+        watchdog.tick(&notifier, t0 + Duration::from_secs(1));
+        assert_eq!(pings(), 1, "at most one ping per period");
+        // The poller sleeps through a long wait in slices, renewing its promise.
+        for i in 1..=8 {
+            let now = t0 + every * i;
+            poller.promise(now, Duration::from_secs(1));
+            watchdog.tick(&notifier, now);
+        }
+        assert_eq!(pings(), 8, "pings while no poll runs");
+        // Stuck: no promise renewed for a minute.
+        let stuck = t0 + every * 10;
+        for i in 0..4 {
+            watchdog.tick(&notifier, stuck + every * i);
+        }
+        assert_eq!(pings(), 0, "pings for a stuck poller");
+        assert!(watchdog.stall_logged);
+        let back = stuck + every * 4;
+        poller.promise(back, Duration::from_secs(1));
+        watchdog.tick(&notifier, back);
+        assert_eq!(pings(), 1);
+        assert!(!watchdog.stall_logged);
+    }
 
     #[test]
     fn the_summary_line_comes_once_per_period_and_adds_up_the_windows() {

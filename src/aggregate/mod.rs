@@ -190,6 +190,10 @@ pub struct Aggregator {
     static_tags: Vec<(String, String)>,
     tag_order: Vec<Tag>,
     open: Option<OpenWindow>,
+    /// The latest tick whose poll is done: an event of a tick not after it is ignored, so
+    /// a wall clock stepped back cannot fold a tick in twice or reopen a window already
+    /// written.
+    last_done_tick: Option<u64>,
     /// Where part buffers come from: kept ones handed back by the writer, when set.
     part_buffers: Option<Arc<PartBuffers>>,
 }
@@ -212,6 +216,7 @@ impl Aggregator {
             tag_order: tag_order(&static_tags),
             static_tags,
             open: None,
+            last_done_tick: None,
             part_buffers: None,
         }
     }
@@ -235,6 +240,13 @@ impl Aggregator {
     /// Folds one poller event in; returns the windows it closed (at most two: the open
     /// one, when a tick of a later window arrives, and the one this event finished).
     pub fn handle(&mut self, event: &PollEvent) -> Vec<ClosedWindow> {
+        let tick_ms = match event {
+            PollEvent::Observations { tick_ms, .. } | PollEvent::TickDone { tick_ms } => *tick_ms,
+        };
+        if self.last_done_tick.is_some_and(|done| tick_ms <= done) {
+            log::debug!("ignoring an event of tick {tick_ms}, not after the last tick done");
+            return Vec::new();
+        }
         match event {
             PollEvent::Observations {
                 tick_ms,
@@ -255,6 +267,7 @@ impl Aggregator {
                 closed.into_iter().collect()
             }
             PollEvent::TickDone { tick_ms } => {
+                self.last_done_tick = Some(*tick_ms);
                 let mut closed: Vec<ClosedWindow> = self.roll_to(*tick_ms).into_iter().collect();
                 let window_end = self.window_start(*tick_ms) + self.window_ms;
                 let was_last_tick = tick_ms + self.poll_ms >= window_end;
@@ -295,12 +308,11 @@ impl Aggregator {
         }
     }
 
-    /// Closes the open window now, with whatever samples it has (shutdown).
+    /// Closes the open window now, with whatever samples it has (shutdown). A window
+    /// without a single successful poll is closed too, with no queue: it still gets its
+    /// self-metrics point, which says why (`poll_errors`).
     pub fn close(&mut self) -> Option<ClosedWindow> {
         let open = self.open.take()?;
-        if open.queues.is_empty() {
-            return None;
-        }
         Some(ClosedWindow {
             start_ms: open.start_ms,
             queues: open.queues.into_values().map(|w| *w).collect(),
@@ -630,6 +642,48 @@ mod tests {
         assert!(aggregator.open_window().is_none());
     }
 
+    /// After a step of the wall clock back, the poller polls ticks it polled before:
+    /// a closed window is not reopened (and written twice), and a tick is not folded
+    /// into the open window twice.
+    #[test]
+    fn ticks_not_after_the_last_one_done_change_nothing() {
+        let q = queue("q1", "Support");
+        let mut aggregator = Aggregator::new(WINDOW, POLL, vec![]);
+        let mut written = Vec::new();
+        for i in 0..6 {
+            written.extend(poll(
+                &mut aggregator,
+                T0 + i * POLL,
+                vec![observation(&q, 1.0, &[])],
+            ));
+        }
+        assert_eq!(written.len(), 1);
+        // Stepped back into the window just written, then into the next one's past.
+        for i in 2..6 {
+            let closed = poll(
+                &mut aggregator,
+                T0 + i * POLL,
+                vec![observation(&q, 9.0, &[])],
+            );
+            assert!(closed.is_empty(), "window written twice");
+        }
+        assert!(aggregator.open_window().is_none());
+        poll(
+            &mut aggregator,
+            T0 + WINDOW,
+            vec![observation(&q, 2.0, &[])],
+        );
+        poll(
+            &mut aggregator,
+            T0 + WINDOW,
+            vec![observation(&q, 9.0, &[])],
+        );
+        let (_, parts) = aggregator.encode_open(T0 + WINDOW).expect("open window");
+        let live: String = parts.map(|part| part.lines).collect();
+        assert_eq!(field(&live, "genesys_queue,", "samples"), "1i");
+        assert_eq!(field(&live, "genesys_queue,", "idle_max"), "2i");
+    }
+
     #[test]
     fn the_open_window_so_far_is_encoded_as_its_final_point_would_be_now() {
         let q = queue("q1", "Support");
@@ -892,11 +946,16 @@ mod tests {
         );
     }
 
+    /// A window in which no poll succeeded has no queue point, but it closes: its
+    /// self-metrics point (written by the job) must say why.
     #[test]
-    fn an_empty_window_writes_nothing() {
+    fn an_empty_window_closes_without_queue_points() {
         let mut aggregator = Aggregator::new(20_000, POLL, vec![]);
         poll(&mut aggregator, T0, vec![]);
-        assert!(poll(&mut aggregator, T0 + POLL, vec![]).is_empty());
+        let closed = poll(&mut aggregator, T0 + POLL, vec![]);
+        assert_eq!(closed.len(), 1);
+        assert_eq!((closed[0].start_ms, closed[0].points), (T0, 0));
+        assert!(closed[0].lines.is_empty());
     }
 
     #[test]

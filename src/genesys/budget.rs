@@ -1,18 +1,22 @@
 //! Request budget planning (docs/genesys-api.md#request-budget,
 //! docs/genesys-api.md#rate-limits): how many observation requests a poll needs, how to
 //! spread them over the poll interval, and whether the poll interval has to be widened so
-//! the OAuth client's requests-per-minute budget is not exceeded.
+//! the OAuth client's requests-per-minute budget is not exceeded. A widened interval is
+//! always a divisor of `WINDOW` (so every window gets the same number of samples) and
+//! never longer than it (so every window gets one); when even one poll per window is over
+//! the budget, the plan says so ([`PollPlan::over_budget`]) and
+//! [`budget_fit`](super::budget_fit) names the fix.
 //!
 //! A poll's requests are spread, but never so far that a retry of the last one (a 429's
 //! `Retry-After: 1`, a 5xx backoff) no longer fits before the poll's deadline: a retry
-//! that does not fit loses that chunk's sample. Up to [`REQUESTS_IN_FLIGHT`] requests run
+//! that does not fit loses that chunk's sample. Up to [`REQUESTS_IN_FLIGHT`](super::limits::REQUESTS_IN_FLIGHT) requests run
 //! at once, so one waiting out its retry does not hold the following ones back.
 //!
 //! Pure arithmetic, so the plan (and the sentence explaining it) can be tested exactly.
 
 use std::time::Duration;
 
-use super::observations::MAX_QUEUES_PER_REQUEST;
+use super::limits::MAX_QUEUES_PER_REQUEST;
 
 /// Share of the per-minute budget planned polls may use; the rest is for retries.
 pub const PLANNED_SHARE: f64 = 0.8;
@@ -27,11 +31,6 @@ pub const RETRY_ROOM: Duration = Duration::from_secs(4);
 /// Time kept free at the end of each poll interval, so a poll's last retry ends before
 /// the next poll starts.
 pub const MAX_TICK_MARGIN: Duration = Duration::from_secs(1);
-/// Observation requests of one poll under way at once: up to three chunks may be waiting
-/// out a retry while the next one is sent on schedule.
-pub const REQUESTS_IN_FLIGHT: usize = 4;
-/// The poll interval is never widened beyond this multiple of `POLL_INTERVAL`.
-pub const MAX_WIDENING: u32 = 360;
 
 /// How the poller will use its request budget.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,17 +52,18 @@ pub struct PollPlan {
     pub reserved_per_minute: u32,
     /// Why the interval was widened, when it was.
     pub widened: Option<String>,
+    /// Even one poll per window needs more than the planned share of the budget: the
+    /// poll runs once per window anyway.
+    pub over_budget: bool,
+    /// What to change when over budget, with numbers (set by `budget_fit`).
+    pub advice: Option<String>,
 }
 
 impl PollPlan {
-    /// When request `index` of the poll at `tick_ms` may start (ms since the epoch).
-    pub fn start_ms(&self, tick_ms: u64, index: usize) -> u64 {
-        tick_ms.saturating_add((self.spacing * index as u32).as_millis() as u64)
-    }
-
-    /// When the poll at `tick_ms` must be over (ms since the epoch).
-    pub fn deadline_ms(&self, tick_ms: u64) -> u64 {
-        tick_ms.saturating_add(self.poll_time.as_millis() as u64)
+    /// How long after its tick request `index` of a poll may start; the poll must be
+    /// over `poll_time` after its tick.
+    pub fn start_offset(&self, index: usize) -> Duration {
+        self.spacing * u32::try_from(index).unwrap_or(u32::MAX)
     }
 
     /// One line for the start-up log.
@@ -91,11 +91,14 @@ impl PollPlan {
     }
 }
 
-/// Plans polls of `queue_count` queues every `poll_interval` within `budget_per_minute`
-/// requests, of which `reserved_per_minute` are kept for other requests.
+/// Plans polls of `queue_count` queues every `poll_interval` (a divisor of `window`)
+/// within `budget_per_minute` requests, of which `reserved_per_minute` are kept for other
+/// requests: the interval is widened to the smallest multiple of `poll_interval` that
+/// divides `window` and fits, and to `window` when none fits.
 pub fn plan(
     queue_count: usize,
     poll_interval: Duration,
+    window: Duration,
     budget_per_minute: u32,
     reserved_per_minute: u32,
 ) -> PollPlan {
@@ -103,13 +106,15 @@ pub fn plan(
     let interval_s = poll_interval.as_secs_f64().max(1.0);
     let rate = |k: u32| chunks as f64 * 60.0 / (interval_s * f64::from(k));
     let available = f64::from(budget_per_minute) * PLANNED_SHARE - f64::from(reserved_per_minute);
-    let factor = (1..=MAX_WIDENING)
-        .find(|&k| rate(k) <= available)
-        .unwrap_or(MAX_WIDENING);
+    let widest = polls_per_window(poll_interval, window);
+    let fitting = (1..=widest)
+        .filter(|k| widest % k == 0)
+        .find(|&k| rate(k) <= available);
+    let factor = fitting.unwrap_or(widest);
     let effective = poll_interval * factor;
     let widened = (factor > 1).then(|| {
         format!(
-            "{} queues at {}s need {} requests per {}s ({}/min), over {}% of {}/min{}: polling every {}s instead",
+            "{} queues at {}s need {} requests per {}s ({}/min), over {}% of {}/min{}: polling every {}s instead{}",
             thousands(queue_count as u64),
             poll_interval.as_secs(),
             chunks,
@@ -123,6 +128,11 @@ pub fn plan(
                 String::new()
             },
             effective.as_secs(),
+            if fitting.is_none() {
+                " (once per window, still over that share)"
+            } else {
+                ""
+            },
         )
     });
     let poll_time = effective - tick_margin(effective);
@@ -145,7 +155,17 @@ pub fn plan(
         budget_per_minute,
         reserved_per_minute,
         widened,
+        over_budget: fitting.is_none(),
+        advice: None,
     }
+}
+
+/// `WINDOW / POLL_INTERVAL`: the widest a poll interval may be widened (at least 1).
+fn polls_per_window(poll_interval: Duration, window: Duration) -> u32 {
+    let interval_ms = poll_interval.as_millis().max(1);
+    u32::try_from(window.as_millis() / interval_ms)
+        .unwrap_or(u32::MAX)
+        .max(1)
 }
 
 /// On-demand queue-list refreshes (SIGHUP) never wait longer than this.
@@ -182,7 +202,7 @@ fn per_minute(rate: f64) -> String {
 }
 
 /// `12000` → `12,000`.
-fn thousands(n: u64) -> String {
+pub(super) fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -227,13 +247,15 @@ pub fn kpi_poll(queue_count: usize, configured: Duration, budget_per_minute: u32
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::millis;
     use proptest::prelude::*;
 
     const TEN_S: Duration = Duration::from_secs(10);
+    const MINUTE: Duration = Duration::from_secs(60);
 
     #[test]
     fn twelve_hundred_queues_fit_in_twelve_requests_per_poll() {
-        let p = plan(1200, TEN_S, 300, 0);
+        let p = plan(1200, TEN_S, MINUTE, 300, 0);
         assert_eq!(p.chunks, 12);
         assert_eq!(p.poll_interval, TEN_S);
         assert_eq!(p.requests_per_minute, 72.0);
@@ -250,20 +272,20 @@ mod tests {
 
     #[test]
     fn a_partial_chunk_counts_as_a_request() {
-        assert_eq!(plan(1, TEN_S, 300, 0).chunks, 1);
-        assert_eq!(plan(100, TEN_S, 300, 0).chunks, 1);
-        assert_eq!(plan(101, TEN_S, 300, 0).chunks, 2);
-        let none = plan(0, TEN_S, 300, 0);
+        assert_eq!(plan(1, TEN_S, MINUTE, 300, 0).chunks, 1);
+        assert_eq!(plan(100, TEN_S, MINUTE, 300, 0).chunks, 1);
+        assert_eq!(plan(101, TEN_S, MINUTE, 300, 0).chunks, 2);
+        let none = plan(0, TEN_S, MINUTE, 300, 0);
         assert_eq!(
             (none.chunks, none.spacing, none.poll_interval),
             (0, Duration::ZERO, TEN_S)
         );
-        assert_eq!(plan(50, TEN_S, 300, 0).spacing, Duration::ZERO);
+        assert_eq!(plan(50, TEN_S, MINUTE, 300, 0).spacing, Duration::ZERO);
     }
 
     #[test]
     fn the_interval_widens_to_the_smallest_multiple_that_fits() {
-        let p = plan(12_000, TEN_S, 300, 0);
+        let p = plan(12_000, TEN_S, MINUTE, 300, 0);
         assert_eq!(p.chunks, 120);
         assert_eq!(p.poll_interval, Duration::from_secs(30));
         assert_eq!(p.requests_per_minute, 240.0);
@@ -272,52 +294,65 @@ mod tests {
             Some("12,000 queues at 10s need 120 requests per 10s (720/min), over 80% of 300/min: polling every 30s instead")
         );
         assert_eq!(p.spacing, Duration::from_millis(125));
-        let reserved = plan(12_000, TEN_S, 300, 40);
-        assert_eq!(reserved.poll_interval, Duration::from_secs(40));
+        // 40 s would fit, but does not divide the window: 60 s, 6 samples → 1.
+        let reserved = plan(12_000, TEN_S, MINUTE, 300, 40);
+        assert_eq!(reserved.poll_interval, MINUTE);
+        assert!(!reserved.over_budget);
         assert!(reserved.widened.unwrap().contains("with 40/min reserved"));
+        // 50 s would fit 10,000 queues with KPIs, and gave windows of 1 or 2 samples.
+        let ten_thousand = plan(10_000, TEN_S, MINUTE, 300, 50);
+        assert_eq!(ten_thousand.poll_interval, MINUTE);
     }
 
     #[test]
     fn exactly_eighty_percent_still_fits() {
         // 40 requests per 10 s = 240/min = 80 % of 300
-        assert_eq!(plan(4000, TEN_S, 300, 0).poll_interval, TEN_S);
+        assert_eq!(plan(4000, TEN_S, MINUTE, 300, 0).poll_interval, TEN_S);
         assert_eq!(
-            plan(4001, TEN_S, 300, 0).poll_interval,
+            plan(4001, TEN_S, MINUTE, 300, 0).poll_interval,
             Duration::from_secs(20)
         );
     }
 
     #[test]
-    fn an_exhausted_budget_caps_the_widening() {
-        let p = plan(500, TEN_S, 300, 300);
-        assert_eq!(p.poll_interval, TEN_S * MAX_WIDENING);
-        assert!(p.widened.is_some());
+    fn an_exhausted_budget_polls_once_per_window_and_says_it_is_over() {
+        let p = plan(500, TEN_S, MINUTE, 300, 300);
+        assert_eq!(p.poll_interval, MINUTE);
+        assert!(p.over_budget);
+        assert!(p
+            .widened
+            .unwrap()
+            .ends_with("polling every 60s instead (once per window, still over that share)"));
+        // 20,000 queues: 200 requests per minute even once per window.
+        let big = plan(20_000, TEN_S, MINUTE, 300, 90);
+        assert_eq!((big.poll_interval, big.over_budget), (MINUTE, true));
+        assert!(!plan(20_000, TEN_S, MINUTE, 300, 40).over_budget);
     }
 
     #[test]
     fn the_last_request_of_a_poll_leaves_room_for_a_retry() {
         // 1,200 queues every 5 s: 12 requests over 0.5 s (not half the interval), so
         // the deadline 4.5 s after the tick leaves 4 s.
-        let p = plan(1200, Duration::from_secs(5), 300, 0);
+        let p = plan(1200, Duration::from_secs(5), MINUTE, 300, 0);
         let tick = 1_795_981_785_000;
         assert_eq!(p.spacing.as_micros(), 41_666);
-        assert_eq!(p.start_ms(tick, 0), tick);
-        assert_eq!(p.start_ms(tick, 11), tick + 458);
-        assert_eq!(p.deadline_ms(tick), tick + 4500);
+        assert_eq!((tick + millis(p.start_offset(0))), tick);
+        assert_eq!((tick + millis(p.start_offset(11))), tick + 458);
+        assert_eq!((tick + millis(p.poll_time)), tick + 4500);
         // Two 429s (`Retry-After: 1`) and a 500 (backoff ≤ 0.625 s) in a row on the last
         // request, each answer taking 0.3 s: its third retry is answered at +4.283 s.
-        let answered = p.start_ms(tick, 11) + 4 * 300 + 2 * 1000 + 625;
-        assert!(answered <= p.deadline_ms(tick));
+        let answered = (tick + millis(p.start_offset(11))) + 4 * 300 + 2 * 1000 + 625;
+        assert!(answered <= (tick + millis(p.poll_time)));
     }
 
     #[test]
     fn short_intervals_spread_less_to_keep_the_retry_room() {
-        let six = plan(1200, Duration::from_secs(6), 1000, 0);
+        let six = plan(1200, Duration::from_secs(6), MINUTE, 1000, 0);
         // 6 s − 0.6 s margin − 4 s retry room = 1.4 s of spread instead of 3 s.
         assert_eq!(six.spacing, Duration::from_millis(1400) / 12);
-        let two = plan(1200, Duration::from_secs(2), 1000, 0);
+        let two = plan(1200, Duration::from_secs(2), MINUTE, 1000, 0);
         assert_eq!(two.spacing, Duration::ZERO);
-        assert_eq!(two.start_ms(0, 11), 0);
+        assert_eq!(two.start_offset(11), Duration::ZERO);
         assert!(two.summary().ends_with("all at once"), "{}", two.summary());
     }
 
@@ -331,37 +366,59 @@ mod tests {
         fn every_plan_keeps_its_requests_inside_the_poll(
             queues in 0usize..20_000,
             interval_s in 1u64..600,
+            polls_per_window in 1u64..100,
             budget in 1u32..5_000,
             reserved in 0u32..500,
         ) {
-            let p = plan(queues, Duration::from_secs(interval_s), budget, reserved);
+            let window = Duration::from_secs(interval_s * polls_per_window);
+            let p = plan(queues, Duration::from_secs(interval_s), window, budget, reserved);
             let tick = 1_795_981_785_000;
             let last = p.chunks.saturating_sub(1);
             let interval_ms = p.poll_interval.as_millis() as u64;
-            prop_assert!(p.deadline_ms(tick) <= tick + interval_ms);
-            prop_assert!(p.deadline_ms(tick) >= tick + interval_ms * 9 / 10);
-            prop_assert!(p.start_ms(tick, last) <= tick + interval_ms / 2);
+            prop_assert!((tick + millis(p.poll_time)) <= tick + interval_ms);
+            prop_assert!((tick + millis(p.poll_time)) >= tick + interval_ms * 9 / 10);
+            prop_assert!((tick + millis(p.start_offset(last))) <= tick + interval_ms / 2);
             for i in 1..p.chunks {
-                prop_assert!(p.start_ms(tick, i - 1) <= p.start_ms(tick, i));
+                prop_assert!((tick + millis(p.start_offset(i - 1))) <= (tick + millis(p.start_offset(i))));
             }
             if p.poll_time >= RETRY_ROOM {
-                let room = p.deadline_ms(tick) - p.start_ms(tick, last);
+                let room = (tick + millis(p.poll_time)) - (tick + millis(p.start_offset(last)));
                 prop_assert!(room >= RETRY_ROOM.as_millis() as u64, "room {room} ms");
             }
+        }
+
+        /// The interval in use divides the window and never exceeds it, whatever the
+        /// load; it is within the planned share unless the plan says it is over.
+        #[test]
+        fn a_widened_interval_divides_the_window(
+            queues in 0usize..200_000,
+            interval_s in 1u64..120,
+            polls_per_window in 1u64..400,
+            budget in 1u32..5_000,
+            reserved in 0u32..500,
+        ) {
+            let configured = Duration::from_secs(interval_s);
+            let window = configured * polls_per_window as u32;
+            let p = plan(queues, configured, window, budget, reserved);
+            prop_assert!(p.poll_interval <= window);
+            prop_assert_eq!(window.as_millis() % p.poll_interval.as_millis(), 0);
+            prop_assert_eq!(p.poll_interval.as_millis() % configured.as_millis(), 0);
+            let available = f64::from(budget) * PLANNED_SHARE - f64::from(reserved);
+            prop_assert_eq!(p.over_budget, p.requests_per_minute > available);
         }
     }
 
     #[test]
     fn on_demand_refreshes_fit_in_what_the_polls_leave_of_the_budget() {
         // 144/min of 240/min planned and 3/min reserved: 93/min for 12 listing pages.
-        let busy = plan(1200, Duration::from_secs(5), 300, 3);
+        let busy = plan(1200, Duration::from_secs(5), MINUTE, 300, 3);
         let gap = on_demand_refresh_gap(&busy, 12);
         assert_eq!(gap.as_millis(), 7741);
         // A small org: at most once per poll.
-        let small = plan(3, Duration::from_secs(1), 300, 0);
+        let small = plan(3, Duration::from_secs(1), MINUTE, 300, 0);
         assert_eq!(on_demand_refresh_gap(&small, 1), Duration::from_secs(1));
         // Nothing left: the longest gap.
-        let full = plan(4000, Duration::from_secs(10), 300, 0);
+        let full = plan(4000, Duration::from_secs(10), MINUTE, 300, 0);
         assert_eq!(on_demand_refresh_gap(&full, 40), MAX_ON_DEMAND_REFRESH_GAP);
     }
 

@@ -8,7 +8,9 @@
 //! backoff) and retry; 5xx
 //! (not 501), network errors, timeouts and malformed JSON → exponential backoff with
 //! jitter; other 4xx → no retry. The `inin-ratelimit-*` headers are watched and requests
-//! are delayed when the token's budget is nearly used up.
+//! are delayed when the token's budget is nearly used up. `Retry-After` may be seconds or
+//! an HTTP date. The `Date` header of every answer measures how far Genesys's clock is
+//! from this host's ([`skew`](super::skew)), so ages are computed on Genesys's clock.
 //!
 //! Retries are logged at info/debug; the final failure is returned, not logged, so the
 //! caller decides how loud to be (the poller warns once per failure class).
@@ -25,16 +27,19 @@ use serde::Deserialize;
 
 use crate::config::{GenesysConfig, Secret};
 use crate::stats::Stats;
+use crate::time::{now_ms, parse_http_date};
 
 use super::answer_buffers::{Answer, AnswerBuffers, ReadError};
 use super::auth::Authenticator;
-use super::budget::REQUESTS_IN_FLIGHT;
 use super::error::{describe_transport_error, ApiError};
 use super::lenient;
+use super::limits::REQUESTS_IN_FLIGHT;
 use super::paths;
 use super::retry::{
-    backoff, jitter, rate_limit_seconds, RateWindow, BACKOFF_BASE, MAX_ATTEMPTS, MAX_RETRY_AFTER,
+    backoff, jitter, rate_limit_seconds, retry_after_seconds, RateWindow, BACKOFF_BASE,
+    MAX_ATTEMPTS, MAX_RETRY_AFTER,
 };
+use super::skew::{DateSample, SkewEstimate};
 
 /// The permission the OAuth client's role needs for the conversation-aggregates query
 /// (docs/genesys-api.md#permissions).
@@ -100,6 +105,10 @@ pub struct GenesysClient {
     auth: Authenticator,
     stats: Arc<Stats>,
     rate: Mutex<RateWindow>,
+    /// `GENESYS_REQUESTS_PER_MINUTE`, to compare with what the server allows.
+    requests_per_minute: u32,
+    /// Genesys's clock against this host's, from the answers' `Date` headers.
+    skew: Mutex<SkewEstimate>,
     /// Answers are read into these, one kept per request the poll has in flight; the
     /// KPI poller's occasional request borrows one of them or a buffer of its own.
     answers: AnswerBuffers,
@@ -124,6 +133,8 @@ impl GenesysClient {
             agent,
             stats,
             rate: Mutex::new(RateWindow::default()),
+            requests_per_minute: config.requests_per_minute,
+            skew: Mutex::new(SkewEstimate::default()),
             answers: AnswerBuffers::new(REQUESTS_IN_FLIGHT),
             sleep: Arc::new(std::thread::sleep),
             backoff_base: BACKOFF_BASE,
@@ -136,6 +147,18 @@ impl GenesysClient {
         self.sleep = sleep;
         self.backoff_base = backoff_base;
         self
+    }
+
+    /// The time on Genesys Cloud's clock (epoch ms): this host's, moved by the skew the
+    /// answers' `Date` headers showed. Ages Genesys gives as start times are taken against
+    /// it.
+    pub fn genesys_now_ms(&self) -> u64 {
+        let offset = self
+            .skew
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .offset_ms();
+        now_ms().saturating_add_signed(offset)
     }
 
     /// Gets a token now (start-up, `check`): the way to learn early that the credentials
@@ -257,12 +280,11 @@ impl GenesysClient {
         };
         let Some(delay) = delay else { return Ok(()) };
         if now + delay >= deadline {
-            return Err(ApiError::RateLimited {
-                retry_after: Some(delay),
-                message:
-                    "the request budget of this OAuth client is used up for the current minute"
-                        .into(),
-                context_id: None,
+            let allowed = self.rate.lock().unwrap_or_else(|e| e.into_inner()).allowed;
+            return Err(ApiError::Paced {
+                allowed,
+                configured: self.requests_per_minute,
+                wait: delay,
             });
         }
         log::info!(
@@ -297,6 +319,7 @@ impl GenesysClient {
         let url = format!("{}{}", self.api_url, path);
         let authorization = format!("Bearer {}", token.expose());
         Stats::incr(&self.stats.api_requests);
+        let sent_ms = now_ms();
         log::debug!("{method} {url}");
         let result = match body {
             None => self
@@ -330,7 +353,16 @@ impl GenesysClient {
                 .map(|v| v.trim().to_string())
         };
         let number = |name: &str| header(name).and_then(|v| v.parse::<u64>().ok());
-        let retry_after = number("retry-after");
+        let date_ms = header("date").as_deref().and_then(parse_http_date);
+        if let Some(date_ms) = date_ms {
+            self.note_date(DateSample {
+                date_ms,
+                sent_ms,
+                received_ms: now_ms(),
+            });
+        }
+        let retry_after = header("retry-after")
+            .and_then(|value| retry_after_seconds(&value, date_ms, self.genesys_now_ms()));
         let ratelimit_reset = number("inin-ratelimit-reset");
         let correlation_id = header("inin-correlation-id");
         self.note_rate_headers(
@@ -361,7 +393,31 @@ impl GenesysClient {
 
     fn note_rate_headers(&self, allowed: Option<u64>, count: Option<u64>, reset: Option<u64>) {
         if let Some(window) = RateWindow::from_headers(allowed, count, reset, Instant::now()) {
-            *self.rate.lock().unwrap_or_else(|e| e.into_inner()) = window;
+            let mut rate = self.rate.lock().unwrap_or_else(|e| e.into_inner());
+            if window.allowed != rate.allowed && window.allowed < self.requests_per_minute {
+                log::warn!(
+                    "Genesys Cloud allows this OAuth client {} requests per minute \
+                     (inin-ratelimit-allowed), fewer than GENESYS_REQUESTS_PER_MINUTE={}: \
+                     polls are planned for the larger number, so requests will be held back \
+                     when the server's minute is nearly used up; set \
+                     GENESYS_REQUESTS_PER_MINUTE={} to plan within the server's limit",
+                    window.allowed,
+                    self.requests_per_minute,
+                    window.allowed
+                );
+            }
+            *rate = window;
+        }
+    }
+
+    fn note_date(&self, sample: DateSample) {
+        let news = self
+            .skew
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .add(sample);
+        if let Some(news) = news {
+            log::warn!("{news}");
         }
     }
 
@@ -727,6 +783,71 @@ pub(crate) mod tests {
         );
         assert_eq!(stats.api_rate_limited.load(Relaxed), 1);
         assert_eq!(stats.api_requests.load(Relaxed), 2);
+    }
+
+    /// RFC 9110 allows `Retry-After` as an HTTP date; it is counted from the answer's
+    /// `Date`, so a host clock far off changes nothing.
+    #[test]
+    fn a_429_with_retry_after_as_an_http_date_waits_until_that_date() {
+        let date = crate::time::format_http_date(1_796_612_400_000);
+        let retry = crate::time::format_http_date(1_796_612_420_000);
+        let server = Server::start(vec![
+            token(86_399, "t"),
+            reply_with(
+                429,
+                &[("Date", date.as_str()), ("Retry-After", retry.as_str())],
+                r#"{"message":"Rate limit exceeded the maximum","code":"too.many.requests","status":429}"#,
+            ),
+            reply(200, r#"{"ok":3}"#),
+        ]);
+        let (client, waits, _) = client_for(&server.url);
+        let pong: Pong = client.get("/api/v2/x", soon()).unwrap();
+        assert_eq!(pong.ok, 3);
+        let waits = waits.lock().unwrap().clone();
+        assert_eq!(waits.len(), 1);
+        assert!(
+            waits[0] >= Duration::from_secs(20) && waits[0] <= Duration::from_secs(22),
+            "{waits:?}"
+        );
+    }
+
+    /// `GENESYS_REQUESTS_PER_MINUTE` above the server's own limit: requests are held back
+    /// before a 429 comes, and the error says so with both numbers, not "rate limit
+    /// exceeded".
+    #[test]
+    fn holding_back_below_a_lower_server_limit_names_both_numbers() {
+        let server = Server::start(vec![
+            token(86_399, "t"),
+            reply_with(
+                200,
+                &[
+                    ("inin-ratelimit-allowed", "200"),
+                    ("inin-ratelimit-count", "199"),
+                    ("inin-ratelimit-reset", "30"),
+                ],
+                r#"{"ok":1}"#,
+            ),
+        ]);
+        let (client, waits, stats) = client_for(&server.url);
+        let _: Pong = client.get("/api/v2/x", soon()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let err = client.get::<Pong>("/api/v2/x", deadline).unwrap_err();
+        assert!(matches!(err, ApiError::Paced { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(!text.contains("rate limit exceeded"), "{text}");
+        assert!(
+            text.contains("allows this OAuth client 200 requests per minute")
+                && text.contains("GENESYS_REQUESTS_PER_MINUTE=300")
+                && text.contains("set GENESYS_REQUESTS_PER_MINUTE=200"),
+            "{text}"
+        );
+        assert!(waits.lock().unwrap().is_empty());
+        assert_eq!(stats.api_rate_limited.load(Relaxed), 0);
+        assert_eq!(
+            server.requests().len(),
+            2,
+            "the held-back request was not sent"
+        );
     }
 
     #[test]

@@ -44,6 +44,15 @@ pub enum ApiError {
         message: String,
         context_id: Option<String>,
     },
+    /// Held back by the client itself, no 429 received: the server's rate-limit headers
+    /// say its minute is nearly used up, and its reset is past the deadline.
+    Paced {
+        /// `inin-ratelimit-allowed` of the last answer.
+        allowed: u32,
+        /// `GENESYS_REQUESTS_PER_MINUTE`.
+        configured: u32,
+        wait: Duration,
+    },
     /// 5xx (and 429 from the login service) still failing when the retries ran out.
     Server {
         status: u16,
@@ -64,6 +73,7 @@ impl ApiError {
         matches!(
             self,
             ApiError::RateLimited { .. }
+                | ApiError::Paced { .. }
                 | ApiError::Server { .. }
                 | ApiError::Network(_)
                 | ApiError::Malformed(_)
@@ -89,6 +99,7 @@ impl ApiError {
             ApiError::Forbidden { .. } => "forbidden",
             ApiError::BadRequest { .. } => "bad request",
             ApiError::RateLimited { .. } => "rate limited",
+            ApiError::Paced { .. } => "held back",
             ApiError::Server { .. } => "server error",
             ApiError::Network(_) => "network error",
             ApiError::Malformed(_) => "malformed answer",
@@ -154,6 +165,23 @@ impl fmt::Display for ApiError {
                      client, or ask Genesys for a higher limit and set GENESYS_REQUESTS_PER_MINUTE"
                 )
             }
+            ApiError::Paced { allowed, configured, wait } if allowed < configured => write!(
+                f,
+                "request held back (no 429 yet): Genesys Cloud allows this OAuth client {allowed} \
+                 requests per minute (inin-ratelimit-allowed), fewer than \
+                 GENESYS_REQUESTS_PER_MINUTE={configured}, and its minute resets in {}s, past \
+                 this poll; set GENESYS_REQUESTS_PER_MINUTE={allowed} so polls are planned \
+                 within the server's limit",
+                wait.as_secs()
+            ),
+            ApiError::Paced { allowed, configured, wait } => write!(
+                f,
+                "request held back (no 429 yet): the {allowed} requests per minute Genesys Cloud \
+                 allows this OAuth client are nearly used up although this service plans for \
+                 {configured}, and the minute resets in {}s, past this poll; another program \
+                 using the same OAuth client?",
+                wait.as_secs()
+            ),
             ApiError::Server { status, message, context_id } => write!(
                 f,
                 "Genesys Cloud answered HTTP {status} ({message}{}); a problem on the Genesys side, \

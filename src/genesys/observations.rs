@@ -22,10 +22,9 @@ use super::client::GenesysClient;
 use super::error::ApiError;
 use super::filter::{self, GroupKey, QueueFilter};
 use super::lenient;
+use super::limits::MAX_QUEUES_PER_REQUEST;
 use super::paths;
 
-/// Queue ids per request (docs/genesys-api.md#observations-request).
-pub const MAX_QUEUES_PER_REQUEST: usize = 100;
 /// The metrics the contract writes, in the order of
 /// docs/genesys-api.md#observation-metrics. The endpoint knows two more, `oUserPresences`
 /// and `oUserRoutingStatuses` (per-presence and per-status member counts); nothing is
@@ -147,7 +146,7 @@ pub fn observe(
     deadline: Instant,
 ) -> Result<ChunkResult, ApiError> {
     client.post_encoded(paths::OBSERVATIONS, &chunk.body, deadline, &|body| {
-        decode(body, &chunk.queues, crate::time::now_ms())
+        decode(body, &chunk.queues, client.genesys_now_ms())
     })
 }
 
@@ -903,5 +902,88 @@ mod tests {
                 }
             }
         }
+    }
+}
+
+/// Ages against a simulated Genesys Cloud whose clock is off from this host's: the
+/// `Date` headers of its answers correct them.
+#[cfg(test)]
+mod skewed_clocks {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::observe;
+    use crate::config::{GenesysConfig, Secret};
+    use crate::genesys::client::tests::recording_client;
+    use crate::model::{media, Queue};
+    use crate::sim::{Endpoint, Sim, SimOptions};
+
+    /// Polls every queue of a Sim whose clock is `offset_ms` ahead once and compares each
+    /// `longest_waiting_seconds` with what the Sim says it served.
+    fn waits_are_right_with_the_sim_clock_off_by(offset_ms: i64) {
+        let sim = Sim::start(SimOptions {
+            queue_count: 30,
+            value_period: Duration::from_secs(3600),
+            clock_offset_ms: offset_ms,
+            ..SimOptions::default()
+        })
+        .unwrap();
+        let (client, _, _) = recording_client(&GenesysConfig {
+            region_label: "sim".into(),
+            api_url: sim.base_url(),
+            login_url: sim.base_url(),
+            client_id: "sim-client-id".into(),
+            client_secret: Secret::new("sim-client-secret"),
+            requests_per_minute: 300,
+        });
+        let queues: Vec<Arc<Queue>> = sim
+            .queues()
+            .into_iter()
+            .map(|(id, name)| Arc::new(Queue { id, name }))
+            .collect();
+        client.login().unwrap();
+        let result = observe(
+            &client,
+            &super::Chunk::new(&queues),
+            Instant::now() + Duration::from_secs(30),
+        )
+        .unwrap();
+        let asked = sim
+            .requests()
+            .into_iter()
+            .find(|r| r.endpoint == Some(Endpoint::Observations))
+            .unwrap();
+        let slot = sim.slot_at(asked.time_ms);
+        let mut compared = 0;
+        for observation in &result.observations {
+            let expected = sim.observation_at(&observation.queue.id, slot);
+            for got in &observation.media {
+                let served = expected.media(&got.media_type).unwrap().longest_waiting_ms;
+                let value = got.values[media::LONGEST_WAITING_SECONDS];
+                if served > 0 {
+                    compared += 1;
+                    assert!(
+                        (value - served as f64 / 1000.0).abs() < 1.5,
+                        "clock off by {offset_ms} ms: {value} s stored, {served} ms served"
+                    );
+                }
+            }
+        }
+        assert!(compared > 10, "only {compared} waits compared");
+    }
+
+    #[test]
+    fn waits_are_right_when_the_host_clock_is_300_s_slow() {
+        waits_are_right_with_the_sim_clock_off_by(300_000);
+    }
+
+    #[test]
+    fn waits_are_right_when_the_host_clock_is_300_s_fast() {
+        waits_are_right_with_the_sim_clock_off_by(-300_000);
+    }
+
+    #[test]
+    fn waits_are_right_when_the_clocks_agree() {
+        waits_are_right_with_the_sim_clock_off_by(0);
     }
 }

@@ -11,6 +11,12 @@
 //! ([`PollerControl::RefreshQueues`]; a burst of them is one refresh); a failed refresh
 //! keeps the old list. Waiting is done on the control channel, so a stop (the channel
 //! disconnecting) wakes the thread at once.
+//!
+//! Ticks follow the wall clock, waits the monotonic one, in slices of at most
+//! [`MAX_WAIT_SLICE`]: a step of the wall clock is noticed within a slice and polling
+//! re-aligns to the current tick ([`lateness`](super::lateness)), and each slice renews
+//! the poller's promise of progress that the systemd watchdog relies on
+//! ([`Liveness`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -20,18 +26,23 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Select, Sender};
 
 use crate::config::{QueueSelector, Shard};
+use crate::liveness::Liveness;
 use crate::model::{PollEvent, Queue, SharedQueues};
 use crate::stats::Stats;
 
-use super::budget::{self, PollPlan, REQUESTS_IN_FLIGHT};
+use super::budget::{self, PollPlan};
+use super::budget_fit::{self, BudgetSettings, Org};
 use super::client::GenesysClient;
+use super::clock_step::{pause_between, ClockWatch};
 use super::error::ApiError;
+use super::lateness::{self, PollFacts};
+use super::limits::REQUESTS_IN_FLIGHT;
 use super::observations::{self, Chunk, ChunkResult};
 use super::poller_start::{StartError, StartInfo};
 use super::queues::{self, merge_queue_lists, QueueChanges};
 use super::retry::BACKOFF_BASE;
-use super::ticks::{following_tick, tick_at_or_after};
-use crate::time::now_ms;
+use super::ticks::tick_at_or_after;
+use crate::time::{now_ms, Clocks};
 
 /// Deadline for resolving the queue list (it may take many pages).
 pub const QUEUE_LIST_DEADLINE: Duration = Duration::from_secs(60);
@@ -42,10 +53,15 @@ pub const MIN_RECOVERY_REFRESH_GAP: Duration = Duration::from_secs(60);
 /// First wait between start-up attempts; doubles up to [`MAX_START_BACKOFF`].
 pub const START_BACKOFF: Duration = Duration::from_secs(1);
 pub const MAX_START_BACKOFF: Duration = Duration::from_secs(60);
+/// The longest the poller sleeps without looking at the clocks: a step of the wall clock
+/// is noticed within this, and the watchdog's promise renewed.
+pub const MAX_WAIT_SLICE: Duration = Duration::from_secs(1);
 
 /// One poll's chunks and where their answers go.
 struct Answers<'a> {
     tick: u64,
+    /// The monotonic moment of the tick: the requests' starts are planned from it.
+    tick_at: Instant,
     deadline: Instant,
     events: &'a Sender<PollEvent>,
     done: &'a Receiver<(usize, Result<ChunkResult, ApiError>)>,
@@ -56,6 +72,8 @@ struct Answers<'a> {
 #[derive(Debug, Clone)]
 pub struct PollerSettings {
     pub poll_interval: Duration,
+    /// `WINDOW`: a widened poll interval divides it and never exceeds it.
+    pub window: Duration,
     pub queue_refresh: Duration,
     pub selectors: Vec<QueueSelector>,
     pub shard: Option<Shard>,
@@ -67,14 +85,14 @@ pub struct PollerSettings {
 }
 
 impl PollerSettings {
-    /// Requests per minute that `queue_count` queues leave to the queue-list refresh
-    /// and the KPI poll, which the observation poll must not use.
-    fn reserved_per_minute(&self, queue_count: usize) -> u32 {
-        let refresh = budget::requests_per_minute(queue_count, self.queue_refresh);
-        let kpi = self
-            .kpi_poll
-            .map_or(0, |poll| budget::requests_per_minute(queue_count, poll));
-        refresh.saturating_add(kpi)
+    fn budget(&self) -> BudgetSettings {
+        BudgetSettings {
+            poll_interval: self.poll_interval,
+            window: self.window,
+            requests_per_minute: self.requests_per_minute,
+            queue_refresh: self.queue_refresh,
+            kpi_poll: self.kpi_poll,
+        }
     }
 }
 
@@ -91,6 +109,8 @@ enum Wake {
     Timeout,
     Refresh,
     Stop,
+    /// The wall clock was stepped: the tick waited for is no longer the right one.
+    ClockStep,
 }
 
 fn wait(control: &Receiver<PollerControl>, duration: Duration) -> Wake {
@@ -164,14 +184,28 @@ pub struct ObservationPoller {
     refresh_asked: bool,
     /// Requests of the last queue listing (its pages).
     listing_requests: usize,
+    /// Queues of the last listing, and how many of them `GENESYS_QUEUES` selected (over
+    /// all shards): what the budget advice is computed for.
+    listed: usize,
+    selected: usize,
     warned_unmatched: HashSet<String>,
     warned_missing: HashSet<String>,
     failures: FailureLog,
+    clock: ClockWatch,
+    /// What happened since the last tick was chosen: the next one depends on it.
+    facts: PollFacts,
+    liveness: Arc<Liveness>,
 }
 
 impl ObservationPoller {
     pub fn new(client: Arc<GenesysClient>, settings: PollerSettings, stats: Arc<Stats>) -> Self {
-        let plan = budget::plan(0, settings.poll_interval, settings.requests_per_minute, 0);
+        let plan = budget::plan(
+            0,
+            settings.poll_interval,
+            settings.window,
+            settings.requests_per_minute,
+            0,
+        );
         ObservationPoller {
             client,
             stats,
@@ -182,11 +216,21 @@ impl ObservationPoller {
             next_refresh: Instant::now() + settings.queue_refresh,
             refresh_asked: false,
             listing_requests: 1,
+            listed: 0,
+            selected: 0,
             warned_unmatched: HashSet::new(),
             warned_missing: HashSet::new(),
             failures: FailureLog::default(),
+            clock: ClockWatch::new(Clocks::now()),
+            facts: PollFacts::default(),
+            liveness: Arc::default(),
             settings,
         }
+    }
+
+    /// The poller's promises of progress, for whoever pings the watchdog.
+    pub fn liveness(&self) -> Arc<Liveness> {
+        Arc::clone(&self.liveness)
     }
 
     /// Start-up: login + first queue resolution. Retries network/5xx errors with backoff
@@ -262,6 +306,8 @@ impl ObservationPoller {
         self.warned_unmatched
             .extend(selection.unmatched.iter().cloned());
         let selected = selection.queues.len();
+        self.listed = all.len();
+        self.selected = selected;
         let sharded = queues::in_shard(selection.queues, self.settings.shard);
         if let Some(shard) = self.settings.shard {
             if self.queues.is_empty() || self.queues.len() != sharded.len() {
@@ -286,15 +332,19 @@ impl ObservationPoller {
         self.settings.published.publish(self.queues.clone());
         self.refreshed();
         Stats::set(&self.stats.queues, self.queues.len() as u64);
-        let plan = budget::plan(
-            self.queues.len(),
-            self.settings.poll_interval,
-            self.settings.requests_per_minute,
-            self.settings.reserved_per_minute(self.queues.len()),
-        );
+        let polled = self.queues.len();
+        let org = Org {
+            polled,
+            selected: self.selected.max(polled),
+            listed: self.listed.max(polled),
+        };
+        let plan = budget_fit::plan_for(org, &self.settings.budget());
         if first || plan.chunks != self.plan.chunks || plan.poll_interval != self.plan.poll_interval
         {
             log::info!("{}", plan.summary());
+            if let Some(advice) = &plan.advice {
+                log::warn!("{advice}");
+            }
         }
         if !first && changes != QueueChanges::default() {
             log::info!(
@@ -316,7 +366,13 @@ impl ObservationPoller {
     /// Re-resolves the queue list; a failure or an empty result keeps the old list.
     fn refresh(&mut self) {
         self.refresh_asked = false;
-        match queues::list_all(&self.client, Instant::now() + QUEUE_LIST_DEADLINE) {
+        let started = Instant::now();
+        self.liveness.promise(started, QUEUE_LIST_DEADLINE);
+        let listed = queues::list_all(&self.client, started + QUEUE_LIST_DEADLINE);
+        if started.elapsed() > self.plan.poll_interval / 2 {
+            self.facts.genesys_trouble = true;
+        }
+        match listed {
             Ok(all) => {
                 let (selected, _) = self.resolve(all);
                 if selected.is_empty() {
@@ -330,6 +386,7 @@ impl ObservationPoller {
                 }
             }
             Err(error) => {
+                self.facts.genesys_trouble = true;
                 self.failures
                     .failed("queue refresh failed, keeping the previous list", &error);
                 // Try again soon rather than a whole QUEUE_REFRESH later.
@@ -340,26 +397,49 @@ impl ObservationPoller {
 
     /// Polls until `control` disconnects.
     pub fn run(mut self, events: Sender<PollEvent>, control: Receiver<PollerControl>) {
-        let mut tick = tick_at_or_after(now_ms(), self.interval_ms());
+        let now = Clocks::now();
+        self.clock = ClockWatch::new(now);
+        self.facts = PollFacts::default();
+        let mut tick = tick_at_or_after(now.wall_ms, self.interval_ms());
         loop {
-            if self.wait_until(tick, &control) == Wake::Stop {
-                return;
+            match self.wait_until(tick, &control) {
+                Wake::Stop => return,
+                Wake::ClockStep => {
+                    tick = self.choose_next_tick(tick);
+                    continue;
+                }
+                Wake::Timeout | Wake::Refresh => {}
             }
             match self.poll_tick(tick, &events, &control) {
                 Wake::Stop => return,
                 Wake::Refresh => self.refresh_asked = true,
-                Wake::Timeout => {}
+                Wake::Timeout | Wake::ClockStep => {}
             }
             self.refresh_if_due();
-            let (next, skipped) = following_tick(tick, now_ms(), self.interval_ms());
-            if skipped > 0 {
-                log::warn!(
-                    "polling ran {skipped} tick(s) late; skipping them (those samples are missing); \
-                     a longer POLL_INTERVAL or fewer queues would avoid it"
-                );
-            }
-            tick = next;
+            tick = self.choose_next_tick(tick);
         }
+    }
+
+    /// The tick after `done_tick` as the clocks and the facts of the poll say
+    /// ([`lateness::next_tick`]), logging a step or a late poll.
+    fn choose_next_tick(&mut self, done_tick: u64) -> u64 {
+        let now = self.look_at_clocks();
+        let facts = std::mem::take(&mut self.facts);
+        let (next, message) =
+            lateness::next_tick(done_tick, now.wall_ms, self.interval_ms(), &facts);
+        if let Some(message) = message {
+            log::warn!("{message}");
+        }
+        next
+    }
+
+    /// Reads both clocks and notes a step of the wall clock since the last reading.
+    fn look_at_clocks(&mut self) -> Clocks {
+        let now = Clocks::now();
+        if let Some(step) = self.clock.check(now) {
+            self.facts.stepped(step);
+        }
+        now
     }
 
     fn interval_ms(&self) -> u64 {
@@ -379,18 +459,31 @@ impl ObservationPoller {
         }
     }
 
-    /// Sleeps until `at_ms`, noting refresh requests meanwhile.
+    /// Sleeps until the wall clock shows `at_ms`, noting refresh requests meanwhile, in
+    /// monotonic slices of at most [`MAX_WAIT_SLICE`]; `ClockStep` when the wall clock was
+    /// stepped meanwhile (the wait would otherwise last as long as a step back).
     fn wait_until(&mut self, at_ms: u64, control: &Receiver<PollerControl>) -> Wake {
-        // Each round either returns or sleeps; messages are bounded by the channel.
+        let target = self.look_at_clocks().instant_of(at_ms);
+        // Each round either returns or sleeps at most one slice; messages are bounded by
+        // the channel.
         loop {
-            let now = now_ms();
-            if now >= at_ms {
+            if self.facts.step.is_some() {
+                return Wake::ClockStep;
+            }
+            let now = Instant::now();
+            if now >= target {
                 return Wake::Timeout;
             }
-            match wait(control, Duration::from_millis(at_ms - now)) {
+            let slice = (target - now).min(MAX_WAIT_SLICE);
+            self.liveness.promise(now, slice);
+            match wait(control, slice) {
                 Wake::Stop => return Wake::Stop,
                 Wake::Refresh => self.refresh_asked = true,
-                Wake::Timeout => {}
+                Wake::Timeout | Wake::ClockStep => {}
+            }
+            let woke = self.look_at_clocks();
+            if let Some(pause) = pause_between(now, woke.mono, slice) {
+                self.facts.paused(pause);
             }
         }
     }
@@ -403,10 +496,16 @@ impl ObservationPoller {
         events: &Sender<PollEvent>,
         control: &Receiver<PollerControl>,
     ) -> Wake {
-        let started = Instant::now();
+        let now = self.look_at_clocks();
+        let started = now.mono;
+        let tick_at = now.instant_of(tick);
+        let deadline = tick_at + self.plan.poll_time;
+        if started >= deadline {
+            // Woken too late for this tick (the process did not run): it is skipped.
+            return Wake::Timeout;
+        }
+        self.liveness.promise(started, deadline - started);
         let chunks = Arc::clone(&self.chunks);
-        let deadline = Instant::now()
-            + Duration::from_millis(self.plan.deadline_ms(tick).saturating_sub(now_ms()));
         let client = Arc::clone(&self.client);
         let (work_tx, work_rx) = bounded::<usize>(0);
         let (done_tx, done_rx) = unbounded();
@@ -432,6 +531,7 @@ impl ObservationPoller {
             drop((work_rx, done_tx));
             let answers = Answers {
                 tick,
+                tick_at,
                 deadline,
                 events,
                 done: &done_rx,
@@ -451,6 +551,9 @@ impl ObservationPoller {
         });
         if outcome == Wake::Stop {
             return outcome;
+        }
+        if let Some(pause) = pause_between(started, Instant::now(), deadline - started) {
+            self.facts.paused(pause);
         }
         // Counted before `TickDone`: it may close the window, whose self-metrics must
         // include this poll.
@@ -474,28 +577,28 @@ impl ObservationPoller {
         work: &Sender<usize>,
         control: &Receiver<PollerControl>,
     ) -> Wake {
-        let deadline_ms = self.plan.deadline_ms(answers.tick);
         let mut outcome = Wake::Timeout;
         let mut next = 0;
         // Each round hands over a chunk, takes an answer or a control message, or waits
-        // at most until the next start; the deadline ends it.
+        // at most until the next start; the deadline ends it. Monotonic time throughout,
+        // so a step of the wall clock neither stretches nor cuts a poll.
         while next < answers.chunks.len() {
-            let now = now_ms();
-            if now >= deadline_ms {
+            let now = Instant::now();
+            if now >= answers.deadline {
                 self.abandon(answers, next, "out of time");
                 break;
             }
-            let start_ms = self.plan.start_ms(answers.tick, next);
+            let start = answers.tick_at + self.plan.start_offset(next);
             let mut select = Select::new();
             let answer = select.recv(answers.done);
             select.recv(control);
-            let hand_over = (now >= start_ms).then(|| select.send(work));
-            let until = if now >= start_ms {
-                deadline_ms
+            let hand_over = (now >= start).then(|| select.send(work));
+            let until = if now >= start {
+                answers.deadline
             } else {
-                start_ms
+                start
             };
-            let Ok(operation) = select.select_timeout(Duration::from_millis(until - now)) else {
+            let Ok(operation) = select.select_timeout(until - now) else {
                 continue;
             };
             match operation.index() {
@@ -527,7 +630,8 @@ impl ObservationPoller {
     }
 
     /// Counts and logs the chunks from `next` on as not sent.
-    fn abandon(&self, answers: &Answers<'_>, next: usize, why: &str) {
+    fn abandon(&mut self, answers: &Answers<'_>, next: usize, why: &str) {
+        self.facts.genesys_trouble = true;
         let left = answers.chunks.len() - next;
         log::warn!(
             "poll at {}: {why}, {left} of {} request(s) not sent (their queues miss this sample)",
@@ -575,11 +679,13 @@ impl ObservationPoller {
                 Some(result)
             }
             Err(error @ ApiError::BadRequest { .. }) => {
+                self.facts.genesys_trouble = true;
                 Stats::incr(&self.stats.poll_errors);
                 self.failures.failed("observations query rejected", &error);
                 self.retry_without_stale(chunk, deadline)
             }
             Err(error) => {
+                self.facts.genesys_trouble = true;
                 Stats::incr(&self.stats.poll_errors);
                 self.failures.failed("observations query failed", &error);
                 None
@@ -647,6 +753,7 @@ mod tests {
     fn settings(poll_interval: Duration, selectors: Vec<QueueSelector>) -> PollerSettings {
         PollerSettings {
             poll_interval,
+            window: poll_interval * 6,
             queue_refresh: Duration::from_secs(300),
             selectors,
             shard: None,

@@ -35,6 +35,23 @@ pub fn seconds_in_message(message: &str) -> Option<u64> {
     None
 }
 
+/// The seconds a `Retry-After` header asks to wait (RFC 9110, section 10.2.3): a number
+/// of seconds, or an HTTP date, counted from the answer's own `Date` when it has one (so
+/// no clock skew enters) and else from `now_ms` (Genesys's clock, epoch ms). A date
+/// already past is 0 s; anything else unreadable is `None`.
+pub(crate) fn retry_after_seconds(value: &str, date_ms: Option<u64>, now_ms: u64) -> Option<u64> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse() {
+        return Some(seconds);
+    }
+    let at_ms = crate::time::parse_http_date(value)?;
+    Some(
+        at_ms
+            .saturating_sub(date_ms.unwrap_or(now_ms))
+            .div_ceil(1000),
+    )
+}
+
 /// The seconds a 429 asks to wait: `Retry-After`, else `inin-ratelimit-reset`, else the
 /// `[N] seconds` of the message; `None` leaves the wait to the backoff.
 pub(crate) fn rate_limit_seconds(
@@ -143,6 +160,57 @@ mod tests {
             None
         );
         assert_eq!(RateWindow::from_headers(None, Some(3), None, now), None);
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date_counted_from_the_answer_date() {
+        let date = 1_796_612_400_000; // Mon, 07 Dec 2026 03:00:00 GMT
+        assert_eq!(retry_after_seconds("20", None, 0), Some(20));
+        assert_eq!(retry_after_seconds(" 7 ", Some(date), date), Some(7));
+        let later = "Mon, 07 Dec 2026 03:00:20 GMT";
+        assert_eq!(
+            retry_after_seconds(later, Some(date), date + 300_000),
+            Some(20)
+        );
+        assert_eq!(retry_after_seconds(later, None, date + 500), Some(20));
+        assert_eq!(
+            retry_after_seconds("Monday, 07-Dec-26 03:00:20 GMT", Some(date), 0),
+            Some(20)
+        );
+        assert_eq!(
+            retry_after_seconds("Mon Dec  7 03:00:20 2026", Some(date), 0),
+            Some(20)
+        );
+        assert_eq!(retry_after_seconds(later, Some(date + 60_000), 0), Some(0));
+        assert_eq!(retry_after_seconds("soon", Some(date), date), None);
+        assert_eq!(retry_after_seconds("-5", Some(date), date), None);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Any header text: a wait or nothing, never a panic; a formatted date in the
+        /// future is that many seconds away.
+        #[test]
+        fn any_retry_after_reads_or_is_refused(
+            text in "\\PC{0,40}",
+            date in proptest::option::of(0u64..4_000_000_000_000),
+            now in 0u64..4_000_000_000_000,
+        ) {
+            let _ = retry_after_seconds(&text, date, now);
+        }
+
+        #[test]
+        fn a_formatted_retry_date_waits_its_seconds(
+            date_s in 0u64..4_000_000_000,
+            wait in 0u64..100_000,
+        ) {
+            let header = crate::time::format_http_date((date_s + wait) * 1000);
+            proptest::prop_assert_eq!(
+                retry_after_seconds(&header, Some(date_s * 1000), 0),
+                Some(wait)
+            );
+        }
     }
 
     #[test]

@@ -17,13 +17,12 @@ use super::queues::list_queues;
 use super::values::Rng;
 use super::{aggregates, Endpoint, Fault, RequestRecord, Shared, State};
 use crate::loopback_http::{Reply, Request, Response};
-use crate::time::now_ms;
 
 const RATE_WINDOW_MS: u64 = 60_000;
 
 /// Answers one request and logs it.
 pub fn handle(shared: &Shared, req: &Request) -> Reply {
-    let now = now_ms();
+    let now = shared.now_ms();
     let endpoint = Endpoint::of(&req.method, &req.path);
     let queue_ids = logged_queue_ids(endpoint, req);
     let (fault, context, rate) = {

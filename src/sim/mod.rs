@@ -95,6 +95,10 @@ pub struct SimOptions {
     /// thousands of queues, where rendering every answer would make the Sim, not the
     /// service, the bottleneck. Queue changes then show from the next period.
     pub prerendered_answers: bool,
+    /// How far the Sim's clock is ahead of the host's (negative: behind), in ms: what it
+    /// answers in `Date` headers and `oLongest*` timestamps, and what its request log and
+    /// value slots follow. Tests of a host whose clock is wrong.
+    pub clock_offset_ms: i64,
 }
 
 impl Default for SimOptions {
@@ -115,6 +119,7 @@ impl Default for SimOptions {
             rate_limit_per_minute: None,
             max_connections: 32,
             prerendered_answers: false,
+            clock_offset_ms: 0,
         }
     }
 }
@@ -258,11 +263,18 @@ struct Shared {
     /// The server's stop flag: an injected delay ends when the Sim stops.
     stop: Stop,
     state: Mutex<State>,
+    /// [`SimOptions::clock_offset_ms`], kept outside the lock.
+    clock_offset_ms: i64,
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The Sim's clock: the host's, moved by [`SimOptions::clock_offset_ms`].
+    fn now_ms(&self) -> u64 {
+        now_ms().saturating_add_signed(self.clock_offset_ms)
     }
 }
 
@@ -279,7 +291,8 @@ pub struct Sim {
 impl Sim {
     /// Binds 127.0.0.1 on a free port and starts serving.
     pub fn start(options: SimOptions) -> std::io::Result<Sim> {
-        let now = now_ms();
+        let clock_offset_ms = options.clock_offset_ms;
+        let now = now_ms().saturating_add_signed(clock_offset_ms);
         let queues = (0..options.queue_count as u64)
             .map(|index| SimQueue {
                 index,
@@ -312,6 +325,7 @@ impl Sim {
         let shared = Arc::new(Shared {
             stop: Stop::default(),
             state: Mutex::new(state),
+            clock_offset_ms,
         });
         let for_server = Arc::clone(&shared);
         let server = Server::start(server_options, shared.stop.clone(), move |request| {
@@ -422,7 +436,7 @@ impl Sim {
         match state.queues.iter_mut().find(|q| q.id == id) {
             Some(q) => {
                 q.name = new_name.to_string();
-                q.modified_ms = now_ms();
+                q.modified_ms = self.shared.now_ms();
                 true
             }
             None => false,
@@ -447,7 +461,7 @@ impl Sim {
             index,
             id: id.clone(),
             name: name.to_string(),
-            modified_ms: now_ms(),
+            modified_ms: self.shared.now_ms(),
         });
         id
     }
