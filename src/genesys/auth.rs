@@ -15,9 +15,10 @@ use serde::Deserialize;
 use crate::config::{GenesysConfig, Secret};
 use crate::stats::Stats;
 
-use super::error::{describe_transport_error, ApiError};
+use super::error::ApiError;
 use super::lenient;
 use super::paths;
+use crate::http::describe_error;
 
 /// Renew when less than this remains, or 10 % of the lifetime if that is longer.
 pub const MIN_RENEWAL_MARGIN: Duration = Duration::from_secs(60);
@@ -242,7 +243,7 @@ impl Authenticator {
         let mut response = response.map_err(|e| {
             ApiError::Network(format!(
                 "cannot reach the Genesys login service {url}: {}",
-                describe_transport_error(&e)
+                describe_error(&e)
             ))
         })?;
         let status = response.status().as_u16();

@@ -29,12 +29,13 @@ use crate::stats::Stats;
 use super::answer_buffers::{Answer, AnswerBuffers, ReadError};
 use super::auth::Authenticator;
 use super::budget::REQUESTS_IN_FLIGHT;
-use super::error::{describe_transport_error, ApiError};
+use super::error::ApiError;
 use super::lenient;
 use super::paths;
 use super::retry::{
     backoff, jitter, rate_limit_seconds, RateWindow, BACKOFF_BASE, MAX_ATTEMPTS, MAX_RETRY_AFTER,
 };
+use crate::http::describe_error;
 
 /// The permission the OAuth client's role needs for the conversation-aggregates query
 /// (docs/genesys-api.md#permissions).
@@ -319,9 +320,8 @@ impl GenesysClient {
                 .build()
                 .send(body.as_bytes()),
         };
-        let mut response = result.map_err(|e| {
-            ApiError::Network(format!("{method} {url}: {}", describe_transport_error(&e)))
-        })?;
+        let mut response = result
+            .map_err(|e| ApiError::Network(format!("{method} {url}: {}", describe_error(&e))))?;
         let header = |name: &str| {
             response
                 .headers()
@@ -344,7 +344,7 @@ impl GenesysClient {
             .read(response.body_mut().as_reader())
             .map_err(|e| {
                 let why = match e {
-                    ReadError::Io(e) => describe_transport_error(&ureq::Error::from(e)),
+                    ReadError::Io(e) => describe_error(&ureq::Error::from(e)),
                     too_large => too_large.to_string(),
                 };
                 ApiError::Network(format!("{method} {url}: reading the answer: {why}"))

@@ -176,14 +176,3 @@ impl fmt::Display for ApiError {
 }
 
 impl std::error::Error for ApiError {}
-
-/// A readable reason for a transport failure (never contains headers).
-pub fn describe_transport_error(error: &ureq::Error) -> String {
-    match error {
-        ureq::Error::Timeout(what) => format!("timed out ({what})"),
-        ureq::Error::HostNotFound => "host not found (DNS)".to_string(),
-        ureq::Error::ConnectionFailed => "connection failed".to_string(),
-        ureq::Error::Io(e) => format!("I/O error: {e}"),
-        other => other.to_string(),
-    }
-}

@@ -86,7 +86,7 @@ fn post_once(
             location: header(&response, "location"),
             body: read_bounded(response.body_mut()),
         },
-        Err(e) => Answer::NoAnswer(e.to_string()),
+        Err(e) => Answer::NoAnswer(crate::http::describe_error(&e)),
     }
 }
 
