@@ -653,6 +653,10 @@ fn refused_credentials_at_start_up_exit_77_naming_the_login_url() {
         "log:\n{log}"
     );
     assert!(!log.contains(secret) && !service.stdout().contains(secret));
+    // Said once, as the reason the service stops (not also by the login as a retry).
+    let said = log.matches("refused the client credentials").count();
+    assert_eq!(said, 1, "the refusal logged {said} times:\n{log}");
+    assert!(!log.contains("next login attempt"), "log:\n{log}");
 }
 
 /// Nothing matched at all: exit 78, naming the selector that matched nothing.

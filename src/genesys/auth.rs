@@ -219,10 +219,14 @@ impl Authenticator {
                 let wait = hold_off(state.failures, refused);
                 state.not_before = Some(now + wait);
                 state.last_error = Some(error.clone());
-                log::warn!(
-                    "{error} (next login attempt in {}s at the earliest)",
-                    wait.as_secs()
-                );
+                // Before the first token, the caller (start-up, `check`, `top`) reports the
+                // failure as its own, once; logging it here too said everything twice.
+                if state.obtained > 0 {
+                    log::warn!(
+                        "{error} (next login attempt in {}s at the earliest)",
+                        wait.as_secs()
+                    );
+                }
                 Err(error)
             }
         }
@@ -409,6 +413,35 @@ mod tests {
             auth.interpret(503, "", Instant::now()),
             Err(ApiError::Server { status: 503, .. })
         ));
+    }
+
+    /// A revoked secret or an unknown client (`invalid_client`, or any 401) is said to be
+    /// that, naming the two variables, not blamed on the region first.
+    #[test]
+    fn a_revoked_secret_or_unknown_client_is_named_as_such() {
+        let body = include_str!("../../tests/fixtures/genesys/token-error-invalid-client.json");
+        let auth = authenticator();
+        for (status, body) in [(400, body), (401, body), (401, "")] {
+            let text = auth
+                .interpret(status, body, Instant::now())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                text.contains("); the client id is unknown, or its secret is wrong or was revoked: check GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET"),
+                "{text}"
+            );
+            assert!(
+                text.contains("GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET"),
+                "{text}"
+            );
+            assert!(!text.contains("commonest cause"), "{text}");
+        }
+        let grant = r#"{"error":"unauthorized_client","description":"grant type not allowed"}"#;
+        let text = auth
+            .interpret(400, grant, Instant::now())
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("Client Credentials grant"), "{text}");
     }
 
     mod mutated {
