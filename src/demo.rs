@@ -77,7 +77,7 @@ pub fn run(
     } else {
         Output::LineProtocol
     }) == Output::Table;
-    let view = table.then(|| Arc::new(start_view(&config, queues)));
+    let view = table.then(|| start_view(&config, queues));
     let code = pipeline::run(&config, seconds.map(Duration::from_secs), view.clone());
     if let Some(view) = view {
         view.finish();
@@ -86,7 +86,7 @@ pub fn run(
     code
 }
 
-fn start_view(config: &Config, queues: usize) -> Wallboard {
+fn start_view(config: &Config, queues: usize) -> Arc<Wallboard> {
     let title = format!(
         "genesys2influx demo: {queues} simulated queues, poll {}, window {}, Ctrl-C ends",
         crate::duration::format(config.poll_interval),
