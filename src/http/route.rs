@@ -47,7 +47,7 @@ pub enum Direct {
     NoProxySet,
     /// `NO_PROXY` lists it.
     Listed,
-    /// It is the proxy.
+    /// It is one of the proxies (a connection to a proxy is never proxied itself).
     IsTheProxy,
 }
 
@@ -58,12 +58,15 @@ pub fn route<'a>(proxies: &'a ProxyConfig, https: bool, host: &str, port: u16) -
     } else {
         proxies.http.as_ref()
     };
+    let is_a_proxy = proxies
+        .https
+        .iter()
+        .chain(&proxies.http)
+        .any(|p| p.port == port && p.host.eq_ignore_ascii_case(host));
     match proxy {
         None => Route::Direct(Direct::NoProxySet),
+        Some(_) if is_a_proxy => Route::Direct(Direct::IsTheProxy),
         Some(_) if proxies.no_proxy.matches(host, port) => Route::Direct(Direct::Listed),
-        Some(p) if p.port == port && p.host.eq_ignore_ascii_case(host) => {
-            Route::Direct(Direct::IsTheProxy)
-        }
         Some(p) if https => Route::Tunnel(p),
         Some(p) => Route::Forward(p),
     }
@@ -342,6 +345,16 @@ mod tests {
         );
         assert_eq!(
             route(&config, false, "plain", 8080),
+            Route::Direct(Direct::IsTheProxy)
+        );
+        // The HTTPS proxy is reached as http://secure:3128: directly, not through
+        // HTTP_PROXY (and the other way round).
+        assert_eq!(
+            route(&config, false, "secure", 3128),
+            Route::Direct(Direct::IsTheProxy)
+        );
+        assert_eq!(
+            route(&config, true, "plain", 8080),
             Route::Direct(Direct::IsTheProxy)
         );
         let https_only = ProxyConfig {
