@@ -196,6 +196,111 @@ mod tests {
         );
     }
 
+    /// The proxy's side of the connection: records what it is sent, answers in turn.
+    #[derive(Debug)]
+    struct FakeProxy {
+        buffers: LazyBuffers,
+        sent: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+        answers: std::collections::VecDeque<&'static str>,
+    }
+
+    impl Transport for FakeProxy {
+        fn buffers(&mut self) -> &mut dyn Buffers {
+            &mut self.buffers
+        }
+
+        fn transmit_output(&mut self, amount: usize, _: NextTimeout) -> Result<(), ureq::Error> {
+            let output = &self.buffers.output()[..amount];
+            self.sent.lock().unwrap().extend_from_slice(output);
+            Ok(())
+        }
+
+        fn await_input(&mut self, _: NextTimeout) -> Result<bool, ureq::Error> {
+            let Some(answer) = self.answers.pop_front() else {
+                return Ok(false);
+            };
+            let room = self.buffers.input_append_buf();
+            room[..answer.len()].copy_from_slice(answer.as_bytes());
+            self.buffers.input_appended(answer.len());
+            Ok(true)
+        }
+
+        fn is_open(&mut self) -> bool {
+            true
+        }
+    }
+
+    type Sent = std::sync::Arc<std::sync::Mutex<Vec<u8>>>;
+
+    fn connection(answers: &[&'static str], proxy: &ProxyUrl) -> (AbsoluteForm, Sent) {
+        let sent = Sent::default();
+        let fake = FakeProxy {
+            buffers: LazyBuffers::new(1024, 1024),
+            sent: sent.clone(),
+            answers: answers.iter().copied().collect(),
+        };
+        let origin = "http://influx:8086".to_string();
+        let connection = AbsoluteForm::new(Box::new(fake), origin, proxy, (1024, 64));
+        (connection, sent)
+    }
+
+    fn send(connection: &mut AbsoluteForm, request: &str) -> Result<String, ureq::Error> {
+        // Written in pieces smaller than the output buffer, as ureq does with a body.
+        for piece in request.as_bytes().chunks(48) {
+            connection.buffers().output()[..piece.len()].copy_from_slice(piece);
+            connection.transmit_output(piece.len(), NextTimeout::default())?;
+        }
+        connection.await_input(NextTimeout::default())?;
+        let answer = String::from_utf8_lossy(connection.buffers().input()).into_owned();
+        let length = answer.len();
+        connection.buffers().input_consume(length);
+        Ok(answer)
+    }
+
+    /// Every request on a kept-alive connection is rewritten, the body never; the proxy's
+    /// credentials go with each; its 407 is an error naming the variable.
+    #[test]
+    fn each_request_of_a_kept_alive_connection_is_rewritten_and_a_407_is_an_error() {
+        let proxy = ProxyUrl {
+            variable: "HTTP_PROXY",
+            host: "proxy".into(),
+            port: 3128,
+            username: Some("u".into()),
+            password: Some(crate::config::Secret::new("p")),
+        };
+        let ok = "HTTP/1.1 204 No Content\r\n\r\n";
+        let (mut kept_alive, sent) = connection(&[ok, ok], &proxy);
+        let body = "m f=1 1 /write?db=x HTTP/1.1 ".repeat(5);
+        let length = body.len();
+        let first = format!("POST /write?db=x HTTP/1.1\r\nContent-Length: {length}\r\n\r\n{body}");
+        assert_eq!(send(&mut kept_alive, &first).unwrap(), ok);
+        assert_eq!(
+            send(&mut kept_alive, "GET /ping HTTP/1.1\r\n\r\n").unwrap(),
+            ok
+        );
+        let sent = String::from_utf8(sent.lock().unwrap().clone()).unwrap();
+        let authorization = "Proxy-Authorization: Basic dTpw\r\n";
+        assert_eq!(
+            sent,
+            format!(
+                "POST http://influx:8086/write?db=x HTTP/1.1\r\n{authorization}\
+                 Content-Length: {length}\r\n\r\n{body}\
+                 GET http://influx:8086/ping HTTP/1.1\r\n{authorization}\r\n"
+            )
+        );
+
+        let refused = "HTTP/1.1 407 Proxy Authentication Required\r\n\r\n";
+        let (mut refusing, _) = connection(&[refused], &proxy);
+        let error = send(&mut refusing, "GET /ping HTTP/1.1\r\n\r\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("refused the credentials in HTTP_PROXY"),
+            "{error}"
+        );
+        assert!(!error.contains("dTpw"), "{error}");
+    }
+
     #[test]
     fn anything_else_passes_unchanged() {
         for other in [
