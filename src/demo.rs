@@ -49,6 +49,15 @@ pub fn run(
             "GENESYS_CLIENT_ID" => Some(options.client_id.clone()),
             "GENESYS_CLIENT_SECRET" => Some(options.client_secret.clone()),
             "GENESYS_API_URL" | "GENESYS_LOGIN_URL" => Some(base_url.clone()),
+            // The simulator is reached directly whatever proxy the shell sets (the
+            // lower-case form is read first); InfluxDB keeps the user's proxy settings.
+            "no_proxy" => Some(format!(
+                "{},{}",
+                base_url.trim_start_matches("http://"),
+                lookup("no_proxy")
+                    .or_else(|| lookup("NO_PROXY"))
+                    .unwrap_or_default()
+            )),
             "GENESYS_QUEUES"
             | "GENESYS_QUEUES_FILE"
             | "GENESYS_CLIENT_SECRET_FILE"

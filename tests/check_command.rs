@@ -489,6 +489,24 @@ fn a_proxy_wanting_credentials_says_where_to_put_them() {
     );
 }
 
+/// A proxy that cannot be reached is named as the thing that failed, not the
+/// destination behind it.
+#[test]
+fn an_unreachable_proxy_is_named_with_its_variable() {
+    let proxy = unused_url();
+    let mut env = env("https://api.genesys.invalid", "http://influx.invalid:8086");
+    env = with(env, "GENESYS_LOGIN_URL", "https://login.genesys.invalid");
+    env.push(("HTTPS_PROXY", proxy.clone()));
+    env.push(("HTTP_PROXY", proxy.clone()));
+    env.push(("NO_PROXY", "nothing.invalid".to_string()));
+    let (code, output) = check("proxy unreachable", &env);
+    assert_eq!(code, Some(69), "{output}");
+    for variable in ["HTTPS_PROXY", "HTTP_PROXY"] {
+        let named = format!("proxy {proxy} from {variable}: I/O error: Connection refused");
+        assert!(output.contains(&named), "missing {named:?} in:\n{output}");
+    }
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

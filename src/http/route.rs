@@ -199,7 +199,8 @@ impl RouteConnector {
             .map_err(|_| ureq::Error::InvalidProxyUrl)?;
         let addrs = details
             .resolver
-            .resolve(&proxy_uri, details.config, details.timeout)?;
+            .resolve(&proxy_uri, details.config, details.timeout)
+            .map_err(|e| explain_proxy_failure(e, proxy))?;
         let proxy_details = ConnectionDetails {
             uri: &proxy_uri,
             addrs,
@@ -212,7 +213,8 @@ impl RouteConnector {
             run_connector: details.run_connector.clone(),
             register_shutdown: details.register_shutdown.clone(),
         };
-        let transport = (details.run_connector)(&proxy_details)?;
+        let transport =
+            (details.run_connector)(&proxy_details).map_err(|e| explain_proxy_failure(e, proxy))?;
         let authority = details
             .uri
             .authority()
@@ -288,18 +290,17 @@ fn ureq_proxy(proxy: &ProxyUrl) -> Result<ureq::Proxy, String> {
         .map_err(|_| format!("{}: {proxy} cannot be used as a proxy", proxy.variable))
 }
 
-/// ureq's `CONNECT` failure, with the proxy and its variable named, and a 407 explained.
+/// A failure to reach or use the proxy, with the proxy and its variable named (so it is
+/// not taken for the destination's), and a 407 explained.
 fn explain_proxy_failure(error: ureq::Error, proxy: &ProxyUrl) -> ureq::Error {
-    match error {
+    let reason = match error {
         ureq::Error::ConnectProxyFailed(reason) if reason.contains("407") => {
-            ureq::Error::ConnectProxyFailed(proxy_auth_message(proxy))
+            return ureq::Error::ConnectProxyFailed(proxy_auth_message(proxy))
         }
-        ureq::Error::ConnectProxyFailed(reason) => ureq::Error::ConnectProxyFailed(format!(
-            "proxy {proxy} from {}: {reason}",
-            proxy.variable
-        )),
-        other => other,
-    }
+        ureq::Error::ConnectProxyFailed(reason) => reason,
+        other => super::describe_error(&other),
+    };
+    ureq::Error::ConnectProxyFailed(format!("proxy {proxy} from {}: {reason}", proxy.variable))
 }
 
 #[cfg(test)]
