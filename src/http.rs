@@ -172,6 +172,21 @@ mod tests {
     }
 
     #[test]
+    fn builds_with_proxies_named_by_address_or_name() {
+        for host in ["[::1]", "127.0.0.1", "proxy.example.com"] {
+            let mut http = config(None);
+            http.proxy.https = Some(crate::config::ProxyUrl {
+                variable: "HTTPS_PROXY",
+                host: host.to_string(),
+                port: 3128,
+                username: Some("u".into()),
+                password: Some(crate::config::Secret::new("p:w@/")),
+            });
+            assert!(agent(&http).is_ok(), "{host}");
+        }
+    }
+
+    #[test]
     fn base64_follows_rfc4648() {
         for (input, expected) in [
             ("", ""),

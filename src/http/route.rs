@@ -277,7 +277,8 @@ impl<R: Resolver> Resolver for RoutedResolver<R> {
 
 fn ureq_proxy(proxy: &ProxyUrl) -> Result<ureq::Proxy, String> {
     let mut builder = ureq::Proxy::builder(ureq::ProxyProtocol::Http)
-        .host(proxy.host.trim_start_matches('[').trim_end_matches(']'))
+        // An IPv6 address keeps its brackets: ureq builds a URL of it.
+        .host(&proxy.host)
         .port(proxy.port);
     if let Some(user) = &proxy.username {
         builder = builder.username(user);
