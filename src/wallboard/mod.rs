@@ -180,8 +180,8 @@ impl Drop for Wallboard {
     }
 }
 
-/// Redraws `board` on every `SIGWINCH` until its handle is closed (or the board is
-/// gone); `None`, and no redraw on resize, if the handler cannot be installed.
+/// Redraws `board` on every `SIGWINCH` until its handle is closed; `None`, and no
+/// redraw on resize, if the handler cannot be installed.
 fn redraw_on_resize(board: Weak<Wallboard>) -> Option<signal_hook::iterator::Handle> {
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGWINCH])
         .map_err(|e| log::debug!("no redraw on resize: {e}"))
@@ -190,10 +190,11 @@ fn redraw_on_resize(board: Weak<Wallboard>) -> Option<signal_hook::iterator::Han
     std::thread::Builder::new()
         .name("wallboard-resize".into())
         .spawn(move || {
+            // Ends when `finish` closes the handle. A resize while the board is still
+            // being built (it cannot be upgraded yet) is simply not drawn.
             for _ in signals.forever() {
-                match board.upgrade() {
-                    Some(board) => board.draw(),
-                    None => return,
+                if let Some(board) = board.upgrade() {
+                    board.draw();
                 }
             }
         })
