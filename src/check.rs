@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, KpiConfig};
+use crate::config::{Config, InfluxTarget, KpiConfig};
 use crate::exit::Exit;
 use crate::genesys::budget_fit::{self, BudgetSettings, Org};
 use crate::genesys::client::GenesysClient;
@@ -65,6 +65,7 @@ pub fn run_to(config: &Config, out: &mut dyn std::io::Write) -> Exit {
     for warning in &config.warnings {
         report.warn(&format!("config: {warning}"));
     }
+    report_routes(config, &mut report);
     let agent = match crate::http::agent(&config.http) {
         Ok(agent) => agent,
         Err(why) => {
@@ -78,6 +79,30 @@ pub fn run_to(config: &Config, out: &mut dyn std::io::Write) -> Exit {
         report.table(&observations);
     }
     report.code
+}
+
+/// One line per destination: directly or through which proxy (credentials hidden).
+fn report_routes(config: &Config, report: &mut Report) {
+    let proxies = &config.http.proxy;
+    if proxies.https.is_none() && proxies.http.is_none() {
+        report.ok("proxy: none set (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY): every destination is reached directly");
+        return;
+    }
+    let influx = match &config.influx {
+        InfluxTarget::Stdout => None,
+        InfluxTarget::V1 { url, .. } | InfluxTarget::V2 { url, .. } => Some(url),
+    };
+    let destinations = [
+        ("Genesys login", Some(&config.genesys.login_url)),
+        ("Genesys API", Some(&config.genesys.api_url)),
+        ("InfluxDB", influx),
+    ];
+    for (name, url) in destinations {
+        if let Some(url) = url {
+            let route = crate::http::route::describe(proxies, url);
+            report.ok(&format!("proxy: {name} {url}: {route}"));
+        }
+    }
 }
 
 struct Report<'a> {

@@ -89,7 +89,10 @@ Environment (defaults in brackets):
   INFLUXDB_TAGS                 static tags for every point, e.g. env=prod,site=edge1
   INSTANCE                      instance tag of the self-metrics [hostname]
   TLS_CA_FILE                   extra PEM roots for Genesys and InfluxDB
-  HTTPS_PROXY, NO_PROXY         honoured
+  HTTPS_PROXY, HTTP_PROXY       HTTP proxy (http://[user:pass@]host:port) for https://
+                                and http:// destinations; ALL_PROXY for both
+  NO_PROXY                      destinations reached directly: names (suffixes), IPs,
+                                CIDR (10.0.0.0/8), host:port, *
   HTTP_TIMEOUT                  per request, 1s to 5m [10s]
   SPOOL_DIR                     on-disk buffer for unsent points [none]
   SPOOL_MAX_BYTES               spool cap, 65536 to 1099511627776 [104857600]
@@ -348,6 +351,8 @@ mod tests {
             "INFLUXDB_TAGS",
             "TLS_CA_FILE",
             "HTTPS_PROXY",
+            "HTTP_PROXY",
+            "ALL_PROXY",
             "NO_PROXY",
             "HTTP_TIMEOUT",
             "SPOOL_DIR",

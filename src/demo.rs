@@ -49,6 +49,15 @@ pub fn run(
             "GENESYS_CLIENT_ID" => Some(options.client_id.clone()),
             "GENESYS_CLIENT_SECRET" => Some(options.client_secret.clone()),
             "GENESYS_API_URL" | "GENESYS_LOGIN_URL" => Some(base_url.clone()),
+            // The simulator is reached directly whatever proxy the shell sets (the
+            // lower-case form is read first); InfluxDB keeps the user's proxy settings.
+            "no_proxy" => Some(format!(
+                "{},{}",
+                base_url.trim_start_matches("http://"),
+                lookup("no_proxy")
+                    .or_else(|| lookup("NO_PROXY"))
+                    .unwrap_or_default()
+            )),
             "GENESYS_QUEUES"
             | "GENESYS_QUEUES_FILE"
             | "GENESYS_CLIENT_SECRET_FILE"
@@ -77,7 +86,7 @@ pub fn run(
     } else {
         Output::LineProtocol
     }) == Output::Table;
-    let view = table.then(|| Arc::new(start_view(&config, queues)));
+    let view = table.then(|| start_view(&config, queues));
     let code = pipeline::run(&config, seconds.map(Duration::from_secs), view.clone());
     if let Some(view) = view {
         view.finish();
@@ -86,7 +95,7 @@ pub fn run(
     code
 }
 
-fn start_view(config: &Config, queues: usize) -> Wallboard {
+fn start_view(config: &Config, queues: usize) -> Arc<Wallboard> {
     let title = format!(
         "genesys2influx demo: {queues} simulated queues, poll {}, window {}, Ctrl-C ends",
         crate::duration::format(config.poll_interval),

@@ -5,17 +5,22 @@
 //! themselves, because both APIs put the reason for a failure in the body.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
-use ureq::unversioned::transport::DefaultConnector;
+use ureq::unversioned::transport::{Connector, RustlsConnector, TcpConnector};
 
 use resolver::CachingResolver;
+use route::{RouteConnector, RoutedResolver};
 
 use crate::config::HttpConfig;
 
+mod forward;
+pub mod no_proxy;
 mod resolver;
+pub mod route;
 
 /// Each pooled connection keeps an input and an output buffer (ureq's default: 128 KiB
 /// each), and up to four Genesys requests run at once: 1 MB resident for buffers alone.
@@ -26,29 +31,55 @@ const INPUT_BUFFER_BYTES: usize = 64 * 1024;
 const OUTPUT_BUFFER_BYTES: usize = 16 * 1024;
 
 /// Builds an agent with the configured timeout on connect and on the whole call, the
-/// proxy from the environment, the bundled web PKI roots plus `TLS_CA_FILE`, and host
-/// names looked up once a minute (`resolver`).
+/// proxies of the configuration applied per destination (`route`), the bundled web PKI
+/// roots plus `TLS_CA_FILE`, and host names looked up once a minute (`resolver`).
 pub fn agent(http: &HttpConfig) -> Result<ureq::Agent, String> {
     let mut tls = TlsConfig::builder();
     if let Some(path) = &http.tls_ca_file {
         tls = tls.root_certs(roots_with(path)?);
     }
-    let config = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_connect(Some(http.timeout))
-        .timeout_global(Some(http.timeout))
-        .max_idle_age(Duration::from_secs(50))
-        .input_buffer_size(INPUT_BUFFER_BYTES)
-        .output_buffer_size(OUTPUT_BUFFER_BYTES)
-        .user_agent(concat!("genesys2influx/", env!("CARGO_PKG_VERSION")))
-        .proxy(ureq::Proxy::try_from_env())
-        .tls_config(tls.build())
-        .build();
-    Ok(ureq::Agent::with_parts(
+    let tls = tls.build();
+    let config = |proxy: Option<ureq::Proxy>| {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(http.timeout))
+            .timeout_global(Some(http.timeout))
+            .max_idle_age(Duration::from_secs(50))
+            .input_buffer_size(INPUT_BUFFER_BYTES)
+            .output_buffer_size(OUTPUT_BUFFER_BYTES)
+            .user_agent(concat!("genesys2influx/", env!("CARGO_PKG_VERSION")))
+            .proxy(proxy)
+            .tls_config(tls.clone())
+            .build()
+    };
+    let proxies = Arc::new(http.proxy.clone());
+    let routes = RouteConnector::new(
+        proxies.clone(),
         config,
-        DefaultConnector::default(),
-        CachingResolver::default(),
-    ))
+        (INPUT_BUFFER_BYTES, OUTPUT_BUFFER_BYTES),
+    )?;
+    let connector =
+        ().chain(routes)
+            .chain(TcpConnector::default())
+            .chain(RustlsConnector::default());
+    let resolver = RoutedResolver {
+        proxies,
+        inner: CachingResolver::default(),
+    };
+    Ok(ureq::Agent::with_parts(config(None), connector, resolver))
+}
+
+/// A readable reason for a transport failure (never contains headers or credentials).
+pub fn describe_error(error: &ureq::Error) -> String {
+    match error {
+        ureq::Error::Timeout(what) => format!("timed out ({what})"),
+        ureq::Error::HostNotFound => "host not found (DNS)".to_string(),
+        ureq::Error::ConnectionFailed => "connection failed".to_string(),
+        ureq::Error::Io(e) => format!("I/O error: {e}"),
+        // Written by `route` and `forward`: names the proxy (credentials hidden).
+        ureq::Error::ConnectProxyFailed(reason) => reason.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// The bundled roots plus every certificate in the PEM file at `path`.
@@ -117,6 +148,7 @@ mod tests {
         HttpConfig {
             timeout: Duration::from_secs(1),
             tls_ca_file: ca.map(Path::to_path_buf),
+            proxy: Default::default(),
         }
     }
 
@@ -137,6 +169,21 @@ mod tests {
     #[test]
     fn builds_without_a_ca_file() {
         assert!(agent(&config(None)).is_ok());
+    }
+
+    #[test]
+    fn builds_with_proxies_named_by_address_or_name() {
+        for host in ["[::1]", "127.0.0.1", "proxy.example.com"] {
+            let mut http = config(None);
+            http.proxy.https = Some(crate::config::ProxyUrl {
+                variable: "HTTPS_PROXY",
+                host: host.to_string(),
+                port: 3128,
+                username: Some("u".into()),
+                password: Some(crate::config::Secret::new("p:w@/")),
+            });
+            assert!(agent(&http).is_ok(), "{host}");
+        }
     }
 
     #[test]

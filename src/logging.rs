@@ -39,6 +39,13 @@ pub fn register_secrets(config: &crate::config::Config) {
         | InfluxTarget::V2 { token, .. } => redact::register(token.expose()),
         InfluxTarget::V1 { .. } | InfluxTarget::Stdout => {}
     }
+    let proxies = &config.http.proxy;
+    for proxy in proxies.https.iter().chain(&proxies.http) {
+        if let Some(password) = &proxy.password {
+            let user = proxy.username.as_deref().unwrap_or_default();
+            redact::register_credentials(user, password.expose());
+        }
+    }
 }
 
 /// Logs the settings that have no effect (`check` prints them instead), and the KPI

@@ -31,6 +31,37 @@ impl FileError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, FileError::Io(e) if e.kind() == io::ErrorKind::NotFound)
     }
+
+    /// What to do about it, by its cause (see [`io_hint`]).
+    pub fn hint(&self) -> &'static str {
+        match self {
+            FileError::NotRegular(_) => {
+                "remove what is at that path; the service creates its own file there"
+            }
+            FileError::TooLarge { .. } => "remove the file; the service writes it anew",
+            FileError::Io(e) => io_hint(e),
+        }
+    }
+}
+
+/// What to do about a failed read or write in `SPOOL_DIR`, by its errno: the spool and
+/// the state files (`kpi-state.json`, `open-window.json`) say the same for the same cause.
+pub fn io_hint(error: &io::Error) -> &'static str {
+    match error.raw_os_error() {
+        Some(libc::ENOSPC) => "the disk holding SPOOL_DIR is full: free space on it",
+        Some(libc::EDQUOT) => "the disk quota of the service's user is used up: raise or free it",
+        Some(libc::EACCES | libc::EPERM) => {
+            "the service's user may not write there: check the owner and permissions of SPOOL_DIR"
+        }
+        Some(libc::EROFS) => {
+            "SPOOL_DIR is on a read-only file system: remount it or move SPOOL_DIR"
+        }
+        Some(libc::ENOENT | libc::ENOTDIR) => "SPOOL_DIR does not exist (any more): create it",
+        Some(libc::EISDIR) => "a directory is in the way: remove it",
+        Some(libc::EIO) => "the disk reports I/O errors: check it (dmesg)",
+        Some(libc::EMFILE | libc::ENFILE) => "too many open files: raise the limit (LimitNOFILE=)",
+        _ => "check SPOOL_DIR and the disk it is on",
+    }
 }
 
 impl fmt::Display for FileError {
@@ -158,6 +189,26 @@ mod tests {
     use super::*;
     use crate::testing::{mkfifo, TempDir};
     use std::os::unix::fs::symlink;
+
+    #[test]
+    fn each_cause_gets_its_own_hint() {
+        let hint = |errno| io_hint(&io::Error::from_raw_os_error(errno));
+        assert!(
+            hint(libc::ENOSPC).contains("full"),
+            "{}",
+            hint(libc::ENOSPC)
+        );
+        assert!(!hint(libc::ENOSPC).contains("permissions"));
+        assert!(hint(libc::EDQUOT).contains("quota"));
+        for errno in [libc::EACCES, libc::EPERM] {
+            assert!(hint(errno).contains("permissions"), "{}", hint(errno));
+        }
+        assert!(hint(libc::EROFS).contains("read-only"));
+        assert!(hint(libc::ENOENT).contains("does not exist"));
+        assert!(hint(libc::EIO).contains("I/O errors"));
+        assert!(io_hint(&io::Error::other("x")).contains("check SPOOL_DIR"));
+        assert!(FileError::NotRegular("a FIFO").hint().contains("remove"));
+    }
 
     #[test]
     fn regular_files_round_trip_and_absence_is_not_an_error() {

@@ -11,6 +11,7 @@ use genesys2influx::sim::{Endpoint, Sim, SimOptions};
 use crate::util::free_port;
 use crate::util::influxd::{self, Influxd, Options};
 use crate::util::process::run_to_end;
+use crate::util::proxy::ProxyStandIn;
 
 const DB: &str = "genesys";
 const SECRET: &str = "sim-client-secret";
@@ -337,6 +338,17 @@ fn values_out_of_range_exit_78_naming_the_variable() {
             "http://admin:pw-IN-URL-4711@127.0.0.1:8086",
             "'http://***@127.0.0.1:8086' holds user info",
         ),
+        (
+            "HTTPS_PROXY",
+            "socks5://user:pw-IN-URL-4711@127.0.0.1:1080",
+            "SOCKS proxies (socks5://) are not supported",
+        ),
+        (
+            "http_proxy",
+            "https://user:pw-IN-URL-4711@proxy.example:3128",
+            "a TLS connection to the proxy itself (https://) is not supported",
+        ),
+        ("ALL_PROXY", "htpp://proxy:3128", "has an unknown scheme"),
     ] {
         let env = with(env(&unused_url(), &unused_url()), variable, value);
         for command in ["check", "run"] {
@@ -389,6 +401,110 @@ fn nothing_selected_exits_78() {
         output.contains("✗ queues: nothing to poll (15 visible"),
         "{output}"
     );
+}
+
+fn port_of(url: &str) -> &str {
+    url.rsplit(':').next().unwrap_or_default()
+}
+
+/// A plain-http InfluxDB goes through `HTTP_PROXY` as curl sends it: absolute-form
+/// requests, never a `CONNECT` tunnel (which proxies allow to port 443 only), with the
+/// proxy's credentials. `NO_PROXY` written with a space and a `host:port` entry keeps
+/// the simulated Genesys direct. `check` names each destination's route, the proxy
+/// password hidden.
+#[test]
+fn a_plain_http_influxdb_goes_through_http_proxy_in_absolute_form() {
+    let sim = sim();
+    let influx = influx(false);
+    let proxy = ProxyStandIn::start(Some("user:pr0xy-pa55"));
+    let proxy_url = format!(
+        "http://user:pr0xy-pa55@{}",
+        proxy.url().trim_start_matches("http://")
+    );
+    let mut env = env(&sim.base_url(), &influx.url());
+    env.push(("HTTP_PROXY", proxy_url.clone()));
+    env.push(("HTTPS_PROXY", proxy_url));
+    env.push((
+        "NO_PROXY",
+        format!("localhost, 127.0.0.1:{}", port_of(&sim.base_url())),
+    ));
+    let (code, output) = check("InfluxDB behind HTTP_PROXY", &env);
+    assert_eq!(code, Some(0), "{output}");
+    let seen = proxy.seen();
+    assert!(!seen.is_empty(), "nothing went through the proxy");
+    for line in &seen {
+        assert!(
+            line.starts_with(&format!("GET {}/", influx.url()))
+                || line.starts_with(&format!("POST {}/", influx.url())),
+            "not an absolute-form request to InfluxDB: {line:?} (all: {seen:?})"
+        );
+    }
+    let shown = format!("http://***@{}", proxy.url().trim_start_matches("http://"));
+    for line in [
+        format!("✓ proxy: Genesys login {}: direct (NO_PROXY lists it)", sim.base_url()),
+        format!("✓ proxy: Genesys API {}: direct (NO_PROXY lists it)", sim.base_url()),
+        format!(
+            "✓ proxy: InfluxDB {}: via proxy {shown} from HTTP_PROXY (plain HTTP, absolute-form requests)",
+            influx.url()
+        ),
+    ] {
+        assert!(output.contains(&line), "missing {line:?} in:\n{output}");
+    }
+    assert!(!output.contains("pr0xy-pa55"), "{output}");
+}
+
+/// A proxy answering 407 is named with the variable the credentials go in: for the
+/// `CONNECT` tunnel to an https Genesys (whose name the proxy alone resolves) and for
+/// the absolute-form requests to a plain-http InfluxDB.
+#[test]
+fn a_proxy_wanting_credentials_says_where_to_put_them() {
+    // Two proxies: each is reached directly, never through the other.
+    let secure = ProxyStandIn::start(Some("user:pass"));
+    let plain = ProxyStandIn::start(Some("user:pass"));
+    let mut env = env("https://api.genesys.invalid", "http://influx.invalid:8086");
+    env = with(env, "GENESYS_LOGIN_URL", "https://login.genesys.invalid");
+    env.push(("HTTPS_PROXY", secure.url()));
+    env.push(("http_proxy", plain.url()));
+    // The harness lists 127.0.0.1 in NO_PROXY; here nothing is listed.
+    env.push(("NO_PROXY", "nothing.invalid".to_string()));
+    let (code, output) = check("proxy wants credentials", &env);
+    assert_eq!(code, Some(69), "{output}");
+    for hint in [
+        "the proxy wants credentials: put them in HTTPS_PROXY as http://user:pass@host:port",
+        "the proxy wants credentials: put them in http_proxy as http://user:pass@host:port",
+    ] {
+        assert!(output.contains(hint), "missing {hint:?} in:\n{output}");
+    }
+    let seen = secure.seen();
+    assert!(
+        seen.iter()
+            .all(|line| line == "CONNECT login.genesys.invalid:443 HTTP/1.1"),
+        "{seen:?}"
+    );
+    assert!(!seen.is_empty());
+    assert_eq!(
+        plain.seen(),
+        ["GET http://influx.invalid:8086/ping HTTP/1.1"],
+        "{seen:?}"
+    );
+}
+
+/// A proxy that cannot be reached is named as the thing that failed, not the
+/// destination behind it.
+#[test]
+fn an_unreachable_proxy_is_named_with_its_variable() {
+    let proxy = unused_url();
+    let mut env = env("https://api.genesys.invalid", "http://influx.invalid:8086");
+    env = with(env, "GENESYS_LOGIN_URL", "https://login.genesys.invalid");
+    env.push(("HTTPS_PROXY", proxy.clone()));
+    env.push(("HTTP_PROXY", proxy.clone()));
+    env.push(("NO_PROXY", "nothing.invalid".to_string()));
+    let (code, output) = check("proxy unreachable", &env);
+    assert_eq!(code, Some(69), "{output}");
+    for variable in ["HTTPS_PROXY", "HTTP_PROXY"] {
+        let named = format!("proxy {proxy} from {variable}: I/O error: Connection refused");
+        assert!(output.contains(&named), "missing {named:?} in:\n{output}");
+    }
 }
 
 fn now_ms() -> u64 {

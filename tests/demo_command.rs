@@ -83,3 +83,25 @@ fn demo_refuses_more_queues_than_it_simulates() {
         "{stderr}"
     );
 }
+
+/// `demo` needs no network: a proxy set in the shell (nothing listens at this one, and
+/// the harness's NO_PROXY is replaced) does not stand between it and its own simulator.
+#[test]
+fn demo_reaches_its_simulator_directly_whatever_proxy_is_set() {
+    let proxy = format!("http://127.0.0.1:{}", crate::util::free_port());
+    let env = [
+        ("http_proxy", proxy.clone()),
+        ("HTTPS_PROXY", proxy),
+        ("NO_PROXY", "nothing.invalid".to_string()),
+    ];
+    let (code, stdout, stderr) = run_to_end(
+        &["demo", "--seconds", "2", "--queues", "2", "--output", "lp"],
+        &env,
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("genesys_queue,")),
+        "no line protocol; stderr:\n{stderr}"
+    );
+}

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use genesys2influx::sim::{Endpoint, Fault, RequestRecord, Sim, SimOptions};
+use genesys2influx::sim::{Endpoint, Fault, RequestRecord, Sim, SimOptions, UnknownQueues};
 use serde_json::Value;
 
 use crate::util::influxd::Influxd;
@@ -395,6 +395,41 @@ fn renamed_deleted_and_added_queues_are_followed_at_the_next_refresh() {
     assert!(log.contains("queue list refreshed"), "log:\n{log}");
 }
 
+/// A queue deleted mid-run can make Genesys refuse the whole observations query (400, the
+/// strictest reading of the API, docs/genesys-api.md#missing-and-unknown). The chunk is
+/// asked again at once without it, after a re-read of the queue list, although the last
+/// refresh was only seconds ago: the other queues of the chunk lose no sample.
+#[test]
+fn a_queue_deleted_mid_run_costs_the_other_queues_of_its_chunk_no_sample() {
+    let timing = Timing { poll: 1, window: 2 };
+    let sim = Sim::start(SimOptions {
+        queue_count: 3,
+        value_period: Duration::from_secs(timing.poll),
+        unknown_queues: UnknownQueues::Reject,
+        ..SimOptions::default()
+    })
+    .expect("simulated Genesys starts");
+    let influx = influx();
+    let queues = sim.queues();
+    let (first, deleted, last) = (&queues[0].0, &queues[1].0, &queues[2].0);
+    let service = Service::start(&["run"], &env(&sim, Some(&influx), timing, &[]));
+    wait_for_complete_window(&influx, &service, timing, first, 0);
+
+    assert!(sim.delete_queue(deleted));
+    let from = timing.window_of(now_s()) + timing.window;
+    let to = from + 3 * timing.window;
+    wait_for_complete_window(&influx, &service, timing, first, to);
+    wait_for_complete_window(&influx, &service, timing, last, to);
+    let log = stop(service);
+    for id in [first, last] {
+        assert_complete_and_exact(&sim, &influx, timing, id, (from, to), &log);
+    }
+    assert!(
+        log.contains("retrying the rejected request without 1 queue(s) that no longer exist"),
+        "log:\n{log}"
+    );
+}
+
 /// SIGHUP re-resolves the queue list at once (QUEUE_REFRESH is left at 5 minutes): a
 /// queue added afterwards is polled, and the listing was read again.
 #[test]
@@ -653,6 +688,10 @@ fn refused_credentials_at_start_up_exit_77_naming_the_login_url() {
         "log:\n{log}"
     );
     assert!(!log.contains(secret) && !service.stdout().contains(secret));
+    // Said once, as the reason the service stops (not also by the login as a retry).
+    let said = log.matches("refused the client credentials").count();
+    assert_eq!(said, 1, "the refusal logged {said} times:\n{log}");
+    assert!(!log.contains("next login attempt"), "log:\n{log}");
 }
 
 /// Nothing matched at all: exit 78, naming the selector that matched nothing.

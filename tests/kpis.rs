@@ -732,6 +732,27 @@ fn kpis_off_sends_no_aggregate_query() {
     assert!(!spool.join("kpi-state.json").exists());
 }
 
+/// A resume point that cannot be saved is warned about once, not after every KPI poll,
+/// with the hint that fits the cause (here a directory in the way, not "permissions").
+#[test]
+fn an_unsavable_resume_point_is_warned_about_once() {
+    let sim = kpi_sim(3);
+    let influx = Influxd::start_default();
+    influx.create_database(DB);
+    let spool = TempDir::new("kpi-state-blocked");
+    std::fs::create_dir(spool.join("kpi-state.json")).expect("a directory in the way");
+    let started = now_ms();
+    let mut service = Service::start(&["run"], &kpi_env(&sim, &influx, &spool, DB, "1s"));
+    wait_for_kpi_polls_after(&sim, &service, started, 4);
+    service.signal("TERM");
+    service.wait(Duration::from_secs(30));
+    let log = service.stderr();
+    let warnings = log.matches("cannot save the KPI resume point").count();
+    assert_eq!(warnings, 1, "warned {warnings} times:\n{log}");
+    assert!(log.contains("a directory is in the way"), "{log}");
+    assert!(!log.contains("permissions"), "{log}");
+}
+
 // ---- request plan ----------------------------------------------------------------------
 
 /// The aggregate requests of each KPI poll, the last (maybe unfinished) one left out. A

@@ -26,9 +26,15 @@ struct Terminal {
 
 impl Terminal {
     fn start(args: &str, env: &[(&str, String)]) -> Terminal {
+        Terminal::start_after("", args, env)
+    }
+
+    /// Like [`Terminal::start`], with the shell commands `setup` run first in the
+    /// pseudo-terminal (`stty cols 150 rows 40;` sets its size).
+    fn start_after(setup: &str, args: &str, env: &[(&str, String)]) -> Terminal {
         let pid_file = TempDir::new("terminal-view");
         let command = format!(
-            "echo $$ > '{}'; exec '{}' {args}",
+            "{setup} echo $$ > '{}'; exec '{}' {args}",
             pid_file.join("pid").display(),
             binary()
         );
@@ -277,6 +283,62 @@ fn top_in_a_terminal_gives_the_terminal_back_on_ctrl_c() {
     assert!(raw.trim_end().ends_with("\u{1b}[0m\u{1b}[?25h"), "{raw:?}");
     let lines = visible_lines(&raw);
     assert!(lines.iter().any(|l| l.starts_with("QUEUE ")), "{lines:#?}");
+}
+
+/// The lines of the table from its title on, as wide as they are drawn.
+fn table_widths(lines: &[String], title: &str) -> Vec<usize> {
+    lines
+        .iter()
+        .skip_while(|l| !l.starts_with(title))
+        .filter(|l| l.starts_with("QUEUE "))
+        .map(|l| l.chars().count())
+        .collect()
+}
+
+/// Shells do not export `COLUMNS`: the width comes from the terminal itself (150
+/// columns here, although the environment says 80), not the 80-column default.
+#[test]
+fn demo_takes_its_width_from_the_terminal() {
+    let terminal = Terminal::start_after(
+        "stty cols 150 rows 40;",
+        "demo --seconds 3 --queues 12",
+        &[],
+    );
+    let (code, raw) = terminal.wait(Duration::from_secs(40));
+    assert_eq!(code, Some(0), "{raw}");
+    let lines = visible_lines(&raw);
+    let widths = table_widths(&lines, "genesys2influx demo:");
+    assert!(!widths.is_empty(), "{lines:#?}");
+    assert!(
+        widths.iter().all(|w| *w > WIDTH && *w <= 150),
+        "headings {widths:?} wide, not using the terminal's 150 columns: {lines:#?}"
+    );
+}
+
+/// A resize (SIGWINCH) redraws the table at once at the new size: with an hour between
+/// polls, no poll draws a frame, so every frame seen came from a resize.
+#[test]
+fn top_redraws_at_once_when_the_terminal_is_resized() {
+    let (_sim, mut env) = sim_org(3);
+    env.retain(|(key, _)| *key != "POLL_INTERVAL");
+    env.push(("POLL_INTERVAL", "1h".to_string()));
+    env.push(("WINDOW", "1h".to_string()));
+    env.push(("QUEUE_REFRESH", "1h".to_string()));
+    let top = Terminal::start_after(
+        "stty cols 150 rows 40; (for i in 1 2 3 4 5 6 7 8 9 10; do sleep 1; stty cols $((100 + i)) rows 30 < /dev/tty; done) &",
+        "top",
+        &env,
+    );
+    top.wait_for("QUEUE ", Duration::from_secs(15));
+    top.interrupt();
+    let (code, raw) = top.wait(Duration::from_secs(15));
+    assert_eq!(code, Some(0), "{raw}");
+    let lines = visible_lines(&raw);
+    let widths = table_widths(&lines, "genesys2influx top:");
+    assert!(
+        !widths.is_empty() && widths.iter().all(|w| (101..=110).contains(w)),
+        "headings {widths:?} wide, not the resized terminal's 101 to 110 columns: {lines:#?}"
+    );
 }
 
 fn stderr_has_error(stderr: &str) -> bool {

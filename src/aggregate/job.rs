@@ -306,7 +306,9 @@ impl AggregatorJob {
         };
         let saved = serde_json::to_vec(open)
             .map_err(|e| e.to_string())
-            .and_then(|json| state_file::write_atomically(path, &json).map_err(|e| e.to_string()));
+            .and_then(|json| {
+                state_file::write_atomically(path, &json).map_err(|e| format!("{e}; {}", e.hint()))
+            });
         match saved {
             Ok(()) => log::info!(
                 "saved the open window ({} queues) to {}",

@@ -14,6 +14,7 @@ mod genesys;
 mod influx;
 mod limits;
 mod mode;
+mod proxy;
 mod secrets;
 mod urls;
 mod vars;
@@ -31,6 +32,7 @@ pub use genesys::{GenesysConfig, QueueSelector, Shard};
 pub use influx::{InfluxTarget, V1Auth};
 use limits::*;
 pub use mode::Mode;
+pub use proxy::{ProxyConfig, ProxyUrl};
 pub use secrets::Secret;
 use vars::Vars;
 
@@ -63,6 +65,8 @@ pub struct Config {
 pub struct HttpConfig {
     pub timeout: Duration,
     pub tls_ca_file: Option<PathBuf>,
+    /// `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY` (and their lower-case forms).
+    pub proxy: ProxyConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -88,8 +92,11 @@ pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>, mode: Mode) -> Result<C
     let genesys = genesys::genesys_config(&vars)?;
     let influx = influx::influx_target(&vars, mode)?;
     let kpi = kpi_config(&vars)?;
+    let proxy = proxy::proxy_config(&vars)?;
+    let mut warnings = warnings::ineffective_settings(&vars, &influx, kpi.is_some(), mode);
+    warnings.extend(proxy::warnings(&proxy));
     Ok(Config {
-        warnings: warnings::ineffective_settings(&vars, &influx, kpi.is_some(), mode),
+        warnings,
         genesys,
         queues: genesys::queue_selectors(&vars)?,
         shard: vars
@@ -116,6 +123,7 @@ pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>, mode: Mode) -> Result<C
                 HTTP_TIMEOUT_RANGE,
             )?,
             tls_ca_file: vars.optional("TLS_CA_FILE").map(PathBuf::from),
+            proxy,
         },
         spool: SpoolConfig {
             dir: vars.optional("SPOOL_DIR").map(PathBuf::from),
@@ -408,7 +416,7 @@ mod tests {
     }
 
     /// Every variable `from_lookup` reads, with the `_FILE` forms.
-    const VARIABLES: [&str; 39] = [
+    const VARIABLES: [&str; 42] = [
         "GENESYS_CLIENT_ID",
         "GENESYS_CLIENT_SECRET",
         "GENESYS_CLIENT_SECRET_FILE",
@@ -446,6 +454,9 @@ mod tests {
         "KPI_POLL",
         "KPI_LOOKBACK",
         "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "ALL_PROXY",
         "NO_PROXY",
         "RUST_LOG",
     ];
@@ -505,6 +516,10 @@ mod tests {
             }
             let error = run(&[("INFLUXDB_URL", url.as_str())]).unwrap_err();
             proptest::prop_assert!(!error.to_string().contains(&password), "{error}");
+            let proxy = format!("{}://user:{password}@proxy:{}", ["http", "socks5", "https"][index], &text);
+            if let Err(error) = run(&[("HTTPS_PROXY", proxy.as_str())]) {
+                proptest::prop_assert!(!error.to_string().contains(&password), "{error}");
+            }
         }
     }
 }

@@ -70,7 +70,7 @@ fn without_userinfo(value: &str) -> String {
 }
 
 /// `host:port`, `[v6]:port`, or either without a port.
-fn split_host_port(authority: &str) -> (&str, Option<&str>) {
+pub(super) fn split_host_port(authority: &str) -> (&str, Option<&str>) {
     if authority.starts_with('[') {
         // The host keeps its `]`.
         return match authority
@@ -89,7 +89,7 @@ fn split_host_port(authority: &str) -> (&str, Option<&str>) {
 }
 
 /// A DNS name or IPv4 address, or a bracketed IPv6 address.
-fn is_host(host: &str) -> bool {
+pub(super) fn is_host(host: &str) -> bool {
     match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
         Some(v6) => {
             !v6.is_empty()

@@ -15,9 +15,10 @@ use serde::Deserialize;
 use crate::config::{GenesysConfig, Secret};
 use crate::stats::Stats;
 
-use super::error::{describe_transport_error, ApiError};
+use super::error::ApiError;
 use super::lenient;
 use super::paths;
+use crate::http::describe_error;
 
 /// Renew when less than this remains, or 10 % of the lifetime if that is longer.
 pub const MIN_RENEWAL_MARGIN: Duration = Duration::from_secs(60);
@@ -218,10 +219,14 @@ impl Authenticator {
                 let wait = hold_off(state.failures, refused);
                 state.not_before = Some(now + wait);
                 state.last_error = Some(error.clone());
-                log::warn!(
-                    "{error} (next login attempt in {}s at the earliest)",
-                    wait.as_secs()
-                );
+                // Before the first token, the caller (start-up, `check`, `top`) reports the
+                // failure as its own, once; logging it here too said everything twice.
+                if state.obtained > 0 {
+                    log::warn!(
+                        "{error} (next login attempt in {}s at the earliest)",
+                        wait.as_secs()
+                    );
+                }
                 Err(error)
             }
         }
@@ -242,7 +247,7 @@ impl Authenticator {
         let mut response = response.map_err(|e| {
             ApiError::Network(format!(
                 "cannot reach the Genesys login service {url}: {}",
-                describe_transport_error(&e)
+                describe_error(&e)
             ))
         })?;
         let status = response.status().as_u16();
@@ -408,6 +413,35 @@ mod tests {
             auth.interpret(503, "", Instant::now()),
             Err(ApiError::Server { status: 503, .. })
         ));
+    }
+
+    /// A revoked secret or an unknown client (`invalid_client`, or any 401) is said to be
+    /// that, naming the two variables, not blamed on the region first.
+    #[test]
+    fn a_revoked_secret_or_unknown_client_is_named_as_such() {
+        let body = include_str!("../../tests/fixtures/genesys/token-error-invalid-client.json");
+        let auth = authenticator();
+        for (status, body) in [(400, body), (401, body), (401, "")] {
+            let text = auth
+                .interpret(status, body, Instant::now())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                text.contains("); the client id is unknown, or its secret is wrong or was revoked: check GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET"),
+                "{text}"
+            );
+            assert!(
+                text.contains("GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET"),
+                "{text}"
+            );
+            assert!(!text.contains("commonest cause"), "{text}");
+        }
+        let grant = r#"{"error":"unauthorized_client","description":"grant type not allowed"}"#;
+        let text = auth
+            .interpret(400, grant, Instant::now())
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("Client Credentials grant"), "{text}");
     }
 
     mod mutated {

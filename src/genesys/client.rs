@@ -31,7 +31,7 @@ use crate::time::{now_ms, parse_http_date};
 
 use super::answer_buffers::{Answer, AnswerBuffers, ReadError};
 use super::auth::Authenticator;
-use super::error::{describe_transport_error, ApiError};
+use super::error::ApiError;
 use super::lenient;
 use super::limits::REQUESTS_IN_FLIGHT;
 use super::paths;
@@ -40,6 +40,7 @@ use super::retry::{
     MAX_ATTEMPTS, MAX_RETRY_AFTER,
 };
 use super::skew::{DateSample, SkewEstimate};
+use crate::http::describe_error;
 
 /// The permission the OAuth client's role needs for the conversation-aggregates query
 /// (docs/genesys-api.md#permissions).
@@ -342,9 +343,8 @@ impl GenesysClient {
                 .build()
                 .send(body.as_bytes()),
         };
-        let mut response = result.map_err(|e| {
-            ApiError::Network(format!("{method} {url}: {}", describe_transport_error(&e)))
-        })?;
+        let mut response = result
+            .map_err(|e| ApiError::Network(format!("{method} {url}: {}", describe_error(&e))))?;
         let header = |name: &str| {
             response
                 .headers()
@@ -376,7 +376,7 @@ impl GenesysClient {
             .read(response.body_mut().as_reader())
             .map_err(|e| {
                 let why = match e {
-                    ReadError::Io(e) => describe_transport_error(&ureq::Error::from(e)),
+                    ReadError::Io(e) => describe_error(&ureq::Error::from(e)),
                     too_large => too_large.to_string(),
                 };
                 ApiError::Network(format!("{method} {url}: reading the answer: {why}"))

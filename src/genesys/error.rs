@@ -128,11 +128,25 @@ impl fmt::Display for ApiError {
                 write!(
                     f,
                     "Genesys Cloud refused the client credentials at {login_url}/oauth/token \
-                     (region {region}, HTTP {status}, {reason}); check that GENESYS_REGION is the \
-                     organisation's region (a wrong region is the commonest cause), that \
-                     GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET belong to an OAuth client with \
-                     the Client Credentials grant"
-                )
+                     (region {region}, HTTP {status}, {reason}); "
+                )?;
+                if *status == 401 || error == "invalid_client" {
+                    // Genesys's answer to an unknown client id, a wrong or a revoked secret.
+                    write!(
+                        f,
+                        "the client id is unknown, or its secret is wrong or was revoked: check \
+                         GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET against the OAuth client in Genesys Cloud (Admin > \
+                         OAuth; a new secret after a rotation?), and that the client belongs to \
+                         the organisation of region {region} (GENESYS_REGION)"
+                    )
+                } else {
+                    write!(
+                        f,
+                        "check that GENESYS_REGION is the organisation's region, that \
+                         GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET belong to an OAuth client \
+                         with the Client Credentials grant"
+                    )
+                }
             }
             ApiError::Unauthorized { message, context_id } => write!(
                 f,
@@ -204,14 +218,3 @@ impl fmt::Display for ApiError {
 }
 
 impl std::error::Error for ApiError {}
-
-/// A readable reason for a transport failure (never contains headers).
-pub fn describe_transport_error(error: &ureq::Error) -> String {
-    match error {
-        ureq::Error::Timeout(what) => format!("timed out ({what})"),
-        ureq::Error::HostNotFound => "host not found (DNS)".to_string(),
-        ureq::Error::ConnectionFailed => "connection failed".to_string(),
-        ureq::Error::Io(e) => format!("I/O error: {e}"),
-        other => other.to_string(),
-    }
-}

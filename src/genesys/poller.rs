@@ -48,7 +48,8 @@ use crate::time::{now_ms, Clocks};
 pub const QUEUE_LIST_DEADLINE: Duration = Duration::from_secs(60);
 /// After a failed queue refresh, the next attempt comes this much later.
 pub const REFRESH_RETRY: Duration = Duration::from_secs(60);
-/// A chunk rejected with 400 triggers a queue refresh at most this often.
+/// A chunk rejected with 400 triggers a queue refresh at most this often (regular refreshes
+/// do not count: the queue may have been deleted just after one).
 pub const MIN_RECOVERY_REFRESH_GAP: Duration = Duration::from_secs(60);
 /// First wait between start-up attempts; doubles up to [`MAX_START_BACKOFF`].
 pub const START_BACKOFF: Duration = Duration::from_secs(1);
@@ -180,6 +181,8 @@ pub struct ObservationPoller {
     plan: PollPlan,
     last_refresh: Instant,
     next_refresh: Instant,
+    /// When a 400 last triggered a refresh (`retry_without_stale`).
+    last_recovery_refresh: Option<Instant>,
     /// A SIGHUP asked for a refresh not yet done.
     refresh_asked: bool,
     /// Requests of the last queue listing (its pages).
@@ -214,6 +217,7 @@ impl ObservationPoller {
             plan,
             last_refresh: Instant::now(),
             next_refresh: Instant::now() + settings.queue_refresh,
+            last_recovery_refresh: None,
             refresh_asked: false,
             listing_requests: 1,
             listed: 0,
@@ -694,16 +698,21 @@ impl ObservationPoller {
     }
 
     /// After a 400: refresh the queue list and, if queues of the chunk disappeared, ask
-    /// again for the ones still there.
+    /// again at once for the ones still there. A recent regular refresh does not stop
+    /// this (it used to, so the rest of the chunk lost its samples until a minute after
+    /// it); the list read for one rejected chunk serves the others of the same poll.
     fn retry_without_stale(
         &mut self,
         chunk: &[Arc<Queue>],
         deadline: Instant,
     ) -> Option<ChunkResult> {
-        if self.last_refresh.elapsed() < MIN_RECOVERY_REFRESH_GAP {
-            return None;
+        let due = self
+            .last_recovery_refresh
+            .is_none_or(|at| at.elapsed() >= MIN_RECOVERY_REFRESH_GAP);
+        if due {
+            self.last_recovery_refresh = Some(Instant::now());
+            self.refresh();
         }
-        self.refresh();
         let current: HashSet<&str> = self.queues.iter().map(|q| q.id.as_str()).collect();
         let kept: Vec<Arc<Queue>> = chunk
             .iter()

@@ -10,6 +10,7 @@ use crate::config::SpoolConfig;
 use crate::influx::spool::Spool;
 use crate::influx::unreported;
 use crate::model::Batch;
+use crate::state_file::io_hint;
 use crate::stats::Stats;
 
 /// Cap of the in-memory backlog used when no `SPOOL_DIR` is set.
@@ -109,7 +110,7 @@ impl Backlog {
                 true
             }
             Err(e) => {
-                self.spool_failed(format!("cannot be opened ({e})"));
+                self.spool_failed(format!("cannot be opened ({e}; {})", io_hint(&e)));
                 false
             }
         }
@@ -200,7 +201,7 @@ impl Backlog {
             result = spool.push(&batch.lines, batch.line_count);
         }
         if let Err(e) = result {
-            self.spool_failed(format!("cannot be written ({e})"));
+            self.spool_failed(format!("cannot be written ({e}; {})", io_hint(&e)));
             return false;
         }
         if self.spool_error.take().is_some() {

@@ -66,7 +66,7 @@ pub fn check(target: &InfluxTarget, agent: &ureq::Agent) -> Result<String, Check
         .unwrap_or_else(|| "InfluxDB".to_string());
     let mut response = write_request(agent, &endpoint, None)
         .send_empty()
-        .map_err(|e| CheckError::Unreachable(e.to_string()))?;
+        .map_err(|e| CheckError::Unreachable(crate::http::describe_error(&e)))?;
     let status = response.status().as_u16();
     let location = header(&response, "location");
     let message = error_message(&read_bounded(response.body_mut()));
@@ -122,7 +122,13 @@ pub(crate) fn ping_version(
         .max_redirects(0)
         .build()
         .call()
-        .map_err(|e| format!("{}/ping: {e}", endpoint.base))?;
+        .map_err(|e| {
+            format!(
+                "{}/ping: {}",
+                endpoint.base,
+                crate::http::describe_error(&e)
+            )
+        })?;
     Ok(header(&ping, "x-influxdb-version"))
 }
 

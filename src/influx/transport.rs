@@ -94,7 +94,7 @@ fn post_once(
 /// unknown (it may have been, or may yet be, applied).
 fn unanswered(error: ureq::Error) -> Answer {
     use ureq::{Error, Timeout};
-    let message = error.to_string();
+    let message = crate::http::describe_error(&error);
     match error {
         Error::Protocol(_) | Error::LargeResponseHeader(..) => Answer::Garbled(message),
         Error::HostNotFound

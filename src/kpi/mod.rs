@@ -74,7 +74,7 @@ pub mod plan;
 pub mod state;
 
 use plan::{plan, Timing, MAX_BACKFILL_MS};
-use state::{load_state, save_state, STATE_FILE};
+use state::{load_state, StateSaver, STATE_FILE};
 
 /// Share of `KPI_POLL` one poll may take before its remaining requests are left for the
 /// next poll (which re-queries the same buckets): polls never overlap.
@@ -356,6 +356,7 @@ pub fn run(
         logged_plan: None,
         view: settings.view,
     };
+    let mut state_saver = state_file.map(StateSaver::new);
     let (done_tx, done_rx) = bounded(1);
     let poll_stop = stop.clone();
     let spawned = thread::Builder::new()
@@ -376,10 +377,10 @@ pub fn run(
                 }
                 // Every point of the poll is with the writer now.
                 Ok(Report::Polled(Some(resume))) => {
-                    if let Some(path) = &state_file {
-                        if let Err(e) = save_state(path, resume) {
-                            log::warn!("{e}");
-                        }
+                    if let Some((level, message)) =
+                        state_saver.as_mut().and_then(|saver| saver.save(resume))
+                    {
+                        log::log!(level, "{message}");
                     }
                 }
                 Ok(Report::Polled(None)) => {}

@@ -38,9 +38,10 @@ impl fmt::Display for StateError {
             ),
             StateError::Write(path, e) => write!(
                 f,
-                "cannot save the KPI resume point to {} ({e}); after a restart, buckets \
-                 older than KPI_LOOKBACK are not backfilled (check SPOOL_DIR permissions)",
-                path.display()
+                "cannot save the KPI resume point to {} ({e}; {}); until it can, buckets \
+                 older than KPI_LOOKBACK are not backfilled after a restart",
+                path.display(),
+                e.hint()
             ),
         }
     }
@@ -69,6 +70,46 @@ pub fn load_state(path: &Path) -> Result<Option<u64>, StateError> {
         .map_err(|e| StateError::Unreadable(path.to_path_buf(), e.to_string()))
 }
 
+/// Saves the resume point after every KPI poll, warning once per episode of failures
+/// (not once per poll) and saying when saving works again.
+#[derive(Debug)]
+pub struct StateSaver {
+    path: PathBuf,
+    failing: bool,
+}
+
+impl StateSaver {
+    pub fn new(path: PathBuf) -> Self {
+        StateSaver {
+            path,
+            failing: false,
+        }
+    }
+
+    /// Saves; returns what to log, if anything: the first failure of an episode (warn)
+    /// and the first success after one (info).
+    pub fn save(&mut self, resume_from_ms: u64) -> Option<(log::Level, String)> {
+        match save_state(&self.path, resume_from_ms) {
+            Ok(()) if self.failing => {
+                self.failing = false;
+                Some((
+                    log::Level::Info,
+                    format!(
+                        "the KPI resume point is saved to {} again",
+                        self.path.display()
+                    ),
+                ))
+            }
+            Ok(()) => None,
+            Err(e) if !self.failing => {
+                self.failing = true;
+                Some((log::Level::Warn, e.to_string()))
+            }
+            Err(_) => None,
+        }
+    }
+}
+
 /// Writes the resume point atomically (temporary file, fsync, rename).
 pub fn save_state(path: &Path, resume_from_ms: u64) -> Result<(), StateError> {
     let state = StateFile {
@@ -87,6 +128,36 @@ mod tests {
 
     /// 2025-06-02T14:31:05Z.
     const NOW: u64 = 1_748_874_665_000;
+
+    /// A failing save warns once per episode: not again while it keeps failing, again
+    /// after it worked in between.
+    #[test]
+    fn a_failing_save_is_one_episode_until_it_works_again() {
+        let temp = TempDir::new("kpi-state-episode");
+        let dir = temp.0.join("state");
+        let mut saver = StateSaver::new(dir.join(STATE_FILE));
+        let mut logged = Vec::new();
+        let mut save = |saver: &mut StateSaver| logged.extend(saver.save(NOW));
+        for _ in 0..3 {
+            save(&mut saver);
+        }
+        std::fs::create_dir(&dir).unwrap();
+        save(&mut saver);
+        save(&mut saver);
+        std::fs::remove_dir_all(&dir).unwrap();
+        save(&mut saver);
+        save(&mut saver);
+        let levels: Vec<log::Level> = logged.iter().map(|(level, _)| *level).collect();
+        assert_eq!(
+            levels,
+            [log::Level::Warn, log::Level::Info, log::Level::Warn],
+            "{logged:?}"
+        );
+        assert!(
+            logged[0].1.contains("SPOOL_DIR does not exist"),
+            "{logged:?}"
+        );
+    }
 
     #[test]
     fn the_state_file_round_trips_atomically() {
@@ -121,6 +192,9 @@ mod tests {
         save_state(&path, NOW).unwrap();
         assert_eq!(load_state(&path).unwrap(), Some(NOW), "the link replaced");
         let missing_dir = dir.join("absent").join(STATE_FILE);
+        let error = save_state(&missing_dir, NOW).unwrap_err().to_string();
+        assert!(error.contains("SPOOL_DIR does not exist"), "{error}");
+        assert!(!error.contains("permissions"), "{error}");
         assert!(matches!(
             save_state(&missing_dir, NOW),
             Err(StateError::Write(..))

@@ -7,13 +7,17 @@
 //! is dropped. [`Wallboard::finish`] (also on drop) shows the cursor again, leaves the
 //! last frame on the screen and gives stderr back to the logger. When stdout is not a
 //! terminal each frame is printed as plain lines followed by a blank line.
+//!
+//! The size is the terminal's own (asked with `TIOCGWINSZ` through the `terminal_size`
+//! crate: shells do not export `COLUMNS`/`LINES`), and a resize (`SIGWINCH`) redraws the
+//! frame at once, from a thread of its own.
 
 pub mod state;
 pub mod table;
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
 
 use log::Level;
 
@@ -22,7 +26,7 @@ use crate::model::PollEvent;
 use crate::stats::StatsSnapshot;
 use state::Board;
 
-/// Used when `COLUMNS` / `LINES` are unset or unreadable.
+/// Used when neither the terminal nor `COLUMNS` / `LINES` tell the size.
 const DEFAULT_SIZE: (usize, usize) = (80, 24);
 /// Narrower than this and the queue names would vanish; a narrower terminal wraps the
 /// lines instead.
@@ -69,24 +73,30 @@ pub struct Wallboard {
     terminal: bool,
     board: Mutex<Board>,
     finished: AtomicBool,
+    /// One frame at a time on stdout: a poll and a resize may both draw.
+    drawing: Mutex<()>,
+    /// Ends the thread that redraws on `SIGWINCH`.
+    resizes: Option<signal_hook::iterator::Handle>,
 }
 
 impl Wallboard {
     /// Takes over stdout (clears it when it is a terminal) and the log output. `kpis`
     /// adds the columns of today's service level and abandons.
-    pub fn start(title: String, writes: Option<bool>, kpis: bool) -> Wallboard {
+    pub fn start(title: String, writes: Option<bool>, kpis: bool) -> Arc<Wallboard> {
         let terminal = stdout_is_terminal();
         if terminal {
             print_flushed(HIDE_CURSOR_AND_CLEAR);
             DIVERTING.store(true, Ordering::Relaxed);
         }
-        Wallboard {
+        Arc::new_cyclic(|me: &Weak<Wallboard>| Wallboard {
             title,
             writes,
             terminal,
             board: Mutex::new(Board::new(kpis)),
             finished: AtomicBool::new(false),
-        }
+            drawing: Mutex::new(()),
+            resizes: terminal.then(|| redraw_on_resize(me.clone())).flatten(),
+        })
     }
 
     /// Takes a poll event; redraws when the poll is complete.
@@ -119,6 +129,9 @@ impl Wallboard {
         if self.finished.swap(true, Ordering::Relaxed) {
             return;
         }
+        if let Some(resizes) = &self.resizes {
+            resizes.close();
+        }
         print_flushed(&format!("{RESET_AND_SHOW_CURSOR}\n"));
         DIVERTING.store(false, Ordering::Relaxed);
         if let Some(warning) = LATEST_WARNING
@@ -138,8 +151,11 @@ impl Wallboard {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        let _drawing = self.drawing.lock().unwrap_or_else(|e| e.into_inner());
         let frame = self.board().frame(self.title.clone(), footer);
-        let (width, height) = terminal_size(|name| std::env::var(name).ok());
+        let asked = terminal_size::terminal_size_of(std::io::stdout())
+            .map(|(width, height)| (usize::from(width.0), usize::from(height.0)));
+        let (width, height) = terminal_size(asked, |name| std::env::var(name).ok());
         let lines = table::render(&frame, width, height);
         let text = if self.terminal {
             let body: String = lines
@@ -164,19 +180,51 @@ impl Drop for Wallboard {
     }
 }
 
-/// Width and height from `COLUMNS` and `LINES` (shells set them for their children
-/// when exported), else 80×24; never narrower than [`MIN_WIDTH`].
-fn terminal_size(var: impl Fn(&str) -> Option<String>) -> (usize, usize) {
+/// Redraws `board` on every `SIGWINCH` until its handle is closed; `None`, and no
+/// redraw on resize, if the handler cannot be installed.
+fn redraw_on_resize(board: Weak<Wallboard>) -> Option<signal_hook::iterator::Handle> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGWINCH])
+        .map_err(|e| log::debug!("no redraw on resize: {e}"))
+        .ok()?;
+    let handle = signals.handle();
+    std::thread::Builder::new()
+        .name("wallboard-resize".into())
+        .spawn(move || {
+            // Ends when `finish` closes the handle. A resize while the board is still
+            // being built (it cannot be upgraded yet) is simply not drawn.
+            for _ in signals.forever() {
+                if let Some(board) = board.upgrade() {
+                    board.draw();
+                }
+            }
+        })
+        .map_err(|e| log::debug!("no redraw on resize: {e}"))
+        .ok()?;
+    Some(handle)
+}
+
+/// The terminal's size as it answered (`asked`), else `COLUMNS` and `LINES` (set when
+/// exported, or stdout is not a terminal), else 80×24; never narrower than
+/// [`MIN_WIDTH`].
+fn terminal_size(
+    asked: Option<(usize, usize)>,
+    var: impl Fn(&str) -> Option<String>,
+) -> (usize, usize) {
     let read = |name, default| {
         var(name)
             .and_then(|v| v.trim().parse::<usize>().ok())
             .filter(|n| *n > 0)
             .unwrap_or(default)
     };
-    (
-        read("COLUMNS", DEFAULT_SIZE.0).max(MIN_WIDTH),
-        read("LINES", DEFAULT_SIZE.1),
-    )
+    let (width, height) = asked
+        .filter(|(width, height)| *width > 0 && *height > 0)
+        .unwrap_or_else(|| {
+            (
+                read("COLUMNS", DEFAULT_SIZE.0),
+                read("LINES", DEFAULT_SIZE.1),
+            )
+        });
+    (width.max(MIN_WIDTH), height)
 }
 
 /// Writes to stdout; a closed stdout (the reader went away) is not worth a panic.
@@ -209,7 +257,7 @@ mod tests {
     }
 
     #[test]
-    fn the_size_comes_from_columns_and_lines_or_defaults() {
+    fn the_size_comes_from_the_terminal_then_columns_and_lines_or_defaults() {
         let env = |pairs: &'static [(&'static str, &'static str)]| {
             move |name: &str| {
                 pairs
@@ -218,15 +266,20 @@ mod tests {
                     .map(|(_, v)| v.to_string())
             }
         };
-        assert_eq!(terminal_size(env(&[])), (80, 24));
+        assert_eq!(terminal_size(None, env(&[])), (80, 24));
         assert_eq!(
-            terminal_size(env(&[("COLUMNS", "132"), ("LINES", "50")])),
+            terminal_size(None, env(&[("COLUMNS", "132"), ("LINES", "50")])),
             (132, 50)
         );
         assert_eq!(
-            terminal_size(env(&[("COLUMNS", "10"), ("LINES", "x")])),
+            terminal_size(None, env(&[("COLUMNS", "10"), ("LINES", "x")])),
             (40, 24)
         );
-        assert_eq!(terminal_size(env(&[("COLUMNS", "0")])), (80, 24));
+        assert_eq!(terminal_size(None, env(&[("COLUMNS", "0")])), (80, 24));
+        // The terminal's own answer wins; a zero size means it does not know.
+        let exported = env(&[("COLUMNS", "80"), ("LINES", "24")]);
+        assert_eq!(terminal_size(Some((150, 40)), exported), (150, 40));
+        assert_eq!(terminal_size(Some((20, 10)), exported), (40, 10));
+        assert_eq!(terminal_size(Some((0, 0)), exported), (80, 24));
     }
 }

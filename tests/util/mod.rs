@@ -6,6 +6,7 @@
 pub mod gate;
 pub mod influxd;
 pub mod process;
+pub mod proxy;
 pub mod victoria;
 
 use std::net::TcpListener;
