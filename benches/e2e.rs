@@ -12,7 +12,11 @@
 //! 60 s) can be measured too; `BENCH_E2E_KPIS` (default `off`) the service's `KPIS` and
 //! `BENCH_E2E_LIVE` (default `off`) its `LIVE_UPDATES` (`auto` would see no InfluxDB
 //! version through the gate and mean off); `BENCH_E2E_STDERR=on` prints the service's own
-//! log after each run, to see what it did while a figure was taken. CPU
+//! log after each run, to see what it did while a figure was taken.
+//! `GENESYS2INFLUX_BINARY` picks the binary and `GENESYS2INFLUX_RUNNER` an emulator for it
+//! (`qemu-aarch64-static`): then peak_rss_kb and rss_kb are the whole qemu process and
+//! `guest_rss_kb` / `guest_peak_rss_kb` (sampled every 250 ms) the emulated program's own
+//! mappings (`common::guest_rss_kb`); CPU figures under emulation mean nothing. CPU
 //! and faults per poll are measured over the steady state only: from the first
 //! acknowledged window to the end.
 //!
@@ -119,7 +123,25 @@ fn run(setup: &Setup) {
         common::minor_faults(&stat),
         now_ms(),
     );
-    std::thread::sleep(length);
+    // Under an emulator the guest's own resident memory is sampled as the run goes (its
+    // peak is not in /proc: VmHWM counts qemu's mappings too).
+    let emulated = std::env::var_os("GENESYS2INFLUX_RUNNER").is_some();
+    let mut guest_peak_kb = 0;
+    let until = Instant::now() + length;
+    while Instant::now() < until {
+        if emulated {
+            guest_peak_kb = guest_peak_kb.max(common::guest_rss_kb(pid));
+        }
+        std::thread::sleep(
+            Duration::from_millis(250).min(until.saturating_duration_since(Instant::now())),
+        );
+    }
+    let guest_kb = if emulated {
+        common::guest_rss_kb(pid)
+    } else {
+        0
+    };
+    guest_peak_kb = guest_peak_kb.max(guest_kb);
     let (cpu1, faults1, t1) = (
         common::cpu_seconds(&stat),
         common::minor_faults(&stat),
@@ -179,7 +201,7 @@ fn run(setup: &Setup) {
          cpu_s={cpu:.2} cpu_ms_per_poll={cpu_ms_per_poll:.2} cpu_ms_per_poll_per_1000_queues={:.2} \
          minor_faults_per_poll={faults_per_poll:.0} \
          lines_per_window={:.0} wire_bytes_per_window={:.0} raw_bytes_per_window={:.0} gzip_ratio={:.1} \
-         latency_ms_p50={} latency_ms_max={}",
+         latency_ms_p50={} latency_ms_max={}{}",
         length.as_secs(),
         setup.kpis,
         setup.live,
@@ -193,6 +215,11 @@ fn run(setup: &Setup) {
         raw as f64 / wire.max(1) as f64,
         percentile(0.5),
         percentile(1.0),
+        if emulated {
+            format!(" guest_rss_kb={guest_kb} guest_peak_rss_kb={guest_peak_kb}")
+        } else {
+            String::new()
+        },
     );
 }
 

@@ -25,7 +25,7 @@ pub fn run(args: impl Iterator<Item = String>) -> Exit {
             return Exit::Ok;
         }
         Command::Version => {
-            println!("genesys2influx {}", env!("CARGO_PKG_VERSION"));
+            println!("{}", cli::VERSION);
             return Exit::Ok;
         }
         Command::Run { dry_run } => Mode::Run { dry_run },

@@ -114,6 +114,16 @@ Exit codes: 0 ok, 1 runtime failure, 64 bad command line, 69 service unreachable
 77 credentials refused, 78 configuration error.
 Signals: SIGTERM/SIGINT flush and exit 0; SIGHUP re-resolves the queue list now.";
 
+/// What `--version` prints: the version and the target triple the binary was built for
+/// (build.rs), so an operator can tell which release artefact is installed.
+pub const VERSION: &str = concat!(
+    "genesys2influx ",
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("GENESYS2INFLUX_TARGET"),
+    ")"
+);
+
 /// Parses the arguments after the program name.
 pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
     let mut args = args.into_iter();
@@ -367,5 +377,20 @@ mod tests {
         ] {
             assert!(HELP.contains(variable), "--help lacks {variable}");
         }
+    }
+
+    #[test]
+    fn version_names_the_target_the_binary_was_built_for() {
+        // build.rs passes cargo's TARGET: a test build runs on the machine it was built for.
+        let target = VERSION
+            .strip_prefix(concat!("genesys2influx ", env!("CARGO_PKG_VERSION"), " ("))
+            .and_then(|rest| rest.strip_suffix(')'))
+            .expect("genesys2influx VERSION (TARGET)");
+        assert!(
+            target.starts_with(std::env::consts::ARCH) && target.contains(std::env::consts::OS),
+            "{target} is not this {}-{} machine",
+            std::env::consts::ARCH,
+            std::env::consts::OS
+        );
     }
 }

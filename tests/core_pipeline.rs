@@ -4,13 +4,13 @@
 //! SIGTERM writes the partial window and exits 0.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use genesys2influx::sim::{Sim, SimOptions};
 use serde_json::Value;
 
 use crate::util::influxd::{self, Influxd, Options};
-use crate::util::process::Service;
+use crate::util::process::{patience, Service};
 use crate::util::sim_env;
 
 const DB: &str = "genesys";
@@ -86,9 +86,12 @@ fn id_clause(id: &str) -> String {
     format!("\"queue_id\" = '{id}'")
 }
 
-/// Waits (bounded) until queue `id` has `count` complete windows in InfluxDB.
+/// Waits (bounded: 30 s, [`patience`]) until queue `id` has `count` complete windows in
+/// InfluxDB.
 fn wait_for_complete_windows(influx: &Influxd, service: &Service, id: &str, count: usize) {
-    for _ in 0..60 {
+    let limit = patience(Duration::from_secs(30));
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
         let complete = queue_points(influx, "genesys_queue", &id_clause(id))
             .values()
             .filter(|p| p["samples"] == WINDOW_S / POLL_S)
@@ -99,7 +102,7 @@ fn wait_for_complete_windows(influx: &Influxd, service: &Service, id: &str, coun
         std::thread::sleep(Duration::from_millis(500));
     }
     panic!(
-        "fewer than {count} complete windows after 30 s; service log:\n{}",
+        "fewer than {count} complete windows after {limit:?}; service log:\n{}",
         service.stderr()
     );
 }

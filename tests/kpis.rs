@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::core_pipeline::service_env;
 use crate::util::influxd::Influxd;
-use crate::util::process::Service;
+use crate::util::process::{patience, Service};
 use crate::util::TempDir;
 
 const DB: &str = "genesys";
@@ -286,7 +286,7 @@ fn aggregate_requests(sim: &Sim) -> Vec<RequestRecord> {
 
 /// Waits (bounded) until `genesys_queue` holds at least `count` points.
 fn wait_for_observations(influx: &Influxd, db: &str, service: &Service, count: u64) {
-    let deadline = Instant::now() + SOON;
+    let deadline = Instant::now() + patience(SOON);
     loop {
         let rows = influx.rows(db, "SELECT count(\"samples\") FROM genesys_queue");
         let have = rows.first().and_then(|r| r[1].as_u64()).unwrap_or_default();
@@ -295,7 +295,8 @@ fn wait_for_observations(influx: &Influxd, db: &str, service: &Service, count: u
         }
         assert!(
             Instant::now() < deadline,
-            "fewer than {count} genesys_queue points within {SOON:?} ({have}); log:\n{}",
+            "fewer than {count} genesys_queue points within {:?} ({have}); log:\n{}",
+            patience(SOON),
             service.stderr()
         );
         std::thread::sleep(Duration::from_millis(250));
@@ -304,7 +305,7 @@ fn wait_for_observations(influx: &Influxd, db: &str, service: &Service, count: u
 
 /// Waits (bounded) until `count` successful aggregate requests arrived after `after_ms`.
 fn wait_for_kpi_polls_after(sim: &Sim, service: &Service, after_ms: u64, count: usize) {
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + patience(Duration::from_secs(120));
     while aggregate_requests(sim)
         .iter()
         .filter(|r| r.time_ms > after_ms && r.status == 200)
@@ -335,7 +336,7 @@ fn buckets_grow_in_place_and_end_with_the_final_numbers() {
     let mut growing: Option<u64> = None;
     let mut totals: Vec<f64> = Vec::new();
     // A bucket open at start-up settles at most 60 s + SETTLE later; room for a slow CI.
-    let deadline = Instant::now() + Duration::from_secs(240);
+    let deadline = Instant::now() + patience(Duration::from_secs(240));
     let (first, last) = loop {
         assert!(
             Instant::now() < deadline,

@@ -21,7 +21,7 @@ use serde_json::Value;
 use crate::core_pipeline::sim_with;
 use crate::util::gate::{Gate, Silent};
 use crate::util::influxd::{self, Influxd, Options};
-use crate::util::process::Service;
+use crate::util::process::{patience, Service};
 use crate::util::victoria::Victoria;
 use crate::util::{sim_env, TempDir};
 
@@ -82,13 +82,15 @@ pub(crate) fn env(
     env
 }
 
-/// Polls `done` every 200 ms until it holds; panics with `what` and the log after `limit`.
+/// Polls `done` every 200 ms until it holds; panics with `what` and the log after `limit`
+/// ([`patience`]).
 pub(crate) fn wait_until(
     what: &str,
     limit: Duration,
     service: &Service,
     mut done: impl FnMut() -> bool,
 ) {
+    let limit = patience(limit);
     let deadline = Instant::now() + limit;
     while !done() {
         assert!(

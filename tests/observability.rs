@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use genesys2influx::sim::{Endpoint, Fault, RequestRecord, Sim, SimOptions};
@@ -15,7 +15,7 @@ use std::os::unix::fs::MetadataExt;
 use crate::core_pipeline::{service_env, sim_with};
 use crate::util::gate::{now_ms, Exchange, Gate};
 use crate::util::influxd::{self, Influxd, Options};
-use crate::util::process::{Service, BINARY};
+use crate::util::process::{command, Service};
 use crate::util::TempDir;
 
 const DB: &str = "genesys";
@@ -367,7 +367,7 @@ fn demo_log(journal_stream: impl Fn(&File) -> String) -> Vec<String> {
     let path = dir.join("stderr");
     let file = File::create(&path).expect("stderr file");
     let stream = journal_stream(&file);
-    let status = Command::new(BINARY)
+    let status = command()
         .args(["demo", "--queues", "3", "--seconds", "3"])
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use genesys2influx::sim::{Sim, SimOptions, ODD_NAMES};
 
-use crate::util::process::{binary, run_to_end, Service};
+use crate::util::process::{command_line, run_to_end, Service};
 use crate::util::{sim_env, TempDir};
 
 const WIDTH: usize = 80;
@@ -36,7 +36,7 @@ impl Terminal {
         let command = format!(
             "{setup} echo $$ > '{}'; exec '{}' {args}",
             pid_file.join("pid").display(),
-            binary()
+            command_line().join("' '")
         );
         let mut script = Command::new("script");
         script

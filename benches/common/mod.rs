@@ -47,3 +47,37 @@ pub fn env_sizes(name: &str, default: &[usize]) -> Vec<usize> {
         .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| default.to_vec())
 }
+
+/// Under qemu-user (`GENESYS2INFLUX_RUNNER`), the resident kB of the emulated program's
+/// own mappings in the process `pid`: the sum of `Rss:` in `/proc/<pid>/smaps` over the
+/// mappings below 2^44. A 64-bit guest runs with guest_base 0, so its binary, heap, thread
+/// stacks and mmaps sit at the addresses it asked for (the binary at 0x200000, mmaps from
+/// 0x55_0000_0000), while qemu's own binary, malloc arenas, 128 MiB translated-code
+/// buffer and thread stacks are at 0x7f…, above 2^46. Not meaningful for a 32-bit guest,
+/// whose address space qemu reserves at a host address.
+#[allow(dead_code)] // used by the e2e bench only
+pub fn guest_rss_kb(pid: u32) -> u64 {
+    const GUEST_END: u64 = 1 << 44;
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut in_guest = false;
+    let mut total = 0;
+    for line in smaps.lines() {
+        if let Some(kb) = line.strip_prefix("Rss:") {
+            if in_guest {
+                total += kb
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .unwrap_or(0);
+            }
+        } else if let Some(start) = line
+            .split_once('-')
+            .filter(|(start, _)| start.bytes().all(|b| b.is_ascii_hexdigit()))
+            .map(|(start, _)| start)
+        {
+            in_guest = u64::from_str_radix(start, 16).is_ok_and(|a| a < GUEST_END);
+        }
+    }
+    total
+}

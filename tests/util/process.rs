@@ -9,9 +9,46 @@ use std::time::{Duration, Instant};
 pub const BINARY: &str = env!("CARGO_BIN_EXE_genesys2influx");
 
 /// The binary to run: the one cargo built, or `GENESYS2INFLUX_BINARY` (the benchmarks
-/// use it to measure the static musl release that is actually shipped).
+/// use it to measure the static musl release that is actually shipped, tests/run.sh to
+/// test the ARM releases).
 pub fn binary() -> String {
     std::env::var("GENESYS2INFLUX_BINARY").unwrap_or_else(|_| BINARY.to_string())
+}
+
+/// The command line that runs the binary under test: `GENESYS2INFLUX_RUNNER`'s words (an
+/// emulator such as `qemu-aarch64-static`, so the same tests serve every target), then
+/// [`binary`]. The process started is the runner: qemu-user forwards signals to the
+/// program it runs and exits with its exit status, so signals and exit codes keep their
+/// meaning.
+pub fn command_line() -> Vec<String> {
+    let runner = std::env::var("GENESYS2INFLUX_RUNNER").unwrap_or_default();
+    let mut words: Vec<String> = runner.split_whitespace().map(str::to_string).collect();
+    words.push(binary());
+    words
+}
+
+/// A [`Command`] for the binary under test ([`command_line`]), nothing else set yet.
+pub fn command() -> Command {
+    let mut words = command_line().into_iter();
+    let mut command = Command::new(words.next().expect("the command line names the binary"));
+    command.args(words);
+    command
+}
+
+/// How many times longer than natively the binary under test may take:
+/// `GENESYS2INFLUX_TEST_SLOWNESS` (a number, default 1), set when it runs under an
+/// emulator. Time limits are multiplied by it; what the tests assert stays the same.
+pub fn slowness() -> f64 {
+    std::env::var("GENESYS2INFLUX_TEST_SLOWNESS")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|f| f.is_finite() && *f >= 1.0)
+        .unwrap_or(1.0)
+}
+
+/// `limit` with room for a slow binary under test ([`slowness`]).
+pub fn patience(limit: Duration) -> Duration {
+    limit.mul_f64(slowness())
 }
 
 /// A running `genesys2influx` whose stdout and stderr are collected in the background.
@@ -25,7 +62,7 @@ impl Service {
     /// Starts the binary with `args` and exactly the given environment (plus PATH), so
     /// nothing from the developer's shell leaks in.
     pub fn start(args: &[&str], env: &[(&str, String)]) -> Service {
-        let mut command = Command::new(binary());
+        let mut command = command();
         command
             .args(args)
             .env_clear()
@@ -64,8 +101,10 @@ impl Service {
         assert!(status.success(), "kill -{name} {} failed", self.pid());
     }
 
-    /// Waits at most `limit` for the process to exit; kills it and panics otherwise.
+    /// Waits at most `limit` ([`patience`]) for the process to exit; kills it and panics
+    /// otherwise.
     pub fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let limit = patience(limit);
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
@@ -93,8 +132,9 @@ impl Service {
         String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned()
     }
 
-    /// Waits until stderr contains `needle` (bounded by `limit`).
+    /// Waits until stderr contains `needle` (bounded by `limit`, [`patience`]).
     pub fn wait_for_log(&self, needle: &str, limit: Duration) {
+        let limit = patience(limit);
         let deadline = Instant::now() + limit;
         while !self.stderr().contains(needle) {
             assert!(
