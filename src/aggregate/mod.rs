@@ -4,12 +4,21 @@
 //! arrives. A window is closed as soon as the poller reports its last tick done (or a
 //! tick of a later window shows up, when the last one was skipped), so points reach
 //! InfluxDB within moments of the window's last poll. Per metric the window keeps
-//! min, max, sum and last, so memory per queue is fixed whatever the window length.
+//! min, max, weighted sum and last, so memory per queue is fixed whatever the window
+//! length; `_mean` is time-weighted ([`mean`]).
+//!
+//! An early re-poll's readings ([`PollEvent::EarlyObservations`]) belong to the window in
+//! which they were answered, and never close or reopen one: answered after its window's
+//! last tick was done (the window is written), they go to the next window, placed at its
+//! start (where the next regular reading, at that tick, takes over from them); answered
+//! in a later window than the open one, which is still waiting for its last tick, they
+//! are dropped.
 //!
 //! One file on purpose: about 430 lines of code for one concept (windows), the rest are
 //! its tests, which need its private state.
 
 pub mod job;
+pub mod mean;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -22,7 +31,10 @@ use crate::model::{MetricKind, PollEvent, Queue, QueueObservation, AGENT_METRICS
 pub const QUEUE_MEASUREMENT: &str = "genesys_queue";
 pub const MEDIA_MEASUREMENT: &str = "genesys_queue_media";
 
-/// Running min/max/sum/last of one metric within one window.
+/// Running min/max/sum/last of one metric within one window. `sum` is weighted (in poll
+/// intervals, [`mean::weight`]), with the last reading counted as a whole interval until
+/// the next reading or the window's end tells its weight: without early re-polls every
+/// weight is one, and `sum` is the plain sum, as saved by earlier versions.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 struct Stat {
     min: f64,
@@ -47,6 +59,13 @@ impl Stat {
         self.sum += value;
         self.last = value;
     }
+
+    /// The last reading turned out to weigh `weight` intervals, not one.
+    fn reweigh_last(&mut self, weight: f64) {
+        if weight < 1.0 {
+            self.sum += (weight - 1.0) * self.last;
+        }
+    }
 }
 
 /// One media type of one queue. `polls` counts the polls it appeared in; the polls of
@@ -70,15 +89,25 @@ struct QueueWindow {
     #[serde(flatten)]
     queue: Arc<Queue>,
     samples: u32,
+    /// Total weight of the readings in poll intervals, the last counted as one (see
+    /// [`Stat`]). 0 in a window saved by an earlier version: `samples` then.
+    #[serde(default)]
+    weight: f64,
+    /// Where the last reading was placed ([`mean::place`]); absent in a window saved by
+    /// an earlier version (its last reading weighs one interval).
+    #[serde(default)]
+    last_at_ms: Option<u64>,
     agents: [Stat; 8],
     media: Vec<MediaWindow>,
 }
 
 impl QueueWindow {
-    fn new(observation: &QueueObservation) -> Self {
+    fn new(observation: &QueueObservation, at_ms: u64) -> Self {
         let mut window = QueueWindow {
             queue: Arc::clone(&observation.queue),
             samples: 1,
+            weight: 1.0,
+            last_at_ms: Some(at_ms),
             agents: observation.agents.map(Stat::first),
             // Exactly the media types seen (five in most orgs): a Vec grown by pushing
             // would hold eight, 576 KB of spare room at 1,000 queues (measured with dhat).
@@ -88,15 +117,49 @@ impl QueueWindow {
         window
     }
 
-    fn add(&mut self, observation: &QueueObservation) {
+    /// Folds in a reading meant for `at_ms` ([`mean::place`]).
+    fn add(&mut self, observation: &QueueObservation, at_ms: u64, poll_ms: u64) {
         if !Arc::ptr_eq(&self.queue, &observation.queue) {
             self.queue = Arc::clone(&observation.queue);
         }
+        let at_ms = mean::place(at_ms, self.last_at_ms);
+        let previous = self
+            .last_at_ms
+            .map_or(1.0, |last| mean::weight(last, at_ms, poll_ms));
+        self.reweigh_last(previous);
+        self.weight += 1.0;
+        self.last_at_ms = Some(at_ms);
         self.samples += 1;
         for (stat, value) in self.agents.iter_mut().zip(observation.agents) {
             stat.add(value);
         }
         self.add_media(observation);
+    }
+
+    /// The last reading weighs `weight` intervals: its values' share of the sums, and of
+    /// the total weight, shrinks to that (nothing changes when it is one).
+    fn reweigh_last(&mut self, weight: f64) {
+        if weight >= 1.0 {
+            return;
+        }
+        for stat in &mut self.agents {
+            stat.reweigh_last(weight);
+        }
+        for media in &mut self.media {
+            if media.last_poll == self.samples {
+                for stat in &mut media.stats {
+                    stat.reweigh_last(weight);
+                }
+            }
+        }
+        self.weight += weight - 1.0;
+    }
+
+    /// A window saved by an earlier version weighed every reading one interval.
+    fn upgrade(&mut self) {
+        if self.weight <= 0.0 {
+            self.weight = f64::from(self.samples);
+        }
     }
 
     fn add_media(&mut self, observation: &QueueObservation) {
@@ -190,6 +253,8 @@ pub struct Aggregator {
     static_tags: Vec<(String, String)>,
     tag_order: Vec<Tag>,
     open: Option<OpenWindow>,
+    /// End of the newest window closed: early readings never go to a window before it.
+    closed_until_ms: u64,
     /// Where part buffers come from: kept ones handed back by the writer, when set.
     part_buffers: Option<Arc<PartBuffers>>,
 }
@@ -212,6 +277,7 @@ impl Aggregator {
             tag_order: tag_order(&static_tags),
             static_tags,
             open: None,
+            closed_until_ms: 0,
             part_buffers: None,
         }
     }
@@ -242,9 +308,10 @@ impl Aggregator {
             } => {
                 let closed = self.roll_to(*tick_ms);
                 let start_ms = self.window_start(*tick_ms);
+                let poll_ms = self.poll_ms;
                 if let Some(open) = self.open.as_mut().filter(|w| w.start_ms == start_ms) {
                     for observation in observations {
-                        open.add(observation);
+                        open.add(observation, *tick_ms, poll_ms);
                     }
                 } else {
                     log::debug!(
@@ -268,7 +335,36 @@ impl Aggregator {
                 }
                 closed
             }
+            PollEvent::EarlyObservations {
+                answered_ms,
+                observations,
+            } => {
+                self.add_early(*answered_ms, observations);
+                Vec::new()
+            }
         }
+    }
+
+    /// Early readings answered at `answered_ms` (see the module documentation for the
+    /// window they go to); returns the start of that window, `None` when dropped.
+    fn add_early(&mut self, answered_ms: u64, observations: &[QueueObservation]) -> Option<u64> {
+        let target = self.window_start(answered_ms).max(self.closed_until_ms);
+        let open = self.open.get_or_insert_with(|| OpenWindow {
+            start_ms: target,
+            queues: BTreeMap::new(),
+        });
+        if open.start_ms < target {
+            log::debug!(
+                "dropping {} early observations answered after the end of the window still waiting for its last tick",
+                observations.len()
+            );
+            return None;
+        }
+        let at_ms = answered_ms.max(open.start_ms);
+        for observation in observations {
+            open.add(observation, at_ms, self.poll_ms);
+        }
+        Some(open.start_ms)
     }
 
     /// Makes the window of `tick_ms` the open one, closing an older open window first.
@@ -298,6 +394,7 @@ impl Aggregator {
     /// Closes the open window now, with whatever samples it has (shutdown).
     pub fn close(&mut self) -> Option<ClosedWindow> {
         let open = self.open.take()?;
+        self.closed_until_ms = self.closed_until_ms.max(open.start_ms + self.window_ms);
         if open.queues.is_empty() {
             return None;
         }
@@ -313,9 +410,12 @@ impl Aggregator {
     }
 
     /// Continues a window saved by an earlier run, if it is the window of `tick_ms`.
-    pub fn resume(&mut self, saved: OpenWindow, tick_ms: u64) -> bool {
+    pub fn resume(&mut self, mut saved: OpenWindow, tick_ms: u64) -> bool {
         if saved.start_ms != self.window_start(tick_ms) || self.open.is_some() {
             return false;
+        }
+        for queue in saved.queues.values_mut() {
+            queue.upgrade();
         }
         self.open = Some(saved);
         true
@@ -367,9 +467,10 @@ impl Aggregator {
     }
 
     fn encode_queue(&self, out: &mut String, queue: &QueueWindow, timestamp_s: i64) -> bool {
+        let weights = Weights::of(queue, self.poll_ms);
         let mut line = self.tagged(out, QUEUE_MEASUREMENT, queue, None);
         for (fields, stat) in self.agent_fields.iter().zip(&queue.agents) {
-            line = fields.write(line, stat, queue.samples);
+            line = fields.write(line, stat, weights.mean(stat, true));
         }
         line.field_i64("samples", queue.samples.into())
             .finish(timestamp_s)
@@ -382,18 +483,21 @@ impl Aggregator {
         media: &MediaWindow,
         timestamp_s: i64,
     ) -> bool {
+        let weights = Weights::of(queue, self.poll_ms);
         let mut line = self.tagged(out, MEDIA_MEASUREMENT, queue, Some(&media.media_type));
         let absent_polls = queue.samples - media.polls;
+        let in_last_reading = media.last_poll == queue.samples;
         for (fields, stat) in self.media_fields.iter().zip(&media.stats) {
+            let mean = weights.mean(stat, in_last_reading);
             let mut stat = *stat;
             if absent_polls > 0 {
                 stat.min = stat.min.min(0.0);
                 stat.max = stat.max.max(0.0);
             }
-            if media.last_poll != queue.samples {
+            if !in_last_reading {
                 stat.last = 0.0;
             }
-            line = fields.write(line, &stat, queue.samples);
+            line = fields.write(line, &stat, mean);
         }
         line.field_i64("samples", queue.samples.into())
             .finish(timestamp_s)
@@ -471,8 +575,7 @@ impl FieldNames {
     }
 
     /// `m_min`, `m_max`, `m_last` (integers for counts, floats for seconds) and `m_mean` (float).
-    fn write<'a>(&self, line: LineBuilder<'a>, stat: &Stat, samples: u32) -> LineBuilder<'a> {
-        let mean = stat.sum / f64::from(samples.max(1));
+    fn write<'a>(&self, line: LineBuilder<'a>, stat: &Stat, mean: f64) -> LineBuilder<'a> {
         let line = match self.kind {
             MetricKind::Count => line
                 .field_i64(&self.min, stat.min as i64)
@@ -487,14 +590,49 @@ impl FieldNames {
     }
 }
 
+/// A queue's weights as its window stands: the last reading's own (until the next tick
+/// after it, [`mean::last_weight`]) and the total.
+struct Weights {
+    last: f64,
+    total: f64,
+}
+
+impl Weights {
+    fn of(queue: &QueueWindow, poll_ms: u64) -> Weights {
+        let last = queue
+            .last_at_ms
+            .map_or(1.0, |at| mean::last_weight(at, poll_ms));
+        let total = if last < 1.0 {
+            queue.weight + (last - 1.0)
+        } else {
+            queue.weight
+        };
+        Weights { last, total }
+    }
+
+    /// The time-weighted mean of `stat`, whose last value is the last reading's when
+    /// `in_last_reading` (else that reading lacked it: a 0 that adds nothing).
+    fn mean(&self, stat: &Stat, in_last_reading: bool) -> f64 {
+        let mut stat = *stat;
+        if in_last_reading {
+            stat.reweigh_last(self.last);
+        }
+        if self.total > 0.0 {
+            stat.sum / self.total
+        } else {
+            stat.last
+        }
+    }
+}
+
 impl OpenWindow {
-    fn add(&mut self, observation: &QueueObservation) {
+    fn add(&mut self, observation: &QueueObservation, at_ms: u64, poll_ms: u64) {
         match self.queues.get_mut(&observation.queue.id) {
-            Some(window) => window.add(observation),
+            Some(window) => window.add(observation, at_ms, poll_ms),
             None => {
                 self.queues.insert(
                     observation.queue.id.clone(),
-                    Box::new(QueueWindow::new(observation)),
+                    Box::new(QueueWindow::new(observation, at_ms)),
                 );
             }
         }
