@@ -21,7 +21,7 @@ pub mod job;
 pub mod mean;
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::buffer_pool::BufferPool;
@@ -439,6 +439,21 @@ impl Aggregator {
             start_ms,
             self.encode_queues(start_ms, open.queues.values().map(|w| &**w)),
         ))
+    }
+
+    /// The lines of just the queues `ids` in the open window so far (a live update after
+    /// an early re-poll), and the window's start; `None` when none of them is in it.
+    pub fn encode_open_queues<'a>(
+        &'a self,
+        ids: &'a BTreeSet<String>,
+    ) -> Option<(u64, impl Iterator<Item = Part> + 'a)> {
+        let open = self.open.as_ref()?;
+        let mut queues = ids
+            .iter()
+            .filter_map(|id| open.queues.get(id).map(|w| &**w))
+            .peekable();
+        queues.peek()?;
+        Some((open.start_ms, self.encode_queues(open.start_ms, queues)))
     }
 
     fn encode_queues<'a>(
@@ -1068,6 +1083,225 @@ mod tests {
                 "a part starts with a queue's first line"
             );
             assert_eq!(part.lines.lines().count(), part.points);
+        }
+    }
+
+    fn early(aggregator: &mut Aggregator, answered_ms: u64, observations: Vec<QueueObservation>) {
+        assert!(aggregator
+            .handle(&PollEvent::EarlyObservations {
+                answered_ms,
+                observations,
+            })
+            .is_empty());
+    }
+
+    fn mean_of(lines: &str, prefix: &str, key: &str) -> f64 {
+        field(lines, prefix, key).parse().unwrap()
+    }
+
+    /// An early reading is a sample: `_min`, `_max`, `_last` and `samples` see it, and the
+    /// mean weighs it by the time it stood (the oracle's formula).
+    #[test]
+    fn early_readings_are_samples_weighted_by_the_time_they_stood() {
+        let q = queue("q", "Q");
+        let mut aggregator = Aggregator::new(WINDOW, POLL, vec![]);
+        let mut closed = Vec::new();
+        for i in 0..6 {
+            let tick = T0 + i * POLL;
+            aggregator.handle(&PollEvent::Observations {
+                tick_ms: tick,
+                observations: vec![observation(&q, 2.0, &[("voice", 1.0, 0.0)])],
+            });
+            if i == 2 {
+                // 20 s + 4 s: 9 agents idle for 2.5 s, then 0 until the next tick.
+                early(
+                    &mut aggregator,
+                    tick + 4_000,
+                    vec![observation(&q, 9.0, &[])],
+                );
+                early(
+                    &mut aggregator,
+                    tick + 6_500,
+                    vec![observation(&q, 0.0, &[])],
+                );
+            }
+            closed = handle(&mut aggregator, &PollEvent::TickDone { tick_ms: tick });
+        }
+        let lines = &closed[0].lines;
+        let agents = "genesys_queue,";
+        assert_eq!(field(lines, agents, "samples"), "8i");
+        assert_eq!(field(lines, agents, "idle_max"), "9i");
+        assert_eq!(field(lines, agents, "idle_min"), "0i");
+        assert_eq!(field(lines, agents, "idle_last"), "2i");
+        // 2 for 5 × 10 s + 4 s, 9 for 2.5 s, 0 for 3.5 s: (108 + 22.5) / 60.
+        let expected = (2.0 * 54.0 + 9.0 * 2.5) / 60.0;
+        assert!((mean_of(lines, agents, "idle_mean") - expected).abs() < 1e-12);
+        let readings: Vec<(u64, f64)> = [
+            (0, 2.0),
+            (10_000, 2.0),
+            (20_000, 2.0),
+            (24_000, 9.0),
+            (26_500, 0.0),
+            (30_000, 2.0),
+            (40_000, 2.0),
+            (50_000, 2.0),
+        ]
+        .iter()
+        .map(|(t, v)| (T0 + t, *v))
+        .collect();
+        let oracle = mean::time_weighted_mean(&readings, POLL).unwrap();
+        assert!((mean_of(lines, agents, "idle_mean") - oracle).abs() < 1e-12);
+        // voice was absent from the two early readings: 0 there (6 s of 60).
+        let voice = "genesys_queue_media,media_type=voice";
+        assert_eq!(field(lines, voice, "waiting_min"), "0i");
+        assert!((mean_of(lines, voice, "waiting_mean") - 54.0 / 60.0).abs() < 1e-12);
+        assert_eq!(field(lines, voice, "samples"), "8i");
+    }
+
+    /// Answered after the window's last tick was done, an early reading does not reopen
+    /// the written window: it goes to the next one, at its start, where the next tick's
+    /// reading takes over (it weighs nothing then, but `_max` sees it).
+    #[test]
+    fn an_early_reading_after_the_last_tick_goes_to_the_next_window() {
+        let q = queue("q", "Q");
+        let mut aggregator = Aggregator::new(20_000, POLL, vec![]);
+        poll(&mut aggregator, T0, vec![observation(&q, 1.0, &[])]);
+        let closed = poll(&mut aggregator, T0 + POLL, vec![observation(&q, 1.0, &[])]);
+        assert_eq!(closed.len(), 1);
+        early(
+            &mut aggregator,
+            T0 + 19_500,
+            vec![observation(&q, 7.0, &[])],
+        );
+        assert_eq!(
+            aggregator.open_window().map(|w| w.start_ms),
+            Some(T0 + 20_000)
+        );
+        poll(
+            &mut aggregator,
+            T0 + 20_000,
+            vec![observation(&q, 3.0, &[])],
+        );
+        let next = poll(
+            &mut aggregator,
+            T0 + 30_000,
+            vec![observation(&q, 5.0, &[])],
+        );
+        let lines = &next[0].lines;
+        assert_eq!(next[0].start_ms, T0 + 20_000);
+        assert_eq!(field(lines, "genesys_queue,", "samples"), "3i");
+        assert_eq!(field(lines, "genesys_queue,", "idle_max"), "7i");
+        assert_eq!(mean_of(lines, "genesys_queue,", "idle_mean"), 4.0);
+    }
+
+    /// An early reading answered in a later window than the open one, which still waits
+    /// for its last tick, neither closes that window nor lands in it.
+    #[test]
+    fn an_early_reading_never_closes_a_window() {
+        let q = queue("q", "Q");
+        let mut aggregator = Aggregator::new(20_000, POLL, vec![]);
+        poll(&mut aggregator, T0, vec![observation(&q, 1.0, &[])]);
+        early(
+            &mut aggregator,
+            T0 + 20_100,
+            vec![observation(&q, 9.0, &[])],
+        );
+        assert_eq!(aggregator.open_window().map(|w| w.start_ms), Some(T0));
+        let closed = poll(&mut aggregator, T0 + POLL, vec![observation(&q, 1.0, &[])]);
+        assert_eq!(field(&closed[0].lines, "genesys_queue,", "idle_max"), "1i");
+        assert_eq!(field(&closed[0].lines, "genesys_queue,", "samples"), "2i");
+    }
+
+    /// The regular reading of a tick answered after an early re-poll that came later than
+    /// the tick: placed at the early reading's moment, which then weighs nothing.
+    #[test]
+    fn a_reading_is_never_placed_before_the_previous_one() {
+        let q = queue("q", "Q");
+        let mut aggregator = Aggregator::new(20_000, POLL, vec![]);
+        poll(&mut aggregator, T0, vec![observation(&q, 0.0, &[])]);
+        early(
+            &mut aggregator,
+            T0 + 12_000,
+            vec![observation(&q, 10.0, &[])],
+        );
+        let closed = poll(&mut aggregator, T0 + POLL, vec![observation(&q, 4.0, &[])]);
+        let lines = &closed[0].lines;
+        // 0 for 10 s (capped), 10 for nothing, 4 from 12 s to the next tick (8 s).
+        let expected = 4.0 * 8.0 / 18.0;
+        assert!((mean_of(lines, "genesys_queue,", "idle_mean") - expected).abs() < 1e-12);
+        assert_eq!(field(lines, "genesys_queue,", "idle_max"), "10i");
+    }
+
+    /// A live update after an early re-poll: just the queues asked for, with the very
+    /// lines the update of the whole window would have for them.
+    #[test]
+    fn the_open_window_of_some_queues_is_their_part_of_the_whole() {
+        let (a, b) = (queue("a", "A"), queue("b", "B"));
+        let mut aggregator = Aggregator::new(WINDOW, POLL, vec![]);
+        let both = |value| {
+            vec![
+                observation(&a, value, &[("voice", 1.0, 0.0)]),
+                observation(&b, value, &[]),
+            ]
+        };
+        poll(&mut aggregator, T0, both(1.0));
+        early(&mut aggregator, T0 + 3_000, vec![observation(&b, 5.0, &[])]);
+        let ids: BTreeSet<String> = ["b".to_string(), "gone".to_string()].into();
+        let (start, parts) = aggregator.encode_open_queues(&ids).unwrap();
+        let some: String = parts.map(|p| p.lines).collect();
+        let (_, parts) = aggregator.encode_open(T0).unwrap();
+        let whole: String = parts.map(|p| p.lines).collect();
+        assert_eq!(start, T0);
+        assert_eq!(some.lines().count(), 1);
+        assert!(some.starts_with("genesys_queue,queue_id=b,"), "{some}");
+        assert!(whole.contains(&some), "{whole}\n{some}");
+        assert_eq!(field(&some, "genesys_queue,", "idle_last"), "5i");
+        assert!(aggregator
+            .encode_open_queues(&["gone".to_string()].into())
+            .is_none());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Regular polls with early readings anywhere in their slots: the written mean is
+        /// the oracle's, and lies between the readings' min and max; without early
+        /// readings it is the plain mean, bit for bit.
+        #[test]
+        fn the_written_mean_is_the_oracles(
+            ticks in proptest::collection::vec(0u32..60, 6),
+            earlies in proptest::collection::vec(
+                proptest::collection::vec((1u64..10_000, 0u32..60), 0..4), 6),
+            with_early in proptest::bool::ANY,
+        ) {
+            let q = queue("q", "Q");
+            let mut aggregator = Aggregator::new(WINDOW, POLL, vec![]);
+            let mut readings = Vec::new();
+            let mut closed = Vec::new();
+            for (i, (value, mut slot)) in ticks.iter().zip(earlies).enumerate() {
+                let tick = T0 + i as u64 * POLL;
+                aggregator.handle(&PollEvent::Observations {
+                    tick_ms: tick,
+                    observations: vec![observation(&q, f64::from(*value), &[])],
+                });
+                readings.push((tick, f64::from(*value)));
+                slot.sort_unstable();
+                for (offset, value) in slot.into_iter().filter(|_| with_early) {
+                    early(&mut aggregator, tick + offset, vec![observation(&q, f64::from(value), &[])]);
+                    readings.push((tick + offset, f64::from(value)));
+                }
+                closed = handle(&mut aggregator, &PollEvent::TickDone { tick_ms: tick });
+            }
+            let written = mean_of(&closed[0].lines, "genesys_queue,", "idle_mean");
+            let oracle = mean::time_weighted_mean(&readings, POLL).unwrap();
+            proptest::prop_assert!((written - oracle).abs() <= 1e-9 * oracle.abs().max(1.0), "{written} != {oracle}");
+            let min = readings.iter().map(|r| r.1).fold(f64::INFINITY, f64::min);
+            let max = readings.iter().map(|r| r.1).fold(f64::NEG_INFINITY, f64::max);
+            proptest::prop_assert!(written >= min - 1e-9 && written <= max + 1e-9);
+            if !with_early {
+                let plain = ticks.iter().map(|v| f64::from(*v)).sum::<f64>() / 6.0;
+                proptest::prop_assert_eq!(written, plain);
+            }
         }
     }
 }
