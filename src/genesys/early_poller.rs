@@ -94,9 +94,14 @@ impl EarlyPoller {
         }
     }
 
+    /// Marks a selected queue dirty; an unknown id is ignored. Ids are matched in any
+    /// case (the queue list holds them lower-cased).
     fn mark(&self, changed: &QueueChanged, selected: &Selected, dirty: &mut DirtySet) {
+        let at_ms = changed.at_ms.min(now_ms());
         if selected.by_id.contains_key(&*changed.queue_id) {
-            dirty.mark(&changed.queue_id, changed.at_ms.min(now_ms()));
+            dirty.mark(&changed.queue_id, at_ms);
+        } else if let Some(queue) = selected.by_id.get(&changed.queue_id.to_ascii_lowercase()) {
+            dirty.mark(&Arc::from(queue.id.as_str()), at_ms);
         }
     }
 
@@ -218,7 +223,8 @@ mod tests {
         }
     }
 
-    /// Hints for two selected queues and an unknown one: one request names the two, its
+    /// Hints for two selected queues (one in upper case) and an unknown one: one request
+    /// names the two, its
     /// readings go to the aggregator as early observations, and the thread ends when the
     /// hints' sender is gone.
     #[test]
@@ -231,7 +237,12 @@ mod tests {
         let (events_tx, events) = crossbeam_channel::bounded(16);
         let (_stop_tx, stop) = crossbeam_channel::bounded::<()>(0);
         let (poller, stats) = early_poller(&server.url, hints, events_tx, stop);
-        for id in [SUPPORT, "00000000-0000-0000-0000-000000000000", SALES] {
+        let sales_upper = SALES.to_ascii_uppercase();
+        for id in [
+            SUPPORT,
+            "00000000-0000-0000-0000-000000000000",
+            &sales_upper,
+        ] {
             hint_tx.send(changed(id)).unwrap();
         }
         let before = now_ms();
