@@ -1149,7 +1149,7 @@ mod tests {
         .iter()
         .map(|(t, v)| (T0 + t, *v))
         .collect();
-        let oracle = mean::time_weighted_mean(&readings, POLL).unwrap();
+        let oracle = mean::time_weighted_mean(T0, &readings, POLL).unwrap();
         assert!((mean_of(lines, agents, "idle_mean") - oracle).abs() < 1e-12);
         // voice was absent from the two early readings: 0 there (6 s of 60).
         let voice = "genesys_queue_media,media_type=voice";
@@ -1192,6 +1192,11 @@ mod tests {
         assert_eq!(field(lines, "genesys_queue,", "samples"), "3i");
         assert_eq!(field(lines, "genesys_queue,", "idle_max"), "7i");
         assert_eq!(mean_of(lines, "genesys_queue,", "idle_mean"), 4.0);
+        let carried = [(T0 + 19_500, 7.0), (T0 + 20_000, 3.0), (T0 + 30_000, 5.0)];
+        assert_eq!(
+            mean::time_weighted_mean(T0 + 20_000, &carried, POLL),
+            Some(4.0)
+        );
     }
 
     /// An early reading answered in a later window than the open one, which still waits
@@ -1293,7 +1298,7 @@ mod tests {
                 closed = handle(&mut aggregator, &PollEvent::TickDone { tick_ms: tick });
             }
             let written = mean_of(&closed[0].lines, "genesys_queue,", "idle_mean");
-            let oracle = mean::time_weighted_mean(&readings, POLL).unwrap();
+            let oracle = mean::time_weighted_mean(T0, &readings, POLL).unwrap();
             proptest::prop_assert!((written - oracle).abs() <= 1e-9 * oracle.abs().max(1.0), "{written} != {oracle}");
             let min = readings.iter().map(|r| r.1).fold(f64::INFINITY, f64::min);
             let max = readings.iter().map(|r| r.1).fold(f64::NEG_INFINITY, f64::max);

@@ -47,6 +47,8 @@ pub(super) struct EarlyPoller {
 struct Selected {
     list: Arc<Vec<Arc<Queue>>>,
     by_id: HashMap<String, Arc<Queue>>,
+    /// Requests per minute the regular poll plan leaves free for early re-polls.
+    free_per_minute: f64,
 }
 
 impl EarlyPoller {
@@ -55,7 +57,9 @@ impl EarlyPoller {
         let mut selected = Selected {
             list: Arc::default(),
             by_id: HashMap::new(),
+            free_per_minute: 0.0,
         };
+        let mut told = false;
         // Each round handles hints, sends what is due, or waits (bounded) for either.
         loop {
             let now = now_ms();
@@ -82,6 +86,10 @@ impl EarlyPoller {
             }
             match operation.recv(&self.hints) {
                 Ok(changed) => {
+                    if !told {
+                        told = true;
+                        log_budget(selected.free_per_minute);
+                    }
                     self.mark(&changed, &selected, &mut dirty);
                     // Take in what else is waiting: one request carries them all.
                     for changed in self.hints.try_iter() {
@@ -121,7 +129,8 @@ impl EarlyPoller {
             self.settings.requests_per_minute,
             self.settings.reserved_per_minute(queues),
         );
-        dirty.set_budget(plan.free_per_minute().max(0.0), now);
+        selected.free_per_minute = plan.free_per_minute().max(0.0);
+        dirty.set_budget(selected.free_per_minute, now);
         dirty.retain(|id| selected.by_id.contains_key(id));
     }
 
@@ -157,6 +166,22 @@ impl EarlyPoller {
                 true
             }
         }
+    }
+}
+
+/// Says, at the first hint, what early re-polls may use.
+fn log_budget(free_per_minute: f64) {
+    if free_per_minute >= 1.0 {
+        log::info!(
+            "queues that change are re-polled early, within the {free_per_minute:.0} requests per \
+             minute the poll leaves free of GENESYS_REQUESTS_PER_MINUTE"
+        );
+    } else {
+        log::warn!(
+            "the poll uses all of GENESYS_REQUESTS_PER_MINUTE: queues that change are not \
+             re-polled early (counted in early_polls_skipped); a larger budget, a longer \
+             POLL_INTERVAL or fewer queues would leave room"
+        );
     }
 }
 
@@ -224,9 +249,8 @@ mod tests {
     }
 
     /// Hints for two selected queues (one in upper case) and an unknown one: one request
-    /// names the two, its
-    /// readings go to the aggregator as early observations, and the thread ends when the
-    /// hints' sender is gone.
+    /// names the two, its readings go to the aggregator as early observations, and the
+    /// thread ends when the hints' sender is gone.
     #[test]
     fn hinted_queues_are_re_polled_in_one_request() {
         let server = Server::start(vec![
