@@ -2,13 +2,15 @@
 //! [`Aggregator`], hands every finished window (with the self-metrics point) to the
 //! writer part by part, saves the open window at shutdown and continues it after a
 //! restart inside the same window. With live updates on, it also leaves the open
-//! window so far for the writer after each poll.
+//! window so far for the writer after each poll, and after each early re-poll the
+//! queues re-polled early since (not the whole window).
 //!
 //! Its loop also pings systemd's watchdog, every quarter of `WatchdogSec`, as long as the
 //! poller keeps its promise of progress ([`Liveness`]): pings follow the health of both
 //! threads, not the polls, so a wide poll interval or a wall clock stepped back is no
 //! reason for a restart, and a stuck poller is.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,8 +23,8 @@ use crate::config::Config;
 use crate::duration;
 use crate::influx::live::{LiveSlot, LiveUpdate};
 use crate::liveness::Liveness;
-use crate::model::PollEvent;
 use crate::model::{Batch, WindowPart};
+use crate::model::{PollEvent, QueueObservation};
 use crate::notify::Notifier;
 use crate::state_file;
 use crate::stats::{Stats, StatsSnapshot};
@@ -51,6 +53,9 @@ pub(crate) struct AggregatorJob {
     watchdog: Option<Watchdog>,
     summary: Summary,
     view: Option<Arc<Wallboard>>,
+    /// The queues re-polled early since the last live update of the whole window, and
+    /// that window's start: each live update after an early re-poll carries them all.
+    early_live: (u64, BTreeSet<String>),
 }
 
 /// When to ping systemd's watchdog next, and whose progress decides whether to.
@@ -179,6 +184,7 @@ impl AggregatorJob {
             notifier,
             summary: Summary::new(Instant::now()),
             view,
+            early_live: (0, BTreeSet::new()),
         }
     }
 
@@ -208,17 +214,7 @@ impl AggregatorJob {
             }
             select! {
                 recv(events) -> event => match event {
-                    Ok(event) => {
-                        if let Some(view) = &self.view {
-                            view.observe(&event);
-                        }
-                        for window in self.aggregator.handle(&event) {
-                            self.send(window);
-                        }
-                        if let PollEvent::TickDone { tick_ms } = event {
-                            self.send_live(tick_ms);
-                        }
-                    }
+                    Ok(event) => self.handle(&event),
                     Err(_) => break,
                 },
                 recv(stop) -> _ => break,
@@ -229,6 +225,24 @@ impl AggregatorJob {
         if let Some(window) = self.aggregator.close() {
             log::info!("closing the open window early with the samples it has");
             self.send(window);
+        }
+    }
+
+    /// One poll event: folded in, the windows it closed sent, the live update it allows
+    /// left for the writer.
+    fn handle(&mut self, event: &PollEvent) {
+        if let Some(view) = &self.view {
+            view.observe(event);
+        }
+        for window in self.aggregator.handle(event) {
+            self.send(window);
+        }
+        match event {
+            PollEvent::TickDone { tick_ms } => self.send_live(*tick_ms),
+            PollEvent::EarlyObservations { observations, .. } => {
+                self.send_early_live(observations);
+            }
+            PollEvent::Observations { .. } => {}
         }
     }
 
@@ -288,12 +302,38 @@ impl AggregatorJob {
 
     /// After the poll of `tick_ms`, when it did not close its window: the window so far,
     /// as its final point would be now, for the writer to send if it can.
-    fn send_live(&self, tick_ms: u64) {
+    fn send_live(&mut self, tick_ms: u64) {
         if !self.live.wanted() {
             return;
         }
         if let Some((window_start_ms, parts)) = self.aggregator.encode_open(tick_ms) {
             self.live.offer(LiveUpdate {
+                window_start_ms,
+                parts: parts.map(|part| part.lines).collect(),
+            });
+            if self.early_live.0 == window_start_ms {
+                self.early_live.1.clear();
+            }
+        }
+    }
+
+    /// After an early re-poll: the queues re-polled early since the last update of the
+    /// whole window, as their final points would be now.
+    fn send_early_live(&mut self, observations: &[QueueObservation]) {
+        if !self.live.wanted() {
+            return;
+        }
+        let Some(window_start_ms) = self.aggregator.open_window().map(|w| w.start_ms) else {
+            return;
+        };
+        let (start, queues) = &mut self.early_live;
+        if *start != window_start_ms {
+            *start = window_start_ms;
+            queues.clear();
+        }
+        queues.extend(observations.iter().map(|o| o.queue.id.clone()));
+        if let Some((window_start_ms, parts)) = self.aggregator.encode_open_queues(queues) {
+            self.live.offer_queues(LiveUpdate {
                 window_start_ms,
                 parts: parts.map(|part| part.lines).collect(),
             });
@@ -405,6 +445,122 @@ mod tests {
         watchdog.tick(&notifier, back);
         assert_eq!(pings(), 1);
         assert!(!watchdog.stall_logged);
+    }
+
+    use crate::model::{Queue, QueueObservation};
+    use crossbeam_channel::bounded;
+    use std::collections::HashMap;
+
+    const T0: u64 = 1_748_874_600_000;
+
+    fn reading(queue: &Arc<Queue>, idle: f64) -> QueueObservation {
+        let mut agents = [0.0; 8];
+        agents[crate::model::agent::IDLE] = idle;
+        QueueObservation {
+            queue: queue.clone(),
+            agents,
+            media: Vec::new(),
+        }
+    }
+
+    /// The aggregator with live updates on, fed `events`; the slot as it is once they are
+    /// all handled.
+    fn live_after(events: Vec<PollEvent>) -> LiveSlot {
+        let vars: HashMap<&str, &str> = [
+            ("GENESYS_CLIENT_ID", "id"),
+            ("GENESYS_CLIENT_SECRET", "secret"),
+            ("INFLUXDB_URL", "-"),
+        ]
+        .into();
+        let config = crate::config::from_lookup(
+            &|key| vars.get(key).map(|v| v.to_string()),
+            crate::config::Mode::Run { dry_run: false },
+        )
+        .unwrap();
+        let stats = Arc::new(Stats::default());
+        let live = LiveSlot::new(stats.clone());
+        live.enable();
+        let (batch_tx, _batches) = bounded(16);
+        let mut job = AggregatorJob::new(
+            &config,
+            Duration::from_secs(10),
+            batch_tx,
+            live.clone(),
+            stats,
+            Arc::new(Notifier::from_env_values(None, None, None, 1)),
+            None,
+        );
+        for event in &events {
+            job.handle(event);
+        }
+        live
+    }
+
+    /// After an early re-poll the live update carries just the queues re-polled early
+    /// since the last update of the whole window, and joins the whole one still waiting.
+    #[test]
+    fn an_early_re_poll_sends_a_live_update_of_its_queues_only() {
+        let queues: Vec<Arc<Queue>> = ["a", "b", "c"]
+            .iter()
+            .map(|id| {
+                Arc::new(Queue {
+                    id: id.to_string(),
+                    name: id.to_uppercase(),
+                })
+            })
+            .collect();
+        let early = |at: u64, queue: &Arc<Queue>, idle| PollEvent::EarlyObservations {
+            answered_ms: T0 + at,
+            observations: vec![reading(queue, idle)],
+        };
+        let live = live_after(vec![
+            PollEvent::Observations {
+                tick_ms: T0,
+                observations: queues.iter().map(|q| reading(q, 1.0)).collect(),
+            },
+            PollEvent::TickDone { tick_ms: T0 },
+            early(2_000, &queues[1], 7.0),
+            early(3_000, &queues[2], 8.0),
+        ]);
+        let update = live.take().expect("a live update waits");
+        assert_eq!(update.window_start_ms, T0);
+        let [whole, early_part] = &update.parts[..] else {
+            panic!("{:?}", update.parts)
+        };
+        assert_eq!(whole.lines().count(), 3, "{whole}");
+        let lines: Vec<&str> = early_part.lines().collect();
+        assert_eq!(lines.len(), 2, "b and c, not a: {early_part}");
+        assert!(lines[0].starts_with("genesys_queue,queue_id=b,"));
+        assert!(lines[0].contains("idle_last=7i") && lines[0].contains("samples=2i"));
+        assert!(lines[1].starts_with("genesys_queue,queue_id=c,"));
+    }
+
+    /// A live update after an early re-poll is not sent once its window's final point was
+    /// handed over (an early reading after the last tick belongs to the next window).
+    #[test]
+    fn no_early_live_update_follows_the_final_point() {
+        let q = Arc::new(Queue {
+            id: "q".into(),
+            name: "Q".into(),
+        });
+        let mut events = Vec::new();
+        for i in 0..6 {
+            events.push(PollEvent::Observations {
+                tick_ms: T0 + i * 10_000,
+                observations: vec![reading(&q, 1.0)],
+            });
+            events.push(PollEvent::TickDone {
+                tick_ms: T0 + i * 10_000,
+            });
+        }
+        events.push(PollEvent::EarlyObservations {
+            answered_ms: T0 + 55_000,
+            observations: vec![reading(&q, 9.0)],
+        });
+        let live = live_after(events);
+        let update = live.take().expect("the next window's update");
+        assert_eq!(update.window_start_ms, T0 + 60_000);
+        assert!(update.parts[0].contains("idle_last=9i"));
     }
 
     #[test]

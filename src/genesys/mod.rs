@@ -7,6 +7,8 @@ pub mod budget_fit;
 pub mod client;
 pub mod clock_step;
 pub mod conversation_aggregates;
+pub mod early;
+pub mod early_poller;
 pub mod error;
 pub mod filter;
 pub mod lateness;

@@ -27,13 +27,14 @@ use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Select, 
 
 use crate::config::{QueueSelector, Shard};
 use crate::liveness::Liveness;
-use crate::model::{PollEvent, Queue, SharedQueues};
+use crate::model::{PollEvent, Queue, QueueChanged, SharedQueues};
 use crate::stats::Stats;
 
 use super::budget::{self, PollPlan};
 use super::budget_fit::{self, BudgetSettings, Org};
 use super::client::GenesysClient;
 use super::clock_step::{pause_between, ClockWatch};
+use super::early_poller::{EarlyPoller, FreeBudget};
 use super::error::ApiError;
 use super::lateness::{self, PollFacts};
 use super::limits::REQUESTS_IN_FLIGHT;
@@ -198,6 +199,8 @@ pub struct ObservationPoller {
     /// What happened since the last tick was chosen: the next one depends on it.
     facts: PollFacts,
     liveness: Arc<Liveness>,
+    /// What `plan` leaves of the budget, for the early re-polls.
+    early_budget: FreeBudget,
 }
 
 impl ObservationPoller {
@@ -228,6 +231,7 @@ impl ObservationPoller {
             clock: ClockWatch::new(Clocks::now()),
             facts: PollFacts::default(),
             liveness: Arc::default(),
+            early_budget: FreeBudget::default(),
             settings,
         }
     }
@@ -359,6 +363,7 @@ impl ObservationPoller {
                 self.queues.len()
             );
         }
+        self.early_budget.set(plan.free_per_minute());
         self.plan = plan;
     }
 
@@ -399,8 +404,16 @@ impl ObservationPoller {
         }
     }
 
-    /// Polls until `control` disconnects.
-    pub fn run(mut self, events: Sender<PollEvent>, control: Receiver<PollerControl>) {
+    /// Polls until `control` disconnects. The queues `hints` names are re-polled early,
+    /// on a thread of their own (`early_poller`) that ends with this one; a `hints` whose
+    /// sender is gone, or [`super::early_poller::no_hints`], means no early re-polls.
+    pub fn run(
+        mut self,
+        events: Sender<PollEvent>,
+        control: Receiver<PollerControl>,
+        hints: Receiver<QueueChanged>,
+    ) {
+        let _early = self.start_early_polls(&events, hints);
         let now = Clocks::now();
         self.clock = ClockWatch::new(now);
         self.facts = PollFacts::default();
@@ -444,6 +457,31 @@ impl ObservationPoller {
             self.facts.stepped(step);
         }
         now
+    }
+
+    /// Starts the early re-poll thread; it stops when the returned sender is dropped.
+    fn start_early_polls(
+        &self,
+        events: &Sender<PollEvent>,
+        hints: Receiver<QueueChanged>,
+    ) -> Sender<()> {
+        let (stop_tx, stop) = bounded(0);
+        let early = EarlyPoller {
+            client: Arc::clone(&self.client),
+            queues: self.settings.published.clone(),
+            budget: self.early_budget.clone(),
+            stats: Arc::clone(&self.stats),
+            hints,
+            events: events.clone(),
+            stop,
+        };
+        let spawned = thread::Builder::new()
+            .name("early-polls".into())
+            .spawn(move || early.run());
+        if let Err(e) = spawned {
+            log::warn!("cannot start the early re-poll thread ({e}); polling on the clock only");
+        }
+        stop_tx
     }
 
     fn interval_ms(&self) -> u64 {
@@ -906,7 +944,13 @@ mod tests {
         assert_eq!(stats.queues.load(std::sync::atomic::Ordering::Relaxed), 4);
 
         let (events_tx, events_rx) = crossbeam_channel::bounded(16);
-        let thread = std::thread::spawn(move || poller.run(events_tx, control_rx));
+        let thread = std::thread::spawn(move || {
+            poller.run(
+                events_tx,
+                control_rx,
+                super::super::early_poller::no_hints(),
+            )
+        });
         let first = events_rx.recv_timeout(Duration::from_secs(5)).unwrap();
         let tick = match first {
             PollEvent::Observations {
@@ -939,5 +983,114 @@ mod tests {
         // thread ends promptly
         thread.join().unwrap();
         assert!(stats.polls.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    }
+
+    /// A poller against the simulator, polling every 2 s, with `hints` as its
+    /// notifications; its events and the stop switch.
+    fn sim_poller(
+        sim: &crate::sim::Sim,
+        hints: Receiver<QueueChanged>,
+    ) -> (
+        Receiver<PollEvent>,
+        Sender<PollerControl>,
+        thread::JoinHandle<()>,
+        Arc<Stats>,
+    ) {
+        let (client, _, _) = client_for(&sim.base_url());
+        let stats = Arc::new(Stats::default());
+        let mut poller = ObservationPoller::new(
+            Arc::new(client),
+            settings(Duration::from_secs(2), vec![]),
+            stats.clone(),
+        );
+        let (control_tx, control_rx) = crossbeam_channel::bounded(1);
+        poller.start(&control_rx).unwrap();
+        let (events_tx, events_rx) = crossbeam_channel::bounded(64);
+        let thread = thread::spawn(move || poller.run(events_tx, control_rx, hints));
+        (events_rx, control_tx, thread, stats)
+    }
+
+    fn sim() -> crate::sim::Sim {
+        crate::sim::Sim::start(crate::sim::SimOptions {
+            client_id: "client-id".into(),
+            client_secret: "top-secret-value".into(),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    /// A hint makes the poller read just that queue at once, between its ticks, and send
+    /// it on as early observations; a flood of hints for it is one request a second.
+    #[test]
+    fn a_hinted_queue_is_re_polled_early_against_the_simulator() {
+        let sim = sim();
+        let (hint_tx, hints) = crossbeam_channel::bounded(64);
+        let (events, control, thread, stats) = sim_poller(&sim, hints);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // Bounded by the deadline: until the first poll is done.
+        while !matches!(
+            events.recv_deadline(deadline).unwrap(),
+            PollEvent::TickDone { .. }
+        ) {}
+        let (id, _) = sim.queues()[3].clone();
+        let hinted = now_ms();
+        for _ in 0..5 {
+            hint_tx
+                .send(QueueChanged {
+                    queue_id: Arc::from(id.as_str()),
+                    at_ms: now_ms(),
+                })
+                .unwrap();
+        }
+        let early = loop {
+            match events.recv_deadline(deadline).unwrap() {
+                PollEvent::EarlyObservations {
+                    answered_ms,
+                    observations,
+                } => break (answered_ms, observations),
+                _ => continue,
+            }
+        };
+        assert!(early.0 >= hinted && early.0 - hinted < 1_000, "{early:?}");
+        let ids: Vec<&str> = early.1.iter().map(|o| o.queue.id.as_str()).collect();
+        assert_eq!(ids, vec![id.as_str()]);
+        drop(control);
+        thread.join().unwrap();
+        let singles = sim
+            .requests()
+            .iter()
+            .filter(|r| r.queue_ids == vec![id.clone()])
+            .count();
+        assert_eq!(singles, 1, "five hints at once, one request");
+        assert_eq!(
+            stats.early_polls.load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+    }
+
+    /// No notifications (the hints' sender dropped, as with `NOTIFICATIONS=off`): the
+    /// poller polls on the clock as before, and nothing early.
+    #[test]
+    fn without_notifications_the_poller_polls_on_the_clock_only() {
+        let sim = sim();
+        let (hint_tx, hints) = crossbeam_channel::bounded::<QueueChanged>(1);
+        drop(hint_tx);
+        let (events, control, thread, stats) = sim_poller(&sim, hints);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut ticks = 0;
+        // Bounded by the deadline: two polls.
+        while ticks < 2 {
+            match events.recv_deadline(deadline).unwrap() {
+                PollEvent::TickDone { .. } => ticks += 1,
+                PollEvent::EarlyObservations { .. } => panic!("nothing was hinted"),
+                PollEvent::Observations { .. } => {}
+            }
+        }
+        drop(control);
+        thread.join().unwrap();
+        assert_eq!(
+            stats.early_polls.load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
     }
 }
