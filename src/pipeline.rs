@@ -92,6 +92,17 @@ pub fn run(config: &Config, stop_after: Option<Duration>, view: Option<Arc<Wallb
             part_buffers.clone(),
         )
     };
+    // Hints from the notifications thread to the poller (which re-polls the queues that
+    // changed); a full queue drops hints: the regular poll is the truth.
+    let (hints, _early_polls) = bounded(crate::notifications::HINT_QUEUE);
+    crate::notifications::spawn(
+        config,
+        client.clone(),
+        selected_queues.clone(),
+        hints,
+        shutdown.stop.clone(),
+        stats.clone(),
+    );
     spawn_kpis(
         config,
         client,

@@ -29,6 +29,10 @@ pub struct Stats {
     pub live_points_written: AtomicU64,
     /// Live updates dropped: the writer was behind, or InfluxDB was failing.
     pub live_updates_skipped: AtomicU64,
+    /// Websocket messages about a selected queue's observations.
+    pub notifications_received: AtomicU64,
+    /// Notification websockets opened again after one was lost.
+    pub notification_reconnects: AtomicU64,
 }
 
 /// The self-metrics fields in the order they are written.
@@ -49,11 +53,13 @@ pub struct StatsSnapshot {
     pub write_ms_max: u64,
     pub live_points_written: u64,
     pub live_updates_skipped: u64,
+    pub notifications_received: u64,
+    pub notification_reconnects: u64,
 }
 
 impl StatsSnapshot {
     /// `(field name, value)` pairs in contract order.
-    pub fn fields(&self) -> [(&'static str, u64); 15] {
+    pub fn fields(&self) -> [(&'static str, u64); 17] {
         [
             ("polls", self.polls),
             ("poll_errors", self.poll_errors),
@@ -70,6 +76,8 @@ impl StatsSnapshot {
             ("write_ms_max", self.write_ms_max),
             ("live_points_written", self.live_points_written),
             ("live_updates_skipped", self.live_updates_skipped),
+            ("notifications_received", self.notifications_received),
+            ("notification_reconnects", self.notification_reconnects),
         ]
     }
 }
@@ -140,6 +148,8 @@ impl Stats {
             write_ms_max: take(&self.write_ms_max),
             live_points_written: take(&self.live_points_written),
             live_updates_skipped: take(&self.live_updates_skipped),
+            notifications_received: take(&self.notifications_received),
+            notification_reconnects: take(&self.notification_reconnects),
         }
     }
 }
@@ -197,7 +207,8 @@ mod tests {
             out,
             "genesys2influx,instance=edge1,site=hq polls=6i,poll_errors=0i,api_requests=0i,api_rate_limited=0i,\
 token_refreshes=0i,queues=250i,points_written=0i,write_errors=0i,lines_spooled=0i,lines_dropped=0i,\
-spool_bytes=1024i,poll_ms_max=0i,write_ms_max=0i,live_points_written=0i,live_updates_skipped=0i 1748874600\n"
+spool_bytes=1024i,poll_ms_max=0i,write_ms_max=0i,live_points_written=0i,live_updates_skipped=0i,notifications_received=0i,\
+notification_reconnects=0i 1748874600\n"
         );
     }
 }
