@@ -111,9 +111,12 @@ fn run(queue_count: usize, media_count: usize, budget: Duration) {
     while started.elapsed() < budget || rounds == 0 {
         for event in &mut events {
             match event {
-                PollEvent::Observations { tick_ms, .. } | PollEvent::TickDone { tick_ms } => {
-                    *tick_ms += if rounds == 0 { 0 } else { WINDOW_MS }
-                }
+                PollEvent::Observations { tick_ms, .. }
+                | PollEvent::TickDone { tick_ms }
+                | PollEvent::EarlyObservations {
+                    answered_ms: tick_ms,
+                    ..
+                } => *tick_ms += if rounds == 0 { 0 } else { WINDOW_MS },
             }
         }
         for event in &events {

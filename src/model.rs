@@ -100,6 +100,13 @@ pub enum PollEvent {
     /// Every request of this tick has been answered or has failed: the aggregator may
     /// close the window if this was its last tick.
     TickDone { tick_ms: u64 },
+    /// Observations of queues that changed, re-polled early (between or during ticks) on
+    /// a [`QueueChanged`] hint, answered at `answered_ms` (UTC ms). Readings like any
+    /// other, placed at the moment they were answered; they never close a window.
+    EarlyObservations {
+        answered_ms: u64,
+        observations: Vec<QueueObservation>,
+    },
 }
 
 /// The selected queues as the poller last resolved them, for the other threads that

@@ -31,8 +31,7 @@ use crate::genesys::poller_start::{StartError, StartInfo};
 use crate::influx::live::LiveSlot;
 use crate::influx::writer::{self, WriterSettings};
 use crate::kpi::{self, KpiSettings};
-use crate::model::Batch;
-use crate::model::SharedQueues;
+use crate::model::{Batch, QueueChanged, SharedQueues};
 use crate::notify::Notifier;
 use crate::stats::Stats;
 use crate::wallboard::Wallboard;
@@ -41,6 +40,9 @@ use crate::wallboard::Wallboard;
 /// enough for a few polls of a large org; beyond it the poller waits rather than memory
 /// growing while the writer is slow.
 const EVENT_QUEUE: usize = 64;
+/// Hints from the notifications thread to the poller (queues that changed). A full
+/// channel drops the hint: the queue is still read by the regular poll.
+pub(crate) const HINT_QUEUE: usize = 1024;
 /// Parts of finished windows (≤ 128 KiB each) waiting for the writer: small, so a big
 /// window is encoded only as fast as the writer takes it; the writer has its own
 /// backlog and spool.
@@ -92,14 +94,14 @@ pub fn run(config: &Config, stop_after: Option<Duration>, view: Option<Arc<Wallb
             part_buffers.clone(),
         )
     };
-    // Hints from the notifications thread to the poller (which re-polls the queues that
-    // changed); a full queue drops hints: the regular poll is the truth.
-    let (hints, _early_polls) = bounded(crate::notifications::HINT_QUEUE);
+    // The notifications threads hold the sender (none with NOTIFICATIONS=off, which ends
+    // the early re-polls at once).
+    let (hint_tx, hints) = bounded::<QueueChanged>(HINT_QUEUE);
     crate::notifications::spawn(
         config,
         client.clone(),
         selected_queues.clone(),
-        hints,
+        hint_tx,
         shutdown.stop.clone(),
         stats.clone(),
     );
@@ -129,7 +131,7 @@ pub fn run(config: &Config, stop_after: Option<Duration>, view: Option<Arc<Wallb
     let control = shutdown.control.clone();
     let poller_thread = thread::Builder::new()
         .name("poller".into())
-        .spawn(move || poller.run(event_tx, control));
+        .spawn(move || poller.run(event_tx, control, hints));
 
     let (Ok(writer), Ok(aggregator), Ok(_poller)) = (writer, aggregator, poller_thread) else {
         log::error!("could not start the worker threads");

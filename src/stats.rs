@@ -29,9 +29,13 @@ pub struct Stats {
     pub live_points_written: AtomicU64,
     /// Live updates dropped: the writer was behind, or InfluxDB was failing.
     pub live_updates_skipped: AtomicU64,
-    /// Websocket messages about a selected queue's observations.
+    /// Websocket messages for selected queues (Notifications API).
     pub notifications_received: AtomicU64,
-    /// Notification websockets opened again after one was lost.
+    /// Observation requests re-polled early because a queue changed.
+    pub early_polls: AtomicU64,
+    /// Changes left to the regular poll because the request budget was used up.
+    pub early_polls_skipped: AtomicU64,
+    /// Notification websocket (re)connections after the first.
     pub notification_reconnects: AtomicU64,
 }
 
@@ -54,12 +58,14 @@ pub struct StatsSnapshot {
     pub live_points_written: u64,
     pub live_updates_skipped: u64,
     pub notifications_received: u64,
+    pub early_polls: u64,
+    pub early_polls_skipped: u64,
     pub notification_reconnects: u64,
 }
 
 impl StatsSnapshot {
     /// `(field name, value)` pairs in contract order.
-    pub fn fields(&self) -> [(&'static str, u64); 17] {
+    pub fn fields(&self) -> [(&'static str, u64); 19] {
         [
             ("polls", self.polls),
             ("poll_errors", self.poll_errors),
@@ -77,6 +83,8 @@ impl StatsSnapshot {
             ("live_points_written", self.live_points_written),
             ("live_updates_skipped", self.live_updates_skipped),
             ("notifications_received", self.notifications_received),
+            ("early_polls", self.early_polls),
+            ("early_polls_skipped", self.early_polls_skipped),
             ("notification_reconnects", self.notification_reconnects),
         ]
     }
@@ -149,6 +157,8 @@ impl Stats {
             live_points_written: take(&self.live_points_written),
             live_updates_skipped: take(&self.live_updates_skipped),
             notifications_received: take(&self.notifications_received),
+            early_polls: take(&self.early_polls),
+            early_polls_skipped: take(&self.early_polls_skipped),
             notification_reconnects: take(&self.notification_reconnects),
         }
     }
@@ -207,8 +217,8 @@ mod tests {
             out,
             "genesys2influx,instance=edge1,site=hq polls=6i,poll_errors=0i,api_requests=0i,api_rate_limited=0i,\
 token_refreshes=0i,queues=250i,points_written=0i,write_errors=0i,lines_spooled=0i,lines_dropped=0i,\
-spool_bytes=1024i,poll_ms_max=0i,write_ms_max=0i,live_points_written=0i,live_updates_skipped=0i,notifications_received=0i,\
-notification_reconnects=0i 1748874600\n"
+spool_bytes=1024i,poll_ms_max=0i,write_ms_max=0i,live_points_written=0i,live_updates_skipped=0i,\
+notifications_received=0i,early_polls=0i,early_polls_skipped=0i,notification_reconnects=0i 1748874600\n"
         );
     }
 }

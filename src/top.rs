@@ -12,6 +12,7 @@ use crossbeam_channel::{bounded, select, Receiver};
 use crate::config::Config;
 use crate::duration;
 use crate::exit::Exit;
+use crate::genesys::early_poller::no_hints;
 use crate::genesys::poller::ObservationPoller;
 use crate::genesys::poller_start::StartError;
 use crate::model::{PollEvent, SharedQueues};
@@ -52,7 +53,7 @@ pub fn run(config: &Config) -> Exit {
     let control = shutdown.control.clone();
     let spawned = thread::Builder::new()
         .name("poller".into())
-        .spawn(move || poller.run(event_tx, control));
+        .spawn(move || poller.run(event_tx, control, no_hints()));
     if let Err(e) = spawned {
         log::error!("could not start the poller thread ({e})");
         return Exit::Failure;

@@ -2,8 +2,10 @@
 //! [`Aggregator`], hands every finished window (with the self-metrics point) to the
 //! writer part by part, saves the open window at shutdown and continues it after a
 //! restart inside the same window. With live updates on, it also leaves the open
-//! window so far for the writer after each poll.
+//! window so far for the writer after each poll, and after each early re-poll the
+//! queues re-polled early since (not the whole window).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +18,7 @@ use crate::config::Config;
 use crate::duration;
 use crate::influx::live::{LiveSlot, LiveUpdate};
 use crate::model::Batch;
-use crate::model::PollEvent;
+use crate::model::{PollEvent, QueueObservation};
 use crate::notify::Notifier;
 use crate::state_file;
 use crate::stats::{Stats, StatsSnapshot};
@@ -45,6 +47,9 @@ pub(crate) struct AggregatorJob {
     watchdog_every: Option<Duration>,
     summary: Summary,
     view: Option<Arc<Wallboard>>,
+    /// The queues re-polled early since the last live update of the whole window, and
+    /// that window's start: each live update after an early re-poll carries them all.
+    early_live: (u64, BTreeSet<String>),
 }
 
 /// What the windows' self-metrics added up to since the last periodic summary line.
@@ -130,6 +135,7 @@ impl AggregatorJob {
             notifier,
             summary: Summary::new(Instant::now()),
             view,
+            early_live: (0, BTreeSet::new()),
         }
     }
 
@@ -153,8 +159,12 @@ impl AggregatorJob {
                         for window in self.aggregator.handle(&event) {
                             self.send(window);
                         }
-                        if let PollEvent::TickDone { tick_ms } = event {
-                            self.send_live(tick_ms);
+                        match &event {
+                            PollEvent::TickDone { tick_ms } => self.send_live(*tick_ms),
+                            PollEvent::EarlyObservations { observations, .. } => {
+                                self.send_early_live(observations);
+                            }
+                            PollEvent::Observations { .. } => {}
                         }
                     }
                     Err(_) => break,
@@ -212,12 +222,38 @@ impl AggregatorJob {
 
     /// After the poll of `tick_ms`, when it did not close its window: the window so far,
     /// as its final point would be now, for the writer to send if it can.
-    fn send_live(&self, tick_ms: u64) {
+    fn send_live(&mut self, tick_ms: u64) {
         if !self.live.wanted() {
             return;
         }
         if let Some((window_start_ms, parts)) = self.aggregator.encode_open(tick_ms) {
             self.live.offer(LiveUpdate {
+                window_start_ms,
+                parts: parts.map(|part| part.lines).collect(),
+            });
+            if self.early_live.0 == window_start_ms {
+                self.early_live.1.clear();
+            }
+        }
+    }
+
+    /// After an early re-poll: the queues re-polled early since the last update of the
+    /// whole window, as their final points would be now.
+    fn send_early_live(&mut self, observations: &[QueueObservation]) {
+        if !self.live.wanted() {
+            return;
+        }
+        let Some(window_start_ms) = self.aggregator.open_window().map(|w| w.start_ms) else {
+            return;
+        };
+        let (start, queues) = &mut self.early_live;
+        if *start != window_start_ms {
+            *start = window_start_ms;
+            queues.clear();
+        }
+        queues.extend(observations.iter().map(|o| o.queue.id.clone()));
+        if let Some((window_start_ms, parts)) = self.aggregator.encode_open_queues(queues) {
+            self.live.offer_queues(LiveUpdate {
                 window_start_ms,
                 parts: parts.map(|part| part.lines).collect(),
             });

@@ -4,15 +4,24 @@
 //! arrives. A window is closed as soon as the poller reports its last tick done (or a
 //! tick of a later window shows up, when the last one was skipped), so points reach
 //! InfluxDB within moments of the window's last poll. Per metric the window keeps
-//! min, max, sum and last, so memory per queue is fixed whatever the window length.
+//! min, max, weighted sum and last, so memory per queue is fixed whatever the window
+//! length; `_mean` is time-weighted ([`mean`]).
+//!
+//! An early re-poll's readings ([`PollEvent::EarlyObservations`]) belong to the window in
+//! which they were answered, and never close or reopen one: answered after its window's
+//! last tick was done (the window is written), they go to the next window, placed at its
+//! start (where the next regular reading, at that tick, takes over from them); answered
+//! in a later window than the open one, which is still waiting for its last tick, they
+//! are dropped.
 //!
 //! One file on purpose: about 430 lines of code for one concept (windows), the rest are
 //! its tests, which need its private state.
 
 pub mod job;
+pub mod mean;
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::buffer_pool::BufferPool;
@@ -22,7 +31,10 @@ use crate::model::{MetricKind, PollEvent, Queue, QueueObservation, AGENT_METRICS
 pub const QUEUE_MEASUREMENT: &str = "genesys_queue";
 pub const MEDIA_MEASUREMENT: &str = "genesys_queue_media";
 
-/// Running min/max/sum/last of one metric within one window.
+/// Running min/max/sum/last of one metric within one window. `sum` is weighted (in poll
+/// intervals, [`mean::weight`]), with the last reading counted as a whole interval until
+/// the next reading or the window's end tells its weight: without early re-polls every
+/// weight is one, and `sum` is the plain sum, as saved by earlier versions.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 struct Stat {
     min: f64,
@@ -47,6 +59,13 @@ impl Stat {
         self.sum += value;
         self.last = value;
     }
+
+    /// The last reading turned out to weigh `weight` intervals, not one.
+    fn reweigh_last(&mut self, weight: f64) {
+        if weight < 1.0 {
+            self.sum += (weight - 1.0) * self.last;
+        }
+    }
 }
 
 /// One media type of one queue. `polls` counts the polls it appeared in; the polls of
@@ -70,15 +89,25 @@ struct QueueWindow {
     #[serde(flatten)]
     queue: Arc<Queue>,
     samples: u32,
+    /// Total weight of the readings in poll intervals, the last counted as one (see
+    /// [`Stat`]). 0 in a window saved by an earlier version: `samples` then.
+    #[serde(default)]
+    weight: f64,
+    /// Where the last reading was placed ([`mean::place`]); absent in a window saved by
+    /// an earlier version (its last reading weighs one interval).
+    #[serde(default)]
+    last_at_ms: Option<u64>,
     agents: [Stat; 8],
     media: Vec<MediaWindow>,
 }
 
 impl QueueWindow {
-    fn new(observation: &QueueObservation) -> Self {
+    fn new(observation: &QueueObservation, at_ms: u64) -> Self {
         let mut window = QueueWindow {
             queue: Arc::clone(&observation.queue),
             samples: 1,
+            weight: 1.0,
+            last_at_ms: Some(at_ms),
             agents: observation.agents.map(Stat::first),
             // Exactly the media types seen (five in most orgs): a Vec grown by pushing
             // would hold eight, 576 KB of spare room at 1,000 queues (measured with dhat).
@@ -88,15 +117,49 @@ impl QueueWindow {
         window
     }
 
-    fn add(&mut self, observation: &QueueObservation) {
+    /// Folds in a reading meant for `at_ms` ([`mean::place`]).
+    fn add(&mut self, observation: &QueueObservation, at_ms: u64, poll_ms: u64) {
         if !Arc::ptr_eq(&self.queue, &observation.queue) {
             self.queue = Arc::clone(&observation.queue);
         }
+        let at_ms = mean::place(at_ms, self.last_at_ms);
+        let previous = self
+            .last_at_ms
+            .map_or(1.0, |last| mean::weight(last, at_ms, poll_ms));
+        self.reweigh_last(previous);
+        self.weight += 1.0;
+        self.last_at_ms = Some(at_ms);
         self.samples += 1;
         for (stat, value) in self.agents.iter_mut().zip(observation.agents) {
             stat.add(value);
         }
         self.add_media(observation);
+    }
+
+    /// The last reading weighs `weight` intervals: its values' share of the sums, and of
+    /// the total weight, shrinks to that (nothing changes when it is one).
+    fn reweigh_last(&mut self, weight: f64) {
+        if weight >= 1.0 {
+            return;
+        }
+        for stat in &mut self.agents {
+            stat.reweigh_last(weight);
+        }
+        for media in &mut self.media {
+            if media.last_poll == self.samples {
+                for stat in &mut media.stats {
+                    stat.reweigh_last(weight);
+                }
+            }
+        }
+        self.weight += weight - 1.0;
+    }
+
+    /// A window saved by an earlier version weighed every reading one interval.
+    fn upgrade(&mut self) {
+        if self.weight <= 0.0 {
+            self.weight = f64::from(self.samples);
+        }
     }
 
     fn add_media(&mut self, observation: &QueueObservation) {
@@ -190,6 +253,8 @@ pub struct Aggregator {
     static_tags: Vec<(String, String)>,
     tag_order: Vec<Tag>,
     open: Option<OpenWindow>,
+    /// End of the newest window closed: early readings never go to a window before it.
+    closed_until_ms: u64,
     /// Where part buffers come from: kept ones handed back by the writer, when set.
     part_buffers: Option<Arc<PartBuffers>>,
 }
@@ -212,6 +277,7 @@ impl Aggregator {
             tag_order: tag_order(&static_tags),
             static_tags,
             open: None,
+            closed_until_ms: 0,
             part_buffers: None,
         }
     }
@@ -242,9 +308,10 @@ impl Aggregator {
             } => {
                 let closed = self.roll_to(*tick_ms);
                 let start_ms = self.window_start(*tick_ms);
+                let poll_ms = self.poll_ms;
                 if let Some(open) = self.open.as_mut().filter(|w| w.start_ms == start_ms) {
                     for observation in observations {
-                        open.add(observation);
+                        open.add(observation, *tick_ms, poll_ms);
                     }
                 } else {
                     log::debug!(
@@ -268,7 +335,36 @@ impl Aggregator {
                 }
                 closed
             }
+            PollEvent::EarlyObservations {
+                answered_ms,
+                observations,
+            } => {
+                self.add_early(*answered_ms, observations);
+                Vec::new()
+            }
         }
+    }
+
+    /// Early readings answered at `answered_ms` (see the module documentation for the
+    /// window they go to); returns the start of that window, `None` when dropped.
+    fn add_early(&mut self, answered_ms: u64, observations: &[QueueObservation]) -> Option<u64> {
+        let target = self.window_start(answered_ms).max(self.closed_until_ms);
+        let open = self.open.get_or_insert_with(|| OpenWindow {
+            start_ms: target,
+            queues: BTreeMap::new(),
+        });
+        if open.start_ms < target {
+            log::debug!(
+                "dropping {} early observations answered after the end of the window still waiting for its last tick",
+                observations.len()
+            );
+            return None;
+        }
+        let at_ms = answered_ms.max(open.start_ms);
+        for observation in observations {
+            open.add(observation, at_ms, self.poll_ms);
+        }
+        Some(open.start_ms)
     }
 
     /// Makes the window of `tick_ms` the open one, closing an older open window first.
@@ -298,6 +394,7 @@ impl Aggregator {
     /// Closes the open window now, with whatever samples it has (shutdown).
     pub fn close(&mut self) -> Option<ClosedWindow> {
         let open = self.open.take()?;
+        self.closed_until_ms = self.closed_until_ms.max(open.start_ms + self.window_ms);
         if open.queues.is_empty() {
             return None;
         }
@@ -313,9 +410,12 @@ impl Aggregator {
     }
 
     /// Continues a window saved by an earlier run, if it is the window of `tick_ms`.
-    pub fn resume(&mut self, saved: OpenWindow, tick_ms: u64) -> bool {
+    pub fn resume(&mut self, mut saved: OpenWindow, tick_ms: u64) -> bool {
         if saved.start_ms != self.window_start(tick_ms) || self.open.is_some() {
             return false;
+        }
+        for queue in saved.queues.values_mut() {
+            queue.upgrade();
         }
         self.open = Some(saved);
         true
@@ -339,6 +439,21 @@ impl Aggregator {
             start_ms,
             self.encode_queues(start_ms, open.queues.values().map(|w| &**w)),
         ))
+    }
+
+    /// The lines of just the queues `ids` in the open window so far (a live update after
+    /// an early re-poll), and the window's start; `None` when none of them is in it.
+    pub fn encode_open_queues<'a>(
+        &'a self,
+        ids: &'a BTreeSet<String>,
+    ) -> Option<(u64, impl Iterator<Item = Part> + 'a)> {
+        let open = self.open.as_ref()?;
+        let mut queues = ids
+            .iter()
+            .filter_map(|id| open.queues.get(id).map(|w| &**w))
+            .peekable();
+        queues.peek()?;
+        Some((open.start_ms, self.encode_queues(open.start_ms, queues)))
     }
 
     fn encode_queues<'a>(
@@ -367,9 +482,10 @@ impl Aggregator {
     }
 
     fn encode_queue(&self, out: &mut String, queue: &QueueWindow, timestamp_s: i64) -> bool {
+        let weights = Weights::of(queue, self.poll_ms);
         let mut line = self.tagged(out, QUEUE_MEASUREMENT, queue, None);
         for (fields, stat) in self.agent_fields.iter().zip(&queue.agents) {
-            line = fields.write(line, stat, queue.samples);
+            line = fields.write(line, stat, weights.mean(stat, true));
         }
         line.field_i64("samples", queue.samples.into())
             .finish(timestamp_s)
@@ -382,18 +498,21 @@ impl Aggregator {
         media: &MediaWindow,
         timestamp_s: i64,
     ) -> bool {
+        let weights = Weights::of(queue, self.poll_ms);
         let mut line = self.tagged(out, MEDIA_MEASUREMENT, queue, Some(&media.media_type));
         let absent_polls = queue.samples - media.polls;
+        let in_last_reading = media.last_poll == queue.samples;
         for (fields, stat) in self.media_fields.iter().zip(&media.stats) {
+            let mean = weights.mean(stat, in_last_reading);
             let mut stat = *stat;
             if absent_polls > 0 {
                 stat.min = stat.min.min(0.0);
                 stat.max = stat.max.max(0.0);
             }
-            if media.last_poll != queue.samples {
+            if !in_last_reading {
                 stat.last = 0.0;
             }
-            line = fields.write(line, &stat, queue.samples);
+            line = fields.write(line, &stat, mean);
         }
         line.field_i64("samples", queue.samples.into())
             .finish(timestamp_s)
@@ -471,8 +590,7 @@ impl FieldNames {
     }
 
     /// `m_min`, `m_max`, `m_last` (integers for counts, floats for seconds) and `m_mean` (float).
-    fn write<'a>(&self, line: LineBuilder<'a>, stat: &Stat, samples: u32) -> LineBuilder<'a> {
-        let mean = stat.sum / f64::from(samples.max(1));
+    fn write<'a>(&self, line: LineBuilder<'a>, stat: &Stat, mean: f64) -> LineBuilder<'a> {
         let line = match self.kind {
             MetricKind::Count => line
                 .field_i64(&self.min, stat.min as i64)
@@ -487,14 +605,49 @@ impl FieldNames {
     }
 }
 
+/// A queue's weights as its window stands: the last reading's own (until the next tick
+/// after it, [`mean::last_weight`]) and the total.
+struct Weights {
+    last: f64,
+    total: f64,
+}
+
+impl Weights {
+    fn of(queue: &QueueWindow, poll_ms: u64) -> Weights {
+        let last = queue
+            .last_at_ms
+            .map_or(1.0, |at| mean::last_weight(at, poll_ms));
+        let total = if last < 1.0 {
+            queue.weight + (last - 1.0)
+        } else {
+            queue.weight
+        };
+        Weights { last, total }
+    }
+
+    /// The time-weighted mean of `stat`, whose last value is the last reading's when
+    /// `in_last_reading` (else that reading lacked it: a 0 that adds nothing).
+    fn mean(&self, stat: &Stat, in_last_reading: bool) -> f64 {
+        let mut stat = *stat;
+        if in_last_reading {
+            stat.reweigh_last(self.last);
+        }
+        if self.total > 0.0 {
+            stat.sum / self.total
+        } else {
+            stat.last
+        }
+    }
+}
+
 impl OpenWindow {
-    fn add(&mut self, observation: &QueueObservation) {
+    fn add(&mut self, observation: &QueueObservation, at_ms: u64, poll_ms: u64) {
         match self.queues.get_mut(&observation.queue.id) {
-            Some(window) => window.add(observation),
+            Some(window) => window.add(observation, at_ms, poll_ms),
             None => {
                 self.queues.insert(
                     observation.queue.id.clone(),
-                    Box::new(QueueWindow::new(observation)),
+                    Box::new(QueueWindow::new(observation, at_ms)),
                 );
             }
         }
@@ -930,6 +1083,225 @@ mod tests {
                 "a part starts with a queue's first line"
             );
             assert_eq!(part.lines.lines().count(), part.points);
+        }
+    }
+
+    fn early(aggregator: &mut Aggregator, answered_ms: u64, observations: Vec<QueueObservation>) {
+        assert!(aggregator
+            .handle(&PollEvent::EarlyObservations {
+                answered_ms,
+                observations,
+            })
+            .is_empty());
+    }
+
+    fn mean_of(lines: &str, prefix: &str, key: &str) -> f64 {
+        field(lines, prefix, key).parse().unwrap()
+    }
+
+    /// An early reading is a sample: `_min`, `_max`, `_last` and `samples` see it, and the
+    /// mean weighs it by the time it stood (the oracle's formula).
+    #[test]
+    fn early_readings_are_samples_weighted_by_the_time_they_stood() {
+        let q = queue("q", "Q");
+        let mut aggregator = Aggregator::new(WINDOW, POLL, vec![]);
+        let mut closed = Vec::new();
+        for i in 0..6 {
+            let tick = T0 + i * POLL;
+            aggregator.handle(&PollEvent::Observations {
+                tick_ms: tick,
+                observations: vec![observation(&q, 2.0, &[("voice", 1.0, 0.0)])],
+            });
+            if i == 2 {
+                // 20 s + 4 s: 9 agents idle for 2.5 s, then 0 until the next tick.
+                early(
+                    &mut aggregator,
+                    tick + 4_000,
+                    vec![observation(&q, 9.0, &[])],
+                );
+                early(
+                    &mut aggregator,
+                    tick + 6_500,
+                    vec![observation(&q, 0.0, &[])],
+                );
+            }
+            closed = handle(&mut aggregator, &PollEvent::TickDone { tick_ms: tick });
+        }
+        let lines = &closed[0].lines;
+        let agents = "genesys_queue,";
+        assert_eq!(field(lines, agents, "samples"), "8i");
+        assert_eq!(field(lines, agents, "idle_max"), "9i");
+        assert_eq!(field(lines, agents, "idle_min"), "0i");
+        assert_eq!(field(lines, agents, "idle_last"), "2i");
+        // 2 for 5 × 10 s + 4 s, 9 for 2.5 s, 0 for 3.5 s: (108 + 22.5) / 60.
+        let expected = (2.0 * 54.0 + 9.0 * 2.5) / 60.0;
+        assert!((mean_of(lines, agents, "idle_mean") - expected).abs() < 1e-12);
+        let readings: Vec<(u64, f64)> = [
+            (0, 2.0),
+            (10_000, 2.0),
+            (20_000, 2.0),
+            (24_000, 9.0),
+            (26_500, 0.0),
+            (30_000, 2.0),
+            (40_000, 2.0),
+            (50_000, 2.0),
+        ]
+        .iter()
+        .map(|(t, v)| (T0 + t, *v))
+        .collect();
+        let oracle = mean::time_weighted_mean(&readings, POLL).unwrap();
+        assert!((mean_of(lines, agents, "idle_mean") - oracle).abs() < 1e-12);
+        // voice was absent from the two early readings: 0 there (6 s of 60).
+        let voice = "genesys_queue_media,media_type=voice";
+        assert_eq!(field(lines, voice, "waiting_min"), "0i");
+        assert!((mean_of(lines, voice, "waiting_mean") - 54.0 / 60.0).abs() < 1e-12);
+        assert_eq!(field(lines, voice, "samples"), "8i");
+    }
+
+    /// Answered after the window's last tick was done, an early reading does not reopen
+    /// the written window: it goes to the next one, at its start, where the next tick's
+    /// reading takes over (it weighs nothing then, but `_max` sees it).
+    #[test]
+    fn an_early_reading_after_the_last_tick_goes_to_the_next_window() {
+        let q = queue("q", "Q");
+        let mut aggregator = Aggregator::new(20_000, POLL, vec![]);
+        poll(&mut aggregator, T0, vec![observation(&q, 1.0, &[])]);
+        let closed = poll(&mut aggregator, T0 + POLL, vec![observation(&q, 1.0, &[])]);
+        assert_eq!(closed.len(), 1);
+        early(
+            &mut aggregator,
+            T0 + 19_500,
+            vec![observation(&q, 7.0, &[])],
+        );
+        assert_eq!(
+            aggregator.open_window().map(|w| w.start_ms),
+            Some(T0 + 20_000)
+        );
+        poll(
+            &mut aggregator,
+            T0 + 20_000,
+            vec![observation(&q, 3.0, &[])],
+        );
+        let next = poll(
+            &mut aggregator,
+            T0 + 30_000,
+            vec![observation(&q, 5.0, &[])],
+        );
+        let lines = &next[0].lines;
+        assert_eq!(next[0].start_ms, T0 + 20_000);
+        assert_eq!(field(lines, "genesys_queue,", "samples"), "3i");
+        assert_eq!(field(lines, "genesys_queue,", "idle_max"), "7i");
+        assert_eq!(mean_of(lines, "genesys_queue,", "idle_mean"), 4.0);
+    }
+
+    /// An early reading answered in a later window than the open one, which still waits
+    /// for its last tick, neither closes that window nor lands in it.
+    #[test]
+    fn an_early_reading_never_closes_a_window() {
+        let q = queue("q", "Q");
+        let mut aggregator = Aggregator::new(20_000, POLL, vec![]);
+        poll(&mut aggregator, T0, vec![observation(&q, 1.0, &[])]);
+        early(
+            &mut aggregator,
+            T0 + 20_100,
+            vec![observation(&q, 9.0, &[])],
+        );
+        assert_eq!(aggregator.open_window().map(|w| w.start_ms), Some(T0));
+        let closed = poll(&mut aggregator, T0 + POLL, vec![observation(&q, 1.0, &[])]);
+        assert_eq!(field(&closed[0].lines, "genesys_queue,", "idle_max"), "1i");
+        assert_eq!(field(&closed[0].lines, "genesys_queue,", "samples"), "2i");
+    }
+
+    /// The regular reading of a tick answered after an early re-poll that came later than
+    /// the tick: placed at the early reading's moment, which then weighs nothing.
+    #[test]
+    fn a_reading_is_never_placed_before_the_previous_one() {
+        let q = queue("q", "Q");
+        let mut aggregator = Aggregator::new(20_000, POLL, vec![]);
+        poll(&mut aggregator, T0, vec![observation(&q, 0.0, &[])]);
+        early(
+            &mut aggregator,
+            T0 + 12_000,
+            vec![observation(&q, 10.0, &[])],
+        );
+        let closed = poll(&mut aggregator, T0 + POLL, vec![observation(&q, 4.0, &[])]);
+        let lines = &closed[0].lines;
+        // 0 for 10 s (capped), 10 for nothing, 4 from 12 s to the next tick (8 s).
+        let expected = 4.0 * 8.0 / 18.0;
+        assert!((mean_of(lines, "genesys_queue,", "idle_mean") - expected).abs() < 1e-12);
+        assert_eq!(field(lines, "genesys_queue,", "idle_max"), "10i");
+    }
+
+    /// A live update after an early re-poll: just the queues asked for, with the very
+    /// lines the update of the whole window would have for them.
+    #[test]
+    fn the_open_window_of_some_queues_is_their_part_of_the_whole() {
+        let (a, b) = (queue("a", "A"), queue("b", "B"));
+        let mut aggregator = Aggregator::new(WINDOW, POLL, vec![]);
+        let both = |value| {
+            vec![
+                observation(&a, value, &[("voice", 1.0, 0.0)]),
+                observation(&b, value, &[]),
+            ]
+        };
+        poll(&mut aggregator, T0, both(1.0));
+        early(&mut aggregator, T0 + 3_000, vec![observation(&b, 5.0, &[])]);
+        let ids: BTreeSet<String> = ["b".to_string(), "gone".to_string()].into();
+        let (start, parts) = aggregator.encode_open_queues(&ids).unwrap();
+        let some: String = parts.map(|p| p.lines).collect();
+        let (_, parts) = aggregator.encode_open(T0).unwrap();
+        let whole: String = parts.map(|p| p.lines).collect();
+        assert_eq!(start, T0);
+        assert_eq!(some.lines().count(), 1);
+        assert!(some.starts_with("genesys_queue,queue_id=b,"), "{some}");
+        assert!(whole.contains(&some), "{whole}\n{some}");
+        assert_eq!(field(&some, "genesys_queue,", "idle_last"), "5i");
+        assert!(aggregator
+            .encode_open_queues(&["gone".to_string()].into())
+            .is_none());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Regular polls with early readings anywhere in their slots: the written mean is
+        /// the oracle's, and lies between the readings' min and max; without early
+        /// readings it is the plain mean, bit for bit.
+        #[test]
+        fn the_written_mean_is_the_oracles(
+            ticks in proptest::collection::vec(0u32..60, 6),
+            earlies in proptest::collection::vec(
+                proptest::collection::vec((1u64..10_000, 0u32..60), 0..4), 6),
+            with_early in proptest::bool::ANY,
+        ) {
+            let q = queue("q", "Q");
+            let mut aggregator = Aggregator::new(WINDOW, POLL, vec![]);
+            let mut readings = Vec::new();
+            let mut closed = Vec::new();
+            for (i, (value, mut slot)) in ticks.iter().zip(earlies).enumerate() {
+                let tick = T0 + i as u64 * POLL;
+                aggregator.handle(&PollEvent::Observations {
+                    tick_ms: tick,
+                    observations: vec![observation(&q, f64::from(*value), &[])],
+                });
+                readings.push((tick, f64::from(*value)));
+                slot.sort_unstable();
+                for (offset, value) in slot.into_iter().filter(|_| with_early) {
+                    early(&mut aggregator, tick + offset, vec![observation(&q, f64::from(value), &[])]);
+                    readings.push((tick + offset, f64::from(value)));
+                }
+                closed = handle(&mut aggregator, &PollEvent::TickDone { tick_ms: tick });
+            }
+            let written = mean_of(&closed[0].lines, "genesys_queue,", "idle_mean");
+            let oracle = mean::time_weighted_mean(&readings, POLL).unwrap();
+            proptest::prop_assert!((written - oracle).abs() <= 1e-9 * oracle.abs().max(1.0), "{written} != {oracle}");
+            let min = readings.iter().map(|r| r.1).fold(f64::INFINITY, f64::min);
+            let max = readings.iter().map(|r| r.1).fold(f64::NEG_INFINITY, f64::max);
+            proptest::prop_assert!(written >= min - 1e-9 && written <= max + 1e-9);
+            if !with_early {
+                let plain = ticks.iter().map(|v| f64::from(*v)).sum::<f64>() / 6.0;
+                proptest::prop_assert_eq!(written, plain);
+            }
         }
     }
 }

@@ -66,6 +66,14 @@ impl PollPlan {
         tick_ms.saturating_add(self.poll_time.as_millis() as u64)
     }
 
+    /// Requests per minute of the planned share of the budget that the poll and the
+    /// reserved requests leave free: on-demand queue refreshes and early re-polls use them.
+    pub fn free_per_minute(&self) -> f64 {
+        f64::from(self.budget_per_minute) * PLANNED_SHARE
+            - f64::from(self.reserved_per_minute)
+            - self.requests_per_minute
+    }
+
     /// One line for the start-up log.
     pub fn summary(&self) -> String {
         let mut text = format!(
@@ -155,9 +163,7 @@ pub const MAX_ON_DEMAND_REFRESH_GAP: Duration = Duration::from_secs(300);
 /// `listing_requests` requests each: at least one poll interval, and long enough that
 /// they fit in what `plan` leaves of the planned share of the budget.
 pub fn on_demand_refresh_gap(plan: &PollPlan, listing_requests: usize) -> Duration {
-    let free = f64::from(plan.budget_per_minute) * PLANNED_SHARE
-        - f64::from(plan.reserved_per_minute)
-        - plan.requests_per_minute;
+    let free = plan.free_per_minute();
     let gap = if free > 0.0 {
         Duration::from_secs_f64(
             (listing_requests as f64 * 60.0 / free).min(MAX_ON_DEMAND_REFRESH_GAP.as_secs_f64()),

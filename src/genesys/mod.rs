@@ -5,6 +5,8 @@ pub mod auth;
 pub mod budget;
 pub mod client;
 pub mod conversation_aggregates;
+pub mod early;
+pub mod early_poller;
 pub mod error;
 pub mod filter;
 pub mod lenient;

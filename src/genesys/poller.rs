@@ -20,11 +20,12 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Select, Sender};
 
 use crate::config::{QueueSelector, Shard};
-use crate::model::{PollEvent, Queue, SharedQueues};
+use crate::model::{PollEvent, Queue, QueueChanged, SharedQueues};
 use crate::stats::Stats;
 
 use super::budget::{self, PollPlan, REQUESTS_IN_FLIGHT};
 use super::client::GenesysClient;
+use super::early_poller::EarlyPoller;
 use super::error::ApiError;
 use super::observations::{self, Chunk, ChunkResult};
 use super::poller_start::{StartError, StartInfo};
@@ -69,7 +70,7 @@ pub struct PollerSettings {
 impl PollerSettings {
     /// Requests per minute that `queue_count` queues leave to the queue-list refresh
     /// and the KPI poll, which the observation poll must not use.
-    fn reserved_per_minute(&self, queue_count: usize) -> u32 {
+    pub(super) fn reserved_per_minute(&self, queue_count: usize) -> u32 {
         let refresh = budget::requests_per_minute(queue_count, self.queue_refresh);
         let kpi = self
             .kpi_poll
@@ -338,8 +339,16 @@ impl ObservationPoller {
         }
     }
 
-    /// Polls until `control` disconnects.
-    pub fn run(mut self, events: Sender<PollEvent>, control: Receiver<PollerControl>) {
+    /// Polls until `control` disconnects. The queues `hints` names are re-polled early,
+    /// on a thread of their own (`early_poller`) that ends with this one; a `hints` whose
+    /// sender is gone, or [`super::early_poller::no_hints`], means no early re-polls.
+    pub fn run(
+        mut self,
+        events: Sender<PollEvent>,
+        control: Receiver<PollerControl>,
+        hints: Receiver<QueueChanged>,
+    ) {
+        let _early = self.start_early_polls(&events, hints);
         let mut tick = tick_at_or_after(now_ms(), self.interval_ms());
         loop {
             if self.wait_until(tick, &control) == Wake::Stop {
@@ -360,6 +369,30 @@ impl ObservationPoller {
             }
             tick = next;
         }
+    }
+
+    /// Starts the early re-poll thread; it stops when the returned sender is dropped.
+    fn start_early_polls(
+        &self,
+        events: &Sender<PollEvent>,
+        hints: Receiver<QueueChanged>,
+    ) -> Sender<()> {
+        let (stop_tx, stop) = bounded(0);
+        let early = EarlyPoller {
+            client: Arc::clone(&self.client),
+            settings: self.settings.clone(),
+            stats: Arc::clone(&self.stats),
+            hints,
+            events: events.clone(),
+            stop,
+        };
+        let spawned = thread::Builder::new()
+            .name("early-polls".into())
+            .spawn(move || early.run());
+        if let Err(e) = spawned {
+            log::warn!("cannot start the early re-poll thread ({e}); polling on the clock only");
+        }
+        stop_tx
     }
 
     fn interval_ms(&self) -> u64 {
@@ -790,7 +823,13 @@ mod tests {
         assert_eq!(stats.queues.load(std::sync::atomic::Ordering::Relaxed), 4);
 
         let (events_tx, events_rx) = crossbeam_channel::bounded(16);
-        let thread = std::thread::spawn(move || poller.run(events_tx, control_rx));
+        let thread = std::thread::spawn(move || {
+            poller.run(
+                events_tx,
+                control_rx,
+                super::super::early_poller::no_hints(),
+            )
+        });
         let first = events_rx.recv_timeout(Duration::from_secs(5)).unwrap();
         let tick = match first {
             PollEvent::Observations {

@@ -10,6 +10,10 @@
 //! and everything once shutdown has begun. Live updates are never spooled or kept: a
 //! failed one is simply dropped (the next poll brings a newer one).
 //!
+//! An early re-poll (notifications) updates just the queues it read
+//! ([`LiveSlot::offer_queues`]): such an update joins a waiting update of the whole
+//! window instead of replacing it.
+//!
 //! `auto` turns them on only for a backend that keeps one point per series and
 //! timestamp, told by its `/ping` answer: InfluxDB 1.x/2.x/3.x send `X-Influxdb-Version`,
 //! VictoriaMetrics (which keeps every sample, so live updates would multiply its
@@ -154,6 +158,9 @@ struct SlotState {
     /// Shutdown has begun: nothing live is taken any more.
     closed: bool,
     pending: Option<LiveUpdate>,
+    /// Leading parts of `pending` that are an update of the whole window; the parts after
+    /// them are the latest update of the queues re-polled early since.
+    whole_parts: usize,
     /// Start of the newest window whose final point was handed to the writer.
     newest_final: Option<u64>,
 }
@@ -196,10 +203,45 @@ impl LiveSlot {
             Stats::incr(&self.stats.live_updates_skipped);
             return;
         }
+        state.whole_parts = update.parts.len();
         if state.pending.replace(update).is_some() {
             Stats::incr(&self.stats.live_updates_skipped);
         }
         drop(state);
+        let _ = self.doorbell.0.try_send(());
+    }
+
+    /// Leaves an update of the queues re-polled early since the last update of the whole
+    /// window (each such update holds all of them, so it replaces the one before). It
+    /// joins a waiting update of the whole window, after its parts (the later line of a
+    /// series wins), and replaces a waiting update of an older window. Refused, and
+    /// counted, like [`LiveSlot::offer`].
+    pub fn offer_queues(&self, update: LiveUpdate) {
+        let mut guard = self.state();
+        let state = &mut *guard;
+        if !state.enabled || state.closed {
+            return;
+        }
+        if state
+            .newest_final
+            .is_some_and(|done| update.window_start_ms <= done)
+        {
+            Stats::incr(&self.stats.live_updates_skipped);
+            return;
+        }
+        match &mut state.pending {
+            Some(pending) if pending.window_start_ms == update.window_start_ms => {
+                pending.parts.truncate(state.whole_parts);
+                pending.parts.extend(update.parts);
+            }
+            pending => {
+                state.whole_parts = 0;
+                if pending.replace(update).is_some() {
+                    Stats::incr(&self.stats.live_updates_skipped);
+                }
+            }
+        }
+        drop(guard);
         let _ = self.doorbell.0.try_send(());
     }
 
@@ -318,6 +360,47 @@ mod tests {
         assert_eq!(skipped(&slot), 3);
         slot.offer(update(20, "next window"));
         assert_eq!(slot.take(), Some(update(20, "next window")));
+    }
+
+    #[test]
+    fn an_update_of_re_polled_queues_joins_the_waiting_whole_window() {
+        let slot = enabled();
+        slot.offer(update(10, "whole"));
+        slot.offer_queues(update(10, "q1"));
+        slot.offer_queues(update(10, "q1 q2"));
+        let both = LiveUpdate {
+            window_start_ms: 10,
+            parts: vec!["whole".into(), "q1 q2".into()],
+        };
+        assert_eq!(
+            slot.take(),
+            Some(both),
+            "the whole window, then the latest queues"
+        );
+        assert_eq!(skipped(&slot), 0, "nothing was dropped");
+        slot.offer_queues(update(10, "q3"));
+        slot.offer_queues(update(10, "q3 q4"));
+        assert_eq!(slot.take(), Some(update(10, "q3 q4")));
+        slot.offer_queues(update(10, "q5"));
+        slot.offer_queues(update(20, "next window"));
+        assert_eq!(slot.take(), Some(update(20, "next window")));
+        assert_eq!(skipped(&slot), 1, "the older window's update was dropped");
+        slot.offer(update(20, "whole"));
+        assert_eq!(slot.take(), Some(update(20, "whole")));
+    }
+
+    #[test]
+    fn no_update_of_re_polled_queues_follows_the_final_point() {
+        let slot = enabled();
+        slot.offer(update(10, "whole"));
+        slot.offer_queues(update(10, "q1"));
+        slot.final_handed(10);
+        slot.offer_queues(update(10, "late"));
+        assert_eq!(slot.take(), None);
+        assert_eq!(skipped(&slot), 2);
+        slot.close();
+        slot.offer_queues(update(20, "after shutdown"));
+        assert_eq!(slot.take(), None);
     }
 
     #[test]

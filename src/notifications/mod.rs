@@ -30,9 +30,6 @@ use crate::genesys::client::GenesysClient;
 use crate::model::{QueueChanged, SharedQueues};
 use crate::stats::Stats;
 
-/// Hints waiting for the poller; when it is this far behind, new ones are dropped (the
-/// regular poll reads those queues anyway).
-pub const HINT_QUEUE: usize = 4_096;
 /// How often the supervisor looks at the selection for a change in the channels needed.
 const SUPERVISE_EVERY: Duration = Duration::from_secs(1);
 

@@ -89,10 +89,14 @@ impl Wallboard {
         }
     }
 
-    /// Takes a poll event; redraws when the poll is complete.
+    /// Takes a poll event; redraws when the poll is complete or queues were re-polled
+    /// early (a change shows at once).
     pub fn observe(&self, event: &PollEvent) {
         self.board().observe(event);
-        if matches!(event, PollEvent::TickDone { .. }) {
+        if matches!(
+            event,
+            PollEvent::TickDone { .. } | PollEvent::EarlyObservations { .. }
+        ) {
             self.draw();
         }
     }

@@ -109,6 +109,10 @@ impl Board {
             PollEvent::Observations {
                 tick_ms,
                 observations,
+            }
+            | PollEvent::EarlyObservations {
+                answered_ms: tick_ms,
+                observations,
             } => {
                 for observation in observations {
                     self.latest.insert(

@@ -133,7 +133,9 @@ mod tests {
     fn a_server_answer_is_checked_against_the_key() {
         let key = "dGhlIHNhbXBsZSBub25jZQ==";
         let request = client_request("streaming.example:443", "/channels/x", key);
-        let head = request.get(..head_end(request.as_bytes()).unwrap()).unwrap();
+        let head = request
+            .get(..head_end(request.as_bytes()).unwrap())
+            .unwrap();
         assert_eq!(read_request(head), Some(("/channels/x", key)));
         assert_eq!(check_response(&server_response(key), key), Ok(()));
         assert_eq!(
