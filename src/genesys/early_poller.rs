@@ -156,6 +156,7 @@ impl EarlyPoller {
 }
 
 /// The hint receiver of a poller that has no notifications: never fires.
+#[cfg(test)]
 pub fn no_hints() -> Receiver<QueueChanged> {
     crossbeam_channel::never()
 }
