@@ -70,11 +70,21 @@ pub fn read_channel(body: &str, now_ms: u64) -> Result<Channel, String> {
     })
 }
 
+/// The answer's text: both requests take it as it is, so the client's retry loop is
+/// compiled once for them.
+fn text(body: &str) -> Result<String, String> {
+    Ok(body.to_string())
+}
+
 /// Creates a channel.
 pub fn create(client: &GenesysClient, deadline: Instant) -> Result<Channel, ApiError> {
     let now = crate::time::now_ms();
-    client.post_encoded(paths::NOTIFICATION_CHANNELS, "{}", deadline, &|body| {
-        read_channel(body, now)
+    let body = client.post_encoded(paths::NOTIFICATION_CHANNELS, "{}", deadline, &text)?;
+    read_channel(&body, now).map_err(|e| {
+        ApiError::Malformed(format!(
+            "the answer of Genesys Cloud to POST {}: {e}",
+            paths::NOTIFICATION_CHANNELS
+        ))
     })
 }
 
@@ -86,9 +96,9 @@ pub fn subscribe(
     deadline: Instant,
 ) -> Result<(), ApiError> {
     let body = topic::subscription_body(queue_ids);
-    client.put_encoded(&paths::subscriptions(&channel.id), &body, deadline, &|_| {
-        Ok(())
-    })
+    client
+        .put_encoded(&paths::subscriptions(&channel.id), &body, deadline, &text)
+        .map(drop)
 }
 
 #[cfg(test)]

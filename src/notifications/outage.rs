@@ -1,7 +1,8 @@
 //! What happens while notifications cannot be used: how long to wait before the next
 //! attempt, and how loudly to say so. With `NOTIFICATIONS=auto` the first failure that
 //! retrying soon cannot fix (403 `missing.permissions`, another 4xx, a refused websocket,
-//! TLS) is one warning and later ones are quiet; with `on` every failed attempt warns.
+//! TLS) is one warning and later ones are quiet; with `on` every such failure warns, and
+//! transient ones from the third in a row.
 //! Either way polling goes on, and the next attempt comes at most [`MAX_DELAY`] later.
 
 use std::fmt::Display;
@@ -12,6 +13,9 @@ use crate::config::Notifications;
 
 /// Longest wait between attempts: "retried every few minutes".
 pub const MAX_DELAY: Duration = Duration::from_secs(300);
+/// With `NOTIFICATIONS=on`, transient failures warn from this many in a row (a socket
+/// that one reconnect brings back is not worth a warning).
+const LOUD_AFTER: u32 = 3;
 /// First wait after a transient failure; doubled per failure in a row.
 const FIRST_DELAY: Duration = Duration::from_secs(1);
 
@@ -51,19 +55,27 @@ impl Outage {
         }
     }
 
-    /// A failed attempt; `retry_in` is when the next one comes.
-    pub fn failed(&self, kind: Kind, what: &dyn Display, retry_in: Duration) {
+    /// A failed attempt, the `failures`th in a row; `retry_in` is when the next one comes.
+    pub fn failed(&self, kind: Kind, failures: u32, what: &dyn Display, retry_in: Duration) {
         let retry = crate::duration::format(Duration::from_secs(retry_in.as_secs().max(1)));
-        let first = !self.reported.swap(true, Ordering::Relaxed);
-        match (self.mode, kind) {
-            (Notifications::On, _) => log::warn!(
+        let loud = match self.mode {
+            Notifications::On => kind == Kind::Lasting || failures >= LOUD_AFTER,
+            _ => kind == Kind::Lasting && !self.reported.swap(true, Ordering::Relaxed),
+        };
+        if !loud {
+            log::debug!("notifications: {what}; next attempt in {retry}");
+            return;
+        }
+        self.reported.store(true, Ordering::Relaxed);
+        if self.mode == Notifications::On {
+            log::warn!(
                 "notifications cannot be used (NOTIFICATIONS=on): {what}; polling alone, next attempt in {retry}"
-            ),
-            (_, Kind::Lasting) if first => log::warn!(
+            );
+        } else {
+            log::warn!(
                 "notifications unavailable: {what}; polling alone (as with NOTIFICATIONS=off), retrying every {}",
                 crate::duration::format(MAX_DELAY)
-            ),
-            _ => log::debug!("notifications: {what}; next attempt in {retry}"),
+            );
         }
     }
 

@@ -167,7 +167,9 @@ impl Worker {
                     Err(failure) => {
                         failures = failures.saturating_add(1);
                         let wait = outage::delay(failure.kind, failures, crate::jitter::shared());
-                        self.shared.outage.failed(failure.kind, &failure.what, wait);
+                        self.shared
+                            .outage
+                            .failed(failure.kind, failures, &failure.what, wait);
                         Some(wait)
                     }
                 }
@@ -347,8 +349,9 @@ impl Worker {
             }
             Message::Heartbeat => self.watchdog.heartbeat(now),
             Message::SocketClosing => {
-                return self
-                    .lose("the server announced it closes the notification websocket".into())
+                // Announced maintenance, not a failure: reopened at once, however young.
+                let why = "the server announced it closes the notification websocket";
+                return self.lose(why.into()).or(Ok(()));
             }
             Message::Error(text) => {
                 log::warn!("the notification service refused a request: {text}");

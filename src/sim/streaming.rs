@@ -26,6 +26,10 @@ use crate::websocket::{WebSocket, MAX_MESSAGE_BYTES};
 const TICK: Duration = Duration::from_millis(25);
 /// A queue's topic publishes at most once per this long.
 const MIN_GAP_MS: u64 = 1_000;
+const HEARTBEAT: &str =
+    r#"{"topicName":"channel.metadata","eventBody":{"message":"WebSocket Heartbeat"}}"#;
+const PONG: &str = r#"{"topicName":"channel.metadata","eventBody":{"message":"pong"}}"#;
+const CLOSING: &str = r#"{"topicName":"v2.system.socket_closing","version":"2","eventBody":{}}"#;
 /// Sockets served at once.
 const MAX_SOCKETS: usize = 64;
 
@@ -134,7 +138,7 @@ fn serve(stream: TcpStream, shared: &Shared) {
                 SocketFault::Drop => return,
                 SocketFault::StopHeartbeats => stalled = true,
                 SocketFault::SocketClosing => {
-                    let _ = ws.send_text(&json!({"topicName": "v2.system.socket_closing", "version": "2", "eventBody": {}}).to_string());
+                    let _ = ws.send_text(CLOSING);
                     thread::sleep(Duration::from_millis(100));
                     ws.close();
                     return;
@@ -154,9 +158,7 @@ fn serve(stream: TcpStream, shared: &Shared) {
         }
         match ws.read_text() {
             Ok(Some(text)) if !stalled && text.contains("ping") => {
-                let pong =
-                    json!({"topicName": "channel.metadata", "eventBody": {"message": "pong"}});
-                if ws.send_text(&pong.to_string()).is_err() {
+                if ws.send_text(PONG).is_err() {
                     break;
                 }
             }
@@ -168,8 +170,7 @@ fn serve(stream: TcpStream, shared: &Shared) {
         }
         if now.saturating_sub(last_heartbeat) >= heartbeat_ms {
             last_heartbeat = now;
-            let beat = json!({"topicName": "channel.metadata", "eventBody": {"message": "WebSocket Heartbeat"}});
-            if ws.send_text(&beat.to_string()).is_err() {
+            if ws.send_text(HEARTBEAT).is_err() {
                 break;
             }
         }
