@@ -347,7 +347,59 @@ fn every_change_is_in_influxdb_within_two_seconds_and_every_window_is_exact() {
     );
     assert_exact(&sim, &influx, window, &log);
     assert_within_budget(&sim);
+    assert_at_most_once_a_second(&sim);
     assert!(!log.contains("WARN"), "{log}");
+}
+
+/// A channel that lives 8 s is replaced every 6 s by a new one, subscribed and connected
+/// before the old socket closes: freshness holds throughout and no warning is said.
+#[test]
+fn channels_are_renewed_before_they_expire_without_a_gap() {
+    let sim = Sim::start(SimOptions {
+        queue_count: QUEUES,
+        value_period: Duration::from_secs(20),
+        changes_at_random_moments: true,
+        heartbeat_period: HEARTBEAT,
+        channel_lifetime: Duration::from_secs(8),
+        ..SimOptions::default()
+    })
+    .expect("simulated Genesys starts");
+    let influx = Influxd::start_default();
+    influx.create_database(DB);
+    let mut env = env(&sim, &influx, "on");
+    env.push((
+        "RUST_LOG",
+        "info,genesys2influx::notifications=debug".to_string(),
+    ));
+    let service = Service::start(&["run"], &env);
+    let from = now_ms() + 3_000;
+    let seen = watch(&influx, from + 25_000, |_| {});
+    let log = stop(service);
+    let delays = delays(&sim, &seen, from, from + 25_000 - FRESH_MS);
+    assert!(delays.len() >= 50, "changes measured: {}", delays.len());
+    let late: Vec<_> = delays.iter().filter(|(_, _, d)| *d > FRESH_MS).collect();
+    assert!(percentile(&delays, 0.95) <= FRESH_MS, "{late:?}\n{log}");
+    let created = sim
+        .requests()
+        .iter()
+        .filter(|r| r.endpoint == Some(Endpoint::NotificationChannels))
+        .count();
+    assert!(created >= 4, "channels created: {created}\n{log}");
+    assert_eq!(self_metric(&influx, "notification_reconnects"), 0, "{log}");
+    assert!(!log.contains("WARN"), "{log}");
+}
+
+/// The simulator kept the topic's promise: at most one message per queue per second.
+fn assert_at_most_once_a_second(sim: &Sim) {
+    let mut last: HashMap<String, u64> = HashMap::new();
+    for (at, id) in sim.published() {
+        if let Some(previous) = last.insert(id.clone(), at) {
+            assert!(
+                at >= previous + 1_000,
+                "{id} published at {previous} and {at}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -37,6 +37,10 @@ const READ_SLICE: Duration = Duration::from_millis(200);
 /// sooner counts as a failure (and waits), so a server that accepts and drops at once
 /// cannot make the thread spin.
 const HEALTHY_SOCKET: Duration = Duration::from_secs(10);
+/// When a channel is replaced, the old socket is read until it has been quiet this long
+/// (or [`MAX_DRAINED`] messages), then closed.
+const DRAIN_WAIT: Duration = Duration::from_millis(20);
+const MAX_DRAINED: usize = 10_000;
 /// How often a thread with no queues to follow looks again.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
@@ -260,6 +264,23 @@ impl Worker {
                 "notification channel {} replaced before it expires",
                 old.channel.id
             );
+            // What the old socket heard while the new one was being opened is not on the
+            // new one: read it before closing.
+            if let Some(socket) = old.socket.as_mut() {
+                let _ = socket.get_ref().set_read_timeout(DRAIN_WAIT);
+                for _ in 0..MAX_DRAINED {
+                    let Ok(Some(text)) = socket.read_text() else {
+                        break;
+                    };
+                    handle(
+                        &self.shared,
+                        &mut self.watchdog,
+                        &old.followed,
+                        &text,
+                        now_ms(),
+                    );
+                }
+            }
             old.close();
         }
         self.watchdog.connected(now_ms());
@@ -331,32 +352,17 @@ impl Worker {
             Ok(None) => return Ok(()),
             Err(error) => return self.lose(format!("the notification websocket failed: {error}")),
         };
-        self.watchdog.message(now);
-        match message::read(&text, &current.followed) {
-            Message::QueueChanged(id) => {
-                Stats::incr(&self.shared.stats.notifications_received);
-                let hint = QueueChanged {
-                    queue_id: Arc::clone(id),
-                    at_ms: now,
-                };
-                match self.shared.hints.try_send(hint) {
-                    Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-                    // The poller is behind: the regular poll covers this queue anyway.
-                    Err(TrySendError::Full(_)) => {
-                        log::debug!("notification hint dropped: the poller is busy")
-                    }
-                }
-            }
-            Message::Heartbeat => self.watchdog.heartbeat(now),
-            Message::SocketClosing => {
-                // Announced maintenance, not a failure: reopened at once, however young.
-                let why = "the server announced it closes the notification websocket";
-                return self.lose(why.into()).or(Ok(()));
-            }
-            Message::Error(text) => {
-                log::warn!("the notification service refused a request: {text}");
-            }
-            Message::Pong | Message::Ignored => {}
+        if handle(
+            &self.shared,
+            &mut self.watchdog,
+            &current.followed,
+            &text,
+            now,
+        ) == Heard::Closing
+        {
+            // Announced maintenance, not a failure: reopened at once, however young.
+            let why = "the server announced it closes the notification websocket";
+            return self.lose(why.into()).or(Ok(()));
         }
         Ok(())
     }
@@ -379,4 +385,42 @@ impl Worker {
     fn deadline(&self) -> Instant {
         Instant::now() + self.shared.timeout
     }
+}
+
+/// What a message meant for the socket it came on.
+#[derive(Debug, PartialEq, Eq)]
+enum Heard {
+    Continue,
+    /// `v2.system.socket_closing`.
+    Closing,
+}
+
+/// Acts on one message of a socket whose channel follows `followed`: a hint for a
+/// followed queue that changed (dropped when the poller is that far behind: its regular
+/// poll reads the queue anyway), the heartbeat for the watchdog.
+fn handle(
+    shared: &Shared,
+    watchdog: &mut Watchdog,
+    followed: &HashSet<Arc<str>>,
+    text: &str,
+    now: u64,
+) -> Heard {
+    watchdog.message(now);
+    match message::read(text, followed) {
+        Message::QueueChanged(id) => {
+            Stats::incr(&shared.stats.notifications_received);
+            let hint = QueueChanged {
+                queue_id: Arc::clone(id),
+                at_ms: now,
+            };
+            if let Err(TrySendError::Full(_)) = shared.hints.try_send(hint) {
+                log::debug!("notification hint dropped: the poller is busy");
+            }
+        }
+        Message::Heartbeat => watchdog.heartbeat(now),
+        Message::SocketClosing => return Heard::Closing,
+        Message::Error(text) => log::warn!("the notification service refused a request: {text}"),
+        Message::Pong | Message::Ignored => {}
+    }
+    Heard::Continue
 }
