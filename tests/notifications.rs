@@ -253,7 +253,7 @@ fn assert_exact(sim: &Sim, influx: &Influxd, start: u64, log: &str) {
                 continue;
             }
             let placed: Vec<(u64, f64)> = got.iter().map(|(at, v)| (*at, v[i])).collect();
-            let mean = time_weighted_mean(&placed, POLL_MS).unwrap();
+            let mean = time_weighted_mean(start, &placed, POLL_MS).unwrap();
             let spread = max - min;
             assert!(
                 (field(&format!("{metric}_mean")) - mean).abs() <= 0.002 * spread + 1e-9,

@@ -151,22 +151,7 @@ impl AggregatorJob {
         loop {
             select! {
                 recv(events) -> event => match event {
-                    Ok(event) => {
-                        self.notifier.watchdog();
-                        if let Some(view) = &self.view {
-                            view.observe(&event);
-                        }
-                        for window in self.aggregator.handle(&event) {
-                            self.send(window);
-                        }
-                        match &event {
-                            PollEvent::TickDone { tick_ms } => self.send_live(*tick_ms),
-                            PollEvent::EarlyObservations { observations, .. } => {
-                                self.send_early_live(observations);
-                            }
-                            PollEvent::Observations { .. } => {}
-                        }
-                    }
+                    Ok(event) => self.handle(&event),
                     Err(_) => break,
                 },
                 recv(stop) -> _ => break,
@@ -177,6 +162,25 @@ impl AggregatorJob {
         if let Some(window) = self.aggregator.close() {
             log::info!("closing the open window early with the samples it has");
             self.send(window);
+        }
+    }
+
+    /// One poll event: folded in, the windows it closed sent, the live update it allows
+    /// left for the writer.
+    fn handle(&mut self, event: &PollEvent) {
+        self.notifier.watchdog();
+        if let Some(view) = &self.view {
+            view.observe(event);
+        }
+        for window in self.aggregator.handle(event) {
+            self.send(window);
+        }
+        match event {
+            PollEvent::TickDone { tick_ms } => self.send_live(*tick_ms),
+            PollEvent::EarlyObservations { observations, .. } => {
+                self.send_early_live(observations);
+            }
+            PollEvent::Observations { .. } => {}
         }
     }
 
@@ -314,6 +318,121 @@ fn take_saved_window(path: &Path) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Queue, QueueObservation};
+    use crossbeam_channel::bounded;
+    use std::collections::HashMap;
+
+    const T0: u64 = 1_748_874_600_000;
+
+    fn reading(queue: &Arc<Queue>, idle: f64) -> QueueObservation {
+        let mut agents = [0.0; 8];
+        agents[crate::model::agent::IDLE] = idle;
+        QueueObservation {
+            queue: queue.clone(),
+            agents,
+            media: Vec::new(),
+        }
+    }
+
+    /// The aggregator with live updates on, fed `events`; the slot as it is once they are
+    /// all handled.
+    fn live_after(events: Vec<PollEvent>) -> LiveSlot {
+        let vars: HashMap<&str, &str> = [
+            ("GENESYS_CLIENT_ID", "id"),
+            ("GENESYS_CLIENT_SECRET", "secret"),
+            ("INFLUXDB_URL", "-"),
+        ]
+        .into();
+        let config = crate::config::from_lookup(
+            &|key| vars.get(key).map(|v| v.to_string()),
+            crate::config::Mode::Run { dry_run: false },
+        )
+        .unwrap();
+        let stats = Arc::new(Stats::default());
+        let live = LiveSlot::new(stats.clone());
+        live.enable();
+        let (batch_tx, _batches) = bounded(16);
+        let mut job = AggregatorJob::new(
+            &config,
+            Duration::from_secs(10),
+            batch_tx,
+            live.clone(),
+            stats,
+            Arc::new(Notifier::from_env_values(None, None, None, 1)),
+            None,
+        );
+        for event in &events {
+            job.handle(event);
+        }
+        live
+    }
+
+    /// After an early re-poll the live update carries just the queues re-polled early
+    /// since the last update of the whole window, and joins the whole one still waiting.
+    #[test]
+    fn an_early_re_poll_sends_a_live_update_of_its_queues_only() {
+        let queues: Vec<Arc<Queue>> = ["a", "b", "c"]
+            .iter()
+            .map(|id| {
+                Arc::new(Queue {
+                    id: id.to_string(),
+                    name: id.to_uppercase(),
+                })
+            })
+            .collect();
+        let early = |at: u64, queue: &Arc<Queue>, idle| PollEvent::EarlyObservations {
+            answered_ms: T0 + at,
+            observations: vec![reading(queue, idle)],
+        };
+        let live = live_after(vec![
+            PollEvent::Observations {
+                tick_ms: T0,
+                observations: queues.iter().map(|q| reading(q, 1.0)).collect(),
+            },
+            PollEvent::TickDone { tick_ms: T0 },
+            early(2_000, &queues[1], 7.0),
+            early(3_000, &queues[2], 8.0),
+        ]);
+        let update = live.take().expect("a live update waits");
+        assert_eq!(update.window_start_ms, T0);
+        let [whole, early_part] = &update.parts[..] else {
+            panic!("{:?}", update.parts)
+        };
+        assert_eq!(whole.lines().count(), 3, "{whole}");
+        let lines: Vec<&str> = early_part.lines().collect();
+        assert_eq!(lines.len(), 2, "b and c, not a: {early_part}");
+        assert!(lines[0].starts_with("genesys_queue,queue_id=b,"));
+        assert!(lines[0].contains("idle_last=7i") && lines[0].contains("samples=2i"));
+        assert!(lines[1].starts_with("genesys_queue,queue_id=c,"));
+    }
+
+    /// A live update after an early re-poll is not sent once its window's final point was
+    /// handed over (an early reading after the last tick belongs to the next window).
+    #[test]
+    fn no_early_live_update_follows_the_final_point() {
+        let q = Arc::new(Queue {
+            id: "q".into(),
+            name: "Q".into(),
+        });
+        let mut events = Vec::new();
+        for i in 0..6 {
+            events.push(PollEvent::Observations {
+                tick_ms: T0 + i * 10_000,
+                observations: vec![reading(&q, 1.0)],
+            });
+            events.push(PollEvent::TickDone {
+                tick_ms: T0 + i * 10_000,
+            });
+        }
+        events.push(PollEvent::EarlyObservations {
+            answered_ms: T0 + 55_000,
+            observations: vec![reading(&q, 9.0)],
+        });
+        let live = live_after(events);
+        let update = live.take().expect("the next window's update");
+        assert_eq!(update.window_start_ms, T0 + 60_000);
+        assert!(update.parts[0].contains("idle_last=9i"));
+    }
 
     #[test]
     fn the_summary_line_comes_once_per_period_and_adds_up_the_windows() {

@@ -47,6 +47,8 @@ pub(super) struct EarlyPoller {
 struct Selected {
     list: Arc<Vec<Arc<Queue>>>,
     by_id: HashMap<String, Arc<Queue>>,
+    /// Requests per minute the regular poll plan leaves free for early re-polls.
+    free_per_minute: f64,
 }
 
 impl EarlyPoller {
@@ -55,7 +57,9 @@ impl EarlyPoller {
         let mut selected = Selected {
             list: Arc::default(),
             by_id: HashMap::new(),
+            free_per_minute: 0.0,
         };
+        let mut told = false;
         // Each round handles hints, sends what is due, or waits (bounded) for either.
         loop {
             let now = now_ms();
@@ -82,6 +86,10 @@ impl EarlyPoller {
             }
             match operation.recv(&self.hints) {
                 Ok(changed) => {
+                    if !told {
+                        told = true;
+                        log_budget(selected.free_per_minute);
+                    }
                     self.mark(&changed, &selected, &mut dirty);
                     // Take in what else is waiting: one request carries them all.
                     for changed in self.hints.try_iter() {
@@ -94,9 +102,14 @@ impl EarlyPoller {
         }
     }
 
+    /// Marks a selected queue dirty; an unknown id is ignored. Ids are matched in any
+    /// case (the queue list holds them lower-cased).
     fn mark(&self, changed: &QueueChanged, selected: &Selected, dirty: &mut DirtySet) {
+        let at_ms = changed.at_ms.min(now_ms());
         if selected.by_id.contains_key(&*changed.queue_id) {
-            dirty.mark(&changed.queue_id, changed.at_ms.min(now_ms()));
+            dirty.mark(&changed.queue_id, at_ms);
+        } else if let Some(queue) = selected.by_id.get(&changed.queue_id.to_ascii_lowercase()) {
+            dirty.mark(&Arc::from(queue.id.as_str()), at_ms);
         }
     }
 
@@ -116,7 +129,8 @@ impl EarlyPoller {
             self.settings.requests_per_minute,
             self.settings.reserved_per_minute(queues),
         );
-        dirty.set_budget(plan.free_per_minute().max(0.0), now);
+        selected.free_per_minute = plan.free_per_minute().max(0.0);
+        dirty.set_budget(selected.free_per_minute, now);
         dirty.retain(|id| selected.by_id.contains_key(id));
     }
 
@@ -152,6 +166,22 @@ impl EarlyPoller {
                 true
             }
         }
+    }
+}
+
+/// Says, at the first hint, what early re-polls may use.
+fn log_budget(free_per_minute: f64) {
+    if free_per_minute >= 1.0 {
+        log::info!(
+            "queues that change are re-polled early, within the {free_per_minute:.0} requests per \
+             minute the poll leaves free of GENESYS_REQUESTS_PER_MINUTE"
+        );
+    } else {
+        log::warn!(
+            "the poll uses all of GENESYS_REQUESTS_PER_MINUTE: queues that change are not \
+             re-polled early (counted in early_polls_skipped); a larger budget, a longer \
+             POLL_INTERVAL or fewer queues would leave room"
+        );
     }
 }
 
@@ -219,9 +249,9 @@ mod tests {
         }
     }
 
-    /// Hints for two selected queues and an unknown one: one request names the two, its
-    /// readings go to the aggregator as early observations, and the thread ends when the
-    /// hints' sender is gone.
+    /// Hints for two selected queues (one in upper case) and an unknown one: one request
+    /// names the two, its readings go to the aggregator as early observations, and the
+    /// thread ends when the hints' sender is gone.
     #[test]
     fn hinted_queues_are_re_polled_in_one_request() {
         let server = Server::start(vec![
@@ -232,7 +262,12 @@ mod tests {
         let (events_tx, events) = crossbeam_channel::bounded(16);
         let (_stop_tx, stop) = crossbeam_channel::bounded::<()>(0);
         let (poller, stats) = early_poller(&server.url, hints, events_tx, stop);
-        for id in [SUPPORT, "00000000-0000-0000-0000-000000000000", SALES] {
+        let sales_upper = SALES.to_ascii_uppercase();
+        for id in [
+            SUPPORT,
+            "00000000-0000-0000-0000-000000000000",
+            &sales_upper,
+        ] {
             hint_tx.send(changed(id)).unwrap();
         }
         let before = now_ms();

@@ -863,4 +863,113 @@ mod tests {
         thread.join().unwrap();
         assert!(stats.polls.load(std::sync::atomic::Ordering::Relaxed) >= 1);
     }
+
+    /// A poller against the simulator, polling every 2 s, with `hints` as its
+    /// notifications; its events and the stop switch.
+    fn sim_poller(
+        sim: &crate::sim::Sim,
+        hints: Receiver<QueueChanged>,
+    ) -> (
+        Receiver<PollEvent>,
+        Sender<PollerControl>,
+        thread::JoinHandle<()>,
+        Arc<Stats>,
+    ) {
+        let (client, _, _) = client_for(&sim.base_url());
+        let stats = Arc::new(Stats::default());
+        let mut poller = ObservationPoller::new(
+            Arc::new(client),
+            settings(Duration::from_secs(2), vec![]),
+            stats.clone(),
+        );
+        let (control_tx, control_rx) = crossbeam_channel::bounded(1);
+        poller.start(&control_rx).unwrap();
+        let (events_tx, events_rx) = crossbeam_channel::bounded(64);
+        let thread = thread::spawn(move || poller.run(events_tx, control_rx, hints));
+        (events_rx, control_tx, thread, stats)
+    }
+
+    fn sim() -> crate::sim::Sim {
+        crate::sim::Sim::start(crate::sim::SimOptions {
+            client_id: "client-id".into(),
+            client_secret: "top-secret-value".into(),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    /// A hint makes the poller read just that queue at once, between its ticks, and send
+    /// it on as early observations; a flood of hints for it is one request a second.
+    #[test]
+    fn a_hinted_queue_is_re_polled_early_against_the_simulator() {
+        let sim = sim();
+        let (hint_tx, hints) = crossbeam_channel::bounded(64);
+        let (events, control, thread, stats) = sim_poller(&sim, hints);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // Bounded by the deadline: until the first poll is done.
+        while !matches!(
+            events.recv_deadline(deadline).unwrap(),
+            PollEvent::TickDone { .. }
+        ) {}
+        let (id, _) = sim.queues()[3].clone();
+        let hinted = now_ms();
+        for _ in 0..5 {
+            hint_tx
+                .send(QueueChanged {
+                    queue_id: Arc::from(id.as_str()),
+                    at_ms: now_ms(),
+                })
+                .unwrap();
+        }
+        let early = loop {
+            match events.recv_deadline(deadline).unwrap() {
+                PollEvent::EarlyObservations {
+                    answered_ms,
+                    observations,
+                } => break (answered_ms, observations),
+                _ => continue,
+            }
+        };
+        assert!(early.0 >= hinted && early.0 - hinted < 1_000, "{early:?}");
+        let ids: Vec<&str> = early.1.iter().map(|o| o.queue.id.as_str()).collect();
+        assert_eq!(ids, vec![id.as_str()]);
+        drop(control);
+        thread.join().unwrap();
+        let singles = sim
+            .requests()
+            .iter()
+            .filter(|r| r.queue_ids == vec![id.clone()])
+            .count();
+        assert_eq!(singles, 1, "five hints at once, one request");
+        assert_eq!(
+            stats.early_polls.load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+    }
+
+    /// No notifications (the hints' sender dropped, as with `NOTIFICATIONS=off`): the
+    /// poller polls on the clock as before, and nothing early.
+    #[test]
+    fn without_notifications_the_poller_polls_on_the_clock_only() {
+        let sim = sim();
+        let (hint_tx, hints) = crossbeam_channel::bounded::<QueueChanged>(1);
+        drop(hint_tx);
+        let (events, control, thread, stats) = sim_poller(&sim, hints);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut ticks = 0;
+        // Bounded by the deadline: two polls.
+        while ticks < 2 {
+            match events.recv_deadline(deadline).unwrap() {
+                PollEvent::TickDone { .. } => ticks += 1,
+                PollEvent::EarlyObservations { .. } => panic!("nothing was hinted"),
+                PollEvent::Observations { .. } => {}
+            }
+        }
+        drop(control);
+        thread.join().unwrap();
+        assert_eq!(
+            stats.early_polls.load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
+    }
 }
