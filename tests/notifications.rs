@@ -618,3 +618,38 @@ fn twenty_five_hundred_queues_take_three_channels_with_every_queue_subscribed() 
     let log = stop(service);
     assert!(!log.contains("WARN"), "{log}");
 }
+
+/// The subscriptions follow the queue list: a queue added and resolved (SIGHUP) is
+/// subscribed, a deleted one leaves the channel.
+#[test]
+fn the_subscriptions_follow_the_queue_list() {
+    let sim = sim(20);
+    let influx = Influxd::start_default();
+    influx.create_database(DB);
+    let service = Service::start(&["run"], &env(&sim, &influx, "on"));
+    let wait_for = |what: &str, done: &dyn Fn(&[Vec<String>]) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // Bounded by the deadline.
+        while !done(&sim.subscriptions()) {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: {:?}\n{}",
+                sim.subscriptions(),
+                service.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for("20 queues subscribed", &|c| {
+        c.len() == 1 && c[0].len() == 20
+    });
+    let added = sim.add_queue("Added later");
+    let (deleted, _) = sim.queues()[3].clone();
+    sim.delete_queue(&deleted);
+    service.signal("HUP");
+    wait_for("the new list subscribed", &|c| {
+        c.len() == 1 && c[0].contains(&added) && !c[0].contains(&deleted)
+    });
+    let log = stop(service);
+    assert!(!log.contains("WARN"), "{log}");
+}
