@@ -283,6 +283,52 @@ mod tests {
         }
     }
 
+    /// Through an HTTP proxy: `CONNECT host:port` with the proxy's credentials, then the
+    /// upgrade inside the tunnel (the fake proxy plays the websocket server itself).
+    #[test]
+    fn a_proxy_tunnel_carries_the_websocket() {
+        use std::net::TcpListener;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let proxy_side = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while crate::websocket::handshake::head_end(&head).is_none() {
+                stream.read_exact(&mut byte).unwrap();
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8(head).unwrap();
+            stream
+                .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                .unwrap();
+            let (mut ws, path) = WebSocket::server(stream, |_| Ok(())).unwrap();
+            ws.send_text("hello through the tunnel").unwrap();
+            (head, path)
+        });
+        let proxy = ureq::Proxy::new(&format!("http://user:pw@127.0.0.1:{port}")).unwrap();
+        let target = Target::parse("ws://streaming.example:8443/channels/c1").unwrap();
+        let tcp = tunnel(&proxy, &target, Duration::from_secs(5)).unwrap();
+        let mut ws = WebSocket::client(tcp, &target.host_header(), &target.path).unwrap();
+        assert_eq!(
+            ws.read_text().unwrap().as_deref(),
+            Some("hello through the tunnel")
+        );
+        let (head, path) = proxy_side.join().unwrap();
+        assert!(
+            head.starts_with("CONNECT streaming.example:8443 HTTP/1.1\r\n"),
+            "{head}"
+        );
+        assert!(
+            head.contains(&format!(
+                "Proxy-Authorization: {}",
+                crate::http::basic_auth("user", "pw")
+            )),
+            "{head}"
+        );
+        assert_eq!(path, "/channels/c1");
+    }
+
     #[test]
     fn the_tls_settings_build_with_and_without_extra_roots() {
         assert!(tls_config(None).is_ok());
