@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, InfluxTarget, KpiConfig};
+use crate::config::{Config, InfluxTarget, KpiConfig, Notifications};
 use crate::exit::Exit;
 use crate::genesys::budget_fit::{self, BudgetSettings, Org};
 use crate::genesys::client::GenesysClient;
@@ -22,6 +22,7 @@ use crate::genesys::observations;
 use crate::genesys::queues;
 use crate::logging::redact;
 use crate::model::{agent, media, Queue, QueueObservation};
+use crate::notifications::probe::ProbeError;
 use crate::stats::Stats;
 
 /// Queues shown in the snapshot table.
@@ -253,6 +254,7 @@ fn check_genesys(
     if let Some(kpi) = config.kpi {
         check_kpis(&client, chunk, kpi, report);
     }
+    check_notifications(config, &client, &chunk[0], report);
     observed
 }
 
@@ -266,6 +268,33 @@ fn check_budget(config: &Config, org: Org, report: &mut Report) {
             report.warn(&format!("budget: {}", plan.summary()));
             report.warn(&format!("budget: {advice}"));
         }
+    }
+}
+
+/// Unless `NOTIFICATIONS=off`: a channel, one queue's topic and the websocket. A failure
+/// fails `check` only with `NOTIFICATIONS=on`; with `auto` the service polls alone, so it
+/// is a warning.
+fn check_notifications(
+    config: &Config,
+    client: &GenesysClient,
+    queue: &Queue,
+    report: &mut Report,
+) {
+    if config.notifications == Notifications::Off {
+        return;
+    }
+    match crate::notifications::probe::probe(client, &config.http, &queue.id) {
+        Ok(done) => report.ok(&format!("notifications: {done}")),
+        Err(error) if config.notifications == Notifications::On => {
+            let code = match &error {
+                ProbeError::Api(_, e) => exit_code_for(e),
+                ProbeError::Socket(_) => Exit::Unavailable,
+            };
+            report.fail(code, &format!("notifications (NOTIFICATIONS=on): {error}"));
+        }
+        Err(error) => report.warn(&format!(
+            "notifications: {error}; the service will poll alone (NOTIFICATIONS=auto)"
+        )),
     }
 }
 

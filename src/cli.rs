@@ -99,6 +99,9 @@ Environment (defaults in brackets):
   SHUTDOWN_TIMEOUT              flush time allowed on SIGTERM, 1s to 10m [10s]
   LIVE_UPDATES                  on|off|auto: write the window in progress after every poll;
                                 auto = on for InfluxDB, off for VictoriaMetrics/unknown [auto]
+  NOTIFICATIONS                 auto|on|off: Genesys notifications (websocket) wake the
+                                poller for queues that changed; auto = used when channels
+                                can be created, on = also warn while they cannot [auto]
   KPIS                          on|off: interval KPIs from conversation aggregates [on]
   KPI_BUCKET, KPI_POLL, KPI_LOOKBACK   KPI bucket (whole minutes dividing a day), poll
                                 period (1s to 1h), look-back (0s to 24h) [15m, 60s, 10m]
@@ -369,6 +372,7 @@ mod tests {
             "SPOOL_MAX_BYTES",
             "SHUTDOWN_TIMEOUT",
             "LIVE_UPDATES",
+            "NOTIFICATIONS",
             "KPIS",
             "KPI_BUCKET",
             "KPI_POLL",

@@ -34,6 +34,8 @@ pub fn run(
     let options = SimOptions {
         queue_count: queues,
         value_period: Duration::from_secs(1),
+        changes_at_random_moments: true,
+        heartbeat_period: Duration::from_secs(5),
         ..SimOptions::default()
     };
     let sim = match Sim::start(options.clone()) {

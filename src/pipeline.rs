@@ -94,6 +94,17 @@ pub fn run(config: &Config, stop_after: Option<Duration>, view: Option<Arc<Wallb
             part_buffers.clone(),
         )
     };
+    // The notifications threads hold the sender (none with NOTIFICATIONS=off, which ends
+    // the early re-polls at once).
+    let (hint_tx, hints) = bounded::<QueueChanged>(HINT_QUEUE);
+    crate::notifications::spawn(
+        config,
+        client.clone(),
+        selected_queues.clone(),
+        hint_tx,
+        shutdown.stop.clone(),
+        stats.clone(),
+    );
     spawn_kpis(
         config,
         client,
@@ -118,9 +129,6 @@ pub fn run(config: &Config, stop_after: Option<Duration>, view: Option<Arc<Wallb
     let aggregator = thread::Builder::new()
         .name("aggregator".into())
         .spawn(move || aggregator_job.run(event_rx, stop));
-    let (hint_tx, hints) = bounded::<QueueChanged>(HINT_QUEUE);
-    // The notifications thread holds `hint_tx`; without it the early re-polls end at once.
-    drop(hint_tx);
     let control = shutdown.control.clone();
     let poller_thread = thread::Builder::new()
         .name("poller".into())

@@ -1,8 +1,9 @@
 //! `genesys2influx top`: the wallboard table for the selected queues of a real org, so an
 //! operator can hold what the service sees next to Genesys Cloud's own screens.
 //!
-//! Read-only: the real client and poller, and nothing behind them (no aggregator, no
-//! writer, no spool, no KPI state). It stops on SIGINT/SIGTERM with exit 0.
+//! Read-only: the real client and poller (with the notifications threads, so a queue
+//! that changed is re-polled early), and nothing behind them (no aggregator, no writer,
+//! no spool, no KPI state). It stops on SIGINT/SIGTERM with exit 0.
 
 use std::sync::Arc;
 use std::thread;
@@ -12,11 +13,10 @@ use crossbeam_channel::{bounded, select, Receiver};
 use crate::config::Config;
 use crate::duration;
 use crate::exit::Exit;
-use crate::genesys::early_poller::no_hints;
 use crate::genesys::poller::ObservationPoller;
 use crate::genesys::poller_start::StartError;
-use crate::model::{PollEvent, SharedQueues};
-use crate::pipeline::{connect, poller_settings, Shutdown};
+use crate::model::{PollEvent, QueueChanged, SharedQueues};
+use crate::pipeline::{connect, poller_settings, Shutdown, HINT_QUEUE};
 use crate::stats::Stats;
 use crate::wallboard::Wallboard;
 
@@ -31,10 +31,11 @@ pub fn run(config: &Config) -> Exit {
         Err(code) => return code,
     };
     let shutdown = Shutdown::install(None);
-    let mut settings = poller_settings(config, SharedQueues::default());
+    let selected_queues = SharedQueues::default();
+    let mut settings = poller_settings(config, selected_queues.clone());
     // No KPI polls share the request budget.
     settings.kpi_poll = None;
-    let mut poller = ObservationPoller::new(client, settings, stats.clone());
+    let mut poller = ObservationPoller::new(client.clone(), settings, stats.clone());
     let started = match poller.start(&shutdown.control) {
         Ok(started) => started,
         Err(StartError::Stopped) => return Exit::Ok,
@@ -50,10 +51,21 @@ pub fn run(config: &Config) -> Exit {
         duration::format(started.poll_interval),
     );
     let (event_tx, event_rx) = bounded(EVENT_QUEUE);
+    // Queues that Genesys says changed are re-polled early, as by the service: the table
+    // is fresh to the second (unless NOTIFICATIONS=off).
+    let (hint_tx, hints) = bounded::<QueueChanged>(HINT_QUEUE);
+    crate::notifications::spawn(
+        config,
+        client.clone(),
+        selected_queues,
+        hint_tx,
+        shutdown.stop.clone(),
+        stats.clone(),
+    );
     let control = shutdown.control.clone();
     let spawned = thread::Builder::new()
         .name("poller".into())
-        .spawn(move || poller.run(event_tx, control, no_hints()));
+        .spawn(move || poller.run(event_tx, control, hints));
     if let Err(e) = spawned {
         log::error!("could not start the poller thread ({e})");
         return Exit::Failure;

@@ -229,6 +229,51 @@ fn a_role_without_the_kpi_permission_exits_77_naming_it() {
     );
 }
 
+/// Unless `NOTIFICATIONS=off`, one line says whether a notification channel can be created,
+/// a queue's topic subscribed and its websocket opened; a failure fails `check` only with
+/// `NOTIFICATIONS=on`, and is a warning with `auto`.
+#[test]
+fn the_notifications_line_fails_check_only_with_notifications_on() {
+    let sim = sim();
+    let influx = influx(false);
+    let base = env(&sim.base_url(), &influx.url());
+    let (code, output) = check("notifications work", &base);
+    assert_eq!(code, Some(0), "{output}");
+    assert!(
+        output.contains("✓ notifications: channel created (expires in 24h), a queue's observations topic subscribed, websocket opened"),
+        "{output}"
+    );
+    let subscribed: Vec<Vec<String>> = sim.subscriptions();
+    assert_eq!(subscribed.len(), 1, "{subscribed:?}");
+    assert!(sim
+        .queues()
+        .iter()
+        .any(|(id, _)| subscribed[0] == [id.clone()]));
+
+    sim.forbid(Endpoint::NotificationChannels);
+    let (code, output) = check("notifications refused, auto", &base);
+    assert_eq!(code, Some(0), "{output}");
+    assert!(
+        output.contains("! notifications: cannot create a notification channel: ")
+            && output.contains("(HTTP 403")
+            && output.contains("the service will poll alone (NOTIFICATIONS=auto)"),
+        "{output}"
+    );
+    let (code, output) = check(
+        "notifications refused, on",
+        &with(base.clone(), "NOTIFICATIONS", "on"),
+    );
+    assert_eq!(code, Some(77), "{output}");
+    assert!(
+        output
+            .contains("✗ notifications (NOTIFICATIONS=on): cannot create a notification channel: "),
+        "{output}"
+    );
+    let (code, output) = check("notifications off", &with(base, "NOTIFICATIONS", "off"));
+    assert_eq!(code, Some(0), "{output}");
+    assert!(!output.contains("notifications"), "{output}");
+}
+
 #[test]
 fn an_unreachable_genesys_exits_69() {
     let influx = influx(false);

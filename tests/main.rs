@@ -18,6 +18,7 @@ mod kpis;
 mod line_protocol_roundtrip;
 mod live_updates;
 mod no_window_lost;
+mod notifications;
 mod observability;
 mod sharding;
 mod systemd_notify;

@@ -15,6 +15,7 @@ mod influx;
 mod limits;
 mod mode;
 mod proxy;
+mod notifications;
 mod secrets;
 mod urls;
 mod vars;
@@ -33,6 +34,7 @@ pub use influx::{InfluxTarget, V1Auth};
 use limits::*;
 pub use mode::Mode;
 pub use proxy::{ProxyConfig, ProxyUrl};
+pub use notifications::Notifications;
 pub use secrets::Secret;
 use vars::Vars;
 
@@ -52,6 +54,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// `LIVE_UPDATES`: whether the window in progress is also written after every poll.
     pub live_updates: LiveUpdates,
+    /// `NOTIFICATIONS`: whether queue changes pushed by Genesys Cloud wake the poller.
+    pub notifications: Notifications,
     /// `None` when `KPIS=off`.
     pub kpi: Option<KpiConfig>,
     /// Value of the `instance` tag of the self-metrics.
@@ -143,6 +147,11 @@ pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>, mode: Mode) -> Result<C
             .map(|v| parse_live_updates(&v))
             .transpose()?
             .unwrap_or(LiveUpdates::Auto),
+        notifications: vars
+            .optional("NOTIFICATIONS")
+            .map(|v| notifications::parse(&v))
+            .transpose()?
+            .unwrap_or_default(),
         kpi,
         instance: vars.optional("INSTANCE").unwrap_or_else(hostname),
     })
@@ -416,7 +425,7 @@ mod tests {
     }
 
     /// Every variable `from_lookup` reads, with the `_FILE` forms.
-    const VARIABLES: [&str; 42] = [
+    const VARIABLES: [&str; 43] = [
         "GENESYS_CLIENT_ID",
         "GENESYS_CLIENT_SECRET",
         "GENESYS_CLIENT_SECRET_FILE",
@@ -449,6 +458,7 @@ mod tests {
         "SPOOL_MAX_BYTES",
         "SHUTDOWN_TIMEOUT",
         "LIVE_UPDATES",
+        "NOTIFICATIONS",
         "KPIS",
         "KPI_BUCKET",
         "KPI_POLL",

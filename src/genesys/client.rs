@@ -203,6 +203,18 @@ impl GenesysClient {
         self.call("POST", path, Some(body), deadline, decode)
     }
 
+    /// `PUT {api}{path}` with `body`, already encoded as JSON; the answer read by `decode`
+    /// (the notification subscriptions, which replace a channel's topic list).
+    pub fn put_encoded<T>(
+        &self,
+        path: &str,
+        body: &str,
+        deadline: Instant,
+        decode: &dyn Fn(&str) -> Result<T, String>,
+    ) -> Result<T, ApiError> {
+        self.call("PUT", path, Some(body), deadline, decode)
+    }
+
     fn call<T>(
         &self,
         method: &str,
@@ -332,16 +344,18 @@ impl GenesysClient {
                 .timeout_global(Some(timeout))
                 .build()
                 .call(),
-            Some(body) => self
-                .agent
-                .post(&url)
-                .header("Authorization", &authorization)
-                .header("Accept", "application/json")
-                .header("Content-Type", "application/json")
-                .config()
-                .timeout_global(Some(timeout))
-                .build()
-                .send(body.as_bytes()),
+            Some(body) => if method == "PUT" {
+                self.agent.put(&url)
+            } else {
+                self.agent.post(&url)
+            }
+            .header("Authorization", &authorization)
+            .header("Accept", "application/json")
+            .header("Content-Type", "application/json")
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .send(body.as_bytes()),
         };
         let mut response = result
             .map_err(|e| ApiError::Network(format!("{method} {url}: {}", describe_error(&e))))?;

@@ -197,6 +197,7 @@ fn log_budget(free_per_minute: f64) {
 }
 
 /// The hint receiver of a poller that has no notifications: never fires.
+#[cfg(test)]
 pub fn no_hints() -> Receiver<QueueChanged> {
     crossbeam_channel::never()
 }

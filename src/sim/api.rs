@@ -184,6 +184,8 @@ fn answer(
             let snapshot = snapshot(shared);
             aggregates::query(&snapshot, &req.body, now, context)
         }
+        Endpoint::NotificationChannels => Ok(super::notifications::create(shared)),
+        Endpoint::Subscriptions => Ok(super::notifications::subscribe(shared, req, context)),
         Endpoint::Token | Endpoint::Any => Err(error(404, "not.found", "not found", context)),
     };
     Reply::Send(result.unwrap_or_else(|e| e))
@@ -316,6 +318,9 @@ fn logged_queue_ids(endpoint: Option<Endpoint>, req: &Request) -> Vec<String> {
                 .and_then(|b| b.get("filter").and_then(|f| filter_values(f).ok()))
                 .map(|f| f.queue_ids)
                 .unwrap_or_default()
+        }
+        Some(Endpoint::Subscriptions) => {
+            super::notifications::queue_ids(&req.body).unwrap_or_default()
         }
         Some(Endpoint::Queues) => parse_query(&req.query)
             .into_iter()

@@ -15,10 +15,12 @@
 mod aggregates;
 mod api;
 mod errors;
+mod notifications;
 mod oauth;
 mod observations;
 mod query;
 mod queues;
+mod streaming;
 mod values;
 
 #[cfg(test)]
@@ -99,6 +101,13 @@ pub struct SimOptions {
     /// answers in `Date` headers and `oLongest*` timestamps, and what its request log and
     /// value slots follow. Tests of a host whose clock is wrong.
     pub clock_offset_ms: i64,
+    /// Each queue's values change once per `value_period` at a moment of its own (see
+    /// [`Sim::value_changes`]) instead of all at each multiple of the period.
+    pub changes_at_random_moments: bool,
+    /// How often the notification websockets carry a heartbeat.
+    pub heartbeat_period: Duration,
+    /// How long a notification channel lives (`expires` of its creation answer).
+    pub channel_lifetime: Duration,
 }
 
 impl Default for SimOptions {
@@ -120,6 +129,9 @@ impl Default for SimOptions {
             max_connections: 32,
             prerendered_answers: false,
             clock_offset_ms: 0,
+            changes_at_random_moments: false,
+            heartbeat_period: Duration::from_secs(30),
+            channel_lifetime: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -135,6 +147,10 @@ pub enum Endpoint {
     Observations,
     /// `POST /api/v2/analytics/conversations/aggregates/query`
     Aggregates,
+    /// `POST /api/v2/notifications/channels`
+    NotificationChannels,
+    /// `PUT /api/v2/notifications/channels/{id}/subscriptions`
+    Subscriptions,
     /// Every endpoint above (only as a fault target).
     Any,
 }
@@ -142,11 +158,19 @@ pub enum Endpoint {
 impl Endpoint {
     fn of(method: &str, path: &str) -> Option<Endpoint> {
         let path = path.trim_end_matches('/');
+        if method == "PUT" && notifications::channel_of(path).is_some() {
+            return Some(Endpoint::Subscriptions);
+        }
         [
             ("POST", paths::TOKEN, Endpoint::Token),
             ("GET", paths::QUEUES, Endpoint::Queues),
             ("POST", paths::OBSERVATIONS, Endpoint::Observations),
             ("POST", paths::AGGREGATES, Endpoint::Aggregates),
+            (
+                "POST",
+                paths::NOTIFICATION_CHANNELS,
+                Endpoint::NotificationChannels,
+            ),
         ]
         .into_iter()
         .find(|(m, p, _)| *m == method && *p == path)
@@ -189,6 +213,34 @@ impl Fault {
             Fault::MalformedJson | Fault::Nulls | Fault::Delay(_) => false,
         }
     }
+}
+
+/// A misbehaviour of the notification websockets, applied to the sockets open when it
+/// is injected ([`Sim::socket_fault`]); sockets opened later behave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketFault {
+    /// Close the TCP connection without a close frame.
+    Drop,
+    /// Go silent: no heartbeat, no message, no pong, as a connection that died without
+    /// TCP noticing.
+    StopHeartbeats,
+    /// Send `v2.system.socket_closing`, then close.
+    SocketClosing,
+    /// Send text that is not JSON, an unknown topic, a queue of no subscription, a
+    /// binary frame.
+    Garbage,
+    /// Send a frame over the 1 MiB a client accepts.
+    Oversized,
+}
+
+/// A notification channel of the simulated org.
+#[derive(Debug, Clone)]
+struct SimChannel {
+    /// `(queue id, index)` of the subscribed observation topics.
+    topics: Arc<Vec<(String, u64)>>,
+    expires_ms: u64,
+    /// The socket allowed to publish (the newest); 0 before the first.
+    connection: u64,
 }
 
 /// One request the Sim received, with what it answered.
@@ -255,6 +307,25 @@ struct State {
     rate_minute: u64,
     rate_count: u32,
     answers: observations::AnswerCache,
+    /// Notification channels by id (expired ones too, until [`Sim::expire_channels`]).
+    channels: HashMap<String, SimChannel>,
+    /// `ws://127.0.0.1:PORT` of the notification websocket.
+    streaming_url: String,
+    /// Every socket fault injected, in order; each socket applies those after its start.
+    socket_faults: Vec<SocketFault>,
+    connection_seq: u64,
+    /// `(time, queue id)` of each observations message published, the newest
+    /// [`MAX_LOG_RECORDS`].
+    published: VecDeque<(u64, String)>,
+}
+
+impl State {
+    fn note_published(&mut self, time_ms: u64, queue_id: &str) {
+        if self.published.len() >= MAX_LOG_RECORDS {
+            self.published.pop_front();
+        }
+        self.published.push_back((time_ms, queue_id.to_string()));
+    }
 }
 
 /// State shared by the connection threads and the [`Sim`] handle.
@@ -285,6 +356,8 @@ pub struct Sim {
     shared: Arc<Shared>,
     /// `None` once shut down.
     server: Option<Server>,
+    /// The notification websocket's accept thread; it ends with the server's stop flag.
+    streaming: Option<std::thread::JoinHandle<()>>,
     base_url: String,
 }
 
@@ -314,6 +387,11 @@ impl Sim {
             rate_minute: 0,
             rate_count: 0,
             answers: observations::AnswerCache::default(),
+            channels: HashMap::new(),
+            streaming_url: String::new(),
+            socket_faults: Vec::new(),
+            connection_seq: 0,
+            published: VecDeque::new(),
             options,
         };
         let server_options = loopback_http::Options {
@@ -337,10 +415,13 @@ impl Sim {
             let port = u64::from(server.addr().port());
             state.rng = values::Rng::new(state.options.seed ^ now.rotate_left(17) ^ port);
         }
+        let (streaming_url, streaming) = streaming::start(Arc::clone(&shared))?;
+        shared.lock().streaming_url = streaming_url;
         let base_url = server.url();
         Ok(Sim {
             shared,
             server: Some(server),
+            streaming: Some(streaming),
             base_url,
         })
     }
@@ -371,6 +452,61 @@ impl Sim {
     pub fn slot_at(&self, time_ms: u64) -> u64 {
         let state = self.shared.lock();
         time_ms / period_ms(&state.options)
+    }
+
+    /// The value slot of one queue at an instant: [`Sim::slot_at`], or with
+    /// [`SimOptions::changes_at_random_moments`] the queue's own. `None` for an unknown id.
+    pub fn queue_slot_at(&self, queue_id: &str, time_ms: u64) -> Option<u64> {
+        let state = self.shared.lock();
+        let o = &state.options;
+        let q = state.queues.iter().find(|q| q.id == queue_id)?;
+        Some(values::slot(
+            o.seed,
+            q.index,
+            time_ms,
+            period_ms(o),
+            o.changes_at_random_moments,
+        ))
+    }
+
+    /// The log of a queue's values in `[from_ms, to_ms)`: `(instant, what an observation
+    /// query answers from then on)`, the first entry being the value at `from_ms`. Empty
+    /// for an unknown id.
+    pub fn value_changes(
+        &self,
+        queue_id: &str,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Vec<(u64, ExpectedObservation)> {
+        let state = self.shared.lock();
+        let o = &state.options;
+        let Some(q) = state.queues.iter().find(|q| q.id == queue_id) else {
+            return Vec::new();
+        };
+        let period = period_ms(o);
+        let first = values::slot(
+            o.seed,
+            q.index,
+            from_ms,
+            period,
+            o.changes_at_random_moments,
+        );
+        let later = if o.changes_at_random_moments {
+            values::changes(o.seed, q.index, from_ms, to_ms, period)
+        } else {
+            (from_ms / period + 1..=to_ms.saturating_sub(1) / period)
+                .map(|slot| (slot * period, slot))
+                .collect()
+        };
+        std::iter::once((from_ms, first))
+            .chain(later)
+            .map(|(at, slot)| {
+                (
+                    at,
+                    values::observation(o.seed, q.index, slot, &o.media_types),
+                )
+            })
+            .collect()
     }
 
     /// What an observation query answers for `queue_id` in `slot` (all zeros for an id
@@ -527,6 +663,41 @@ impl Sim {
     /// second; a pending [`Fault::Delay`] is cut short).
     pub fn shutdown(&mut self) {
         self.server = None;
+        if let Some(streaming) = self.streaming.take() {
+            let _ = streaming.join();
+        }
+    }
+
+    /// Injects a fault into every notification websocket open now.
+    pub fn socket_fault(&self, fault: SocketFault) {
+        self.shared.lock().socket_faults.push(fault);
+    }
+
+    /// Every channel expires now: its socket closes and connecting to it is refused
+    /// (404), as for a channel past its `expires`.
+    pub fn expire_channels(&self) {
+        let now = now_ms();
+        for channel in self.shared.lock().channels.values_mut() {
+            channel.expires_ms = channel.expires_ms.min(now);
+        }
+    }
+
+    /// The queue ids subscribed on each channel that has not expired.
+    pub fn subscriptions(&self) -> Vec<Vec<String>> {
+        let now = now_ms();
+        let state = self.shared.lock();
+        state
+            .channels
+            .values()
+            .filter(|c| c.expires_ms > now)
+            .map(|c| c.topics.iter().map(|(id, _)| id.clone()).collect())
+            .collect()
+    }
+
+    /// `(time, queue id)` of every observations message published so far (the newest
+    /// [`MAX_LOG_RECORDS`]).
+    pub fn published(&self) -> Vec<(u64, String)> {
+        self.shared.lock().published.iter().cloned().collect()
     }
 }
 

@@ -66,7 +66,8 @@ pub(super) fn observations(
         if let Some(answer) = state.answers.get(slot, &req.body) {
             return Ok(Response::new(200, "application/json", answer));
         }
-        state.options.prerendered_answers.then_some(slot)
+        (state.options.prerendered_answers && !state.options.changes_at_random_moments)
+            .then_some(slot)
     };
     let response = render(shared, req, now, context)?;
     if let Some(slot) = cache_slot {
@@ -97,10 +98,11 @@ fn render(shared: &Shared, req: &Request, now: u64, context: &str) -> Result<Res
     if filter.queue_ids.is_empty() || filter.queue_predicates > snap.max_predicates {
         return Err(bad_request(context));
     }
-    let slot = now / snap.period_ms;
     let mut results = Vec::new();
     for id in &filter.queue_ids {
-        let observation = match (snap.index_of(id), snap.unknown) {
+        let index = snap.index_of(id);
+        let slot = index.map_or(now / snap.period_ms, |index| snap.slot(index, now));
+        let observation = match (index, snap.unknown) {
             (Some(index), _) => values::observation(snap.seed, index, slot, &snap.media_types),
             (None, UnknownQueues::Empty) => values::empty_observation(&snap.media_types),
             (None, UnknownQueues::Omit) => continue,

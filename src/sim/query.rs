@@ -67,11 +67,23 @@ pub struct Snapshot {
     pub settle_ms: u64,
     pub min_granularity_ms: u64,
     pub period_ms: u64,
+    pub random_moments: bool,
     /// `(id, index)` of the current queues.
     pub queues: Vec<(String, u64)>,
 }
 
 impl Snapshot {
+    /// The value slot of queue `index` at `time_ms` (see [`values::slot`]).
+    pub fn slot(&self, index: u64, time_ms: u64) -> u64 {
+        super::values::slot(
+            self.seed,
+            index,
+            time_ms,
+            self.period_ms,
+            self.random_moments,
+        )
+    }
+
     pub fn index_of(&self, id: &str) -> Option<u64> {
         self.queues.iter().find(|(q, _)| q == id).map(|(_, i)| *i)
     }
@@ -88,6 +100,7 @@ pub(crate) fn snapshot(shared: &Shared) -> Snapshot {
         settle_ms: o.kpi_settle.as_millis() as u64,
         min_granularity_ms: o.min_granularity.as_millis() as u64,
         period_ms: period_ms(o),
+        random_moments: o.changes_at_random_moments,
         queues: state
             .queues
             .iter()

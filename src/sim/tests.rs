@@ -1267,3 +1267,87 @@ fn the_answer_cache_forgets_a_period_once_the_next_begins() {
     assert_eq!(cache.get(8, b"query"), None);
     assert_eq!(cache.get(8, b"other"), Some(&b"later"[..]));
 }
+
+/// With changes at random moments, each queue changes once per period, at the instants
+/// `values::changes` lists and nowhere else, and the queues do not change together.
+#[test]
+fn random_moments_change_each_queue_once_per_period_at_the_logged_instants() {
+    let period = 10_000;
+    let from = 1_796_613_000_000;
+    let to = from + 6 * period;
+    let mut instants = Vec::new();
+    for index in 0..5 {
+        let changes = values::changes(7, index, from, to, period);
+        assert!((5..=7).contains(&changes.len()), "{changes:?}");
+        let mut previous = values::slot(7, index, from, period, true);
+        for t in (from..to).step_by(37) {
+            let slot = values::slot(7, index, t, period, true);
+            if slot != previous {
+                let logged = changes.iter().find(|(at, _)| *at <= t && t < at + 37);
+                assert_eq!(logged.map(|(_, s)| *s), Some(slot), "queue {index} at {t}");
+                previous = slot;
+            }
+        }
+        instants.extend(changes.into_iter().map(|(at, _)| at));
+    }
+    instants.sort_unstable();
+    instants.dedup();
+    assert!(instants.len() > 25, "queues change at moments of their own");
+    assert_eq!(values::slot(7, 0, from + 5, period, false), from / period);
+}
+
+/// The notification endpoints: a channel answers `connectUri`/`id`/`expires`, its
+/// subscriptions list the topics, and its websocket publishes a heartbeat.
+#[test]
+fn a_channel_is_created_subscribed_and_its_websocket_beats() {
+    let sim = Sim::start(SimOptions {
+        queue_count: 3,
+        heartbeat_period: Duration::from_millis(200),
+        ..SimOptions::default()
+    })
+    .unwrap();
+    let agent = agent();
+    let token = login(&sim, &agent, "sim-client-id", "sim-client-secret").body["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let created = read(
+        agent
+            .post(&format!(
+                "{}{}",
+                sim.base_url(),
+                paths::NOTIFICATION_CHANNELS
+            ))
+            .header("Authorization", &format!("Bearer {token}"))
+            .header("Content-Type", "application/json")
+            .send("{}"),
+    );
+    assert_eq!(created.status, 200);
+    let id = created.body["id"].as_str().unwrap();
+    let uri = created.body["connectUri"].as_str().unwrap();
+    assert!(
+        uri.starts_with("ws://127.0.0.1:") && uri.ends_with(id),
+        "{uri}"
+    );
+    assert!(crate::time::parse_utc(created.body["expires"].as_str().unwrap()).is_some());
+    let queue = sim.queues()[1].0.clone();
+    let topics = json!([{ "id": paths::observations_topic(&queue) }]);
+    let subscribed = read(
+        agent
+            .put(&format!("{}{}", sim.base_url(), paths::subscriptions(id)))
+            .header("Authorization", &format!("Bearer {token}"))
+            .header("Content-Type", "application/json")
+            .send(topics.to_string()),
+    );
+    assert_eq!(subscribed.status, 200);
+    assert_eq!(sim.subscriptions(), vec![vec![queue]]);
+    let tls = crate::websocket::dial::tls_config(None).unwrap();
+    let mut socket = crate::websocket::dial::connect(uri, &tls, Duration::from_secs(5)).unwrap();
+    let text = socket.read_text().unwrap().unwrap();
+    assert!(text.contains("WebSocket Heartbeat"), "{text}");
+    sim.expire_channels();
+    assert!(matches!(
+        crate::websocket::dial::connect(uri, &tls, Duration::from_secs(5)),
+        Err(crate::websocket::WsError::Refused(_))
+    ));
+}

@@ -190,6 +190,44 @@ const TAG_OBS: u64 = 2;
 const TAG_KPI: u64 = 3;
 const TAG_KPI_ACTIVE: u64 = 4;
 const TAG_ID: u64 = 5;
+const TAG_MOMENT: u64 = 6;
+
+/// The value slot of queue `index` at `time_ms`. Periodic: every queue changes at each
+/// multiple of the period (`time / period`). At random moments: each queue changes once
+/// in every period, at an instant drawn from (seed, queue, period number), so changes
+/// are spread over the whole period and the queues do not change together.
+pub fn slot(seed: u64, index: u64, time_ms: u64, period_ms: u64, random_moments: bool) -> u64 {
+    let period_ms = period_ms.max(1);
+    let cell = time_ms / period_ms;
+    if !random_moments {
+        return cell;
+    }
+    if time_ms % period_ms >= change_offset(seed, index, cell, period_ms) {
+        cell
+    } else {
+        cell.saturating_sub(1)
+    }
+}
+
+/// Where in period `cell` queue `index` changes (ms after the period's start).
+fn change_offset(seed: u64, index: u64, cell: u64, period_ms: u64) -> u64 {
+    hash(seed, &[TAG_MOMENT, index, cell]) % period_ms
+}
+
+/// Every change of queue `index` in `[from_ms, to_ms)` with random moments: `(instant,
+/// new slot)`, in time order. The test log of when each value was true.
+pub fn changes(seed: u64, index: u64, from_ms: u64, to_ms: u64, period_ms: u64) -> Vec<(u64, u64)> {
+    let period_ms = period_ms.max(1);
+    (from_ms / period_ms..=to_ms / period_ms)
+        .map(|cell| {
+            (
+                cell * period_ms + change_offset(seed, index, cell, period_ms),
+                cell,
+            )
+        })
+        .filter(|&(at, _)| at >= from_ms && at < to_ms)
+        .collect()
+}
 
 /// Presence-definition ids of the fixtures' `systemToOrganizationMappings`.
 pub const PRESENCE_ON_QUEUE: &str = "e08eaf1b-ee47-4fa9-a231-1200e284798f";

@@ -73,7 +73,9 @@ pub fn agent() -> ureq::Agent {
 }
 
 /// The variables that point the service at the simulated org `sim`, with the
-/// simulator's (default) credentials.
+/// simulator's (default) credentials. Notifications off: these tests predict every
+/// reading from the poll ticks alone; `notifications.rs` turns them on (a later entry
+/// of the same variable wins).
 pub fn sim_env(sim: &Sim) -> Vec<(&'static str, String)> {
     let options = SimOptions::default();
     vec![
@@ -81,5 +83,6 @@ pub fn sim_env(sim: &Sim) -> Vec<(&'static str, String)> {
         ("GENESYS_CLIENT_SECRET", options.client_secret),
         ("GENESYS_API_URL", sim.base_url()),
         ("GENESYS_LOGIN_URL", sim.base_url()),
+        ("NOTIFICATIONS", "off".to_string()),
     ]
 }
