@@ -16,7 +16,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-/// A skew beyond this is logged (once, until it is back within [`IN_STEP`]).
+/// A skew beyond this is logged: once, and again only when it moves by as much (a clock
+/// was stepped) or is back within [`IN_STEP`].
 pub const WARN_SKEW: Duration = Duration::from_secs(2);
 /// A skew within this after a warning counts as fixed.
 const IN_STEP: Duration = Duration::from_secs(1);
@@ -49,12 +50,13 @@ impl DateSample {
 #[derive(Debug, Default)]
 pub struct SkewEstimate {
     bounds: VecDeque<(i64, i64)>,
-    warned: bool,
+    /// The offset last warned about.
+    warned: Option<i64>,
 }
 
 impl SkewEstimate {
     /// Takes one answer's `Date` in; the line to log when the skew newly exceeds
-    /// [`WARN_SKEW`] or is back in step after one.
+    /// [`WARN_SKEW`], moved by that much since the last warning, or is back in step.
     pub fn add(&mut self, sample: DateSample) -> Option<String> {
         let bounds = sample.bounds();
         if bounds.0 > bounds.1 {
@@ -86,8 +88,11 @@ impl SkewEstimate {
     fn news(&mut self) -> Option<String> {
         let offset = self.offset_ms();
         let size = Duration::from_millis(offset.unsigned_abs());
-        if !self.warned && size > WARN_SKEW {
-            self.warned = true;
+        let moved = self
+            .warned
+            .is_none_or(|warned| Duration::from_millis(offset.abs_diff(warned)) > WARN_SKEW);
+        if size > WARN_SKEW && moved {
+            self.warned = Some(offset);
             let way = if offset > 0 { "behind" } else { "ahead of" };
             return Some(format!(
                 "this host's clock is {:.0} s {way} Genesys Cloud's (the Date header of its \
@@ -97,8 +102,8 @@ impl SkewEstimate {
                 size.as_secs_f64()
             ));
         }
-        if self.warned && size <= IN_STEP {
-            self.warned = false;
+        if self.warned.is_some() && size <= IN_STEP {
+            self.warned = None;
             return Some(
                 "this host's clock is in step with Genesys Cloud's again (within 1 s)".into(),
             );
@@ -155,6 +160,17 @@ mod tests {
         // One answer bounds it to a second: the offset nearest to zero is used.
         assert!(warning.contains("4 s ahead of Genesys"), "{warning}");
         assert!((fast.offset_ms() + 5_000).abs() <= 1_020);
+    }
+
+    #[test]
+    fn a_skew_that_moves_is_warned_about_again() {
+        let mut skew = SkewEstimate::default();
+        assert!(skew.add(answer(T, 300_000, 20)).is_some());
+        assert_eq!(skew.add(answer(T + 737, 300_500, 20)), None);
+        let moved = skew
+            .add(answer(T + 2_000, -3_600_000, 20))
+            .expect("a warning");
+        assert!(moved.contains("3599 s ahead of Genesys"), "{moved}");
     }
 
     #[test]
