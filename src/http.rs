@@ -36,7 +36,7 @@ const OUTPUT_BUFFER_BYTES: usize = 16 * 1024;
 pub fn agent(http: &HttpConfig) -> Result<ureq::Agent, String> {
     let mut tls = TlsConfig::builder();
     if let Some(path) = &http.tls_ca_file {
-        tls = tls.root_certs(roots_with(path)?);
+        tls = tls.root_certs(RootCerts::from(roots_with(path)?));
     }
     let tls = tls.build();
     let config = |proxy: Option<ureq::Proxy>| {
@@ -82,8 +82,9 @@ pub fn describe_error(error: &ureq::Error) -> String {
     }
 }
 
-/// The bundled roots plus every certificate in the PEM file at `path`.
-fn roots_with(path: &Path) -> Result<RootCerts, String> {
+/// The bundled roots plus every certificate in the PEM file at `path` (`TLS_CA_FILE`):
+/// what the agent and the notifications websocket trust alike.
+pub(crate) fn roots_with(path: &Path) -> Result<Vec<Certificate<'static>>, String> {
     let pem = std::fs::read(path)
         .map_err(|e| format!("TLS_CA_FILE: cannot read {}: {e}", path.display()))?;
     let mut roots: Vec<Certificate<'static>> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
@@ -109,7 +110,7 @@ fn roots_with(path: &Path) -> Result<RootCerts, String> {
             path.display()
         ));
     }
-    Ok(RootCerts::from(roots))
+    Ok(roots)
 }
 
 /// `Basic base64(user:password)` (RFC 7617): the Genesys login and InfluxDB 1.x both use it.

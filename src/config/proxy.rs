@@ -50,6 +50,23 @@ impl ProxyUrl {
     pub fn has_credentials(&self) -> bool {
         self.username.is_some() || self.password.is_some()
     }
+
+    /// The whole `Proxy-Authorization: Basic …\r\n` line, if the URL has credentials:
+    /// for the absolute-form requests and the `CONNECT` of the websocket alike.
+    pub fn authorization(&self) -> Option<String> {
+        self.has_credentials().then(|| {
+            format!(
+                "Proxy-Authorization: {}\r\n",
+                crate::http::basic_auth(
+                    self.username.as_deref().unwrap_or_default(),
+                    self.password
+                        .as_ref()
+                        .map(|p| p.expose())
+                        .unwrap_or_default()
+                )
+            )
+        })
+    }
 }
 
 /// `http://host:port`, credentials never shown.

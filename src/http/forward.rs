@@ -41,19 +41,7 @@ impl AbsoluteForm {
         proxy: &ProxyUrl,
         (input_buffer, output_buffer): (usize, usize),
     ) -> Self {
-        let authorization = proxy.has_credentials().then(|| {
-            format!(
-                "Proxy-Authorization: {}\r\n",
-                super::basic_auth(
-                    proxy.username.as_deref().unwrap_or_default(),
-                    proxy
-                        .password
-                        .as_ref()
-                        .map(|p| p.expose())
-                        .unwrap_or_default()
-                )
-            )
-        });
+        let authorization = proxy.authorization();
         AbsoluteForm {
             inner,
             buffers: LazyBuffers::new(input_buffer, output_buffer),

@@ -64,6 +64,7 @@ pub fn spawn(
         stats,
         outage: Arc::new(outage::Outage::new(config.notifications)),
         tls,
+        proxies: config.http.proxy.clone(),
         timeout: config.http.timeout,
     };
     let started = thread::Builder::new()

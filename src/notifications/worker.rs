@@ -21,6 +21,7 @@ use super::message::{self, Message};
 use super::outage::{self, Kind, Outage};
 use super::topic;
 use super::watchdog::Watchdog;
+use crate::config::ProxyConfig;
 use crate::genesys::client::GenesysClient;
 use crate::genesys::error::ApiError;
 use crate::model::{QueueChanged, SharedQueues};
@@ -54,6 +55,8 @@ pub struct Shared {
     pub stats: Arc<Stats>,
     pub outage: Arc<Outage>,
     pub tls: Arc<ClientConfig>,
+    /// The proxy variables, read as for every other request.
+    pub proxies: ProxyConfig,
     /// `HTTP_TIMEOUT`: for each request and for opening a websocket.
     pub timeout: Duration,
 }
@@ -326,7 +329,12 @@ impl Worker {
     }
 
     fn connect(&self, channel: &Channel) -> Result<WebSocket<Stream>, WsError> {
-        let socket = dial::connect(&channel.connect_uri, &self.shared.tls, self.shared.timeout)?;
+        let socket = dial::connect(
+            &channel.connect_uri,
+            &self.shared.tls,
+            &self.shared.proxies,
+            self.shared.timeout,
+        )?;
         socket.get_ref().set_read_timeout(READ_SLICE)?;
         Ok(socket)
     }

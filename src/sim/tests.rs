@@ -1342,12 +1342,14 @@ fn a_channel_is_created_subscribed_and_its_websocket_beats() {
     assert_eq!(subscribed.status, 200);
     assert_eq!(sim.subscriptions(), vec![vec![queue]]);
     let tls = crate::websocket::dial::tls_config(None).unwrap();
-    let mut socket = crate::websocket::dial::connect(uri, &tls, Duration::from_secs(5)).unwrap();
+    let mut socket =
+        crate::websocket::dial::connect(uri, &tls, &Default::default(), Duration::from_secs(5))
+            .unwrap();
     let text = socket.read_text().unwrap().unwrap();
     assert!(text.contains("WebSocket Heartbeat"), "{text}");
     sim.expire_channels();
     assert!(matches!(
-        crate::websocket::dial::connect(uri, &tls, Duration::from_secs(5)),
+        crate::websocket::dial::connect(uri, &tls, &Default::default(), Duration::from_secs(5)),
         Err(crate::websocket::WsError::Refused(_))
     ));
 }

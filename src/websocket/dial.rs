@@ -14,6 +14,8 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
 use super::{WebSocket, WsError};
+use crate::config::{ProxyConfig, ProxyUrl};
+use crate::http::route::{proxy_auth_message, route, Route};
 
 /// A connected stream: plain (`ws://`, the loopback simulator) or TLS (`wss://`).
 #[derive(Debug)]
@@ -122,22 +124,15 @@ impl Target {
 /// uses for HTTP.
 pub fn tls_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, String> {
     let mut roots = RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = ca_file {
-        let pem = std::fs::read(path)
-            .map_err(|e| format!("TLS_CA_FILE: cannot read {}: {e}", path.display()))?;
-        let certificates = ureq::tls::parse_pem(&pem).filter_map(|item| match item {
-            Ok(ureq::tls::PemItem::Certificate(cert)) => {
-                Some(CertificateDer::from(cert.der().to_vec()))
-            }
-            _ => None,
-        });
-        let (added, _) = roots.add_parsable_certificates(certificates);
-        if added == 0 {
-            return Err(format!(
-                "TLS_CA_FILE: {} holds no usable PEM certificate",
-                path.display()
-            ));
+    match ca_file {
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        Some(path) => {
+            let certificates = crate::http::roots_with(path)?;
+            roots.add_parsable_certificates(
+                certificates
+                    .iter()
+                    .map(|cert| CertificateDer::from(cert.der().to_vec())),
+            );
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -153,13 +148,14 @@ pub fn tls_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, String> {
 pub fn connect(
     url: &str,
     tls: &Arc<ClientConfig>,
+    proxies: &ProxyConfig,
     timeout: Duration,
 ) -> Result<WebSocket<Stream>, WsError> {
     let target = Target::parse(url).ok_or_else(|| {
         WsError::Protocol(format!("{url:?} is not a ws:// or wss:// URL with a host"))
     })?;
-    let tcp = match proxy_for(&target) {
-        Some(proxy) => tunnel(&proxy, &target, timeout)?,
+    let tcp = match proxy_for(proxies, &target) {
+        Some(proxy) => tunnel(proxy, &target, timeout)?,
         None => tcp_connect(&target.host, target.port, timeout)?,
     };
     tcp.set_read_timeout(Some(timeout))?;
@@ -194,30 +190,24 @@ fn tcp_connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, Ws
     })))
 }
 
-/// The HTTP proxy the environment names for this host, if any (SOCKS proxies are not
-/// used for the websocket: it then connects directly).
-fn proxy_for(target: &Target) -> Option<ureq::Proxy> {
-    let proxy = ureq::Proxy::try_from_env()?;
-    let scheme = if target.tls { "https" } else { "http" };
-    let uri: ureq::http::Uri = format!("{scheme}://{}:{}/", target.host, target.port)
-        .parse()
-        .ok()?;
-    let http = matches!(
-        proxy.protocol(),
-        ureq::ProxyProtocol::Http | ureq::ProxyProtocol::Https
-    );
-    (http && !proxy.is_no_proxy(&uri)).then_some(proxy)
+/// The proxy the websocket goes through: the one [`route`] picks for its host as for
+/// `https://` (`wss://`) or `http://` (`ws://`), the proxy variables read as for every
+/// other request. Always as a `CONNECT` tunnel: an upgrade cannot travel in absolute form.
+fn proxy_for<'a>(proxies: &'a ProxyConfig, target: &Target) -> Option<&'a ProxyUrl> {
+    match route(proxies, target.tls, &target.host, target.port) {
+        Route::Direct(_) => None,
+        Route::Tunnel(proxy) | Route::Forward(proxy) => Some(proxy),
+    }
 }
 
 /// A `CONNECT host:port` tunnel through an HTTP proxy.
-fn tunnel(proxy: &ureq::Proxy, target: &Target, timeout: Duration) -> Result<TcpStream, WsError> {
-    let mut tcp = tcp_connect(proxy.host(), proxy.port(), timeout)?;
+fn tunnel(proxy: &ProxyUrl, target: &Target, timeout: Duration) -> Result<TcpStream, WsError> {
+    let mut tcp = tcp_connect(&proxy.host, proxy.port, timeout)?;
     tcp.set_read_timeout(Some(timeout))?;
     let authority = format!("{}:{}", target.host, target.port);
     let mut request = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
-    if let Some(user) = proxy.username() {
-        let credentials = crate::http::basic_auth(user, proxy.password().unwrap_or(""));
-        request.push_str(&format!("Proxy-Authorization: {credentials}\r\n"));
+    if let Some(authorization) = proxy.authorization() {
+        request.push_str(&authorization);
     }
     request.push_str("\r\n");
     tcp.write_all(request.as_bytes())?;
@@ -227,8 +217,8 @@ fn tunnel(proxy: &ureq::Proxy, target: &Target, timeout: Duration) -> Result<Tcp
     while super::handshake::head_end(&head).is_none() {
         if head.len() > super::handshake::MAX_HEAD_BYTES || tcp.read(&mut byte)? == 0 {
             return Err(WsError::Protocol(format!(
-                "the proxy {} closed the CONNECT tunnel",
-                proxy.host()
+                "the proxy {proxy} ({}) closed the CONNECT tunnel",
+                proxy.variable
             )));
         }
         head.push(byte[0]);
@@ -239,9 +229,10 @@ fn tunnel(proxy: &ureq::Proxy, target: &Target, timeout: Duration) -> Result<Tcp
         .and_then(|s| s.parse::<u16>().ok());
     match status {
         Some(200..=299) => Ok(tcp),
+        Some(407) => Err(WsError::Protocol(proxy_auth_message(proxy))),
         other => Err(WsError::Protocol(format!(
-            "the proxy {} refused CONNECT {authority} (HTTP {})",
-            proxy.host(),
+            "the proxy {proxy} ({}) refused CONNECT {authority} (HTTP {})",
+            proxy.variable,
             other.map_or("?".to_string(), |s| s.to_string())
         ))),
     }
@@ -306,7 +297,13 @@ mod tests {
             ws.send_text("hello through the tunnel").unwrap();
             (head, path)
         });
-        let proxy = ureq::Proxy::new(&format!("http://user:pw@127.0.0.1:{port}")).unwrap();
+        let proxy = ProxyUrl {
+            variable: "HTTPS_PROXY",
+            host: "127.0.0.1".into(),
+            port,
+            username: Some("user".into()),
+            password: Some(crate::config::Secret::new("pw")),
+        };
         let target = Target::parse("ws://streaming.example:8443/channels/c1").unwrap();
         let tcp = tunnel(&proxy, &target, Duration::from_secs(5)).unwrap();
         let mut ws = WebSocket::client(tcp, &target.host_header(), &target.path).unwrap();
