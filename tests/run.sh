@@ -23,7 +23,7 @@ command -v systemd-analyze >/dev/null || need_packages+=(systemd)
 command -v file >/dev/null || need_packages+=(file)
 command -v script >/dev/null || need_packages+=(bsdutils)
 # libfaketime steps the wall clock of the binary under test (tests/systemd_notify.rs)
-[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] || need_packages+=(faketime)
+compgen -G "/usr/lib/*-linux-gnu/faketime/libfaketimeMT.so.1" >/dev/null || need_packages+=(faketime)
 if [ ${#need_packages[@]} -gt 0 ]; then
     echo "==> installing ${need_packages[*]}"
     sudo_cmd=()

@@ -230,7 +230,10 @@ fn ready_after_token_and_queue_list_watchdog_while_polling_stopping_on_sigterm()
 
 /// libfaketime (Debian `faketime`): its preload library fakes the wall clock of a glibc
 /// program from a file read at every clock call, and leaves the monotonic clock alone.
-const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+fn libfaketime() -> String {
+    let triplet = format!("{}-linux-gnu", std::env::consts::ARCH);
+    format!("/usr/lib/{triplet}/faketime/libfaketimeMT.so.1")
+}
 
 /// Timestamps (s) of the self-metrics points on stdout, one per window written.
 fn self_metric_windows(stdout: &str) -> Vec<u64> {
@@ -254,9 +257,10 @@ fn observation_requests_since(sim: &Sim, since_ms: u64) -> usize {
 /// what it is, the watchdog keeps being pinged, and no window is written twice.
 #[test]
 fn wall_clock_steps_neither_freeze_polling_nor_the_watchdog() {
+    let library = libfaketime();
     assert!(
-        std::path::Path::new(LIBFAKETIME).exists(),
-        "{LIBFAKETIME} is missing: apt-get install faketime (tests/run.sh does)"
+        std::path::Path::new(&library).exists(),
+        "{library} is missing: apt-get install faketime (tests/run.sh does)"
     );
     let sim = Sim::start(SimOptions {
         queue_count: 20,
@@ -276,7 +280,7 @@ fn wall_clock_steps_neither_freeze_polling_nor_the_watchdog() {
         ("INFLUXDB_URL", "-".into()),
         ("NOTIFY_SOCKET", systemd.path.clone()),
         ("WATCHDOG_USEC", "4000000".into()),
-        ("LD_PRELOAD", LIBFAKETIME.into()),
+        ("LD_PRELOAD", library),
         (
             "FAKETIME_TIMESTAMP_FILE",
             offset_file.to_str().unwrap().into(),

@@ -263,7 +263,9 @@ pub struct Aggregator {
     /// a wall clock stepped back cannot fold a tick in twice or reopen a window already
     /// written.
     last_done_tick: Option<u64>,
-    /// End of the newest window closed: early readings never go to a window before it.
+    /// The end of the last window closed: a window is never reopened (and written again),
+    /// also when a tick of it comes after its close (the poll interval narrowed mid-run),
+    /// and early readings never go to a window before it.
     closed_until_ms: u64,
     /// Where part buffers come from: kept ones handed back by the writer, when set.
     part_buffers: Option<Arc<PartBuffers>>,
@@ -313,8 +315,10 @@ impl Aggregator {
     /// one, when a tick of a later window arrives, and the one this event finished).
     pub fn handle(&mut self, event: &PollEvent) -> Vec<ClosedWindow> {
         if let PollEvent::Observations { tick_ms, .. } | PollEvent::TickDone { tick_ms } = event {
-            if self.last_done_tick.is_some_and(|done| *tick_ms <= done) {
-                log::debug!("ignoring an event of tick {tick_ms}, not after the last tick done");
+            if self.last_done_tick.is_some_and(|done| *tick_ms <= done)
+                || self.window_start(*tick_ms) < self.closed_until_ms
+            {
+                log::debug!("ignoring an event of tick {tick_ms}: a tick done or a window closed");
                 return Vec::new();
             }
         }
@@ -840,6 +844,40 @@ mod tests {
         let live: String = parts.map(|part| part.lines).collect();
         assert_eq!(field(&live, "genesys_queue,", "samples"), "1i");
         assert_eq!(field(&live, "genesys_queue,", "idle_max"), "2i");
+    }
+
+    /// Planned for 20 s polls, the aggregator closes a window at its 40 s tick; when the
+    /// poll interval narrows to 10 s mid-run, the 50 s tick must not reopen it.
+    #[test]
+    fn a_closed_window_is_never_reopened() {
+        let q = queue("q1", "Support");
+        let mut aggregator = Aggregator::new(WINDOW, 20_000, vec![]);
+        let mut written = Vec::new();
+        for tick in [0, 20_000, 40_000] {
+            written.extend(poll(
+                &mut aggregator,
+                T0 + tick,
+                vec![observation(&q, 1.0, &[])],
+            ));
+        }
+        assert_eq!(written.len(), 1);
+        assert!(poll(
+            &mut aggregator,
+            T0 + 50_000,
+            vec![observation(&q, 9.0, &[])]
+        )
+        .is_empty());
+        assert!(aggregator.open_window().is_none());
+        let next = poll(
+            &mut aggregator,
+            T0 + WINDOW,
+            vec![observation(&q, 2.0, &[])],
+        );
+        assert!(next.is_empty());
+        assert_eq!(
+            aggregator.open_window().map(|w| w.start_ms),
+            Some(T0 + WINDOW)
+        );
     }
 
     #[test]

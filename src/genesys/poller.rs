@@ -512,19 +512,25 @@ impl ObservationPoller {
             if self.facts.step.is_some() {
                 return Wake::ClockStep;
             }
-            let now = Instant::now();
-            if now >= target {
+            let now = Clocks::now();
+            // Until both clocks are there: a wall clock slewed by NTP runs slightly slower
+            // than the monotonic one, and a poll must never start before its tick (the
+            // samples would belong to the one before). Steps were ruled out above.
+            let remaining = target
+                .saturating_duration_since(now.mono)
+                .max(Duration::from_millis(at_ms.saturating_sub(now.wall_ms)));
+            if remaining.is_zero() {
                 return Wake::Timeout;
             }
-            let slice = (target - now).min(MAX_WAIT_SLICE);
-            self.liveness.promise(now, slice);
+            let slice = remaining.min(MAX_WAIT_SLICE);
+            self.liveness.promise(now.mono, slice);
             match wait(control, slice) {
                 Wake::Stop => return Wake::Stop,
                 Wake::Refresh => self.refresh_asked = true,
                 Wake::Timeout | Wake::ClockStep => {}
             }
             let woke = self.look_at_clocks();
-            if let Some(pause) = pause_between(now, woke.mono, slice) {
+            if let Some(pause) = pause_between(now.mono, woke.mono, slice) {
                 self.facts.paused(pause);
             }
         }
