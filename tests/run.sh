@@ -90,6 +90,7 @@ fi
 arm_subset=(
     core_pipeline::writes_exact_window_aggregates_to_influxdb_v1
     no_window_lost::an_influxdb_outage_of_11_windows_loses_no_window
+    no_window_lost::a_restart_in_the_same_window_completes_the_window
     kpis::buckets_grow_in_place_and_end_with_the_final_numbers
 )
 for pair in aarch64-unknown-linux-musl:qemu-aarch64-static armv7-unknown-linux-musleabihf:qemu-arm-static; do
