@@ -93,10 +93,6 @@ toolchain() {
         *) echo "" ;;
     esac
 }
-cargo_for() { # TOOLCHAIN ARGS...: cargo with +TOOLCHAIN unless it is the default
-    local tc="$1"; shift
-    if [ -n "$tc" ]; then cargo "+$tc" "$@"; else cargo "$@"; fi
-}
 
 TARGETS=("$@")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=("${ALL_TARGETS[@]}")
@@ -153,7 +149,10 @@ for tc in "" "$ARMV7_TOOLCHAIN"; do
     done
     [ ${#args[@]} -gt 0 ] || continue
     say "cargo ${tc:++$tc }build --release ${args[*]}"
-    cargo_for "$tc" build --release --locked "${args[@]}"
+    # Without SOURCE_DATE_EPOCH: the cc crate makes it a rebuild trigger (GCC reads it
+    # for __DATE__/__TIME__, which ring's C code does not use), so every commit would
+    # recompile ring and relink all targets. The binaries do not depend on it.
+    env -u SOURCE_DATE_EPOCH cargo ${tc:++$tc} build --release --locked "${args[@]}"
 done
 
 check_binary() { # TARGET BIN

@@ -50,11 +50,11 @@ pub fn env_sizes(name: &str, default: &[usize]) -> Vec<usize> {
 
 /// Under qemu-user (`GENESYS2INFLUX_RUNNER`), the resident kB of the emulated program's
 /// own mappings in the process `pid`: the sum of `Rss:` in `/proc/<pid>/smaps` over the
-/// mappings below 2^44. A 64-bit guest runs with guest_base 0, so its binary, heap, thread
-/// stacks and mmaps sit at the addresses it asked for (the binary at 0x200000, mmaps from
-/// 0x55_0000_0000), while qemu's own binary, malloc arenas, 128 MiB translated-code
-/// buffer and thread stacks are at 0x7f…, above 2^46. Not meaningful for a 32-bit guest,
-/// whose address space qemu reserves at a host address.
+/// mappings below 2^44. qemu 7.2 runs the aarch64 and the armv7 guest with guest_base 0,
+/// so the guest's binary, heap, thread stacks and mmaps sit at the addresses it asked for
+/// (aarch64: the binary at 0x200000, mmaps from 0x55_0000_0000; armv7: all below 4 GiB),
+/// while qemu's own binary, malloc arenas, 128 MiB translated-code buffer and thread
+/// stacks are at 0x7f…, above 2^46. (Checked by reading /proc/<pid>/maps of both.)
 #[allow(dead_code)] // used by the e2e bench only
 pub fn guest_rss_kb(pid: u32) -> u64 {
     const GUEST_END: u64 = 1 << 44;
