@@ -378,6 +378,7 @@ impl Worker {
             log::info!("{why}: reconnecting");
             Ok(())
         } else {
+            log::info!("{why}: reconnecting after a pause (the socket was young)");
             Err(Failure::transient(why))
         }
     }
