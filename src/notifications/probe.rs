@@ -51,8 +51,8 @@ pub fn probe(
     let mut socket = crate::websocket::dial::connect(&created.connect_uri, &tls, http.timeout)
         .map_err(|e| {
             ProbeError::Socket(format!(
-                "channel created and topic subscribed, but its websocket {} cannot be opened: {e}",
-                created.connect_uri
+                "channel created and topic subscribed, but its websocket at {} cannot be opened: {e}",
+                created.server()
             ))
         })?;
     socket.close();

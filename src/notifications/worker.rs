@@ -91,7 +91,11 @@ impl Failure {
             } else {
                 Kind::Transient
             },
-            what: format!("websocket {}: {error}", channel.connect_uri),
+            what: format!(
+                "websocket of channel {} at {}: {error}",
+                channel.label(),
+                channel.server()
+            ),
         }
     }
 
@@ -230,7 +234,7 @@ impl Worker {
             .map_err(|e| Failure::api("subscribing the queues' topics", &e))?;
         log::debug!(
             "notification channel {} created for {} queues, expires {}",
-            created.id,
+            created.label(),
             wanted.len(),
             crate::time::format_utc_ms(created.expires_ms)
         );
@@ -262,7 +266,7 @@ impl Worker {
         if let Some(mut old) = self.current.replace(next) {
             log::debug!(
                 "notification channel {} replaced before it expires",
-                old.channel.id
+                old.channel.label()
             );
             // What the old socket heard while the new one was being opened is not on the
             // new one: read it before closing.
@@ -311,12 +315,12 @@ impl Worker {
                 if young {
                     Err(Failure::transient(format!(
                         "the new notification channel {} is unknown to the websocket server",
-                        channel.id
+                        channel.label()
                     )))
                 } else {
                     log::info!(
                         "notification channel {} is gone (expired or evicted): creating a new one",
-                        channel.id
+                        channel.label()
                     );
                     Ok(())
                 }
