@@ -667,3 +667,47 @@ fn the_subscriptions_follow_the_queue_list() {
     let log = stop(service);
     assert!(!log.contains("WARN"), "{log}");
 }
+
+/// With `NOTIFICATIONS=on` a refusal is said loudly, and the service keeps polling and
+/// writing; it never exits for it.
+#[test]
+fn with_notifications_on_a_refusal_warns_and_polling_goes_on() {
+    let sim = sim(5);
+    sim.forbid(Endpoint::NotificationChannels);
+    let influx = Influxd::start_default();
+    influx.create_database(DB);
+    let mut env = env(&sim, &influx, "on");
+    env.extend([
+        ("POLL_INTERVAL", "1s".to_string()),
+        ("WINDOW", "2s".to_string()),
+    ]);
+    let service = Service::start(&["run"], &env);
+    service.wait_for_log(
+        "notifications cannot be used (NOTIFICATIONS=on)",
+        Duration::from_secs(20),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // Bounded: until two windows are written.
+    while influx
+        .rows(
+            DB,
+            "SELECT count(\"samples\") FROM genesys_queue GROUP BY time(2s)",
+        )
+        .iter()
+        .filter(|row| row[1].as_u64() == Some(5))
+        .count()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "{}", service.stderr());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = stop(service);
+    let warning = log
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("NOTIFICATIONS=on"))
+        .unwrap_or_default();
+    assert!(
+        warning.contains("(HTTP 403") && warning.contains("polling alone, next attempt in 5m"),
+        "{log}"
+    );
+}
