@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use genesys2influx::aggregate::mean::time_weighted_mean;
 use genesys2influx::model::AGENT_METRICS;
-use genesys2influx::sim::{Endpoint, Sim, SimOptions, SocketFault};
+use genesys2influx::sim::{Endpoint, Fault, Sim, SimOptions, SocketFault};
 
 use crate::util::influxd::Influxd;
 use crate::util::process::Service;
@@ -638,9 +638,14 @@ fn twenty_five_hundred_queues_take_three_channels_with_every_queue_subscribed() 
 #[test]
 fn the_subscriptions_follow_the_queue_list() {
     let sim = sim(20);
+    // The first subscription fails whole (every retry of the client dropped): the channel
+    // is subscribed again, not replaced.
+    sim.inject(Endpoint::Subscriptions, Fault::DropConnection, 6);
     let influx = Influxd::start_default();
     influx.create_database(DB);
-    let service = Service::start(&["run"], &env(&sim, &influx, "on"));
+    let mut env = env(&sim, &influx, "on");
+    env.push(("HTTP_TIMEOUT", "20s".to_string()));
+    let service = Service::start(&["run"], &env);
     let wait_for = |what: &str, done: &dyn Fn(&[Vec<String>]) -> bool| {
         let deadline = Instant::now() + Duration::from_secs(30);
         // Bounded by the deadline.
@@ -666,6 +671,12 @@ fn the_subscriptions_follow_the_queue_list() {
     });
     let log = stop(service);
     assert!(!log.contains("WARN"), "{log}");
+    let created = sim
+        .requests()
+        .iter()
+        .filter(|r| r.endpoint == Some(Endpoint::NotificationChannels))
+        .count();
+    assert_eq!(created, 1, "{log}");
 }
 
 /// With `NOTIFICATIONS=on` a refusal is said loudly, and the service keeps polling and

@@ -207,16 +207,14 @@ impl Worker {
 
     /// One step towards a subscribed, connected channel, or one message read.
     fn step(&mut self, wanted: &HashSet<Arc<str>>) -> Result<(), Failure> {
-        let deadline = self.deadline();
+        if self.current.is_none() {
+            self.current = Some(self.open_channel()?);
+        }
         let Some(current) = self.current.as_mut() else {
-            self.current = Some(self.open_channel(wanted)?);
             return Ok(());
         };
-        if current.followed != *wanted {
-            channel::subscribe(&self.shared.client, &current.channel, wanted, deadline)
-                .map_err(|e| Failure::api("subscribing the queues' topics", &e))?;
-            current.followed = wanted.clone();
-        }
+        // A channel whose subscription failed is kept and subscribed again, not replaced.
+        subscribe(&self.shared, current, wanted)?;
         if now_ms() >= current.channel.renew_at_ms() {
             return self.renew(wanted);
         }
@@ -226,21 +224,18 @@ impl Worker {
         self.read()
     }
 
-    /// Creates a channel and subscribes the queues' topics (not yet connected).
-    fn open_channel(&self, wanted: &HashSet<Arc<str>>) -> Result<Live, Failure> {
+    /// Creates a channel (no topics yet, not connected).
+    fn open_channel(&self) -> Result<Live, Failure> {
         let created = channel::create(&self.shared.client, self.deadline())
             .map_err(|e| Failure::api("creating a notification channel", &e))?;
-        channel::subscribe(&self.shared.client, &created, wanted, self.deadline())
-            .map_err(|e| Failure::api("subscribing the queues' topics", &e))?;
         log::debug!(
-            "notification channel {} created for {} queues, expires {}",
+            "notification channel {} created, expires {}",
             created.label(),
-            wanted.len(),
             crate::time::format_utc_ms(created.expires_ms)
         );
         Ok(Live {
             channel: created,
-            followed: wanted.clone(),
+            followed: HashSet::new(),
             socket: None,
             opened: Instant::now(),
         })
@@ -251,8 +246,12 @@ impl Worker {
     fn renew(&mut self, wanted: &HashSet<Arc<str>>) -> Result<(), Failure> {
         let mut next = match self.next.take() {
             Some(next) => next,
-            None => self.open_channel(wanted)?,
+            None => self.open_channel()?,
         };
+        if let Err(failure) = subscribe(&self.shared, &mut next, wanted) {
+            self.next = Some(next);
+            return Err(failure);
+        }
         if next.socket.is_none() {
             match self.connect(&next.channel) {
                 Ok(socket) => next.socket = Some(socket),
@@ -390,6 +389,23 @@ impl Worker {
     fn deadline(&self) -> Instant {
         Instant::now() + self.shared.timeout
     }
+}
+
+/// Makes `live`'s topics those of `wanted` (one request, only when they differ).
+fn subscribe(shared: &Shared, live: &mut Live, wanted: &HashSet<Arc<str>>) -> Result<(), Failure> {
+    if live.followed == *wanted {
+        return Ok(());
+    }
+    let deadline = Instant::now() + shared.timeout;
+    channel::subscribe(&shared.client, &live.channel, wanted, deadline)
+        .map_err(|e| Failure::api("subscribing the queues' topics", &e))?;
+    log::debug!(
+        "notification channel {} follows {} queues",
+        live.channel.label(),
+        wanted.len()
+    );
+    live.followed = wanted.clone();
+    Ok(())
 }
 
 /// What a message meant for the socket it came on.
