@@ -3,8 +3,11 @@
 //! early re-polls take at moments of change do not pull the mean toward those moments.
 //!
 //! Where a reading is placed: a regular poll's at its tick (however late in its slot it
-//! was answered), an early re-poll's at the moment it was answered; never before the
-//! queue's previous reading (an answer overtaken by one placed later stands for nothing).
+//! was answered), an early re-poll's at the moment it was answered. A reading placed
+//! before the queue's previous one is older news ([`is_older`]: a poll's answer that
+//! arrives after an early re-poll answered after its tick, typically the tick's request
+//! sent just before the change and answered just after the re-poll): it is a sample for
+//! `samples`, `_min` and `_max`, but weighs nothing and does not become `_last`.
 //! The last reading of a window stands until the next tick after it (at most one poll
 //! interval): the moment the next regular reading is due, in the next window. So with
 //! evenly spaced polls every weight is exactly one interval and the mean is exactly the
@@ -47,16 +50,17 @@ pub fn last_weight(at_ms: u64, poll_ms: u64) -> f64 {
     weight(at_ms, next_tick(at_ms, poll_ms), poll_ms)
 }
 
-/// Where a reading meant for `at_ms` is placed: never before the previous reading.
-pub fn place(at_ms: u64, previous_ms: Option<u64>) -> u64 {
-    previous_ms.map_or(at_ms, |previous| at_ms.max(previous))
+/// Whether a reading meant for `at_ms` is older than the queue's previous reading, placed
+/// at `previous_ms`.
+pub fn is_older(at_ms: u64, previous_ms: Option<u64>) -> bool {
+    previous_ms.is_some_and(|previous| at_ms < previous)
 }
 
 /// The `_mean` of the window starting at `window_start_ms` from its readings, in the
 /// order the aggregator received them: `(meant for, value)`, the tick for a regular poll,
 /// the answer's moment for an early re-poll (one answered before the window's start, carried
-/// over from the window before, is placed at the start; a queue's reading that did not
-/// include a media type reads 0 for it). `None` without readings. The oracle of the tests:
+/// over from the window before, is placed at the start; one older than the reading before
+/// it weighs nothing; a queue's reading that did not include a media type reads 0 for it). `None` without readings. The oracle of the tests:
 /// a direct sum, not the aggregator's running one.
 pub fn time_weighted_mean(
     window_start_ms: u64,
@@ -65,8 +69,10 @@ pub fn time_weighted_mean(
 ) -> Option<f64> {
     let mut placed: Vec<(u64, f64)> = Vec::with_capacity(readings.len());
     for &(at_ms, value) in readings {
-        let previous = placed.last().map_or(window_start_ms, |(at, _)| *at);
-        placed.push((place(at_ms, Some(previous)), value));
+        let previous = placed.last().map(|(at, _)| *at);
+        if !is_older(at_ms, previous) {
+            placed.push((at_ms.max(window_start_ms), value));
+        }
     }
     let (last_at, _) = *placed.last()?;
     let weights: Vec<f64> = placed
@@ -100,8 +106,9 @@ mod tests {
         assert_eq!(next_tick(T0, P), T0 + P);
         assert_eq!(next_tick(T0 + 9_999, P), T0 + P);
         assert_eq!(last_weight(T0 + 9_000, P), 0.1);
-        assert_eq!(place(T0, Some(T0 + 3)), T0 + 3);
-        assert_eq!(place(T0, None), T0);
+        assert!(is_older(T0, Some(T0 + 3)));
+        assert!(!is_older(T0 + 3, Some(T0 + 3)));
+        assert!(!is_older(T0, None));
     }
 
     #[test]

@@ -6,25 +6,24 @@
 //! A thread of its own beside the poller's tick loop, with its own single request at a
 //! time, so an early re-poll can never hold back a regular tick's requests (the regular
 //! poll never yields to it). It uses only the requests the regular poll plan leaves free
-//! ([`super::budget::PollPlan::free_per_minute`], worked out from the same settings and
-//! queue list as the poller's). It ends when the hints' sender is gone (no notifications,
+//! ([`super::budget::PollPlan::free_per_minute`]), as the poller publishes them with each
+//! plan ([`FreeBudget`]). It ends when the hints' sender is gone (no notifications,
 //! e.g. `NOTIFICATIONS=off`), when the poller stops, or when the aggregator is gone.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Select, Sender};
 
-use crate::model::{PollEvent, Queue, QueueChanged};
+use crate::model::{PollEvent, Queue, QueueChanged, SharedQueues};
 use crate::stats::Stats;
 use crate::time::now_ms;
 
-use super::budget;
 use super::client::GenesysClient;
 use super::early::DirtySet;
 use super::observations::{self, Chunk};
-use super::poller::PollerSettings;
 
 /// An early re-poll gives up after this long (retries included): by then the regular
 /// poll is the fresher way.
@@ -35,12 +34,28 @@ const IDLE_WAIT: Duration = Duration::from_secs(60);
 /// What the thread needs; see the module documentation.
 pub(super) struct EarlyPoller {
     pub client: Arc<GenesysClient>,
-    pub settings: PollerSettings,
+    /// The selected queues, as the poller publishes them.
+    pub queues: SharedQueues,
+    pub budget: FreeBudget,
     pub stats: Arc<Stats>,
     pub hints: Receiver<QueueChanged>,
     pub events: Sender<PollEvent>,
     /// Disconnects when the poller stops.
     pub stop: Receiver<()>,
+}
+
+/// Requests per minute the poller's plan leaves free, published with each plan.
+#[derive(Debug, Clone, Default)]
+pub struct FreeBudget(Arc<AtomicU64>);
+
+impl FreeBudget {
+    pub fn set(&self, per_minute: f64) {
+        self.0.store(per_minute.max(0.0).to_bits(), Relaxed);
+    }
+
+    pub fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Relaxed))
+    }
 }
 
 /// The selected queues by id, and the budget they leave free, as last published.
@@ -113,24 +128,20 @@ impl EarlyPoller {
         }
     }
 
-    /// After a queue list change: the new index, the budget it leaves free, and the dirty
-    /// queues no longer selected forgotten.
+    /// After a new queue list or plan: the new index, the dirty queues no longer
+    /// selected forgotten, the new budget.
     fn follow_queue_list(&self, selected: &mut Selected, dirty: &mut DirtySet, now: u64) {
-        let list = self.settings.published.snapshot();
+        let free = self.budget.get();
+        if free != selected.free_per_minute {
+            selected.free_per_minute = free;
+            dirty.set_budget(free, now);
+        }
+        let list = self.queues.snapshot();
         if Arc::ptr_eq(&list, &selected.list) {
             return;
         }
         selected.by_id = list.iter().map(|q| (q.id.clone(), q.clone())).collect();
         selected.list = list;
-        let queues = selected.list.len();
-        let plan = budget::plan(
-            queues,
-            self.settings.poll_interval,
-            self.settings.requests_per_minute,
-            self.settings.reserved_per_minute(queues),
-        );
-        selected.free_per_minute = plan.free_per_minute().max(0.0);
-        dirty.set_budget(selected.free_per_minute, now);
         dirty.retain(|id| selected.by_id.contains_key(id));
     }
 
@@ -196,8 +207,6 @@ mod tests {
     use super::super::client::test_server::{fixture, reply, token, Server};
     use super::super::client::tests::client_for;
     use super::*;
-    use crate::model::SharedQueues;
-    use std::sync::atomic::Ordering::Relaxed;
 
     const SUPPORT: &str = "118fd762-9005-45cf-9fad-a87f37eacbc3";
     const SALES: &str = "a5b4e893-b5b4-4d27-a7de-d6d3b104b490";
@@ -222,18 +231,12 @@ mod tests {
                 .collect(),
         );
         let stats = Arc::new(Stats::default());
-        let settings = PollerSettings {
-            poll_interval: Duration::from_secs(10),
-            queue_refresh: Duration::from_secs(300),
-            selectors: vec![],
-            shard: None,
-            requests_per_minute: 300,
-            kpi_poll: None,
-            published,
-        };
+        let budget = FreeBudget::default();
+        budget.set(120.0);
         let poller = EarlyPoller {
             client: Arc::new(client),
-            settings,
+            queues: published,
+            budget,
             stats: stats.clone(),
             hints,
             events,

@@ -25,7 +25,7 @@ use crate::stats::Stats;
 
 use super::budget::{self, PollPlan, REQUESTS_IN_FLIGHT};
 use super::client::GenesysClient;
-use super::early_poller::EarlyPoller;
+use super::early_poller::{EarlyPoller, FreeBudget};
 use super::error::ApiError;
 use super::observations::{self, Chunk, ChunkResult};
 use super::poller_start::{StartError, StartInfo};
@@ -70,7 +70,7 @@ pub struct PollerSettings {
 impl PollerSettings {
     /// Requests per minute that `queue_count` queues leave to the queue-list refresh
     /// and the KPI poll, which the observation poll must not use.
-    pub(super) fn reserved_per_minute(&self, queue_count: usize) -> u32 {
+    fn reserved_per_minute(&self, queue_count: usize) -> u32 {
         let refresh = budget::requests_per_minute(queue_count, self.queue_refresh);
         let kpi = self
             .kpi_poll
@@ -168,6 +168,8 @@ pub struct ObservationPoller {
     warned_unmatched: HashSet<String>,
     warned_missing: HashSet<String>,
     failures: FailureLog,
+    /// What `plan` leaves of the budget, for the early re-polls.
+    early_budget: FreeBudget,
 }
 
 impl ObservationPoller {
@@ -186,6 +188,7 @@ impl ObservationPoller {
             warned_unmatched: HashSet::new(),
             warned_missing: HashSet::new(),
             failures: FailureLog::default(),
+            early_budget: FreeBudget::default(),
             settings,
         }
     }
@@ -306,6 +309,7 @@ impl ObservationPoller {
                 self.queues.len()
             );
         }
+        self.early_budget.set(plan.free_per_minute());
         self.plan = plan;
     }
 
@@ -380,7 +384,8 @@ impl ObservationPoller {
         let (stop_tx, stop) = bounded(0);
         let early = EarlyPoller {
             client: Arc::clone(&self.client),
-            settings: self.settings.clone(),
+            queues: self.settings.published.clone(),
+            budget: self.early_budget.clone(),
             stats: Arc::clone(&self.stats),
             hints,
             events: events.clone(),
