@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use genesys2influx::aggregate::mean::time_weighted_mean;
 use genesys2influx::model::AGENT_METRICS;
-use genesys2influx::sim::{Endpoint, Sim, SimOptions, SocketFault};
+use genesys2influx::sim::{Endpoint, Fault, Sim, SimOptions, SocketFault};
 
 use crate::util::influxd::Influxd;
 use crate::util::process::Service;
@@ -279,7 +279,8 @@ fn assert_exact(sim: &Sim, influx: &Influxd, start: u64, log: &str) {
                 .collect();
         let mismatches: Vec<String> = candidates
             .iter()
-            .map(|got| mismatch(got, start, &field))
+            .flat_map(|got| [got.clone(), overtaken(got)])
+            .map(|got| mismatch(&got, start, &field))
             .collect();
         assert!(
             mismatches.iter().any(String::is_empty),
@@ -288,17 +289,27 @@ fn assert_exact(sim: &Sim, influx: &Influxd, start: u64, log: &str) {
     }
 }
 
+/// The readings in the order the service may have received them: a regular answer (100
+/// queues) can reach it after an early one (1 queue) sent within a second after it. The
+/// service then takes the regular poll's older reading as the newer one (placed at the
+/// early one's moment, so its `_last`): a consumer-side defect reported with issue 21,
+/// accepted here so this test checks the notification side. Unchanged when no such pair.
+fn overtaken(got: &[(u64, [f64; 8])]) -> Vec<(u64, [f64; 8])> {
+    let mut order = got.to_vec();
+    for i in 1..order.len() {
+        let (regular, early) = (order[i - 1].0, order[i].0);
+        if regular % POLL_MS == 0 && early % POLL_MS != 0 && early - regular < 1_000 {
+            order.swap(i - 1, i);
+        }
+    }
+    order
+}
+
 /// What in the point differs from `got`'s readings ("" when nothing).
 fn mismatch(got: &[(u64, [f64; 8])], start: u64, field: &dyn Fn(&str) -> f64) -> String {
     if got.is_empty() || field("samples") as usize != got.len() {
         return format!("samples {} vs {} readings", field("samples"), got.len());
     }
-    // A regular answer (100 queues) may reach the service after an early one (1 queue)
-    // sent just after it; the service then places it after the early reading, an order
-    // the request log cannot tell. Those means are not predicted.
-    let overtaken = got
-        .windows(2)
-        .any(|p| p[0].0 % POLL_MS == 0 && p[1].0 % POLL_MS != 0 && p[1].0 - p[0].0 < 1_000);
     for (i, metric) in AGENT_METRICS.iter().enumerate() {
         let values: Vec<f64> = got.iter().map(|(_, v)| v[i]).collect();
         let min = values.iter().copied().fold(f64::INFINITY, f64::min);
@@ -310,7 +321,7 @@ fn mismatch(got: &[(u64, [f64; 8])], start: u64, field: &dyn Fn(&str) -> f64) ->
         }
         let placed: Vec<(u64, f64)> = got.iter().map(|(at, v)| (*at, v[i])).collect();
         let mean = time_weighted_mean(start, &placed, POLL_MS).unwrap();
-        if !overtaken && (written("mean") - mean).abs() > 0.002 * (max - min) + 1e-9 {
+        if (written("mean") - mean).abs() > 0.002 * (max - min) + 1e-9 {
             return format!("{metric} mean {} vs {mean}", written("mean"));
         }
     }
@@ -462,13 +473,14 @@ fn freshness_returns_within_seconds_of_every_socket_fault_and_no_window_is_lost(
     influx.create_database(DB);
     let (service, window) = start(&sim, &influx, "on");
     sleep_until(window);
-    // A fault every 12 s; each may cost freshness until the socket is back (the silent
+    // A fault every 10-12 s; each may cost freshness until the socket is back (the silent
     // one: twice the heartbeat period, then a reconnect).
-    let faults: [(u64, &str); 4] = [
+    let faults: [(u64, &str); 5] = [
         (4_000, "drop"),
-        (16_000, "silence"),
-        (28_000, "closing"),
-        (40_000, "expiry"),
+        (14_000, "silence"),
+        (26_000, "closing"),
+        (36_000, "expiry"),
+        (47_000, "oversized"),
     ];
     let recovery = 2 * HEARTBEAT.as_millis() as u64 + 3_000;
     let mut next = 0;
@@ -480,6 +492,7 @@ fn freshness_returns_within_seconds_of_every_socket_fault_and_no_window_is_lost(
                     "drop" => sim.socket_fault(SocketFault::Drop),
                     "silence" => sim.socket_fault(SocketFault::StopHeartbeats),
                     "closing" => sim.socket_fault(SocketFault::SocketClosing),
+                    "oversized" => sim.socket_fault(SocketFault::Oversized),
                     _ => sim.expire_channels(),
                 }
                 sim.socket_fault(SocketFault::Garbage);
@@ -515,9 +528,10 @@ fn freshness_returns_within_seconds_of_every_socket_fault_and_no_window_is_lost(
     assert_within_budget(&sim);
     let reconnects = self_metric(&influx, "notification_reconnects");
     assert!(
-        reconnects >= 4,
+        reconnects >= 5,
         "notification_reconnects {reconnects}\n{log}"
     );
+    assert!(log.contains("over the limit"), "{log}");
     assert!(log.contains("said nothing for"), "{log}");
     assert!(!log.contains("WARN"), "{log}");
     assert!(log.contains("is gone (expired or evicted)"), "{log}");
@@ -624,9 +638,14 @@ fn twenty_five_hundred_queues_take_three_channels_with_every_queue_subscribed() 
 #[test]
 fn the_subscriptions_follow_the_queue_list() {
     let sim = sim(20);
+    // The first subscription fails whole (every retry of the client dropped): the channel
+    // is subscribed again, not replaced.
+    sim.inject(Endpoint::Subscriptions, Fault::DropConnection, 6);
     let influx = Influxd::start_default();
     influx.create_database(DB);
-    let service = Service::start(&["run"], &env(&sim, &influx, "on"));
+    let mut env = env(&sim, &influx, "on");
+    env.push(("HTTP_TIMEOUT", "20s".to_string()));
+    let service = Service::start(&["run"], &env);
     let wait_for = |what: &str, done: &dyn Fn(&[Vec<String>]) -> bool| {
         let deadline = Instant::now() + Duration::from_secs(30);
         // Bounded by the deadline.
@@ -652,4 +671,54 @@ fn the_subscriptions_follow_the_queue_list() {
     });
     let log = stop(service);
     assert!(!log.contains("WARN"), "{log}");
+    let created = sim
+        .requests()
+        .iter()
+        .filter(|r| r.endpoint == Some(Endpoint::NotificationChannels))
+        .count();
+    assert_eq!(created, 1, "{log}");
+}
+
+/// With `NOTIFICATIONS=on` a refusal is said loudly, and the service keeps polling and
+/// writing; it never exits for it.
+#[test]
+fn with_notifications_on_a_refusal_warns_and_polling_goes_on() {
+    let sim = sim(5);
+    sim.forbid(Endpoint::NotificationChannels);
+    let influx = Influxd::start_default();
+    influx.create_database(DB);
+    let mut env = env(&sim, &influx, "on");
+    env.extend([
+        ("POLL_INTERVAL", "1s".to_string()),
+        ("WINDOW", "2s".to_string()),
+    ]);
+    let service = Service::start(&["run"], &env);
+    service.wait_for_log(
+        "notifications cannot be used (NOTIFICATIONS=on)",
+        Duration::from_secs(20),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // Bounded: until two windows are written.
+    while influx
+        .rows(
+            DB,
+            "SELECT count(\"samples\") FROM genesys_queue GROUP BY time(2s)",
+        )
+        .iter()
+        .filter(|row| row[1].as_u64() == Some(5))
+        .count()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "{}", service.stderr());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = stop(service);
+    let warning = log
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("NOTIFICATIONS=on"))
+        .unwrap_or_default();
+    assert!(
+        warning.contains("(HTTP 403") && warning.contains("polling alone, next attempt in 5m"),
+        "{log}"
+    );
 }

@@ -14,6 +14,8 @@ use crate::genesys::client::GenesysClient;
 use crate::genesys::error::ApiError;
 use crate::genesys::{lenient, paths};
 
+/// Characters of a channel id shown in messages.
+const LABEL_CHARS: usize = 16;
 /// A channel's life when its answer says nothing usable about `expires`: Genesys's 24 h.
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
@@ -28,6 +30,29 @@ pub struct Channel {
 }
 
 impl Channel {
+    /// How messages name the channel: the id's first characters only, since whoever has
+    /// the whole id (or `connectUri`) can connect to it and take the socket over.
+    pub fn label(&self) -> String {
+        let shown: String = self.id.chars().take(LABEL_CHARS).collect();
+        if shown.len() < self.id.len() {
+            format!("{shown}…")
+        } else {
+            shown
+        }
+    }
+
+    /// The websocket's scheme and host, for messages.
+    pub fn server(&self) -> &str {
+        let rest = self
+            .connect_uri
+            .split_once("://")
+            .map_or("", |(_, rest)| rest);
+        let host_len = rest.find('/').unwrap_or(rest.len());
+        self.connect_uri
+            .get(..self.connect_uri.len() - rest.len() + host_len)
+            .unwrap_or("")
+    }
+
     /// When to replace it with a new one: a quarter of its life before it expires, at
     /// most 10 minutes before, so the new channel is up before the old one goes.
     pub fn renew_at_ms(&self) -> u64 {
@@ -124,6 +149,8 @@ mod tests {
             .starts_with("wss://streaming.mypurecloud.com/channels/"));
         assert_eq!(channel.expires_ms, expires);
         assert_eq!(channel.renew_at_ms(), expires - 600_000);
+        assert_eq!(channel.label(), "streaming-2-aa5h…");
+        assert_eq!(channel.server(), "wss://streaming.mypurecloud.com");
     }
 
     #[test]

@@ -94,7 +94,11 @@ impl Failure {
             } else {
                 Kind::Transient
             },
-            what: format!("websocket {}: {error}", channel.connect_uri),
+            what: format!(
+                "websocket of channel {} at {}: {error}",
+                channel.label(),
+                channel.server()
+            ),
         }
     }
 
@@ -206,16 +210,14 @@ impl Worker {
 
     /// One step towards a subscribed, connected channel, or one message read.
     fn step(&mut self, wanted: &HashSet<Arc<str>>) -> Result<(), Failure> {
-        let deadline = self.deadline();
+        if self.current.is_none() {
+            self.current = Some(self.open_channel()?);
+        }
         let Some(current) = self.current.as_mut() else {
-            self.current = Some(self.open_channel(wanted)?);
             return Ok(());
         };
-        if current.followed != *wanted {
-            channel::subscribe(&self.shared.client, &current.channel, wanted, deadline)
-                .map_err(|e| Failure::api("subscribing the queues' topics", &e))?;
-            current.followed = wanted.clone();
-        }
+        // A channel whose subscription failed is kept and subscribed again, not replaced.
+        subscribe(&self.shared, current, wanted)?;
         if now_ms() >= current.channel.renew_at_ms() {
             return self.renew(wanted);
         }
@@ -225,21 +227,18 @@ impl Worker {
         self.read()
     }
 
-    /// Creates a channel and subscribes the queues' topics (not yet connected).
-    fn open_channel(&self, wanted: &HashSet<Arc<str>>) -> Result<Live, Failure> {
+    /// Creates a channel (no topics yet, not connected).
+    fn open_channel(&self) -> Result<Live, Failure> {
         let created = channel::create(&self.shared.client, self.deadline())
             .map_err(|e| Failure::api("creating a notification channel", &e))?;
-        channel::subscribe(&self.shared.client, &created, wanted, self.deadline())
-            .map_err(|e| Failure::api("subscribing the queues' topics", &e))?;
         log::debug!(
-            "notification channel {} created for {} queues, expires {}",
-            created.id,
-            wanted.len(),
+            "notification channel {} created, expires {}",
+            created.label(),
             crate::time::format_utc_ms(created.expires_ms)
         );
         Ok(Live {
             channel: created,
-            followed: wanted.clone(),
+            followed: HashSet::new(),
             socket: None,
             opened: Instant::now(),
         })
@@ -250,8 +249,12 @@ impl Worker {
     fn renew(&mut self, wanted: &HashSet<Arc<str>>) -> Result<(), Failure> {
         let mut next = match self.next.take() {
             Some(next) => next,
-            None => self.open_channel(wanted)?,
+            None => self.open_channel()?,
         };
+        if let Err(failure) = subscribe(&self.shared, &mut next, wanted) {
+            self.next = Some(next);
+            return Err(failure);
+        }
         if next.socket.is_none() {
             match self.connect(&next.channel) {
                 Ok(socket) => next.socket = Some(socket),
@@ -265,7 +268,7 @@ impl Worker {
         if let Some(mut old) = self.current.replace(next) {
             log::debug!(
                 "notification channel {} replaced before it expires",
-                old.channel.id
+                old.channel.label()
             );
             // What the old socket heard while the new one was being opened is not on the
             // new one: read it before closing.
@@ -314,12 +317,12 @@ impl Worker {
                 if young {
                     Err(Failure::transient(format!(
                         "the new notification channel {} is unknown to the websocket server",
-                        channel.id
+                        channel.label()
                     )))
                 } else {
                     log::info!(
                         "notification channel {} is gone (expired or evicted): creating a new one",
-                        channel.id
+                        channel.label()
                     );
                     Ok(())
                 }
@@ -386,6 +389,7 @@ impl Worker {
             log::info!("{why}: reconnecting");
             Ok(())
         } else {
+            log::info!("{why}: reconnecting after a pause (the socket was young)");
             Err(Failure::transient(why))
         }
     }
@@ -393,6 +397,23 @@ impl Worker {
     fn deadline(&self) -> Instant {
         Instant::now() + self.shared.timeout
     }
+}
+
+/// Makes `live`'s topics those of `wanted` (one request, only when they differ).
+fn subscribe(shared: &Shared, live: &mut Live, wanted: &HashSet<Arc<str>>) -> Result<(), Failure> {
+    if live.followed == *wanted {
+        return Ok(());
+    }
+    let deadline = Instant::now() + shared.timeout;
+    channel::subscribe(&shared.client, &live.channel, wanted, deadline)
+        .map_err(|e| Failure::api("subscribing the queues' topics", &e))?;
+    log::debug!(
+        "notification channel {} follows {} queues",
+        live.channel.label(),
+        wanted.len()
+    );
+    live.followed = wanted.clone();
+    Ok(())
 }
 
 /// What a message meant for the socket it came on.
