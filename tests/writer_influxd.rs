@@ -12,10 +12,11 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
+use genesys2influx::config::LiveUpdates;
 use genesys2influx::config::{InfluxTarget, Secret, SpoolConfig, V1Auth};
 use genesys2influx::exit::Exit;
 use genesys2influx::influx::endpoint::{self, CheckError};
-use genesys2influx::influx::live::{LiveSlot, LiveUpdates};
+use genesys2influx::influx::live::LiveSlot;
 use genesys2influx::influx::spool::Spool;
 use genesys2influx::influx::writer::{self, WriterSettings};
 use genesys2influx::model::Batch;

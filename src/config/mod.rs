@@ -14,9 +14,9 @@ mod genesys;
 mod influx;
 mod limits;
 mod mode;
-mod notifications;
 mod proxy;
 mod secrets;
+mod switch;
 mod urls;
 mod vars;
 mod warnings;
@@ -25,7 +25,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::duration;
-use crate::influx::live::LiveUpdates;
 
 pub use error::ConfigError;
 use error::Result;
@@ -33,9 +32,9 @@ pub use genesys::{GenesysConfig, QueueSelector, Shard};
 pub use influx::{InfluxTarget, V1Auth};
 use limits::*;
 pub use mode::Mode;
-pub use notifications::Notifications;
 pub use proxy::{ProxyConfig, ProxyUrl};
 pub use secrets::Secret;
+pub use switch::{LiveUpdates, Notifications, Switch};
 use vars::Vars;
 
 #[derive(Debug, Clone)]
@@ -142,26 +141,19 @@ pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>, mode: Mode) -> Result<C
             DEFAULT_SHUTDOWN_TIMEOUT,
             SHUTDOWN_TIMEOUT_RANGE,
         )?,
-        live_updates: vars
-            .optional("LIVE_UPDATES")
-            .map(|v| parse_live_updates(&v))
-            .transpose()?
-            .unwrap_or(LiveUpdates::Auto),
-        notifications: vars
-            .optional("NOTIFICATIONS")
-            .map(|v| notifications::parse(&v))
-            .transpose()?
-            .unwrap_or_default(),
+        live_updates: switch(&vars, "LIVE_UPDATES")?,
+        notifications: switch(&vars, "NOTIFICATIONS")?,
         kpi,
         instance: vars.optional("INSTANCE").unwrap_or_else(hostname),
     })
 }
 
-/// `LIVE_UPDATES`: `on`, `off` or `auto`.
-pub(crate) fn parse_live_updates(text: &str) -> Result<LiveUpdates> {
-    LiveUpdates::parse(text).ok_or_else(|| {
-        ConfigError::new("LIVE_UPDATES", format!("\"{text}\" is not on, off or auto"))
-    })
+/// An `auto|on|off` variable; `auto` when unset.
+fn switch(vars: &Vars, variable: &str) -> Result<Switch> {
+    vars.optional(variable)
+        .map(|v| switch::parse(variable, &v))
+        .transpose()
+        .map(Option::unwrap_or_default)
 }
 
 fn check_timing(poll_interval: Duration, window: Duration) -> Result<()> {

@@ -25,28 +25,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
+use crate::config::LiveUpdates;
 use crate::influx::endpoint::{ping_version, Endpoint};
 use crate::stats::Stats;
-
-/// `LIVE_UPDATES`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LiveUpdates {
-    On,
-    Off,
-    /// On when the backend is identified as InfluxDB, off otherwise.
-    Auto,
-}
-
-impl LiveUpdates {
-    pub fn parse(text: &str) -> Option<LiveUpdates> {
-        match text.to_ascii_lowercase().as_str() {
-            "on" => Some(LiveUpdates::On),
-            "off" => Some(LiveUpdates::Off),
-            "auto" => Some(LiveUpdates::Auto),
-            _ => None,
-        }
-    }
-}
 
 /// What `auto` makes of the `/ping` answer's `X-Influxdb-Version`: whether live updates
 /// go on, and the start-up log line saying which backend and why.
@@ -302,23 +283,6 @@ mod tests {
 
     fn skipped(slot: &LiveSlot) -> u64 {
         slot.stats.live_updates_skipped.load(Relaxed)
-    }
-
-    #[test]
-    fn the_setting_is_on_off_or_auto() {
-        assert_eq!(LiveUpdates::parse("ON"), Some(LiveUpdates::On));
-        assert_eq!(LiveUpdates::parse("off"), Some(LiveUpdates::Off));
-        assert_eq!(LiveUpdates::parse("auto"), Some(LiveUpdates::Auto));
-        assert_eq!(LiveUpdates::parse("yes"), None);
-    }
-
-    #[test]
-    fn a_wrong_setting_names_the_variable_and_the_choices() {
-        let error = crate::config::parse_live_updates("yes").unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "LIVE_UPDATES: \"yes\" is not on, off or auto"
-        );
     }
 
     #[test]

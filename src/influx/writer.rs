@@ -39,13 +39,13 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender, TryRecvError};
 
 use crate::aggregate::PartBuffers;
-use crate::config::{InfluxTarget, SpoolConfig};
+use crate::config::{InfluxTarget, LiveUpdates, SpoolConfig};
 use crate::duration;
 use crate::influx::backlog::{Backlog, MEMORY_BACKLOG_MAX_BYTES};
 use crate::influx::delivery::{count_lines, deliver, Delivery, RejectionLog};
 use crate::influx::endpoint::{credentials_hint, Endpoint};
 use crate::influx::gzip::Gzip;
-use crate::influx::live::{self, LiveSlot, LiveUpdates};
+use crate::influx::live::{self, LiveSlot};
 use crate::influx::policy::{decide, Decision, FailureClass, Failures};
 use crate::influx::rewrite::{self, Rewrites};
 use crate::influx::shutdown::ShutdownClock;

@@ -48,18 +48,14 @@ pub fn probe(
     })?;
     let tls = crate::websocket::dial::tls_config(http.tls_ca_file.as_deref())
         .map_err(ProbeError::Socket)?;
-    let mut socket = crate::websocket::dial::connect(
-        &created.connect_uri,
-        &tls,
-        &http.proxy,
-        http.timeout,
-    )
-    .map_err(|e| {
-        ProbeError::Socket(format!(
+    let mut socket =
+        crate::websocket::dial::connect(&created.connect_uri, &tls, &http.proxy, http.timeout)
+            .map_err(|e| {
+                ProbeError::Socket(format!(
             "channel created and topic subscribed, but its websocket at {} cannot be opened: {e}",
             created.server()
         ))
-    })?;
+            })?;
     socket.close();
     let lifetime = created.expires_ms.saturating_sub(created.created_ms) / 1000;
     Ok(format!(
