@@ -34,11 +34,10 @@ const OUTPUT_BUFFER_BYTES: usize = 16 * 1024;
 /// proxies of the configuration applied per destination (`route`), the bundled web PKI
 /// roots plus `TLS_CA_FILE`, and host names looked up once a minute (`resolver`).
 pub fn agent(http: &HttpConfig) -> Result<ureq::Agent, String> {
-    let mut tls = TlsConfig::builder();
-    if let Some(path) = &http.tls_ca_file {
-        tls = tls.root_certs(RootCerts::from(roots_with(path)?));
-    }
-    let tls = tls.build();
+    let tls = TlsConfig::builder()
+        .root_certs(RootCerts::from(roots(http.tls_ca_file.as_deref())?))
+        .unversioned_rustls_crypto_provider(tls_provider())
+        .build();
     let config = |proxy: Option<ureq::Proxy>| {
         ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -82,15 +81,28 @@ pub fn describe_error(error: &ureq::Error) -> String {
     }
 }
 
-/// The bundled roots plus every certificate in the PEM file at `path` (`TLS_CA_FILE`):
-/// what the agent and the notifications websocket trust alike.
-pub(crate) fn roots_with(path: &Path) -> Result<Vec<Certificate<'static>>, String> {
-    let pem = std::fs::read(path)
-        .map_err(|e| format!("TLS_CA_FILE: cannot read {}: {e}", path.display()))?;
+/// The TLS provider of every connection, HTTP and websocket alike: rustls with ring.
+pub(crate) fn tls_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// What every connection trusts, the agent's and the notifications websocket's alike: the
+/// bundled web PKI roots, plus every certificate in the PEM file `TLS_CA_FILE` names.
+pub(crate) fn roots(ca_file: Option<&Path>) -> Result<Vec<Certificate<'static>>, String> {
     let mut roots: Vec<Certificate<'static>> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
         .iter()
         .map(|der| Certificate::from_der(der.as_ref()).to_owned())
         .collect();
+    if let Some(path) = ca_file {
+        add_ca_file(&mut roots, path)?;
+    }
+    Ok(roots)
+}
+
+/// Adds every certificate in the PEM file at `path`; one without any is an error.
+fn add_ca_file(roots: &mut Vec<Certificate<'static>>, path: &Path) -> Result<(), String> {
+    let pem = std::fs::read(path)
+        .map_err(|e| format!("TLS_CA_FILE: cannot read {}: {e}", path.display()))?;
     let bundled = roots.len();
     for item in ureq::tls::parse_pem(&pem) {
         match item {
@@ -110,7 +122,7 @@ pub(crate) fn roots_with(path: &Path) -> Result<Vec<Certificate<'static>>, Strin
             path.display()
         ));
     }
-    Ok(roots)
+    Ok(())
 }
 
 /// `Basic base64(user:password)` (RFC 7617): the Genesys login and InfluxDB 1.x both use it.

@@ -124,19 +124,12 @@ impl Target {
 /// uses for HTTP.
 pub fn tls_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, String> {
     let mut roots = RootCertStore::empty();
-    match ca_file {
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-        Some(path) => {
-            let certificates = crate::http::roots_with(path)?;
-            roots.add_parsable_certificates(
-                certificates
-                    .iter()
-                    .map(|cert| CertificateDer::from(cert.der().to_vec())),
-            );
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
+    roots.add_parsable_certificates(
+        crate::http::roots(ca_file)?
+            .iter()
+            .map(|cert| CertificateDer::from(cert.der().to_vec())),
+    );
+    let config = ClientConfig::builder_with_provider(crate::http::tls_provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS settings: {e}"))?
         .with_root_certificates(roots)
