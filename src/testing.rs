@@ -1,6 +1,7 @@
 //! Helpers shared by the unit tests of several modules: a scratch directory that is
-//! removed when dropped, and a named pipe (the file type a state file or spool segment
-//! must refuse to read). Writer-specific doubles live in `influx::testing`.
+//! removed when dropped, a named pipe (the file type a state file or spool segment must
+//! refuse to read), and the Genesys settings of the simulator. Writer-specific doubles
+//! live in `influx::testing`.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
@@ -36,4 +37,18 @@ pub(crate) fn mkfifo(path: &Path) {
         .status()
         .unwrap();
     assert!(status.success());
+}
+
+/// The Genesys settings that point a client at the simulator `sim`, with its default
+/// credentials and the default request budget.
+pub(crate) fn sim_genesys(sim: &crate::sim::Sim) -> crate::config::GenesysConfig {
+    let options = crate::sim::SimOptions::default();
+    crate::config::GenesysConfig {
+        region_label: "sim".into(),
+        api_url: sim.base_url(),
+        login_url: sim.base_url(),
+        client_id: options.client_id,
+        client_secret: crate::config::Secret::new(options.client_secret),
+        requests_per_minute: 300,
+    }
 }

@@ -913,7 +913,6 @@ mod skewed_clocks {
     use std::time::{Duration, Instant};
 
     use super::observe;
-    use crate::config::{GenesysConfig, Secret};
     use crate::genesys::client::tests::recording_client;
     use crate::model::{media, Queue};
     use crate::sim::{Endpoint, Sim, SimOptions};
@@ -928,14 +927,7 @@ mod skewed_clocks {
             ..SimOptions::default()
         })
         .unwrap();
-        let (client, _, _) = recording_client(&GenesysConfig {
-            region_label: "sim".into(),
-            api_url: sim.base_url(),
-            login_url: sim.base_url(),
-            client_id: "sim-client-id".into(),
-            client_secret: Secret::new("sim-client-secret"),
-            requests_per_minute: 300,
-        });
+        let (client, _, _) = recording_client(&crate::testing::sim_genesys(&sim));
         let queues: Vec<Arc<Queue>> = sim
             .queues()
             .into_iter()

@@ -158,6 +158,21 @@ impl LiveSlot {
         }
     }
 
+    /// Whether `update` is refused: live updates off or closed (shutdown), or its
+    /// window's final point already handed over (counted as skipped).
+    fn refuses(&self, state: &SlotState, update: &LiveUpdate) -> bool {
+        if !state.enabled || state.closed {
+            return true;
+        }
+        let after_final = state
+            .newest_final
+            .is_some_and(|done| update.window_start_ms <= done);
+        if after_final {
+            Stats::incr(&self.stats.live_updates_skipped);
+        }
+        after_final
+    }
+
     fn state(&self) -> MutexGuard<'_, SlotState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -176,14 +191,7 @@ impl LiveSlot {
     /// Refused, and counted, when its window's final point was already handed over.
     pub fn offer(&self, update: LiveUpdate) {
         let mut state = self.state();
-        if !state.enabled || state.closed {
-            return;
-        }
-        if state
-            .newest_final
-            .is_some_and(|done| update.window_start_ms <= done)
-        {
-            Stats::incr(&self.stats.live_updates_skipped);
+        if self.refuses(&state, &update) {
             return;
         }
         state.whole_parts = update.parts.len();
@@ -201,17 +209,10 @@ impl LiveSlot {
     /// counted, like [`LiveSlot::offer`].
     pub fn offer_queues(&self, update: LiveUpdate) {
         let mut guard = self.state();
+        if self.refuses(&guard, &update) {
+            return;
+        }
         let state = &mut *guard;
-        if !state.enabled || state.closed {
-            return;
-        }
-        if state
-            .newest_final
-            .is_some_and(|done| update.window_start_ms <= done)
-        {
-            Stats::incr(&self.stats.live_updates_skipped);
-            return;
-        }
         match &mut state.pending {
             Some(pending) if pending.window_start_ms == update.window_start_ms => {
                 pending.parts.truncate(state.whole_parts);

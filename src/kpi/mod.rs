@@ -451,7 +451,6 @@ fn poll_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{GenesysConfig, Secret};
     use crate::genesys::client::tests::recording_client;
     use crate::genesys::conversation_aggregates::KpiBucket;
     use crate::genesys::conversation_aggregates::{bucket_floor, Interval};
@@ -472,14 +471,7 @@ mod tests {
     }
 
     fn poller_for(sim: &Sim, timing: Timing) -> KpiPoller {
-        let (client, _, stats) = recording_client(&GenesysConfig {
-            region_label: "sim".into(),
-            api_url: sim.base_url(),
-            login_url: sim.base_url(),
-            client_id: "sim-client-id".into(),
-            client_secret: Secret::new("sim-client-secret"),
-            requests_per_minute: 300,
-        });
+        let (client, _, stats) = recording_client(&crate::testing::sim_genesys(sim));
         KpiPoller {
             client: Arc::new(client),
             timing,
