@@ -22,12 +22,18 @@
 //! long value changes are collected), `BENCH_FRESHNESS_POLL` and
 //! `BENCH_FRESHNESS_WINDOW` (whole seconds, default 10 and 60: production).
 //! `BENCH_FRESHNESS_SKIP` skips it.
+//!
+//! `BENCH_FRESHNESS_ROWS` (default `live,notifications`) picks the row sets: `live` the
+//! rows above, `notifications` those of [`notifications`] (issue 21: notifications on
+//! and off at an org-wide rate of queue changes).
 
 #[path = "../tests/util/mod.rs"]
 #[allow(unused_imports)]
 mod util;
 
 mod common;
+#[path = "freshness/notifications.rs"]
+mod notifications;
 
 use std::time::{Duration, Instant};
 
@@ -74,6 +80,18 @@ fn main() {
     {
         return;
     }
+    let rows =
+        std::env::var("BENCH_FRESHNESS_ROWS").unwrap_or_else(|_| "live,notifications".to_string());
+    if rows.split(',').any(|r| r.trim() == "live") {
+        live_rows();
+    }
+    if rows.split(',').any(|r| r.trim() == "notifications") {
+        notifications::run_all();
+    }
+}
+
+/// The rows with live updates off and on, values changing for all queues at once.
+fn live_rows() {
     let lives = std::env::var("BENCH_FRESHNESS_LIVE").unwrap_or_else(|_| "off,on".to_string());
     for queue_count in common::env_sizes("BENCH_FRESHNESS_QUEUES", &[100, 1_000]) {
         for live in lives.split(',').map(str::trim).filter(|l| !l.is_empty()) {

@@ -5,7 +5,10 @@
 # BENCH_E2E_PRODUCTION=0 to skip the row at production cadence (1,000 queues, poll 10 s,
 # window 60 s, KPIs on, 180 s: about five minutes); BENCH_FRESHNESS=0 to skip the freshness
 # rows (100 and 1,000 queues, live updates off and on, production cadence: about 20 minutes;
-# BENCH_FRESHNESS_QUEUES, BENCH_FRESHNESS_LIVE and BENCH_FRESHNESS_SECONDS choose).
+# BENCH_FRESHNESS_QUEUES, BENCH_FRESHNESS_LIVE and BENCH_FRESHNESS_SECONDS choose) and the
+# notifications rows (100 and 1,000 queues, 1, 10 and 50 changes a second, notifications off
+# and on: about 2 minutes a row, 25 minutes; BENCH_FRESHNESS_ROWS=live or =notifications runs
+# one set only, BENCH_FRESHNESS_RATES and BENCH_FRESHNESS_NOTIFICATIONS choose).
 set -eu
 cd "$(dirname "$0")/.."
 out=$(mktemp)
@@ -38,10 +41,19 @@ grep '^RESULT e2e' "$out" | while read -r _ _ rest; do
 done
 echo
 printf '%-6s %-5s %-9s %7s %10s %10s %10s %16s %16s %16s\n' queues live "poll/win" changes "fresh p50" "fresh p95" "fresh max" "cpu ms/min/1000q" "lines/min/1000q" "wire B/min/1000q"
-grep '^RESULT freshness' "$out" | while read -r _ _ rest; do
+grep '^RESULT freshness ' "$out" | while read -r _ _ rest; do
     eval "$(echo "$rest" | tr ' ' '\n' | grep = | sed 's/^/local_/')"
     printf '%-6s %-5s %-9s %7s %8sms %8sms %8sms %16s %16s %16s\n' "$local_queues" "$local_live" \
         "${local_poll_s}s/${local_window_s}s" "$local_changes" "$local_freshness_ms_p50" "$local_freshness_ms_p95" \
         "$local_freshness_ms_max" "$local_cpu_ms_per_min_per_1000_queues" "$local_lines_per_min_per_1000_queues" \
         "$local_wire_bytes_per_min_per_1000_queues"
+done
+echo
+printf '%-6s %9s %-6s %7s %10s %10s %10s %9s %11s %12s %13s %s\n' queues "changes/s" notify changes "fresh p50" "fresh p95" "fresh max" "req/min" "cpu ms/min" "early polls" "early skipped" "load 1 min"
+grep '^RESULT freshness_notifications ' "$out" | while read -r _ _ rest; do
+    eval "$(echo "$rest" | tr ' ' '\n' | grep = | sed 's/^/local_/')"
+    printf '%-6s %9s %-6s %7s %8sms %8sms %8sms %9s %11s %12s %13s %s\n' "$local_queues" "$local_changes_per_s" \
+        "$local_notifications" "$local_changes" "$local_freshness_ms_p50" "$local_freshness_ms_p95" \
+        "$local_freshness_ms_max" "$local_requests_per_min" "$local_cpu_ms_per_min" "$local_early_polls" \
+        "$local_early_polls_skipped" "$local_load1_before -> $local_load1_after"
 done
