@@ -175,6 +175,10 @@ impl Worker {
                         failures = 0;
                         None
                     }
+                    Err(_) if self.stopping() => {
+                        self.close_all();
+                        return;
+                    }
                     Err(failure) => {
                         failures = failures.saturating_add(1);
                         let wait = outage::delay(failure.kind, failures, crate::jitter::shared());
@@ -200,6 +204,15 @@ impl Worker {
                 return;
             }
         }
+    }
+
+    /// The service is stopping: a connection lost now (the simulator of `demo` shut down
+    /// with it, say) is no failure to report or retry.
+    fn stopping(&self) -> bool {
+        matches!(
+            self.shared.stop.try_recv(),
+            Err(crossbeam_channel::TryRecvError::Disconnected)
+        )
     }
 
     fn close_all(&mut self) {
@@ -385,6 +398,12 @@ impl Worker {
         };
         current.close();
         self.lost = true;
+        if self.stopping() {
+            return Ok(());
+        }
+        let Some(current) = self.current.as_ref() else {
+            return Ok(());
+        };
         if current.opened.elapsed() >= HEALTHY_SOCKET {
             log::info!("{why}: reconnecting");
             Ok(())
