@@ -57,10 +57,11 @@ INFLUXDB_RETENTION_POLICY INFLUXDB_USERNAME INFLUXDB_PASSWORD INFLUXDB_TAGS TLS_
 HTTPS_PROXY NO_PROXY HTTP_TIMEOUT SPOOL_DIR SPOOL_MAX_BYTES SHUTDOWN_TIMEOUT KPIS KPI_BUCKET
 KPI_POLL KPI_LOOKBACK RUST_LOG GENESYS_REQUESTS_PER_MINUTE INSTANCE"
 # ... and whatever else src/config/ reads, so a new variable cannot go undocumented
-# (CREDENTIALS_DIRECTORY is systemd's; "INFLUXDB" is a name prefix urls.rs tests).
+# (CREDENTIALS_DIRECTORY is systemd's; "INFLUXDB" is a name prefix urls.rs tests; "ON"
+# and "SECRET" are values the unit tests of switch.rs and proxy.rs use).
 [ -d src/config ] || { echo "no src/config/: where are the variables read now?" >&2; exit 1; }
 for v in $(grep -rho '"[A-Z][A-Z0-9_]*"' src/config/ | tr -d '"' | sort -u); do
-    case " $(echo $VARIABLES) CREDENTIALS_DIRECTORY INFLUXDB " in
+    case " $(echo $VARIABLES) CREDENTIALS_DIRECTORY INFLUXDB ON SECRET " in
         *" $v "*) ;;
         *) VARIABLES="$VARIABLES $v" ;;
     esac
