@@ -13,15 +13,17 @@
 //! channels, every queue subscribed.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use genesys2influx::aggregate::mean::time_weighted_mean;
 use genesys2influx::model::AGENT_METRICS;
 use genesys2influx::sim::{Endpoint, Fault, Sim, SimOptions, SocketFault};
 
+use crate::util::gate::now_ms;
 use crate::util::influxd::Influxd;
 use crate::util::process::Service;
 use crate::util::sim_env;
+use crate::util::wall::{read_into, Sightings};
 
 const DB: &str = "genesys";
 const POLL_MS: u64 = 10_000;
@@ -33,13 +35,6 @@ const FRESH_MS: u64 = 2_000;
 const HEARTBEAT: Duration = Duration::from_secs(2);
 /// The default budget: no minute may see more requests.
 const BUDGET: usize = 300;
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
 
 /// `queues` queues, each changing once a minute at a moment of its own.
 fn sim(queues: usize) -> Sim {
@@ -68,48 +63,13 @@ fn env(sim: &Sim, influx: &Influxd, notifications: &str) -> Vec<(&'static str, S
     env
 }
 
-/// What the wall showed: per queue, each new set of agent `_last` values and when it was
-/// first seen.
-type Sightings = HashMap<String, Vec<(u64, [f64; 8])>>;
-
 /// Reads the newest point of every queue every 150 ms until `until_ms`, running
 /// `at(ms)` between reads (fault injection).
 fn watch(influx: &Influxd, until_ms: u64, mut at: impl FnMut(u64)) -> Sightings {
     let mut seen: Sightings = HashMap::new();
     // Bounded by `until_ms` (a few minutes at most).
     while now_ms() < until_ms {
-        let since = now_ms() - now_ms() % WINDOW_MS - WINDOW_MS;
-        let query = format!(
-            "SELECT * FROM genesys_queue WHERE time >= {since}ms GROUP BY \"queue_id\" ORDER BY time DESC LIMIT 1"
-        );
-        let json = influx.query(DB, &query);
-        let stamp = now_ms();
-        for series in json["results"][0]["series"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
-            let Some(id) = series["tags"]["queue_id"].as_str() else {
-                continue;
-            };
-            let columns: Vec<&str> = series["columns"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|c| c.as_str().unwrap())
-                .collect();
-            let row = &series["values"][0];
-            let mut values = [0.0; 8];
-            for (i, metric) in AGENT_METRICS.iter().enumerate() {
-                let column = format!("{metric}_last");
-                let pos = columns.iter().position(|c| *c == column).unwrap();
-                values[i] = row[pos].as_f64().unwrap_or(f64::NAN);
-            }
-            let history = seen.entry(id.to_string()).or_default();
-            if history.last().is_none_or(|(_, last)| *last != values) {
-                history.push((stamp, values));
-            }
-        }
+        let stamp = read_into(influx, DB, WINDOW_MS, &mut seen);
         at(stamp);
         std::thread::sleep(Duration::from_millis(150));
     }

@@ -28,7 +28,6 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use genesys2influx::model::AGENT_METRICS;
 use genesys2influx::sim::{Sim, SimOptions};
 
 use crate::common;
@@ -36,6 +35,7 @@ use crate::util::gate::now_ms;
 use crate::util::influxd::Influxd;
 use crate::util::process::Service;
 use crate::util::sim_env;
+use crate::util::wall::{read_into, Sightings};
 
 const DB: &str = "genesys";
 const POLL_MS: u64 = 10_000;
@@ -53,9 +53,6 @@ struct Row {
     notifications: String,
     length_ms: u64,
 }
-
-/// Per queue, each new set of agent `_last` values and when it was first read.
-type Sightings = HashMap<String, Vec<(u64, [f64; 8])>>;
 
 /// Runs every configured row.
 pub fn run_all() {
@@ -126,13 +123,13 @@ fn run(row: &Row) {
             "not every queue had a point within 120 s:\n{}",
             service.stderr()
         );
-        read_into(&influx, &mut seen);
+        read_into(&influx, DB, WINDOW_MS, &mut seen);
         std::thread::sleep(READ_EVERY);
     }
     let (t0, cpu0) = (now_ms(), common::cpu_seconds(&stat));
     let t1 = t0 + row.length_ms;
     while now_ms() < t1 {
-        read_into(&influx, &mut seen);
+        read_into(&influx, DB, WINDOW_MS, &mut seen);
         std::thread::sleep(READ_EVERY);
     }
     let cpu1 = common::cpu_seconds(&stat);
@@ -142,7 +139,7 @@ fn run(row: &Row) {
         .filter(|r| (t0..t1).contains(&r.time_ms))
         .count();
     while now_ms() < t1 + TAIL_MS {
-        read_into(&influx, &mut seen);
+        read_into(&influx, DB, WINDOW_MS, &mut seen);
         std::thread::sleep(READ_EVERY);
     }
     service.signal("TERM");
@@ -181,40 +178,6 @@ fn run(row: &Row) {
         (cpu1 - cpu0) * 1000.0 / minutes,
         load_average(),
     );
-}
-
-/// Reads every queue's newest point of this and the last window into `seen`.
-fn read_into(influx: &Influxd, seen: &mut Sightings) {
-    let since = now_ms() - now_ms() % WINDOW_MS - WINDOW_MS;
-    let fields = AGENT_METRICS
-        .iter()
-        .map(|m| format!("\"{m}_last\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let query = format!(
-        "SELECT {fields} FROM genesys_queue WHERE time >= {since}ms \
-         GROUP BY \"queue_id\" ORDER BY time DESC LIMIT 1"
-    );
-    let json = influx.query(DB, &query);
-    let stamp = now_ms();
-    for series in json["results"][0]["series"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        let Some(id) = series["tags"]["queue_id"].as_str() else {
-            continue;
-        };
-        let row = &series["values"][0];
-        let mut values = [f64::NAN; 8];
-        for (i, value) in values.iter_mut().enumerate() {
-            *value = row[i + 1].as_f64().unwrap_or(f64::NAN);
-        }
-        let history = seen.entry(id.to_string()).or_default();
-        if history.last().is_none_or(|(_, last)| *last != values) {
-            history.push((stamp, values));
-        }
-    }
 }
 
 /// Change → first read showing it (or a later change of the queue), in ms, for each

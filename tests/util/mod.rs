@@ -8,6 +8,7 @@ pub mod influxd;
 pub mod process;
 pub mod proxy;
 pub mod victoria;
+pub mod wall;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
